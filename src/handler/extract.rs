@@ -1,0 +1,100 @@
+//! Extractors whose rejections are the app's own errors, so malformed bodies,
+//! wrong content types, oversize bodies and bad credentials all answer in the
+//! one JSON shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::AppState;
+use crate::error::{AppError, InvalidArg};
+use crate::model::IdTokenClaims;
+
+/// A JSON body: 415 unless `Content-Type` is JSON, 413 over the body limit,
+/// 400 for malformed JSON, 400 with `invalidArgs` for a field of the wrong type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge("request body is too large".into())
+            } else {
+                AppError::bad_request("could not read the request body")
+            }
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let inner = err.into_inner();
+            match inner.classify() {
+                Category::Data if field != "." => {
+                    AppError::invalid_args(vec![InvalidArg::new(field, inner.to_string())])
+                }
+                Category::Data => AppError::bad_request("request body must be a JSON object"),
+                _ => AppError::bad_request("malformed JSON body"),
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|_| AppError::bad_request("malformed JSON body"))?;
+        Ok(Self(value))
+    }
+}
+
+/// The user of a request with a valid `Authorization: Bearer <ID token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub IdTokenClaims);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                AppError::unauthorized("Authorization header must be `Bearer <ID token>`")
+            })?;
+        state.token_service.validate_id_token(token).map(AuthUser)
+    }
+}

@@ -1,0 +1,48 @@
+//! Tokens handed to clients and the claims they carry.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The pair returned by sign-up, sign-in and refresh.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    pub id_token: String,
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenPair(<redacted>)")
+    }
+}
+
+/// Claims of an RS256 ID token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    /// The user's uid.
+    pub sub: Uuid,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
+/// Claims of an HS256 refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenClaims {
+    pub sub: Uuid,
+    pub jti: Uuid,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// A refresh token that verified: whose it is and which whitelist entry it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub uid: Uuid,
+    pub jti: Uuid,
+}

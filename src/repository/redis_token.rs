@@ -1,0 +1,153 @@
+//! The refresh-token whitelist in Redis: one key `<uid>:<jti>` per live token.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use crate::model::TokenRepository;
+
+/// Keys found per SCAN step on sign-out; small COUNTs multiply round trips.
+const SCAN_COUNT: usize = 1000;
+
+/// Takes the old entry and, only if it was there, whitelists the new one, in
+/// one atomic step and one round trip. The `DEL` count decides the winner.
+static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('DEL', KEYS[1]) == 1 then
+            redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+            return 1
+          end
+          return 0",
+    )
+});
+
+/// A connection manager that connects lazily and reconnects by itself, so the
+/// service starts while Redis is down and recovers when it comes back.
+pub fn redis_connection_manager(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
+/// [`TokenRepository`] on Redis.
+#[derive(Clone)]
+pub struct RedisTokenRepository {
+    conn: ConnectionManager,
+}
+
+impl RedisTokenRepository {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self { conn }
+    }
+}
+
+fn key(uid: Uuid, jti: Uuid) -> String {
+    format!("{uid}:{jti}")
+}
+
+/// An unreachable or overloaded Redis is a 503; a reply we did not expect is a bug.
+fn map_redis_error(err: RedisError) -> AppError {
+    let is_bug = match err.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => true,
+        ErrorKind::Server(kind) => !matches!(
+            kind,
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        ),
+        _ => false,
+    };
+    if is_bug {
+        AppError::Internal(anyhow::Error::new(err).context("redis command failed"))
+    } else {
+        AppError::store_unavailable("token store", &err)
+    }
+}
+
+fn ttl_secs(ttl: Duration) -> u64 {
+    ttl.as_secs().max(1)
+}
+
+#[async_trait]
+impl TokenRepository for RedisTokenRepository {
+    async fn set_refresh_token(&self, uid: Uuid, jti: Uuid, ttl: Duration) -> AppResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(key(uid, jti))
+            .arg("1")
+            .arg("EX")
+            .arg(ttl_secs(ttl))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(map_redis_error)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        uid: Uuid,
+        old_jti: Uuid,
+        new_jti: Uuid,
+        ttl: Duration,
+    ) -> AppResult<bool> {
+        let mut conn = self.conn.clone();
+        let taken: i64 = ROTATE
+            .key(key(uid, old_jti))
+            .key(key(uid, new_jti))
+            .arg(ttl_secs(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(map_redis_error)?;
+        Ok(taken == 1)
+    }
+
+    async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64> {
+        let mut conn = self.conn.clone();
+        // A uid is a hyphenated UUID: no glob metacharacters to escape.
+        let pattern = format!("{uid}:*");
+        let mut cursor: u64 = 0;
+        let mut deleted: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(map_redis_error)?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(map_redis_error)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> AppResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(map_redis_error)
+    }
+}
