@@ -1,0 +1,409 @@
+//! Starts the real app on port 0 against the real PostgreSQL and Redis, with a
+//! uniquely named database per test, and cleans up after itself even when the
+//! test fails: the database is dropped and the Redis keys of the users the test
+//! created are removed (never anything else).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use account::config::Config;
+use account::keys::{GeneratedKeyFiles, generate_keys};
+use account::startup::Application;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn require_real_stores() -> bool {
+    std::env::var("REQUIRE_REAL_STORES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Prints a line the test harness does not swallow.
+pub fn notice(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Whether PostgreSQL and Redis answer. Unreachable stores skip the test with a
+/// visible line, or fail it under `REQUIRE_REAL_STORES=1` (CI).
+async fn real_stores_available(test: &str) -> bool {
+    static REACHABLE: tokio::sync::OnceCell<Result<(), String>> =
+        tokio::sync::OnceCell::const_new();
+    let reachable = REACHABLE
+        .get_or_init(|| async {
+            let pg = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::PgConnection::connect(&admin_database_url()),
+            )
+            .await;
+            if !matches!(pg, Ok(Ok(_))) {
+                return Err(format!(
+                    "PostgreSQL at TEST_DATABASE_URL={}",
+                    admin_database_url()
+                ));
+            }
+            let redis = async {
+                let client = redis::Client::open(test_redis_url())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), redis).await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(format!("Redis at TEST_REDIS_URL={}", test_redis_url())),
+            }
+        })
+        .await;
+    match reachable {
+        Ok(()) => true,
+        Err(store) if require_real_stores() => {
+            panic!("{store} is unreachable and REQUIRE_REAL_STORES=1")
+        }
+        Err(store) => {
+            notice(&format!("SKIPPED {test}: {store} is unreachable"));
+            false
+        }
+    }
+}
+
+/// Development keys generated once per test run.
+pub fn key_files() -> &'static GeneratedKeyFiles {
+    static KEYS: OnceLock<GeneratedKeyFiles> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir: PathBuf = tempfile::tempdir().expect("temp dir").keep();
+        let files = GeneratedKeyFiles::in_dir(&dir);
+        generate_keys(&files, false).expect("generate test keys");
+        files
+    })
+}
+
+pub fn private_key_pem() -> Vec<u8> {
+    std::fs::read(&key_files().private_key).unwrap()
+}
+
+pub fn public_key_pem() -> Vec<u8> {
+    std::fs::read(&key_files().public_key).unwrap()
+}
+
+/// A database created for one test and dropped (`WITH (FORCE)`) when dropped.
+pub struct TestDatabase {
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("account_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_database_url())
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = with_database(&admin_database_url(), &name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .execute(&mut admin)
+                .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
+
+/// `postgres://host/admin_db?x` → `postgres://host/<name>?x`
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// A running app and what a test needs to drive and inspect it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    pub client: reqwest::Client,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub db: TestDatabase,
+    users: Mutex<Vec<Uuid>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts an app with the default test configuration, or `None` (skipped).
+pub async fn spawn_app(test: &str) -> Option<TestApp> {
+    spawn_app_with(test, &[]).await
+}
+
+/// Starts an app with extra environment variables (e.g. `HANDLER_TIMEOUT`).
+pub async fn spawn_app_with(test: &str, vars: &[(&str, &str)]) -> Option<TestApp> {
+    if !real_stores_available(test).await {
+        return None;
+    }
+    let db = TestDatabase::create().await;
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("REDIS_URL".into(), test_redis_url()),
+        (
+            "PRIV_KEY_FILE".into(),
+            key_files().private_key.display().to_string(),
+        ),
+        (
+            "PUB_KEY_FILE".into(),
+            key_files().public_key.display().to_string(),
+        ),
+        (
+            "REFRESH_SECRET".into(),
+            std::fs::read_to_string(&key_files().refresh_secret)
+                .unwrap()
+                .trim()
+                .into(),
+        ),
+        ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+    ]);
+    for (k, v) in vars {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::from_vars(env).expect("test config");
+    let app = Application::build(config).await.expect("build app");
+    let address = format!("http://{}", app.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let redis = redis::Client::open(test_redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    Some(TestApp {
+        address,
+        client: reqwest::Client::new(),
+        redis,
+        db,
+        users: Mutex::new(Vec::new()),
+        shutdown: Some(tx),
+        server: Some(server),
+    })
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        // Remove the whitelist entries of the users this test created, and only those.
+        let users = std::mem::take(&mut *self.users.lock().unwrap());
+        if users.is_empty() {
+            return;
+        }
+        let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
+            let mut conn = redis::Client::open(test_redis_url())?.get_connection()?;
+            for uid in users {
+                let keys: Vec<String> =
+                    redis::Commands::scan_match::<_, String>(&mut conn, format!("{uid}:*"))?
+                        .collect::<Result<_, _>>()?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL").arg(keys).query::<()>(&mut conn)?;
+                }
+            }
+            Ok(())
+        })
+        .join();
+    }
+}
+
+/// Tokens returned by sign-up, sign-in and refresh.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub id_token: String,
+    pub refresh_token: String,
+}
+
+impl Tokens {
+    pub fn from_body(body: &Value) -> Self {
+        Self {
+            id_token: body["tokens"]["idToken"].as_str().expect("idToken").into(),
+            refresh_token: body["tokens"]["refreshToken"]
+                .as_str()
+                .expect("refreshToken")
+                .into(),
+        }
+    }
+}
+
+/// The claims of a JWT, decoded without verification (for assertions).
+pub fn claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
+pub fn header(token: &str) -> Value {
+    jwt_part(token, 0)
+}
+
+fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).expect("JWT part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/account{path}", self.address)
+    }
+
+    /// Remembers a user so its Redis keys are removed when the test ends.
+    pub fn track(&self, uid: Uuid) {
+        self.users.lock().unwrap().push(uid);
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn signup_response(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json("/signup", &json!({"email": email, "password": password}))
+            .await
+    }
+
+    /// Signs up a new user and returns its tokens; the user is tracked.
+    pub async fn signup(&self, email: &str) -> (Uuid, Tokens) {
+        let response = self.signup_response(email, PASSWORD).await;
+        assert_eq!(response.status(), 201, "sign-up of {email}");
+        let tokens = Tokens::from_body(&response.json().await.unwrap());
+        let uid: Uuid = claims(&tokens.id_token)["sub"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.track(uid);
+        (uid, tokens)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json("/tokens", &json!({"refreshToken": refresh_token}))
+            .await
+    }
+
+    pub async fn me(&self, id_token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/me"))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn signout(&self, id_token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/signout"))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The whitelist keys of a user, found with SCAN.
+    pub async fn refresh_keys(&self, uid: Uuid) -> Vec<String> {
+        let mut conn = self.redis.clone();
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{uid}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.extend(batch);
+            if next == 0 {
+                keys.sort();
+                return keys;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Seconds to live of a Redis key (-2 if it does not exist).
+    pub async fn ttl(&self, key: &str) -> i64 {
+        let mut conn = self.redis.clone();
+        redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts the error shape and returns the body.
+pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["type"], kind, "error type in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    body
+}

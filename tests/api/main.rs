@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, real PostgreSQL and Redis.
+
+mod errors;
+mod helpers;
+mod lifecycle;
+mod outage;
+mod profile;
+mod tokens;

@@ -1,0 +1,225 @@
+//! Refresh-token rotation and ID-token verification as clients see them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    TestApp, Tokens, assert_error, claims, private_key_pem, public_key_pem, spawn_app, unique_email,
+};
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
+    let Some(app) =
+        spawn_app("twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner").await
+    else {
+        return;
+    };
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let responses =
+        futures::future::join_all((0..20).map(|_| app.refresh(&tokens.refresh_token))).await;
+    let mut winners = Vec::new();
+    for response in responses {
+        match response.status().as_u16() {
+            200 => winners.push(Tokens::from_body(&response.json().await.unwrap())),
+            401 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["type"], "AUTHORIZATION");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one 200");
+    let jti = claims(&winners[0].refresh_token)["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.refresh_keys(uid).await,
+        vec![format!("{uid}:{jti}")],
+        "one live entry"
+    );
+    app.signout(&winners[0].id_token).await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies() {
+    let Some(app) =
+        spawn_app("a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies").await
+    else {
+        return;
+    };
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let key = app.refresh_keys(uid).await.remove(0);
+    let mut conn = app.redis.clone();
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let body = assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refresh token")
+    );
+    assert!(
+        app.refresh_keys(uid).await.is_empty(),
+        "nothing whitelisted by a refused refresh"
+    );
+}
+
+#[tokio::test]
+async fn malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests() {
+    let Some(app) = spawn_app("malformed_or_foreign_refresh_tokens").await else {
+        return;
+    };
+    let (_, tokens) = app.signup(&unique_email()).await;
+    // An ID token is not a refresh token.
+    assert_error(app.refresh(&tokens.id_token).await, 401, "AUTHORIZATION").await;
+    assert_error(app.refresh("not-a-jwt").await, 401, "AUTHORIZATION").await;
+    // Same claims, signed with another secret.
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&tokens.refresh_token),
+        &EncodingKey::from_secret(b"another secret, long enough to be plausible"),
+    )
+    .unwrap();
+    assert_error(app.refresh(&forged).await, 401, "AUTHORIZATION").await;
+    let body = assert_error(
+        app.post_json("/tokens", &json!({})).await,
+        400,
+        "BAD_REQUEST",
+    )
+    .await;
+    assert_eq!(body["error"]["invalidArgs"][0]["field"], "refreshToken");
+    app.signout(&tokens.id_token).await;
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn valid_claims(sub: &str) -> Value {
+    json!({
+        "sub": sub, "iss": "account", "aud": "domain-services",
+        "iat": now(), "exp": now() + 600, "jti": uuid::Uuid::new_v4(),
+        "email": "x@example.com", "name": ""
+    })
+}
+
+fn rs256(claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&private_key_pem()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+}
+
+async fn assert_me_unauthorized(app: &TestApp, token: &str, why: &str) {
+    let response = app.me(token).await;
+    assert_eq!(response.status(), 401, "{why}");
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#,
+        "{why}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "AUTHORIZATION", "{why}");
+}
+
+#[tokio::test]
+async fn forged_tampered_expired_and_misissued_id_tokens_are_refused() {
+    let Some(app) = spawn_app("forged_tampered_expired_and_misissued_id_tokens_are_refused").await
+    else {
+        return;
+    };
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let sub = uid.to_string();
+
+    // Our own key with valid claims is accepted: the forgeries below differ in one way each.
+    assert_eq!(app.me(&rs256(&valid_claims(&sub))).await.status(), 200);
+
+    // Tampered: the payload swapped for another user's, the signature kept.
+    let mut parts: Vec<String> = tokens.id_token.split('.').map(str::to_owned).collect();
+    let mut payload = claims(&tokens.id_token);
+    payload["sub"] = json!(uuid::Uuid::new_v4());
+    parts[1] = B64.encode(serde_json::to_vec(&payload).unwrap());
+    assert_me_unauthorized(&app, &parts.join("."), "tampered").await;
+
+    // Expired beyond the 5 s leeway.
+    let mut expired = valid_claims(&sub);
+    expired["iat"] = json!(now() - 1000);
+    expired["exp"] = json!(now() - 30);
+    assert_me_unauthorized(&app, &rs256(&expired), "expired").await;
+
+    // alg: none with no signature.
+    let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let none_payload = B64.encode(serde_json::to_vec(&valid_claims(&sub)).unwrap());
+    assert_me_unauthorized(&app, &format!("{none_header}.{none_payload}."), "alg none").await;
+
+    // HS256 signed with the public key as the HMAC secret (algorithm confusion).
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &valid_claims(&sub),
+        &EncodingKey::from_secret(&public_key_pem()),
+    )
+    .unwrap();
+    assert_me_unauthorized(&app, &confused, "HS256 with the public key").await;
+
+    // Wrong issuer, wrong audience, and each required claim missing.
+    let mut other_issuer = valid_claims(&sub);
+    other_issuer["iss"] = json!("someone-else");
+    assert_me_unauthorized(&app, &rs256(&other_issuer), "other issuer").await;
+    let mut other_audience = valid_claims(&sub);
+    other_audience["aud"] = json!("someone-else");
+    assert_me_unauthorized(&app, &rs256(&other_audience), "other audience").await;
+    for claim in ["exp", "iss", "aud", "sub"] {
+        let mut missing = valid_claims(&sub);
+        missing.as_object_mut().unwrap().remove(claim);
+        assert_me_unauthorized(&app, &rs256(&missing), claim).await;
+    }
+
+    // The refresh token is not an ID token.
+    assert_me_unauthorized(&app, &tokens.refresh_token, "refresh token as bearer").await;
+    app.signout(&tokens.id_token).await;
+}
+
+#[tokio::test]
+async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticate() {
+    let Some(app) = spawn_app("protected_routes_without_a_bearer_token").await else {
+        return;
+    };
+    for (method, path) in [("GET", "/me"), ("POST", "/signout"), ("PUT", "/details")] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .json(&json!({"email": "a@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer",
+            "{method} {path}"
+        );
+        assert_error(response, 401, "AUTHORIZATION").await;
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .header("Authorization", "Basic dXNlcjpwYXNz")
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 401, "AUTHORIZATION").await;
+    }
+}
