@@ -62,7 +62,6 @@ pub async fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
