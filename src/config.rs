@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::keys::KeyPaths;
 
@@ -30,15 +30,33 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The user store chosen by `DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub enum UserStoreConfig {
+    /// `postgres://…`; the URL may hold a password, so it is kept secret.
+    Postgres { url: Secret },
+    /// `sqlite://…`, or the embedded default file when `DATABASE_URL` is unset.
+    Sqlite { url: String },
+}
+
+/// The token store chosen by `REDIS_URL`.
+#[derive(Debug, Clone)]
+pub enum TokenStoreConfig {
+    /// `redis://…`
+    Redis { url: Secret },
+    /// `REDIS_URL` unset: an in-process whitelist, saved to `snapshot` on shutdown.
+    InProcess { snapshot: PathBuf },
+}
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: String,
     pub port: u16,
-    /// `postgres://…`; a URL may hold a password, so it is kept secret.
-    pub database_url: Secret,
-    /// `redis://…`
-    pub redis_url: Secret,
+    /// Where users live.
+    pub user_store: UserStoreConfig,
+    /// Where the refresh-token whitelist lives.
+    pub token_store: TokenStoreConfig,
     pub keys: KeyPaths,
     pub id_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -66,6 +84,11 @@ pub mod defaults {
     pub const HANDLER_TIMEOUT: u64 = 5;
     pub const MAX_BODY_BYTES: usize = 65_536;
     pub const ACCOUNT_API_URL: &str = "/api/account";
+    /// The embedded user store when `DATABASE_URL` is unset.
+    pub const SQLITE_URL: &str = "sqlite://data/account.db";
+    /// Where the in-process token store is saved on shutdown when the user
+    /// store is not SQLite (beside the SQLite file when it is).
+    pub const DATA_DIR: &str = "data";
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
 }
 
@@ -79,15 +102,29 @@ impl Config {
     /// a map in tests).
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
         let env = Vars(vars);
+        let user_store = parse_user_store(env.optional("DATABASE_URL"))?;
+        let token_store = match env.optional("REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                TokenStoreConfig::Redis {
+                    url: Secret::new(url),
+                }
+            }
+            Some(_) => bail!("REDIS_URL: must be a redis:// or rediss:// URL"),
+            None => TokenStoreConfig::InProcess {
+                snapshot: data_dir(&user_store).join("refresh-tokens.json"),
+            },
+        };
         let config = Self {
             host: env.string("HOST", defaults::HOST),
             port: env.parse("PORT", defaults::PORT)?,
-            database_url: Secret::new(env.required("DATABASE_URL")?),
-            redis_url: Secret::new(env.required("REDIS_URL")?),
+            user_store,
+            token_store,
             keys: KeyPaths {
                 private_key: PathBuf::from(env.string("PRIV_KEY_FILE", defaults::PRIV_KEY_FILE)),
                 public_key: PathBuf::from(env.string("PUB_KEY_FILE", defaults::PUB_KEY_FILE)),
-                refresh_secret_file: PathBuf::from(defaults::REFRESH_SECRET_FILE),
+                refresh_secret_file: PathBuf::from(
+                    env.string("REFRESH_SECRET_FILE", defaults::REFRESH_SECRET_FILE),
+                ),
                 refresh_secret: env.optional("REFRESH_SECRET").map(Secret::new),
             },
             id_token_ttl: env.seconds("ID_TOKEN_EXP", defaults::ID_TOKEN_EXP)?,
@@ -106,15 +143,13 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether both stores are embedded (SQLite and in-process): a single instance.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.user_store, UserStoreConfig::Sqlite { .. })
+            && matches!(self.token_store, TokenStoreConfig::InProcess { .. })
+    }
+
     fn check(&self) -> anyhow::Result<()> {
-        let url = self.database_url.expose();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            bail!("DATABASE_URL: must be a postgres:// URL");
-        }
-        let url = self.redis_url.expose();
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            bail!("REDIS_URL: must be a redis:// or rediss:// URL");
-        }
         let base = &self.api_base_path;
         if !base.starts_with('/') || base.len() < 2 || base.ends_with('/') {
             bail!(
@@ -146,6 +181,40 @@ impl Config {
     }
 }
 
+fn parse_user_store(url: Option<String>) -> anyhow::Result<UserStoreConfig> {
+    let url = url.unwrap_or_else(|| defaults::SQLITE_URL.to_owned());
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(UserStoreConfig::Postgres {
+            url: Secret::new(url),
+        });
+    }
+    if url.starts_with("sqlite:") {
+        url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL: not a usable sqlite:// URL: {e}"))?;
+        return Ok(UserStoreConfig::Sqlite { url });
+    }
+    bail!("DATABASE_URL: must be a postgres:// or sqlite:// URL")
+}
+
+/// The folder of the SQLite file, or `data/` with PostgreSQL.
+fn data_dir(user_store: &UserStoreConfig) -> PathBuf {
+    match user_store {
+        UserStoreConfig::Sqlite { url } => sqlite_file(url)
+            .and_then(|file| file.parent().map(PathBuf::from))
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+        UserStoreConfig::Postgres { .. } => PathBuf::from(defaults::DATA_DIR),
+    }
+}
+
+/// The file of a SQLite URL (`None` for an in-memory database).
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
+    let file = options.get_filename();
+    let name = file.to_string_lossy();
+    (!name.is_empty() && !name.contains(":memory:")).then(|| file.to_path_buf())
+}
+
 struct Vars(HashMap<String, String>);
 
 impl Vars {
@@ -155,11 +224,6 @@ impl Vars {
 
     fn string(&self, name: &str, default: &str) -> String {
         self.optional(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn required(&self, name: &str) -> anyhow::Result<String> {
-        self.optional(name)
-            .with_context(|| format!("{name}: is required"))
     }
 
     fn parse<T>(&self, name: &str, default: T) -> anyhow::Result<T>
@@ -191,17 +255,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut map: HashMap<String, String> = [
-            ("DATABASE_URL", "postgres://u@localhost/db"),
-            ("REDIS_URL", "redis://localhost:6379"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in pairs {
-            map.insert(k.to_string(), v.to_string());
-        }
-        map
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
@@ -223,6 +280,41 @@ mod tests {
     }
 
     #[test]
+    fn unset_store_urls_pick_the_embedded_stores() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert!(c.is_embedded());
+        let UserStoreConfig::Sqlite { url } = &c.user_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(sqlite_file(url), Some(PathBuf::from("data/account.db")));
+        let TokenStoreConfig::InProcess { snapshot } = &c.token_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(snapshot, &PathBuf::from("data/refresh-tokens.json"));
+    }
+
+    #[test]
+    fn each_store_is_chosen_on_its_own() {
+        let c = Config::from_vars(vars(&[("DATABASE_URL", "postgres://u@h/db")])).unwrap();
+        assert!(matches!(c.user_store, UserStoreConfig::Postgres { .. }));
+        assert!(matches!(c.token_store, TokenStoreConfig::InProcess { .. }));
+        assert!(!c.is_embedded());
+        let c = Config::from_vars(vars(&[
+            ("DATABASE_URL", "sqlite:///tmp/x/users.db"),
+            ("REDIS_URL", "redis://localhost"),
+        ]))
+        .unwrap();
+        assert!(matches!(c.user_store, UserStoreConfig::Sqlite { .. }));
+        assert!(matches!(c.token_store, TokenStoreConfig::Redis { .. }));
+        assert!(!c.is_embedded());
+        let c = Config::from_vars(vars(&[("DATABASE_URL", "sqlite://state/users.db")])).unwrap();
+        let TokenStoreConfig::InProcess { snapshot } = &c.token_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(snapshot, &PathBuf::from("state/refresh-tokens.json"));
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         assert!(error_of(&[("PORT", "eighty")]).starts_with("PORT:"));
         assert!(error_of(&[("ID_TOKEN_EXP", "-1")]).starts_with("ID_TOKEN_EXP:"));
@@ -235,11 +327,12 @@ mod tests {
     }
 
     #[test]
-    fn store_urls_are_required_and_not_printed() {
-        let mut map = vars(&[]);
-        map.remove("REDIS_URL");
-        assert!(format!("{:#}", Config::from_vars(map).unwrap_err()).starts_with("REDIS_URL:"));
-        let c = Config::from_vars(vars(&[("DATABASE_URL", "postgres://u:hunter2@h/db")])).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
+    fn store_urls_are_not_printed() {
+        let c = Config::from_vars(vars(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("REDIS_URL", "redis://:hunter3@h"),
+        ]))
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter"));
     }
 }

@@ -164,6 +164,29 @@ impl KeyPaths {
     }
 }
 
+impl KeyPaths {
+    /// For a single embedded instance: creates whatever development key
+    /// material is missing (the RSA pair when neither file exists, the refresh
+    /// secret when `REFRESH_SECRET` is unset and its file does not exist).
+    /// Returns where the keys came from, for the start-up log.
+    pub fn generate_missing(&self) -> anyhow::Result<&'static str> {
+        let mut generated = false;
+        if !self.private_key.exists() && !self.public_key.exists() {
+            generate_rsa_pair(&self.private_key, &self.public_key)?;
+            generated = true;
+        }
+        if self.refresh_secret.is_none() && !self.refresh_secret_file.exists() {
+            generate_refresh_secret(&self.refresh_secret_file)?;
+            generated = true;
+        }
+        Ok(if generated {
+            "generated on first start"
+        } else {
+            "loaded from files"
+        })
+    }
+}
+
 /// Signs a probe token and verifies it with the public key, so a mismatched
 /// pair stops start-up instead of issuing tokens nobody can verify.
 fn check_public_key_matches(signer: &IdTokenSigner, public_pem: &[u8]) -> anyhow::Result<()> {
@@ -206,14 +229,13 @@ pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Resu
                 path.display()
             );
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
     }
+    generate_rsa_pair(&files.private_key, &files.public_key)?;
+    generate_refresh_secret(&files.refresh_secret)
+}
+
+/// Writes a new RSA-2048 pair: PKCS#8 private key and SPKI public key, in PEM.
+pub fn generate_rsa_pair(private_key: &Path, public_key: &Path) -> anyhow::Result<()> {
     let key_pair =
         RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
     let private_der = key_pair
@@ -223,24 +245,34 @@ pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Resu
         .public_key()
         .as_der()
         .map_err(|_| anyhow!("cannot encode the public key"))?;
-    let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow!("no randomness"))?;
-    let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-
     write_private(
-        &files.private_key,
+        private_key,
         pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref())).as_bytes(),
     )?;
     write_private(
-        &files.public_key,
+        public_key,
         pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref())).as_bytes(),
-    )?;
-    write_private(&files.refresh_secret, format!("{secret_hex}\n").as_bytes())?;
-    Ok(())
+    )
 }
 
-/// Writes a file readable by its owner only (mode 0600), replacing it if present.
+/// Writes a new 256-bit refresh-token secret, hex-encoded.
+pub fn generate_refresh_secret(path: &Path) -> anyhow::Result<()> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow!("no randomness"))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, format!("{hex}\n").as_bytes())
+}
+
+/// Writes a file readable by its owner only (mode 0600), replacing it if
+/// present; a missing parent folder is created owner-only.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let _ = fs::remove_file(path);
     let mut file = fs::OpenOptions::new()
         .write(true)

@@ -3,54 +3,84 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::handler::{AppState, HttpSettings, router};
-use crate::repository::{PgUserRepository, RedisTokenRepository, redis_connection_manager};
+use crate::model::{TokenRepository, UserRepository};
+use crate::repository::{
+    DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
+    SqliteUserRepository, redis_connection_manager,
+};
 use crate::service::{PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl};
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// The in-process token store and where it is saved on shutdown.
+    memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
 }
 
 impl Application {
-    /// Loads keys, connects the stores (PostgreSQL at once, running migrations;
-    /// Redis lazily, so start-up does not need it), and binds the listener.
+    /// Loads keys (generating development keys first when both stores are
+    /// embedded), opens the user store and runs its migrations, prepares the
+    /// token store (Redis lazily, so start-up does not need it), and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let key_origin = if config.is_embedded() {
+            config.keys.generate_missing()?
+        } else {
+            "loaded from files"
+        };
         let keys = config.keys.load()?;
 
-        let pool = PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect(config.database_url.expose())
-            .await
-            .context("DATABASE_URL: cannot connect to PostgreSQL")?;
-        let users = PgUserRepository::new(pool);
-        users
-            .migrate()
-            .await
-            .context("cannot run the database migrations")?;
-
-        let redis = redis_connection_manager(config.redis_url.expose())
-            .context("REDIS_URL: not a usable Redis URL")?;
-        let tokens = RedisTokenRepository::new(redis);
+        let (users, user_store) = open_user_store(&config).await?;
+        let (tokens, memory_tokens, token_store): (Arc<dyn TokenRepository>, _, _) =
+            match &config.token_store {
+                TokenStoreConfig::Redis { url } => {
+                    let redis = redis_connection_manager(url.expose())
+                        .context("REDIS_URL: not a usable Redis URL")?;
+                    (
+                        Arc::new(RedisTokenRepository::new(redis)),
+                        None,
+                        "Redis".to_owned(),
+                    )
+                }
+                TokenStoreConfig::InProcess { snapshot } => {
+                    let store = MemoryTokenRepository::load_snapshot(snapshot)?;
+                    store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
+                    let description = format!("in-process (saved to {})", snapshot.display());
+                    (
+                        Arc::new(store.clone()),
+                        Some((store, snapshot.clone())),
+                        description,
+                    )
+                }
+            };
+        if config.is_embedded() {
+            tracing::info!(
+                users = %user_store, refresh_tokens = %token_store, keys = key_origin,
+                "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
+            );
+        } else {
+            tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = key_origin, "stores");
+        }
 
         let state = AppState {
             user_service: Arc::new(UserServiceImpl::new(
-                Arc::new(users),
+                users,
                 PasswordHasher::for_this_machine(),
             )),
             token_service: Arc::new(TokenServiceImpl::new(
-                Arc::new(tokens),
+                tokens,
                 keys,
                 TokenConfig {
                     issuer: config.id_token_issuer.clone(),
@@ -73,7 +103,16 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("HOST/PORT: cannot listen on {address}"))?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            memory_tokens,
+        })
+    }
+
+    /// The in-process token store, when `REDIS_URL` is unset (for inspection).
+    pub fn memory_token_store(&self) -> Option<MemoryTokenRepository> {
+        self.memory_tokens.as_ref().map(|(store, _)| store.clone())
     }
 
     /// The address actually bound (useful with `PORT=0`).
@@ -93,7 +132,75 @@ impl Application {
     ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(signal)
-            .await
+            .await?;
+        if let Some((store, path)) = self.memory_tokens {
+            match store.save_snapshot(&path) {
+                Ok(count) => {
+                    tracing::info!(count, path = %path.display(), "saved refresh-token whitelist")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot save the refresh-token whitelist")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the user store chosen by `DATABASE_URL` and runs its migrations.
+async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserRepository>, String)> {
+    match &config.user_store {
+        UserStoreConfig::Postgres { url } => {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect(url.expose())
+                .await
+                .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+            let users = PgUserRepository::new(pool);
+            users
+                .migrate()
+                .await
+                .context("cannot run the PostgreSQL migrations")?;
+            Ok((Arc::new(users), "PostgreSQL".to_owned()))
+        }
+        UserStoreConfig::Sqlite { url } => {
+            let file = sqlite_file(url);
+            if let Some(dir) = file
+                .as_deref()
+                .and_then(|f| f.parent())
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("DATABASE_URL: cannot create {}", dir.display()))?;
+            }
+            let options: SqliteConnectOptions = url
+                .parse()
+                .context("DATABASE_URL: not a usable sqlite:// URL")?;
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            // An in-memory database lives in one connection; a file takes a few
+            // readers (SQLite serialises writers itself).
+            let connections = if file.is_some() { 4 } else { 1 };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(options)
+                .await
+                .context("DATABASE_URL: cannot open the SQLite database")?;
+            let users = SqliteUserRepository::new(pool);
+            users
+                .migrate()
+                .await
+                .context("cannot run the SQLite migrations")?;
+            let description = match file {
+                Some(file) => format!("SQLite {}", file.display()),
+                None => "SQLite in memory".to_owned(),
+            };
+            Ok((Arc::new(users), description))
+        }
     }
 }
 

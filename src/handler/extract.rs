@@ -54,15 +54,19 @@ where
                 AppError::bad_request("could not read the request body")
             }
         })?;
+        // Every body of this API is an object; serde would also take a struct
+        // from a positional array, which no client should rely on.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::bad_request("request body must be a JSON object"));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
             let field = err.path().to_string();
             let inner = err.into_inner();
             match inner.classify() {
-                Category::Data if field != "." => {
+                Category::Data => {
                     AppError::invalid_args(vec![InvalidArg::new(field, inner.to_string())])
                 }
-                Category::Data => AppError::bad_request("request body must be a JSON object"),
                 _ => AppError::bad_request("malformed JSON body"),
             }
         })?;

@@ -1,11 +1,14 @@
 //! Repositories: the stores behind the repository traits of [`crate::model`].
 //!
-//! PostgreSQL holds users, Redis holds the refresh-token whitelist. Each
-//! implementation turns its driver's errors into [`crate::error::AppError`]:
-//! an unreachable store becomes 503, a unique violation 409, anything else 500.
+//! Users live in PostgreSQL (or an embedded SQLite file), the refresh-token
+//! whitelist in Redis (or in process memory). Each implementation turns its
+//! driver's errors into [`crate::error::AppError`]: an unreachable store
+//! becomes 503, a unique violation 409, anything else 500.
 
-mod pg_user;
+mod memory_token;
 mod redis_token;
+mod sql_user;
 
-pub use pg_user::PgUserRepository;
+pub use memory_token::{DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
 pub use redis_token::{RedisTokenRepository, redis_connection_manager};
+pub use sql_user::{PgUserRepository, SqliteUserRepository};

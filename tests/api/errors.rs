@@ -5,11 +5,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-use crate::helpers::{PASSWORD, assert_error, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{Backend, PASSWORD, assert_error, spawn_app, spawn_app_with, unique_email};
 
-#[tokio::test]
-async fn malformed_json_is_a_400() {
-    let Some(app) = spawn_app("malformed_json_is_a_400").await else {
+async fn malformed_json_is_a_400(backend: Backend) {
+    let Some(app) = spawn_app(backend, "malformed_json_is_a_400").await else {
         return;
     };
     for body in [
@@ -29,9 +28,13 @@ async fn malformed_json_is_a_400() {
     }
 }
 
-#[tokio::test]
-async fn invalid_fields_are_a_400_listing_every_invalid_arg() {
-    let Some(app) = spawn_app("invalid_fields_are_a_400_listing_every_invalid_arg").await else {
+async fn invalid_fields_are_a_400_listing_every_invalid_arg(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "invalid_fields_are_a_400_listing_every_invalid_arg",
+    )
+    .await
+    else {
         return;
     };
     let body = assert_error(
@@ -94,9 +97,8 @@ async fn invalid_fields_are_a_400_listing_every_invalid_arg() {
     .await;
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_is_a_415() {
-    let Some(app) = spawn_app("a_body_that_is_not_json_is_a_415").await else {
+async fn a_body_that_is_not_json_is_a_415(backend: Backend) {
+    let Some(app) = spawn_app(backend, "a_body_that_is_not_json_is_a_415").await else {
         return;
     };
     let response = app
@@ -112,9 +114,9 @@ async fn a_body_that_is_not_json_is_a_415() {
     assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE").await;
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_a_413() {
+async fn a_body_over_the_limit_is_a_413(backend: Backend) {
     let Some(app) = spawn_app_with(
+        backend,
         "a_body_over_the_limit_is_a_413",
         &[("MAX_BODY_BYTES", "1024")],
     )
@@ -146,9 +148,12 @@ async fn a_body_over_the_limit_is_a_413() {
     assert_error(response, 413, "PAYLOAD_TOO_LARGE").await;
 }
 
-#[tokio::test]
-async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape() {
-    let Some(app) = spawn_app("unknown_routes_and_wrong_methods_answer_in_the_error_shape").await
+async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "unknown_routes_and_wrong_methods_answer_in_the_error_shape",
+    )
+    .await
     else {
         return;
     };
@@ -167,9 +172,13 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape() {
     assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
 }
 
-#[tokio::test]
-async fn health_and_readiness_answer_while_the_stores_are_up() {
-    let Some(app) = spawn_app("health_and_readiness_answer_while_the_stores_are_up").await else {
+async fn health_and_readiness_answer_while_the_stores_are_up(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "health_and_readiness_answer_while_the_stores_are_up",
+    )
+    .await
+    else {
         return;
     };
     let response = app
@@ -192,9 +201,11 @@ async fn health_and_readiness_answer_while_the_stores_are_up() {
     assert_eq!(response.status(), 200);
 }
 
+/// PostgreSQL only: it holds a table lock to make the handler slow.
 #[tokio::test]
 async fn a_handler_slower_than_handler_timeout_answers_503() {
     let Some(app) = spawn_app_with(
+        Backend::Real,
         "a_handler_slower_than_handler_timeout_answers_503",
         &[("HANDLER_TIMEOUT", "1")],
     )
@@ -204,7 +215,9 @@ async fn a_handler_slower_than_handler_timeout_answers_503() {
     };
     let (_, tokens) = app.signup(&unique_email()).await;
     // Hold a lock on the users table so `/me` cannot read it in time.
-    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(app.postgres_url())
+        .await
+        .unwrap();
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
@@ -224,3 +237,12 @@ async fn a_handler_slower_than_handler_timeout_answers_503() {
     assert_eq!(app.me(&tokens.id_token).await.status(), 200);
     app.signout(&tokens.id_token).await;
 }
+
+crate::on_every_backend!(
+    malformed_json_is_a_400,
+    invalid_fields_are_a_400_listing_every_invalid_arg,
+    a_body_that_is_not_json_is_a_415,
+    a_body_over_the_limit_is_a_413,
+    unknown_routes_and_wrong_methods_answer_in_the_error_shape,
+    health_and_readiness_answer_while_the_stores_are_up
+);

@@ -1,7 +1,8 @@
-//! Starts the real app on port 0 against the real PostgreSQL and Redis, with a
-//! uniquely named database per test, and cleans up after itself even when the
-//! test fails: the database is dropped and the Redis keys of the users the test
-//! created are removed (never anything else).
+//! Starts the real app on port 0 on one of two backends: embedded (SQLite file
+//! in a temp dir + in-process token store), or the real PostgreSQL and Redis
+//! with a uniquely named database per test. Cleans up after itself even when
+//! the test fails: the database is dropped and the Redis keys of the users the
+//! test created are removed (never anything else).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -158,34 +159,74 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Which stores an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite + in-process token store: always available.
+    Embedded,
+    /// PostgreSQL + Redis: skipped (visibly) when unreachable, unless required.
+    Real,
+}
+
+/// Writes one `#[tokio::test]` per backend for each scenario `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Embedded).await
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Real).await
+                }
+            )*
+        }
+    };
+}
+
+/// Where the users of a test app live.
+pub enum TestStore {
+    Postgres(TestDatabase),
+    /// The SQLite file's folder (removed on drop) and its URL.
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+}
+
 /// A running app and what a test needs to drive and inspect it.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`
     pub address: String,
     pub client: reqwest::Client,
-    pub redis: redis::aio::MultiplexedConnection,
-    pub db: TestDatabase,
+    pub backend: Backend,
+    /// Always `Some` (taken only by [`TestApp::restart`]).
+    store: Option<TestStore>,
+    config: Config,
+    redis: Option<redis::aio::MultiplexedConnection>,
+    memory: Option<account::repository::MemoryTokenRepository>,
     users: Mutex<Vec<Uuid>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// Starts an app with the default test configuration, or `None` (skipped).
-pub async fn spawn_app(test: &str) -> Option<TestApp> {
-    spawn_app_with(test, &[]).await
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    spawn_app_with(backend, test, &[]).await
 }
 
-/// Starts an app with extra environment variables (e.g. `HANDLER_TIMEOUT`).
-pub async fn spawn_app_with(test: &str, vars: &[(&str, &str)]) -> Option<TestApp> {
-    if !real_stores_available(test).await {
-        return None;
-    }
-    let db = TestDatabase::create().await;
-    let mut env: HashMap<String, String> = HashMap::from([
+/// The variables every test app starts with: port 0 and the test keys.
+fn base_env() -> HashMap<String, String> {
+    HashMap::from([
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
-        ("DATABASE_URL".into(), db.url.clone()),
-        ("REDIS_URL".into(), test_redis_url()),
         (
             "PRIV_KEY_FILE".into(),
             key_files().private_key.display().to_string(),
@@ -195,38 +236,96 @@ pub async fn spawn_app_with(test: &str, vars: &[(&str, &str)]) -> Option<TestApp
             key_files().public_key.display().to_string(),
         ),
         (
-            "REFRESH_SECRET".into(),
-            std::fs::read_to_string(&key_files().refresh_secret)
-                .unwrap()
-                .trim()
-                .into(),
+            "REFRESH_SECRET_FILE".into(),
+            key_files().refresh_secret.display().to_string(),
         ),
         ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
-    ]);
+    ])
+}
+
+/// Starts an app with extra environment variables (e.g. `HANDLER_TIMEOUT`).
+pub async fn spawn_app_with(
+    backend: Backend,
+    test: &str,
+    vars: &[(&str, &str)],
+) -> Option<TestApp> {
+    let mut env = base_env();
+    let store = match backend {
+        Backend::Real => {
+            if !real_stores_available(test).await {
+                return None;
+            }
+            let db = TestDatabase::create().await;
+            env.insert("DATABASE_URL".into(), db.url.clone());
+            env.insert("REDIS_URL".into(), test_redis_url());
+            TestStore::Postgres(db)
+        }
+        Backend::Embedded => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/account.db", dir.path().display());
+            env.insert("DATABASE_URL".into(), url.clone());
+            TestStore::Sqlite { _dir: dir, url }
+        }
+    };
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());
     }
     let config = Config::from_vars(env).expect("test config");
-    let app = Application::build(config).await.expect("build app");
+    Some(start(backend, store, config).await)
+}
+
+/// Builds and serves the app in the background.
+async fn start(backend: Backend, store: TestStore, config: Config) -> TestApp {
+    let app = Application::build(config.clone()).await.expect("build app");
     let address = format!("http://{}", app.local_addr().unwrap());
+    let memory = app.memory_token_store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
-    let redis = redis::Client::open(test_redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    Some(TestApp {
+    let redis = match backend {
+        Backend::Real => Some(
+            redis::Client::open(test_redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis connection"),
+        ),
+        Backend::Embedded => None,
+    };
+    TestApp {
         address,
         client: reqwest::Client::new(),
+        backend,
+        store: Some(store),
+        config,
         redis,
-        db,
+        memory,
         users: Mutex::new(Vec::new()),
         shutdown: Some(tx),
         server: Some(server),
-    })
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully (as SIGTERM would) and starts it again with
+    /// the same configuration and stores.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        let users = std::mem::take(&mut *self.users.lock().unwrap());
+        let store = self.store.take().expect("store");
+        let app = start(self.backend, store, self.config.clone()).await;
+        *app.users.lock().unwrap() = users;
+        app
+    }
 }
 
 impl Drop for TestApp {
@@ -239,7 +338,7 @@ impl Drop for TestApp {
         }
         // Remove the whitelist entries of the users this test created, and only those.
         let users = std::mem::take(&mut *self.users.lock().unwrap());
-        if users.is_empty() {
+        if users.is_empty() || self.backend != Backend::Real {
             return;
         }
         let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
@@ -359,38 +458,136 @@ impl TestApp {
             .expect("request")
     }
 
-    /// The whitelist keys of a user, found with SCAN.
+    /// The whitelist keys of a user (in Redis found with SCAN), sorted.
     pub async fn refresh_keys(&self, uid: Uuid) -> Vec<String> {
-        let mut conn = self.redis.clone();
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{uid}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(batch);
-            if next == 0 {
-                keys.sort();
-                return keys;
+        let pattern = format!("{uid}:");
+        let mut keys: Vec<String> = match (&self.redis, &self.memory) {
+            (Some(redis), _) => {
+                let mut conn = redis.clone();
+                let mut keys = Vec::new();
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{pattern}*"))
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    keys.extend(batch);
+                    if next == 0 {
+                        break keys;
+                    }
+                    cursor = next;
+                }
             }
-            cursor = next;
+            (None, Some(memory)) => memory
+                .live_entries(&pattern)
+                .into_iter()
+                .map(|e| e.0)
+                .collect(),
+            (None, None) => panic!("no token store to inspect"),
+        };
+        keys.sort();
+        keys
+    }
+
+    /// Seconds to live of a whitelist entry (-2 if it does not exist, as Redis says).
+    pub async fn ttl(&self, key: &str) -> i64 {
+        match (&self.redis, &self.memory) {
+            (Some(redis), _) => {
+                let mut conn = redis.clone();
+                redis::cmd("TTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            (None, Some(memory)) => memory
+                .live_entries(key)
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .map_or(-2, |(_, ttl)| ttl.as_secs_f64().round() as i64),
+            (None, None) => panic!("no token store to inspect"),
         }
     }
 
-    /// Seconds to live of a Redis key (-2 if it does not exist).
-    pub async fn ttl(&self, key: &str) -> i64 {
-        let mut conn = self.redis.clone();
-        redis::cmd("TTL")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
+    /// Removes one whitelist entry behind the service's back.
+    pub async fn delete_refresh_key(&self, key: &str) {
+        match (&self.redis, &self.memory) {
+            (Some(redis), _) => {
+                let mut conn = redis.clone();
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            (None, Some(memory)) => {
+                memory.remove(key);
+            }
+            (None, None) => panic!("no token store to inspect"),
+        }
+    }
+
+    /// The stored password hash of the user with this (lowercase) email.
+    pub async fn stored_password_hash(&self, email: &str) -> String {
+        const SQL: &str = "SELECT password FROM users WHERE lower(email) = lower($1)";
+        match self.store() {
+            TestStore::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            TestStore::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// How many users have this email, in any letter case.
+    pub async fn count_users_with_email(&self, email: &str) -> i64 {
+        const SQL: &str = "SELECT count(*) FROM users WHERE lower(email) = lower($1)";
+        match self.store() {
+            TestStore::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            TestStore::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(SQL)
+                    .bind(email)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    fn store(&self) -> &TestStore {
+        self.store.as_ref().expect("store")
+    }
+
+    /// The PostgreSQL database of a real-backend app.
+    pub fn postgres_url(&self) -> &str {
+        match self.store() {
+            TestStore::Postgres(db) => &db.url,
+            TestStore::Sqlite { .. } => panic!("not a PostgreSQL app"),
+        }
     }
 }
 

@@ -3,11 +3,12 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{PASSWORD, Tokens, assert_error, claims, header, spawn_app, unique_email};
+use crate::helpers::{
+    Backend, PASSWORD, Tokens, assert_error, claims, header, spawn_app, unique_email,
+};
 
-#[tokio::test]
-async fn signup_me_refresh_signout_lifecycle() {
-    let Some(app) = spawn_app("signup_me_refresh_signout_lifecycle").await else {
+async fn signup_me_refresh_signout_lifecycle(backend: Backend) {
+    let Some(app) = spawn_app(backend, "signup_me_refresh_signout_lifecycle").await else {
         return;
     };
     let email = unique_email();
@@ -126,9 +127,8 @@ async fn signup_me_refresh_signout_lifecycle() {
     .await;
 }
 
-#[tokio::test]
-async fn signin_finds_the_account_in_any_letter_case() {
-    let Some(app) = spawn_app("signin_finds_the_account_in_any_letter_case").await else {
+async fn signin_finds_the_account_in_any_letter_case(backend: Backend) {
+    let Some(app) = spawn_app(backend, "signin_finds_the_account_in_any_letter_case").await else {
         return;
     };
     let email = unique_email();
@@ -150,19 +150,13 @@ async fn signin_finds_the_account_in_any_letter_case() {
     app.signout(&tokens.id_token).await;
 }
 
-#[tokio::test]
-async fn the_password_is_stored_as_an_argon2id_hash() {
-    let Some(app) = spawn_app("the_password_is_stored_as_an_argon2id_hash").await else {
+async fn the_password_is_stored_as_an_argon2id_hash(backend: Backend) {
+    let Some(app) = spawn_app(backend, "the_password_is_stored_as_an_argon2id_hash").await else {
         return;
     };
-    let (uid, tokens) = app.signup(&unique_email()).await;
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-    let hash: String = sqlx::query_scalar("SELECT password FROM users WHERE uid = $1")
-        .bind(uid)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let email = unique_email();
+    let (_, tokens) = app.signup(&email).await;
+    let hash = app.stored_password_hash(&email).await;
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
@@ -171,9 +165,9 @@ async fn the_password_is_stored_as_an_argon2id_hash() {
     app.signout(&tokens.id_token).await;
 }
 
-#[tokio::test]
-async fn duplicate_signup_is_a_conflict_in_any_letter_case() {
-    let Some(app) = spawn_app("duplicate_signup_is_a_conflict_in_any_letter_case").await else {
+async fn duplicate_signup_is_a_conflict_in_any_letter_case(backend: Backend) {
+    let Some(app) = spawn_app(backend, "duplicate_signup_is_a_conflict_in_any_letter_case").await
+    else {
         return;
     };
     let email = unique_email();
@@ -188,9 +182,12 @@ async fn duplicate_signup_is_a_conflict_in_any_letter_case() {
     app.signout(&tokens.id_token).await;
 }
 
-#[tokio::test]
-async fn concurrent_signups_with_one_email_create_exactly_one_account() {
-    let Some(app) = spawn_app("concurrent_signups_with_one_email_create_exactly_one_account").await
+async fn concurrent_signups_with_one_email_create_exactly_one_account(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "concurrent_signups_with_one_email_create_exactly_one_account",
+    )
+    .await
     else {
         return;
     };
@@ -222,20 +219,17 @@ async fn concurrent_signups_with_one_email_create_exactly_one_account() {
         .parse()
         .unwrap();
     app.track(uid);
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = $1")
-        .bind(&email)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(app.count_users_with_email(&email).await, 1);
     app.signout(&created[0].id_token).await;
 }
 
-#[tokio::test]
-async fn unknown_email_and_wrong_password_get_identical_401s() {
-    let Some(app) = spawn_app("unknown_email_and_wrong_password_get_identical_401s").await else {
+async fn unknown_email_and_wrong_password_get_identical_401s(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "unknown_email_and_wrong_password_get_identical_401s",
+    )
+    .await
+    else {
         return;
     };
     let email = unique_email();
@@ -264,3 +258,12 @@ async fn unknown_email_and_wrong_password_get_identical_401s() {
     assert_eq!(wrong["error"]["type"], "AUTHORIZATION");
     app.signout(&tokens.id_token).await;
 }
+
+crate::on_every_backend!(
+    signup_me_refresh_signout_lifecycle,
+    signin_finds_the_account_in_any_letter_case,
+    the_password_is_stored_as_an_argon2id_hash,
+    duplicate_signup_is_a_conflict_in_any_letter_case,
+    concurrent_signups_with_one_email_create_exactly_one_account,
+    unknown_email_and_wrong_password_get_identical_401s
+);

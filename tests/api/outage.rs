@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, assert_error, notice, spawn_app_with, unique_email};
+use crate::helpers::{Backend, PASSWORD, assert_error, notice, spawn_app_with, unique_email};
 
 struct PrivateRedis {
     child: Child,
@@ -94,7 +94,7 @@ async fn starts_while_redis_is_down_answers_503_and_recovers_after_restarts() {
     }
     let port = free_port();
     let redis_url = format!("redis://127.0.0.1:{port}");
-    let Some(app) = spawn_app_with(TEST, &[("REDIS_URL", &redis_url)]).await else {
+    let Some(app) = spawn_app_with(Backend::Real, TEST, &[("REDIS_URL", &redis_url)]).await else {
         return;
     };
 

@@ -2,11 +2,15 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, assert_error, spawn_app, unique_email};
+use crate::helpers::{Backend, PASSWORD, assert_error, spawn_app, unique_email};
 
-#[tokio::test]
-async fn details_update_the_profile_and_the_new_email_signs_in() {
-    let Some(app) = spawn_app("details_update_the_profile_and_the_new_email_signs_in").await else {
+async fn details_update_the_profile_and_the_new_email_signs_in(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "details_update_the_profile_and_the_new_email_signs_in",
+    )
+    .await
+    else {
         return;
     };
     let (uid, tokens) = app.signup(&unique_email()).await;
@@ -43,9 +47,8 @@ async fn details_update_the_profile_and_the_new_email_signs_in() {
     app.signout(&tokens.id_token).await;
 }
 
-#[tokio::test]
-async fn details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400() {
-    let Some(app) = spawn_app("details_with_a_taken_email_are_a_conflict").await else {
+async fn details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400(backend: Backend) {
+    let Some(app) = spawn_app(backend, "details_with_a_taken_email_are_a_conflict").await else {
         return;
     };
     let taken = unique_email();
@@ -85,3 +88,8 @@ async fn details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400() {
     app.signout(&tokens.id_token).await;
     app.signout(&other.id_token).await;
 }
+
+crate::on_every_backend!(
+    details_update_the_profile_and_the_new_email_signs_in,
+    details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400
+);

@@ -8,13 +8,16 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, Tokens, assert_error, claims, private_key_pem, public_key_pem, spawn_app, unique_email,
+    Backend, TestApp, Tokens, assert_error, claims, private_key_pem, public_key_pem, spawn_app,
+    unique_email,
 };
 
-#[tokio::test]
-async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
-    let Some(app) =
-        spawn_app("twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner").await
+async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner",
+    )
+    .await
     else {
         return;
     };
@@ -45,21 +48,18 @@ async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
     app.signout(&winners[0].id_token).await;
 }
 
-#[tokio::test]
-async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies() {
-    let Some(app) =
-        spawn_app("a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies").await
+async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies",
+    )
+    .await
     else {
         return;
     };
     let (uid, tokens) = app.signup(&unique_email()).await;
     let key = app.refresh_keys(uid).await.remove(0);
-    let mut conn = app.redis.clone();
-    redis::cmd("DEL")
-        .arg(&key)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    app.delete_refresh_key(&key).await;
     let body = assert_error(
         app.refresh(&tokens.refresh_token).await,
         401,
@@ -78,9 +78,10 @@ async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies() {
     );
 }
 
-#[tokio::test]
-async fn malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests() {
-    let Some(app) = spawn_app("malformed_or_foreign_refresh_tokens").await else {
+async fn malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend, "malformed_or_foreign_refresh_tokens").await else {
         return;
     };
     let (_, tokens) = app.signup(&unique_email()).await;
@@ -137,9 +138,12 @@ async fn assert_me_unauthorized(app: &TestApp, token: &str, why: &str) {
     assert_eq!(body["error"]["type"], "AUTHORIZATION", "{why}");
 }
 
-#[tokio::test]
-async fn forged_tampered_expired_and_misissued_id_tokens_are_refused() {
-    let Some(app) = spawn_app("forged_tampered_expired_and_misissued_id_tokens_are_refused").await
+async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Backend) {
+    let Some(app) = spawn_app(
+        backend,
+        "forged_tampered_expired_and_misissued_id_tokens_are_refused",
+    )
+    .await
     else {
         return;
     };
@@ -194,9 +198,10 @@ async fn forged_tampered_expired_and_misissued_id_tokens_are_refused() {
     app.signout(&tokens.id_token).await;
 }
 
-#[tokio::test]
-async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticate() {
-    let Some(app) = spawn_app("protected_routes_without_a_bearer_token").await else {
+async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticate(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app(backend, "protected_routes_without_a_bearer_token").await else {
         return;
     };
     for (method, path) in [("GET", "/me"), ("POST", "/signout"), ("PUT", "/details")] {
@@ -223,3 +228,11 @@ async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticat
         assert_error(response, 401, "AUTHORIZATION").await;
     }
 }
+
+crate::on_every_backend!(
+    twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner,
+    a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies,
+    malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests,
+    forged_tampered_expired_and_misissued_id_tokens_are_refused,
+    protected_routes_without_a_bearer_token_answer_401_with_www_authenticate
+);

@@ -1,0 +1,125 @@
+//! The zero-setup default: SQLite and the in-process token store, keys
+//! generated on first start, everything surviving a restart.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use account::config::Config;
+use account::startup::Application;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Backend, PASSWORD, Tokens, assert_error, claims, spawn_app_with, unique_email,
+};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_generated_keys_and_live_refresh_tokens() {
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public, secret) = (
+        keys.path().join("keys/private.pem"),
+        keys.path().join("keys/public.pem"),
+        keys.path().join("keys/refresh.secret"),
+    );
+    let vars = [
+        ("PRIV_KEY_FILE", private.to_str().unwrap()),
+        ("PUB_KEY_FILE", public.to_str().unwrap()),
+        ("REFRESH_SECRET_FILE", secret.to_str().unwrap()),
+    ];
+    let app = spawn_app_with(Backend::Embedded, "restart", &vars)
+        .await
+        .unwrap();
+
+    // Keys were generated on first start, owner-only.
+    for file in [&private, &public, &secret] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    assert_eq!(mode(&keys.path().join("keys")), 0o700);
+    let key_bytes = std::fs::read(&private).unwrap();
+
+    let email = unique_email();
+    let (uid, tokens) = app.signup(&email).await;
+
+    let app = app.restart().await;
+
+    assert_eq!(
+        std::fs::read(&private).unwrap(),
+        key_bytes,
+        "keys reused, not regenerated"
+    );
+    // The ID token issued before the restart still verifies.
+    let me: Value = app.me(&tokens.id_token).await.json().await.unwrap();
+    assert_eq!(me["user"]["email"], email);
+    // The refresh token issued before the restart still rotates, once.
+    let response = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(response.status(), 200);
+    let rotated = Tokens::from_body(&response.json().await.unwrap());
+    assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+    let jti = claims(&rotated.refresh_token)["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.refresh_keys(uid).await, vec![format!("{uid}:{jti}")]);
+    // The user is still in the SQLite file.
+    let response = app
+        .post_json("/signin", &json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn an_expired_whitelist_entry_is_refused_at_once_though_the_jwt_is_within_leeway() {
+    let app = spawn_app_with(
+        Backend::Embedded,
+        "expired entry",
+        &[("REFRESH_TOKEN_EXP", "1")],
+    )
+    .await
+    .unwrap();
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    assert_eq!(app.refresh_keys(uid).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The entry has expired (its JWT is still within the 5 s leeway): refused.
+    assert!(app.refresh_keys(uid).await.is_empty());
+    assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_keys_with_an_external_store_stop_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pem");
+    let config = Config::from_vars(
+        [
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
+            ("PRIV_KEY_FILE", missing.to_str().unwrap()),
+            ("PUB_KEY_FILE", missing.to_str().unwrap()),
+            ("PORT", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    )
+    .unwrap();
+    let err = Application::build(config)
+        .await
+        .err()
+        .expect("start-up fails");
+    assert!(format!("{err:#}").starts_with("PRIV_KEY_FILE:"), "{err:#}");
+    assert!(!missing.exists(), "nothing generated for an external store");
+}
