@@ -169,21 +169,36 @@ impl KeyPaths {
     /// material is missing (the RSA pair when neither file exists, the refresh
     /// secret when `REFRESH_SECRET` is unset and its file does not exist).
     /// Returns where the keys came from, for the start-up log.
-    pub fn generate_missing(&self) -> anyhow::Result<&'static str> {
-        let mut generated = false;
+    pub fn generate_missing(&self) -> anyhow::Result<String> {
+        let mut generated = Vec::new();
         if !self.private_key.exists() && !self.public_key.exists() {
             generate_rsa_pair(&self.private_key, &self.public_key)?;
-            generated = true;
+            generated.extend([&self.private_key, &self.public_key]);
         }
         if self.refresh_secret.is_none() && !self.refresh_secret_file.exists() {
             generate_refresh_secret(&self.refresh_secret_file)?;
-            generated = true;
+            generated.push(&self.refresh_secret_file);
         }
-        Ok(if generated {
-            "generated on first start"
+        Ok(if generated.is_empty() {
+            self.origin()
         } else {
-            "loaded from files"
+            let files: Vec<String> = generated.iter().map(|p| p.display().to_string()).collect();
+            format!("generated on first start: {}", files.join(", "))
         })
+    }
+
+    /// Where existing keys are read from, for the start-up log.
+    pub fn origin(&self) -> String {
+        let secret = if self.refresh_secret.is_some() {
+            "REFRESH_SECRET".to_owned()
+        } else {
+            self.refresh_secret_file.display().to_string()
+        };
+        format!(
+            "loaded from {}, {}, {secret}",
+            self.private_key.display(),
+            self.public_key.display()
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl Application {
         let key_origin = if config.is_embedded() {
             config.keys.generate_missing()?
         } else {
-            "loaded from files"
+            config.keys.origin()
         };
         let keys = config.keys.load()?;
 
@@ -67,11 +68,11 @@ impl Application {
             };
         if config.is_embedded() {
             tracing::info!(
-                users = %user_store, refresh_tokens = %token_store, keys = key_origin,
+                users = %user_store, refresh_tokens = %token_store, keys = %key_origin,
                 "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
             );
         } else {
-            tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = key_origin, "stores");
+            tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
         }
 
         let state = AppState {
@@ -171,8 +172,18 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .and_then(|f| f.parent())
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir)
+                create_private_dir(dir)
                     .with_context(|| format!("DATABASE_URL: cannot create {}", dir.display()))?;
+            }
+            // The file holds password hashes: create it owner-only (SQLite
+            // gives its -wal and -shm files the same mode).
+            if let Some(file) = file.as_deref().filter(|f| !f.exists()) {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(file)
+                    .with_context(|| format!("DATABASE_URL: cannot create {}", file.display()))?;
             }
             let options: SqliteConnectOptions = url
                 .parse()
@@ -202,6 +213,14 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
             Ok((Arc::new(users), description))
         }
     }
+}
+
+/// Creates a folder (and its parents) owner-only, leaving existing ones as they are.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 async fn shutdown_signal() {

@@ -65,7 +65,13 @@ where
             let inner = err.into_inner();
             match inner.classify() {
                 Category::Data => {
-                    AppError::invalid_args(vec![InvalidArg::new(field, inner.to_string())])
+                    // serde_json appends " at line L column C": not for clients.
+                    let message = inner.to_string();
+                    let message = message
+                        .rsplit_once(" at line ")
+                        .map_or(message.as_str(), |(m, _)| m)
+                        .to_owned();
+                    AppError::invalid_args(vec![InvalidArg::new(field, message)])
                 }
                 _ => AppError::bad_request("malformed JSON body"),
             }

@@ -7,6 +7,8 @@ mod account;
 mod extract;
 mod health;
 mod middleware;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
