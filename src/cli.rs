@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{GeneratedKeyFiles, generate_keys};
+use crate::keys::{
+    GeneratedKeyFiles, generate_keys, list_keys, retire_key, rotate_keys, stage_next_key,
+};
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,18 @@ enum KeysCommand {
         #[arg(long)]
         force: bool,
     },
+    /// List the key ring: the active key, the staged next key, published keys.
+    List,
+    /// Generate the next key and publish it without signing with it yet.
+    Stage,
+    /// Make a new key active (the staged one, if any); the previous key stays
+    /// published until retired. Then send SIGHUP to running services.
+    Rotate,
+    /// Stop publishing a key: tokens it signed are refused after the reload.
+    Retire {
+        /// The key id (`kid`) to retire.
+        kid: String,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -45,19 +59,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
-        Command::Keys {
-            command: KeysCommand::Generate { dir, force },
-        } => {
-            let files = GeneratedKeyFiles::in_dir(&dir);
-            generate_keys(&files, force).map(|()| {
-                println!(
-                    "wrote {}, {} and {} (owner-only)",
-                    files.private_key.display(),
-                    files.public_key.display(),
-                    files.refresh_secret.display()
-                );
-            })
-        }
+        Command::Keys { command } => keys(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +68,49 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+const RELOAD_HINT: &str =
+    "running services pick this up on SIGHUP (`kill -HUP <pid>`) or a restart";
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    match command {
+        KeysCommand::Generate { dir, force } => {
+            let files = GeneratedKeyFiles::in_dir(&dir);
+            generate_keys(&files, force)?;
+            println!(
+                "wrote {}, {} and {} (owner-only)",
+                files.private_key.display(),
+                files.public_key.display(),
+                files.refresh_secret.display()
+            );
+        }
+        KeysCommand::List => {
+            for key in list_keys(&Config::from_env()?.keys)? {
+                println!("{}  {}", key.kid, key.status);
+            }
+        }
+        KeysCommand::Stage => {
+            let kid = stage_next_key(&Config::from_env()?.keys)?;
+            println!("staged and published next key {kid}; `account keys rotate` makes it active");
+            println!("{RELOAD_HINT}");
+        }
+        KeysCommand::Rotate => {
+            let rotation = rotate_keys(&Config::from_env()?.keys)?;
+            println!(
+                "active key is now {}; {} stays published until `account keys retire {}`",
+                rotation.active_kid, rotation.previous_kid, rotation.previous_kid
+            );
+            println!("{RELOAD_HINT}");
+        }
+        KeysCommand::Retire { kid } => {
+            retire_key(&Config::from_env()?.keys, &kid)?;
+            println!("{kid} is no longer published; tokens it signed are refused after the reload");
+            println!("{RELOAD_HINT}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {

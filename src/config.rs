@@ -77,6 +77,7 @@ pub mod defaults {
     pub const PRIV_KEY_FILE: &str = "keys/private.pem";
     pub const PUB_KEY_FILE: &str = "keys/public.pem";
     pub const REFRESH_SECRET_FILE: &str = "keys/refresh.secret";
+    pub const PUBLISHED_KEYS_DIR: &str = "keys/published";
     pub const ID_TOKEN_EXP: u64 = 900;
     pub const REFRESH_TOKEN_EXP: u64 = 259_200;
     pub const ID_TOKEN_ISSUER: &str = "account";
@@ -126,6 +127,9 @@ impl Config {
                     env.string("REFRESH_SECRET_FILE", defaults::REFRESH_SECRET_FILE),
                 ),
                 refresh_secret: env.optional("REFRESH_SECRET").map(Secret::new),
+                published_dir: PathBuf::from(
+                    env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
+                ),
             },
             id_token_ttl: env.seconds("ID_TOKEN_EXP", defaults::ID_TOKEN_EXP)?,
             refresh_token_ttl: env.seconds("REFRESH_TOKEN_EXP", defaults::REFRESH_TOKEN_EXP)?,

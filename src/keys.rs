@@ -1,13 +1,20 @@
-//! Signing and verification keys: loading, holding parsed, and generating them.
+//! Signing and verification keys: loading, holding parsed, generating and rotating them.
 //!
 //! ID tokens are signed here with an RSA key parsed once (jsonwebtoken's
 //! `encode` would parse the PEM again on every call); they are verified with
-//! jsonwebtoken, algorithm pinned. Refresh tokens use an HMAC secret.
+//! jsonwebtoken, algorithm pinned, with the published key their `kid` names.
+//! Refresh tokens use an HMAC secret.
+//!
+//! The key ring on disk: the active pair (`PRIV_KEY_FILE`, `PUB_KEY_FILE`),
+//! public keys that stay published (`PUBLISHED_KEYS_DIR/<kid>.pem`: previous
+//! keys until retired, and a staged next key), and the staged next private key
+//! (`next-private.pem` beside `PRIV_KEY_FILE`).
 
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, anyhow, bail};
 use aws_lc_rs::encoding::AsDer as _;
@@ -19,6 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
 
 use crate::config::Secret;
+use crate::jwks::{Jwk, JwkSet};
 
 /// Shortest accepted refresh-token secret, in bytes.
 pub const MIN_REFRESH_SECRET_BYTES: usize = 32;
@@ -28,6 +36,7 @@ pub struct IdTokenSigner {
     key_pair: RsaKeyPair,
     rng: SystemRandom,
     kid: String,
+    jwk: Jwk,
     /// base64url of `{"alg":"RS256","typ":"JWT","kid":…}`, the same for every token.
     header_b64: String,
 }
@@ -53,15 +62,36 @@ impl IdTokenSigner {
         if key_pair.public_modulus_len() < 256 {
             bail!("the RSA key must have at least 2048 bits");
         }
-        let kid = rfc7638_thumbprint(&key_pair);
+        let public = key_pair.public_key();
+        let jwk = Jwk::rsa_from_components(
+            public.modulus().big_endian_without_leading_zero(),
+            public.exponent().big_endian_without_leading_zero(),
+        );
+        let kid = jwk.kid.clone().unwrap_or_default();
         let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
         let header_b64 = B64.encode(serde_json::to_vec(&header)?);
         Ok(Self {
             key_pair,
             rng: SystemRandom::new(),
             kid,
+            jwk,
             header_b64,
         })
+    }
+
+    /// The public half, as a JWK.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// The public half, as SPKI PEM.
+    pub fn public_pem(&self) -> anyhow::Result<String> {
+        let der = self
+            .key_pair
+            .public_key()
+            .as_der()
+            .map_err(|_| anyhow!("cannot encode the public key"))?;
+        Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref())))
     }
 
     /// The key id in every token header: the RFC 7638 thumbprint of the public key.
@@ -91,23 +121,78 @@ impl IdTokenSigner {
     }
 }
 
-/// RFC 7638: SHA-256 over the canonical JSON of the required public members.
-fn rfc7638_thumbprint(key_pair: &RsaKeyPair) -> String {
-    let public = key_pair.public_key();
-    let n = B64.encode(public.modulus().big_endian_without_leading_zero());
-    let e = B64.encode(public.exponent().big_endian_without_leading_zero());
-    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-    B64.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        canonical.as_bytes(),
-    ))
+/// The keys ID tokens are signed and verified with: one active signing key
+/// and every published public key (the active one first), by `kid`.
+pub struct KeyRing {
+    signer: IdTokenSigner,
+    published: Vec<(Jwk, jsonwebtoken::DecodingKey)>,
+}
+
+impl KeyRing {
+    /// A ring of the active key and further published public keys (duplicates
+    /// of the active key are dropped).
+    pub fn new(signer: IdTokenSigner, others: Vec<Jwk>) -> anyhow::Result<Self> {
+        let mut published = Vec::new();
+        for jwk in std::iter::once(signer.jwk().clone()).chain(others) {
+            if published.iter().any(|(p, _): &(Jwk, _)| p.kid == jwk.kid) {
+                continue;
+            }
+            let key = jwk.decoding_key()?;
+            published.push((jwk, key));
+        }
+        Ok(Self { signer, published })
+    }
+
+    /// The active signing key.
+    pub fn signer(&self) -> &IdTokenSigner {
+        &self.signer
+    }
+
+    /// The published key with this `kid`.
+    pub fn decoding_key(&self, kid: &str) -> Option<&jsonwebtoken::DecodingKey> {
+        self.published
+            .iter()
+            .find(|(jwk, _)| jwk.kid.as_deref() == Some(kid))
+            .map(|(_, key)| key)
+    }
+
+    /// Every published key, the active one first (RFC 7517).
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.published.iter().map(|(jwk, _)| jwk.clone()).collect(),
+        }
+    }
+}
+
+/// The current key ring, replaceable while the service runs (`SIGHUP`).
+pub struct SharedKeyRing(RwLock<Arc<KeyRing>>);
+
+impl SharedKeyRing {
+    pub fn new(ring: KeyRing) -> Self {
+        Self(RwLock::new(Arc::new(ring)))
+    }
+
+    /// The ring in force now; cheap (an `Arc` clone).
+    pub fn current(&self) -> Arc<KeyRing> {
+        match self.0.read() {
+            Ok(ring) => Arc::clone(&ring),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a new ring in force for every later request.
+    pub fn replace(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.0.write() {
+            Ok(mut current) => *current = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
 }
 
 /// Everything needed to issue and verify both kinds of token.
 pub struct KeySet {
-    pub signer: IdTokenSigner,
-    /// The public key as PEM, for verification.
-    pub public_pem: Vec<u8>,
+    pub ring: KeyRing,
     pub refresh_secret: Secret,
 }
 
@@ -119,34 +204,20 @@ pub struct KeyPaths {
     /// Used when `refresh_secret` is `None`.
     pub refresh_secret_file: PathBuf,
     pub refresh_secret: Option<Secret>,
+    /// Public keys published besides the active one, as `<kid>.pem`.
+    pub published_dir: PathBuf,
 }
 
 impl KeyPaths {
     /// Reads and checks all key material; errors name the variable to fix.
     pub fn load(&self) -> anyhow::Result<KeySet> {
-        let hint = "(run `account keys generate` to create development keys)";
-        let private_pem = fs::read(&self.private_key).with_context(|| {
-            format!(
-                "PRIV_KEY_FILE: cannot read {} {hint}",
-                self.private_key.display()
-            )
-        })?;
-        let signer = IdTokenSigner::from_pem(&private_pem)
-            .with_context(|| format!("PRIV_KEY_FILE: {}", self.private_key.display()))?;
-        let public_pem = fs::read(&self.public_key).with_context(|| {
-            format!(
-                "PUB_KEY_FILE: cannot read {} {hint}",
-                self.public_key.display()
-            )
-        })?;
-        check_public_key_matches(&signer, &public_pem)
-            .with_context(|| format!("PUB_KEY_FILE: {}", self.public_key.display()))?;
+        let ring = self.load_ring()?;
         let refresh_secret = match &self.refresh_secret {
             Some(secret) => secret.clone(),
             None => {
                 let text = fs::read_to_string(&self.refresh_secret_file).with_context(|| {
                     format!(
-                        "REFRESH_SECRET is unset and {} cannot be read {hint}",
+                        "REFRESH_SECRET is unset and {} cannot be read {KEYS_HINT}",
                         self.refresh_secret_file.display()
                     )
                 })?;
@@ -157,12 +228,86 @@ impl KeyPaths {
             bail!("REFRESH_SECRET: must be at least {MIN_REFRESH_SECRET_BYTES} bytes");
         }
         Ok(KeySet {
-            signer,
-            public_pem,
+            ring,
             refresh_secret,
         })
     }
+
+    /// Reads the active pair and the published public keys.
+    pub fn load_ring(&self) -> anyhow::Result<KeyRing> {
+        let signer = self.load_signer()?;
+        let public = self.read_public_key()?;
+        if public.kid != signer.jwk().kid {
+            bail!(
+                "PUB_KEY_FILE: {} does not match the private key of PRIV_KEY_FILE",
+                self.public_key.display()
+            );
+        }
+        KeyRing::new(signer, self.published_keys()?)
+    }
+
+    fn load_signer(&self) -> anyhow::Result<IdTokenSigner> {
+        let private_pem = fs::read(&self.private_key).with_context(|| {
+            format!(
+                "PRIV_KEY_FILE: cannot read {} {KEYS_HINT}",
+                self.private_key.display()
+            )
+        })?;
+        IdTokenSigner::from_pem(&private_pem)
+            .with_context(|| format!("PRIV_KEY_FILE: {}", self.private_key.display()))
+    }
+
+    fn read_public_key(&self) -> anyhow::Result<Jwk> {
+        let public_pem = fs::read(&self.public_key).with_context(|| {
+            format!(
+                "PUB_KEY_FILE: cannot read {} {KEYS_HINT}",
+                self.public_key.display()
+            )
+        })?;
+        Jwk::rsa_from_pem(&public_pem)
+            .with_context(|| format!("PUB_KEY_FILE: {}", self.public_key.display()))
+    }
+
+    /// The public keys in `PUBLISHED_KEYS_DIR` (none if it does not exist),
+    /// sorted by file name.
+    fn published_keys(&self) -> anyhow::Result<Vec<Jwk>> {
+        let entries = match fs::read_dir(&self.published_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "PUBLISHED_KEYS_DIR: cannot read {}",
+                        self.published_dir.display()
+                    )
+                });
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "pem"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|file| {
+                let pem = fs::read(file).with_context(|| {
+                    format!("PUBLISHED_KEYS_DIR: cannot read {}", file.display())
+                })?;
+                Jwk::rsa_from_pem(&pem)
+                    .with_context(|| format!("PUBLISHED_KEYS_DIR: {}", file.display()))
+            })
+            .collect()
+    }
+
+    /// `next-private.pem` beside the active private key: the staged next key.
+    pub fn next_private_key(&self) -> PathBuf {
+        self.private_key.with_file_name("next-private.pem")
+    }
 }
+
+const KEYS_HINT: &str = "(run `account keys generate` to create development keys)";
 
 impl KeyPaths {
     /// For a single embedded instance: creates whatever development key
@@ -200,21 +345,6 @@ impl KeyPaths {
             self.public_key.display()
         )
     }
-}
-
-/// Signs a probe token and verifies it with the public key, so a mismatched
-/// pair stops start-up instead of issuing tokens nobody can verify.
-fn check_public_key_matches(signer: &IdTokenSigner, public_pem: &[u8]) -> anyhow::Result<()> {
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem)
-        .map_err(|e| anyhow!("not an RSA public key in PEM: {e}"))?;
-    let probe = signer.sign(&serde_json::json!({"sub": "probe"}))?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<serde_json::Value>(&probe, &decoding, &validation)
-        .map(drop)
-        .map_err(|_| anyhow!("does not match the private key of PRIV_KEY_FILE"))
 }
 
 /// The files `account keys generate` writes into a directory.
@@ -278,6 +408,143 @@ pub fn generate_refresh_secret(path: &Path) -> anyhow::Result<()> {
     write_private(path, format!("{hex}\n").as_bytes())
 }
 
+/// A key of the ring, as `account keys list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub kid: String,
+    /// `active`, `next` (staged, published, not yet signing) or `published`.
+    pub status: &'static str,
+}
+
+/// The keys of the ring and what each is for.
+pub fn list_keys(paths: &KeyPaths) -> anyhow::Result<Vec<KeyStatus>> {
+    let active = paths.read_public_key()?.kid.unwrap_or_default();
+    let next = staged_kid(paths)?;
+    let mut keys = vec![KeyStatus {
+        kid: active.clone(),
+        status: "active",
+    }];
+    for jwk in paths.published_keys()? {
+        let kid = jwk.kid.unwrap_or_default();
+        if kid == active || keys.iter().any(|k| k.kid == kid) {
+            continue;
+        }
+        let status = if next.as_deref() == Some(kid.as_str()) {
+            "next"
+        } else {
+            "published"
+        };
+        keys.push(KeyStatus { kid, status });
+    }
+    Ok(keys)
+}
+
+/// The kid of the staged next key, if one is staged.
+fn staged_kid(paths: &KeyPaths) -> anyhow::Result<Option<String>> {
+    let next = paths.next_private_key();
+    if !next.exists() {
+        return Ok(None);
+    }
+    let pem = fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?;
+    let signer =
+        IdTokenSigner::from_pem(&pem).with_context(|| format!("staged key {}", next.display()))?;
+    Ok(Some(signer.kid().to_owned()))
+}
+
+fn published_file(paths: &KeyPaths, kid: &str) -> anyhow::Result<PathBuf> {
+    // A kid is base64url: refuse anything else, so it cannot name another path.
+    if kid.is_empty()
+        || !kid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("{kid:?} is not a key id");
+    }
+    Ok(paths.published_dir.join(format!("{kid}.pem")))
+}
+
+/// Generates the next key and publishes its public half, without signing
+/// with it yet: domain services can fetch it before it becomes active.
+pub fn stage_next_key(paths: &KeyPaths) -> anyhow::Result<String> {
+    let next = paths.next_private_key();
+    if next.exists() {
+        bail!("a next key is already staged in {}", next.display());
+    }
+    let key_pair =
+        RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
+    let der = key_pair
+        .as_der()
+        .map_err(|_| anyhow!("cannot encode the private key"))?;
+    let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref()));
+    let signer = IdTokenSigner::from_pem(private_pem.as_bytes())?;
+    write_private(
+        &published_file(paths, signer.kid())?,
+        signer.public_pem()?.as_bytes(),
+    )?;
+    write_private(&next, private_pem.as_bytes())?;
+    Ok(signer.kid().to_owned())
+}
+
+/// The outcome of a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub previous_kid: String,
+    pub active_kid: String,
+}
+
+/// Makes a new key active: the staged next key if there is one, else a newly
+/// generated one. The previous key stays published (tokens it signed keep
+/// verifying until they expire) until [`retire_key`] removes it.
+pub fn rotate_keys(paths: &KeyPaths) -> anyhow::Result<Rotation> {
+    let previous = paths.load_signer()?;
+    let previous_kid = previous.kid().to_owned();
+    write_private(
+        &published_file(paths, &previous_kid)?,
+        previous.public_pem()?.as_bytes(),
+    )?;
+    let next = paths.next_private_key();
+    let private_pem = if next.exists() {
+        fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?
+    } else {
+        let key_pair = RsaKeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| anyhow!("RSA key generation failed"))?;
+        let der = key_pair
+            .as_der()
+            .map_err(|_| anyhow!("cannot encode the private key"))?;
+        pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref())).into_bytes()
+    };
+    let signer = IdTokenSigner::from_pem(&private_pem)?;
+    // The public file first: a reload between the two writes sees a mismatched
+    // pair, fails, and keeps the ring it had.
+    write_private(&paths.public_key, signer.public_pem()?.as_bytes())?;
+    write_private(&paths.private_key, &private_pem)?;
+    let _ = fs::remove_file(&next);
+    let _ = fs::remove_file(published_file(paths, signer.kid())?);
+    Ok(Rotation {
+        previous_kid,
+        active_kid: signer.kid().to_owned(),
+    })
+}
+
+/// Stops publishing a key: tokens it signed are refused from the next reload.
+/// The active key cannot be retired; retiring the staged next key unstages it.
+pub fn retire_key(paths: &KeyPaths, kid: &str) -> anyhow::Result<()> {
+    let file = published_file(paths, kid)?;
+    if paths.read_public_key()?.kid.as_deref() == Some(kid) {
+        bail!("{kid} is the active signing key: rotate first, then retire it");
+    }
+    if !file.exists() {
+        bail!(
+            "no published key {kid} in {}",
+            paths.published_dir.display()
+        );
+    }
+    if staged_kid(paths)?.as_deref() == Some(kid) {
+        fs::remove_file(paths.next_private_key())?;
+    }
+    fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))
+}
+
 /// Writes a file readable by its owner only (mode 0600), replacing it if
 /// present; a missing parent folder is created owner-only.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -318,11 +585,12 @@ mod tests {
             public_key: files.public_key.clone(),
             refresh_secret_file: files.refresh_secret.clone(),
             refresh_secret: None,
+            published_dir: dir.path().join("keys/published"),
         }
         .load()
         .unwrap();
         assert_eq!(keys.refresh_secret.expose().len(), 64);
-        assert_eq!(keys.signer.kid().len(), 43, "base64url of a SHA-256");
+        assert_eq!(keys.ring.signer().kid().len(), 43, "base64url of a SHA-256");
         // A second run refuses to overwrite.
         assert!(generate_keys(&files, false).is_err());
     }
@@ -339,6 +607,7 @@ mod tests {
             public_key: b.public_key,
             refresh_secret_file: a.refresh_secret,
             refresh_secret: None,
+            published_dir: dir.path().join("published"),
         }
         .load()
         .err()
@@ -356,6 +625,7 @@ mod tests {
             public_key: files.public_key,
             refresh_secret_file: files.refresh_secret,
             refresh_secret: Some(Secret::new("short".into())),
+            published_dir: dir.path().join("published"),
         }
         .load()
         .err()

@@ -5,17 +5,32 @@
 //! Read in this order: [`model`] (the domain and every contract), [`service`]
 //! (the rules), [`repository`] (the stores), [`handler`] (HTTP), [`startup`]
 //! (the wiring).
+//!
+//! Domain services that only verify ID tokens depend on this crate with
+//! `default-features = false, features = ["verifier"]` and use [`verifier`].
 
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
 pub mod handler;
+#[cfg(feature = "verifier")]
+pub mod jwks;
+#[cfg(feature = "server")]
 pub mod keys;
+#[cfg(feature = "server")]
 pub mod model;
+#[cfg(feature = "server")]
 pub mod repository;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod startup;
+#[cfg(feature = "server")]
 pub mod telemetry;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 pub(crate) mod test_keys;

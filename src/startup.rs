@@ -13,9 +13,11 @@ use axum::Router;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::handler::{AppState, HttpSettings, router};
+use crate::keys::{KeyPaths, SharedKeyRing};
 use crate::model::{TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
@@ -29,6 +31,51 @@ pub struct Application {
     router: Router,
     /// The in-process token store and where it is saved on shutdown.
     memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
+    key_reloader: KeyReloader,
+}
+
+/// Re-reads the key files and puts the new ring in force: after
+/// `account keys rotate` / `retire`, without a restart and without losing a
+/// request (requests in flight finish with the ring they started with).
+#[derive(Clone)]
+pub struct KeyReloader {
+    paths: KeyPaths,
+    ring: Arc<SharedKeyRing>,
+}
+
+impl KeyReloader {
+    /// Loads the ring from disk; on error the ring in force stays.
+    /// Returns the published kids, the active one first.
+    pub fn reload(&self) -> anyhow::Result<Vec<String>> {
+        let ring = self.paths.load_ring()?;
+        let kids = ring
+            .jwks()
+            .keys
+            .into_iter()
+            .filter_map(|jwk| jwk.kid)
+            .collect();
+        self.ring.replace(ring);
+        Ok(kids)
+    }
+
+    fn reload_on_sighup(&self) {
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: keys reload only on restart");
+            return;
+        };
+        let reloader = self.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match reloader.reload() {
+                    Ok(kids) => tracing::info!(?kids, "SIGHUP: key ring reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %format!("{e:#}"),
+                        "SIGHUP: keys not reloaded, the previous ring stays in force"
+                    ),
+                }
+            }
+        });
+    }
 }
 
 impl Application {
@@ -42,6 +89,12 @@ impl Application {
             config.keys.origin()
         };
         let keys = config.keys.load()?;
+        let ring = Arc::new(SharedKeyRing::new(keys.ring));
+        let key_reloader = KeyReloader {
+            paths: config.keys.clone(),
+            ring: Arc::clone(&ring),
+        };
+        key_reloader.reload_on_sighup();
 
         let (users, user_store) = open_user_store(&config).await?;
         let (tokens, memory_tokens, token_store): (Arc<dyn TokenRepository>, _, _) =
@@ -82,14 +135,15 @@ impl Application {
             )),
             token_service: Arc::new(TokenServiceImpl::new(
                 tokens,
-                keys,
+                ring,
+                &keys.refresh_secret,
                 TokenConfig {
                     issuer: config.id_token_issuer.clone(),
                     audience: config.id_token_audience.clone(),
                     id_token_ttl: config.id_token_ttl,
                     refresh_token_ttl: config.refresh_token_ttl,
                 },
-            )?),
+            )),
         };
         let router = router(
             state,
@@ -108,7 +162,13 @@ impl Application {
             listener,
             router,
             memory_tokens,
+            key_reloader,
         })
+    }
+
+    /// Re-reads the key ring on demand (what `SIGHUP` does).
+    pub fn key_reloader(&self) -> KeyReloader {
+        self.key_reloader.clone()
     }
 
     /// The in-process token store, when `REDIS_URL` is unset (for inspection).
@@ -230,7 +290,7 @@ async fn shutdown_signal() {
         }
     };
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut signal) => {
                 signal.recv().await;
             }

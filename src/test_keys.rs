@@ -22,6 +22,7 @@ pub fn test_key_set() -> KeySet {
         public_key: files.public_key,
         refresh_secret_file: files.refresh_secret,
         refresh_secret: None,
+        published_dir: key_dir().join("published"),
     }
     .load()
     .expect("load test keys")

@@ -6,6 +6,7 @@
 mod account;
 mod extract;
 mod health;
+mod jwks;
 mod middleware;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .nest(&settings.base_path, account)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)

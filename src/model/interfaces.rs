@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Email, IdTokenClaims, Password, RefreshToken, TokenPair, User, UserDetails};
 use crate::error::AppResult;
+use crate::jwks::JwkSet;
 
 /// Users: sign-up, sign-in and profile.
 #[cfg_attr(test, mockall::automock)]
@@ -46,6 +47,8 @@ pub trait TokenService: Send + Sync {
     fn validate_id_token(&self, token: &str) -> AppResult<IdTokenClaims>;
     /// Verifies a refresh token's signature and claims (not the whitelist).
     fn validate_refresh_token(&self, token: &str) -> AppResult<RefreshToken>;
+    /// Every public key ID tokens may be verified with (RFC 7517).
+    fn jwks(&self) -> JwkSet;
     /// Whether the token store answers.
     async fn ready(&self) -> AppResult<()>;
 }

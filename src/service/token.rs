@@ -7,8 +7,10 @@ use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
+use crate::config::Secret;
 use crate::error::{AppError, AppResult};
-use crate::keys::KeySet;
+use crate::jwks::JwkSet;
+use crate::keys::SharedKeyRing;
 use crate::model::{
     IdTokenClaims, RefreshToken, RefreshTokenClaims, TokenPair, TokenRepository, TokenService, User,
 };
@@ -28,8 +30,7 @@ pub struct TokenConfig {
 /// [`TokenService`] over a [`TokenRepository`] whitelist.
 pub struct TokenServiceImpl {
     repo: Arc<dyn TokenRepository>,
-    keys: KeySet,
-    id_decoding: DecodingKey,
+    keys: Arc<SharedKeyRing>,
     id_validation: Validation,
     refresh_encoding: EncodingKey,
     refresh_decoding: DecodingKey,
@@ -38,19 +39,20 @@ pub struct TokenServiceImpl {
 }
 
 impl TokenServiceImpl {
+    /// `keys` may be replaced while the service runs (key rotation).
     pub fn new(
         repo: Arc<dyn TokenRepository>,
-        keys: KeySet,
+        keys: Arc<SharedKeyRing>,
+        refresh_secret: &Secret,
         config: TokenConfig,
-    ) -> anyhow::Result<Self> {
-        let id_decoding = DecodingKey::from_rsa_pem(&keys.public_pem)?;
+    ) -> Self {
         let mut id_validation = Validation::new(Algorithm::RS256);
         id_validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         id_validation.set_issuer(&[&config.issuer]);
         id_validation.set_audience(&[&config.audience]);
         id_validation.leeway = LEEWAY_SECS;
 
-        let secret = keys.refresh_secret.expose().as_bytes();
+        let secret = refresh_secret.expose().as_bytes();
         let refresh_encoding = EncodingKey::from_secret(secret);
         let refresh_decoding = DecodingKey::from_secret(secret);
         let mut refresh_validation = Validation::new(Algorithm::HS256);
@@ -58,16 +60,15 @@ impl TokenServiceImpl {
         refresh_validation.validate_aud = false;
         refresh_validation.leeway = LEEWAY_SECS;
 
-        Ok(Self {
+        Self {
             repo,
             keys,
-            id_decoding,
             id_validation,
             refresh_encoding,
             refresh_decoding,
             refresh_validation,
             config,
-        })
+        }
     }
 
     fn sign_id_token(&self, user: &User, now: u64) -> AppResult<String> {
@@ -81,7 +82,11 @@ impl TokenServiceImpl {
             email: user.email.clone(),
             name: user.name.clone(),
         };
-        self.keys.signer.sign(&claims).map_err(AppError::Internal)
+        self.keys
+            .current()
+            .signer()
+            .sign(&claims)
+            .map_err(AppError::Internal)
     }
 
     fn sign_refresh_token(&self, uid: Uuid, jti: Uuid, now: u64) -> AppResult<String> {
@@ -150,11 +155,21 @@ impl TokenService for TokenServiceImpl {
     }
 
     fn validate_id_token(&self, token: &str) -> AppResult<IdTokenClaims> {
-        jsonwebtoken::decode::<IdTokenClaims>(token, &self.id_decoding, &self.id_validation)
+        let invalid = || AppError::invalid_token("ID token is invalid or expired");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        // Pick the published key the header names; the algorithm stays pinned
+        // to RS256 by the validation, whatever the header says.
+        let kid = header.kid.ok_or_else(invalid)?;
+        let ring = self.keys.current();
+        let key = ring.decoding_key(&kid).ok_or_else(|| {
+            tracing::debug!(kid, "ID token signed with an unpublished key");
+            invalid()
+        })?;
+        jsonwebtoken::decode::<IdTokenClaims>(token, key, &self.id_validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 tracing::debug!(error = %e, "ID token rejected");
-                AppError::invalid_token("ID token is invalid or expired")
+                invalid()
             })
     }
 
@@ -172,6 +187,10 @@ impl TokenService for TokenServiceImpl {
             tracing::debug!(error = %e, "refresh token rejected");
             AppError::invalid_token("refresh token is invalid, used or revoked")
         })
+    }
+
+    fn jwks(&self) -> JwkSet {
+        self.keys.current().jwks()
     }
 
     async fn ready(&self) -> AppResult<()> {
@@ -197,7 +216,17 @@ mod tests {
     }
 
     fn service(repo: MockTokenRepository) -> TokenServiceImpl {
-        TokenServiceImpl::new(Arc::new(repo), test_key_set(), config()).unwrap()
+        service_with(repo, config())
+    }
+
+    fn service_with(repo: MockTokenRepository, config: TokenConfig) -> TokenServiceImpl {
+        let keys = test_key_set();
+        TokenServiceImpl::new(
+            Arc::new(repo),
+            Arc::new(SharedKeyRing::new(keys.ring)),
+            &keys.refresh_secret,
+            config,
+        )
     }
 
     fn user() -> User {
@@ -236,7 +265,8 @@ mod tests {
 
         let header = decode_part(&pair.id_token, 0);
         assert_eq!(header["alg"], "RS256");
-        assert_eq!(header["kid"], svc.keys.signer.kid());
+        assert_eq!(header["kid"], svc.keys.current().signer().kid());
+        assert_eq!(svc.jwks().keys[0].kid.as_deref(), header["kid"].as_str());
         let id = svc.validate_id_token(&pair.id_token).unwrap();
         assert_eq!(id.sub, user.uid);
         assert_eq!(id.email, "ada@example.com");
@@ -359,27 +389,23 @@ mod tests {
             "RS256 ID token as refresh token"
         );
 
-        let other = TokenServiceImpl::new(
-            Arc::new(MockTokenRepository::new()),
-            test_key_set(),
+        let other = service_with(
+            MockTokenRepository::new(),
             TokenConfig {
                 audience: "someone-else".into(),
                 ..config()
             },
-        )
-        .unwrap();
+        );
         let foreign = other.sign_id_token(&user, now).unwrap();
         assert!(svc.validate_id_token(&foreign).is_err(), "other audience");
 
-        let expired = TokenServiceImpl::new(
-            Arc::new(MockTokenRepository::new()),
-            test_key_set(),
+        let expired = service_with(
+            MockTokenRepository::new(),
             TokenConfig {
                 id_token_ttl: Duration::from_secs(1),
                 ..config()
             },
         )
-        .unwrap()
         .sign_id_token(&user, now - 60)
         .unwrap();
         assert!(svc.validate_id_token(&expired).is_err(), "expired");

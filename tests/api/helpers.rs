@@ -212,6 +212,7 @@ pub struct TestApp {
     config: Config,
     redis: Option<redis::aio::MultiplexedConnection>,
     memory: Option<account::repository::MemoryTokenRepository>,
+    key_reloader: account::startup::KeyReloader,
     users: Mutex<Vec<Uuid>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -279,6 +280,7 @@ async fn start(backend: Backend, store: TestStore, config: Config) -> TestApp {
     let app = Application::build(config.clone()).await.expect("build app");
     let address = format!("http://{}", app.local_addr().unwrap());
     let memory = app.memory_token_store();
+    let key_reloader = app.key_reloader();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -301,6 +303,7 @@ async fn start(backend: Backend, store: TestStore, config: Config) -> TestApp {
         config,
         redis,
         memory,
+        key_reloader,
         users: Mutex::new(Vec::new()),
         shutdown: Some(tx),
         server: Some(server),
@@ -576,6 +579,16 @@ impl TestApp {
                     .unwrap()
             }
         }
+    }
+
+    /// Re-reads the key files, as `SIGHUP` does.
+    pub fn reload_keys(&self) -> anyhow::Result<Vec<String>> {
+        self.key_reloader.reload()
+    }
+
+    /// The key files of this app.
+    pub fn key_paths(&self) -> &account::keys::KeyPaths {
+        &self.config.keys
     }
 
     fn store(&self) -> &TestStore {

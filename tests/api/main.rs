@@ -3,6 +3,7 @@
 mod embedded;
 mod errors;
 mod helpers;
+mod keys;
 mod lifecycle;
 mod outage;
 mod profile;
