@@ -76,14 +76,19 @@ impl PasswordHasher {
         F: FnOnce() -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
+        // The permit moves into the blocking task: if the request is dropped
+        // (timeout, client gone), the hash still runs to its end and only then
+        // frees its slot, so the cap holds for the CPU actually used.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
     }
 }
 
