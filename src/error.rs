@@ -9,9 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// A field that failed validation, as returned in `invalidArgs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidArg {
+    /// The field of the request body, as spelled there.
+    #[schema(example = "email")]
     pub field: String,
+    /// What is wrong with it.
+    #[schema(example = "email must be a valid email address")]
     pub message: String,
 }
 
@@ -141,17 +145,28 @@ impl AppError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response, whatever its status.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"type": "CONFLICT", "message": "email already registered"}}))]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorDetail<'a> {
+pub struct ErrorDetail<'a> {
+    /// Stable and machine-readable: `BAD_REQUEST` (400), `AUTHORIZATION` (401),
+    /// `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405), `CONFLICT` (409),
+    /// `PAYLOAD_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415),
+    /// `TOO_MANY_REQUESTS` (429), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
     #[serde(rename = "type")]
+    #[schema(example = "CONFLICT")]
     kind: &'a str,
+    /// For humans; not meant to be parsed.
+    #[schema(example = "email already registered")]
     message: String,
+    /// The fields that failed validation, on a 400 for field errors only.
     #[serde(skip_serializing_if = "<[InvalidArg]>::is_empty")]
     invalid_args: &'a [InvalidArg],
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A key set: `{"keys": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
@@ -17,6 +18,7 @@ pub struct JwkSet {
 /// One JSON Web Key. Parsing is lenient (other key types and members are
 /// kept or ignored); the keys we publish always have every field set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Jwk {
     pub kty: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,12 +2,13 @@
 //! HS256 refresh tokens whitelisted as `<uid>:<jti>`, rotation on refresh and
 //! sign-out on every device.
 //!
-//! Read in this order: [`model`] (the domain and every contract), [`service`]
-//! (the rules), [`repository`] (the stores), [`handler`] (HTTP), [`startup`]
-//! (the wiring).
+//! Read in this order: `model` (the domain and every contract), `service`
+//! (the rules), `repository` (the stores), `handler` (HTTP), `startup`
+//! (the wiring); all of them are behind the default `server` feature.
 //!
 //! Domain services that only verify ID tokens depend on this crate with
-//! `default-features = false, features = ["verifier"]` and use [`verifier`].
+//! `default-features = false, features = ["verifier"]` and use [`verifier`];
+//! [`todo`] is an example of such a service.
 
 #[cfg(feature = "server")]
 pub mod cli;
@@ -31,6 +32,10 @@ pub mod service;
 pub mod startup;
 #[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "verifier")]
+pub mod todo;
+#[cfg(feature = "verifier")]
+pub mod verifier;
 
 #[cfg(all(test, feature = "server"))]
 pub(crate) mod test_keys;

@@ -5,50 +5,70 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::openapi::tags;
 use super::{AppJson, AppState, AuthUser};
-use crate::error::{AppError, AppResult, InvalidArg};
+use crate::error::{AppError, AppResult, ErrorBody, InvalidArg};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
 
 /// `{email, password}` of sign-up and sign-in. Missing fields read as empty
 /// and are reported by validation, with the other field errors.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CredentialsRequest {
+    /// A valid address; compared and stored lowercased.
+    #[schema(required = true, format = "email", example = "ada@example.com")]
     email: String,
+    /// 8 characters to 256 bytes at sign-up; sign-in only requires it to be non-empty.
+    #[schema(required = true, format = "password", example = "correct horse")]
     password: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `{refreshToken}` of a refresh.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RefreshRequest {
+    /// The refresh token of the last pair; it works once.
+    #[schema(required = true)]
     refresh_token: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `{name, email, website}`: a full update of the profile (a missing name or
+/// website is set to empty).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct DetailsRequest {
+    /// Up to 100 characters, trimmed.
+    #[schema(example = "Ada Lovelace")]
     name: String,
+    /// A valid address not used by another user; stored lowercased.
+    #[schema(required = true, format = "email", example = "ada@example.com")]
     email: String,
+    /// Empty, or an `http://` or `https://` URL.
+    #[schema(example = "https://ada.example")]
     website: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A fresh token pair.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokensResponse {
     tokens: TokenPair,
 }
 
-#[derive(Debug, Serialize)]
+/// A confirmation for humans.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageResponse {
+    #[schema(example = "signed out on every device")]
     message: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+/// The user of the ID token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
     user: UserView,
 }
 
-/// A user as clients see it: no password hash.
-#[derive(Debug, Serialize)]
+/// A user as clients see it: no password hash. Unset fields are `""`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     uid: uuid::Uuid,
@@ -109,6 +129,24 @@ fn parse_credentials(
 }
 
 /// `POST /signup` → 201 with a token pair; 409 if the email is taken.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = tags::ACCOUNT,
+    summary = "Sign up",
+    description = "Creates the user and answers with a token pair, as a sign-in would.",
+    request_body = CredentialsRequest,
+    responses(
+        (status = 201, description = "Signed up", body = TokensResponse),
+        (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
+        (status = 409, description = "The email is already registered", body = ErrorBody,
+         example = json!({"error": {"type": "CONFLICT", "message": "email already registered"}})),
+        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = ErrorBody),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn signup(
     State(state): State<AppState>,
     AppJson(body): AppJson<CredentialsRequest>,
@@ -120,6 +158,26 @@ pub async fn signup(
 }
 
 /// `POST /signin` → 200 with a token pair; the same 401 for unknown email and wrong password.
+#[utoipa::path(
+    post,
+    path = "/signin",
+    tag = tags::ACCOUNT,
+    summary = "Sign in",
+    description = "Checks the credentials and answers with a new token pair. The email is \
+                   case-insensitive; an unknown email and a wrong password answer the same 401.",
+    request_body = CredentialsRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokensResponse),
+        (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
+        (status = 401, description = "Unknown email or wrong password", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`")),
+         example = json!({"error": {"type": "AUTHORIZATION", "message": "invalid email and password combination"}})),
+        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = ErrorBody),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn signin(
     State(state): State<AppState>,
     AppJson(body): AppJson<CredentialsRequest>,
@@ -132,6 +190,26 @@ pub async fn signin(
 
 /// `POST /tokens` → 200 with a rotated pair; 401 if the refresh token does not
 /// verify or is no longer whitelisted (used, revoked or signed out).
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = tags::ACCOUNT,
+    summary = "Refresh the token pair",
+    description = "Rotates: answers with a new pair and the presented refresh token stops \
+                   working. Of concurrent refreshes of one token exactly one succeeds.",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The rotated pair", body = TokensResponse),
+        (status = 400, description = "Malformed body, or `refreshToken` missing (in `invalidArgs`)", body = ErrorBody),
+        (status = 401, description = "The refresh token does not verify, or was used, revoked or signed out", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`")),
+         example = json!({"error": {"type": "AUTHORIZATION", "message": "refresh token is invalid, used or revoked"}})),
+        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = ErrorBody),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn tokens(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshRequest>,
@@ -161,6 +239,22 @@ pub async fn tokens(
 }
 
 /// `POST /signout` → 200; every refresh token of the user is removed.
+#[utoipa::path(
+    post,
+    path = "/signout",
+    tag = tags::ACCOUNT,
+    summary = "Sign out on every device",
+    description = "Removes every refresh token of the user. ID tokens already handed out stay \
+                   valid until they expire.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Signed out", body = MessageResponse),
+        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn signout(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
@@ -172,6 +266,21 @@ pub async fn signout(
 }
 
 /// `GET /me` → 200 with the user of the ID token.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = tags::ACCOUNT,
+    summary = "The signed-in user",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user of the ID token", body = UserResponse),
+        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
+        (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn me(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
@@ -181,6 +290,27 @@ pub async fn me(
 }
 
 /// `PUT /details` → 200 with the updated user; 409 if the email is taken.
+#[utoipa::path(
+    put,
+    path = "/details",
+    tag = tags::ACCOUNT,
+    summary = "Update the profile",
+    description = "A full update of name, email and website.",
+    security(("bearer" = [])),
+    request_body = DetailsRequest,
+    responses(
+        (status = 200, description = "The updated user", body = UserResponse),
+        (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
+        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
+        (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
+        (status = 409, description = "The email is registered to another user", body = ErrorBody),
+        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = ErrorBody),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+    )
+)]
 pub async fn details(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,

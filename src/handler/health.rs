@@ -2,20 +2,53 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::AppState;
-use crate::error::AppResult;
+use super::openapi::tags;
+use crate::error::{AppResult, ErrorBody};
+
+/// `{"status": …}` of a probe that passes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusResponse {
+    /// `ok` for liveness, `ready` for readiness.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
 
 /// 200 while the process runs.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = tags::PROBES,
+    summary = "Liveness",
+    description = "200 while the process runs; touches no store.",
+    responses(
+        (status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = StatusResponse,
+         example = json!({"status": "ok"})),
+    )
+)]
+pub async fn healthz() -> Json<StatusResponse> {
+    Json(StatusResponse { status: "ok" })
 }
 
 /// 200 when the user store and the token store both answer, else 503.
-pub async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = tags::PROBES,
+    summary = "Readiness",
+    description = "200 when the user store and the token store both answer.",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = StatusResponse,
+         example = json!({"status": "ready"})),
+        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
+        (status = 503, description = "A store does not answer, or the request timed out", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> AppResult<Json<StatusResponse>> {
     let (users, tokens) = tokio::join!(state.user_service.ready(), state.token_service.ready());
     users?;
     tokens?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(StatusResponse { status: "ready" }))
 }

@@ -8,18 +8,23 @@ mod extract;
 mod health;
 mod jwks;
 mod middleware;
+mod openapi;
+#[cfg(test)]
+mod openapi_tests;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use extract::{AppJson, AuthUser};
 
@@ -41,26 +46,46 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
 }
 
-/// The whole HTTP app: account routes under the base path, health at the root,
-/// JSON errors for unknown routes and methods, timeout, body limit, request logs.
+/// Every route, each registered with its OpenAPI operation (the handler's
+/// `#[utoipa::path]`): the router and the document are built by the same calls.
+/// Register routes only here and only with `routes!` (a plain `.route` would be
+/// served undocumented; `openapi_tests` reads the router's path table and fails).
+fn routes(base_path: &str) -> OpenApiRouter<AppState> {
+    let account = OpenApiRouter::new()
+        .routes(routes!(account::signup))
+        .routes(routes!(account::signin))
+        .routes(routes!(account::tokens))
+        .routes(routes!(account::signout))
+        .routes(routes!(account::me))
+        .routes(routes!(account::details))
+        .routes(routes!(openapi::openapi_json));
+
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest(base_path, account)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(jwks::jwks))
+}
+
+/// The OpenAPI document of the app built for `base_path`: what
+/// [`router`] serves at `{base_path}/openapi.json`.
+pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
+    routes(base_path).into_openapi()
+}
+
+/// The whole HTTP app: account routes and the OpenAPI document under the base
+/// path, health and keys at the root, JSON errors for unknown routes and
+/// methods, timeout, body limit, request logs.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
-    let account = Router::new()
-        .route("/signup", post(account::signup))
-        .route("/signin", post(account::signin))
-        .route("/tokens", post(account::tokens))
-        .route("/signout", post(account::signout))
-        .route("/me", get(account::me))
-        .route("/details", put(account::details));
+    let (routes, doc) = routes(&settings.base_path).split_for_parts();
+    let doc = openapi::OpenApiJson::new(&doc);
 
     let timeout = settings.handler_timeout;
-    Router::new()
-        .nest(&settings.base_path, account)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/.well-known/jwks.json", get(jwks::jwks))
+    routes
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
+        .layer(Extension(doc))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::timeout(timeout, req, next)

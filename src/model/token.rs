@@ -4,10 +4,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The pair returned by sign-up, sign-in and refresh.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPair {
+    /// RS256 JWT for `Authorization: Bearer`, short-lived; any service verifies
+    /// it with the keys at `/.well-known/jwks.json`.
     pub id_token: String,
+    /// HS256 JWT for `POST /tokens`; works once (a refresh rotates the pair).
     pub refresh_token: String,
 }
 

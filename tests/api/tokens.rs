@@ -8,8 +8,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, Tokens, assert_error, claims, private_key_pem, public_key_pem, spawn_app,
-    unique_email,
+    Backend, TestApp, Tokens, assert_error, claims, header, private_key_pem, public_key_pem,
+    spawn_app, unique_email,
 };
 
 async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backend: Backend) {
@@ -121,9 +121,12 @@ fn valid_claims(sub: &str) -> Value {
     })
 }
 
-fn rs256(claims: &Value) -> String {
+/// Signs with the service's own key, with the `kid` of its tokens.
+fn rs256(claims: &Value, kid: &str) -> String {
     let key = EncodingKey::from_rsa_pem(&private_key_pem()).unwrap();
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 async fn assert_me_unauthorized(app: &TestApp, token: &str, why: &str) {
@@ -149,9 +152,18 @@ async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Ba
     };
     let (uid, tokens) = app.signup(&unique_email()).await;
     let sub = uid.to_string();
+    let kid = header(&tokens.id_token)["kid"].as_str().unwrap().to_owned();
 
     // Our own key with valid claims is accepted: the forgeries below differ in one way each.
-    assert_eq!(app.me(&rs256(&valid_claims(&sub))).await.status(), 200);
+    assert_eq!(
+        app.me(&rs256(&valid_claims(&sub), &kid)).await.status(),
+        200
+    );
+    // Without a kid, the key is unknown.
+    let key = EncodingKey::from_rsa_pem(&private_key_pem()).unwrap();
+    let no_kid =
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &valid_claims(&sub), &key).unwrap();
+    assert_me_unauthorized(&app, &no_kid, "no kid").await;
 
     // Tampered: the payload swapped for another user's, the signature kept.
     let mut parts: Vec<String> = tokens.id_token.split('.').map(str::to_owned).collect();
@@ -164,16 +176,19 @@ async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Ba
     let mut expired = valid_claims(&sub);
     expired["iat"] = json!(now() - 1000);
     expired["exp"] = json!(now() - 30);
-    assert_me_unauthorized(&app, &rs256(&expired), "expired").await;
+    assert_me_unauthorized(&app, &rs256(&expired, &kid), "expired").await;
 
     // alg: none with no signature.
-    let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let none_header = B64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
     let none_payload = B64.encode(serde_json::to_vec(&valid_claims(&sub)).unwrap());
     assert_me_unauthorized(&app, &format!("{none_header}.{none_payload}."), "alg none").await;
 
     // HS256 signed with the public key as the HMAC secret (algorithm confusion).
     let confused = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+        &Header {
+            kid: Some(kid.clone()),
+            ..Header::new(Algorithm::HS256)
+        },
         &valid_claims(&sub),
         &EncodingKey::from_secret(&public_key_pem()),
     )
@@ -183,14 +198,14 @@ async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Ba
     // Wrong issuer, wrong audience, and each required claim missing.
     let mut other_issuer = valid_claims(&sub);
     other_issuer["iss"] = json!("someone-else");
-    assert_me_unauthorized(&app, &rs256(&other_issuer), "other issuer").await;
+    assert_me_unauthorized(&app, &rs256(&other_issuer, &kid), "other issuer").await;
     let mut other_audience = valid_claims(&sub);
     other_audience["aud"] = json!("someone-else");
-    assert_me_unauthorized(&app, &rs256(&other_audience), "other audience").await;
+    assert_me_unauthorized(&app, &rs256(&other_audience, &kid), "other audience").await;
     for claim in ["exp", "iss", "aud", "sub"] {
         let mut missing = valid_claims(&sub);
         missing.as_object_mut().unwrap().remove(claim);
-        assert_me_unauthorized(&app, &rs256(&missing), claim).await;
+        assert_me_unauthorized(&app, &rs256(&missing, &kid), claim).await;
     }
 
     // The refresh token is not an ID token.

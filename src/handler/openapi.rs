@@ -1,0 +1,108 @@
+//! The OpenAPI 3 document of the HTTP API, served at `{base_path}/openapi.json`.
+//!
+//! Nothing here lists routes: each handler carries its `#[utoipa::path]`, and
+//! [`super::routes`] registers handler and operation together with
+//! `utoipa_axum::routes!`, so the router and the document cannot drift apart.
+//! This module adds what belongs to the document as a whole: its info, tags
+//! and the bearer security scheme.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The name of the security scheme of ID-token-protected operations (spelled
+/// out in their `security(("bearer" = []))`, which takes only a literal).
+pub const BEARER: &str = "bearer";
+
+/// Tags grouping the operations.
+pub mod tags {
+    pub const ACCOUNT: &str = "account";
+    pub const PROBES: &str = "probes";
+    pub const KEYS: &str = "keys";
+    pub const OPENAPI: &str = "openapi";
+}
+
+/// The document's root: info, tags and security schemes. Paths and schemas are
+/// added by the router registration.
+#[derive(OpenApi)]
+#[openapi(
+    info(description = "JWT account service: sign-up, sign-in, refresh-token rotation and \
+sign-out on every device.
+
+Bodies are JSON in camelCase. Every error, whatever its origin (handler, extractor, \
+unknown route, wrong method, body limit, timeout), has one shape, the `ErrorBody` schema: \
+`{\"error\": {\"type\": \"CONFLICT\", \"message\": \"email already registered\"}}`, with \
+`invalidArgs: [{field, message}]` added for field errors.
+
+Besides the statuses listed on each operation: a path the service does not serve answers \
+404 `NOT_FOUND`, and a method a path does not serve answers 405 `METHOD_NOT_ALLOWED` with \
+an `Allow` header."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = tags::ACCOUNT, description = "Sign-up, sign-in, token refresh, sign-out and profile, under the configured base path (`ACCOUNT_API_URL`)."),
+        (name = tags::PROBES, description = "Liveness and readiness probes."),
+        (name = tags::KEYS, description = "The public keys that verify ID tokens (RFC 7517)."),
+        (name = tags::OPENAPI, description = "This document."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` scheme: `Authorization: Bearer <ID token>`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An RS256 ID token from sign-up, sign-in or refresh, valid for \
+                         ID_TOKEN_EXP seconds (15 minutes by default).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, serialized once when the router is built.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(Bytes);
+
+impl OpenApiJson {
+    pub fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        // A tree of strings, maps and numbers: serializing it cannot fail, and
+        // the handler tests parse what is served.
+        let json = serde_json::to_vec(doc).expect("the OpenAPI document serializes");
+        Self(Bytes::from(json))
+    }
+}
+
+/// `GET {base_path}/openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = tags::OPENAPI,
+    summary = "The OpenAPI document of this service",
+    description = "This document, generated from the code that builds the router, with \
+                   paths under the configured base path.",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object,
+         content_type = "application/json"),
+    )
+)]
+pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+    let mut response = doc.0.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

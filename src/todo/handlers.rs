@@ -1,0 +1,134 @@
+//! The todo routes: each takes the caller from the bearer ID token and only
+//! ever touches the caller's own todos.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::{ApiError, InvalidArg, JsonObject};
+use super::store::{Todo, TodoChanges, TodoStore};
+use crate::verifier::AuthenticatedUser;
+
+/// Longest title, in characters after trimming.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+const NO_SUCH_TODO: &str = "no such todo";
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn list(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+) -> Json<Value> {
+    Json(json!({"todos": store.list(user.sub)}))
+}
+
+pub async fn create(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let title = match body.get("title") {
+        None | Some(Value::Null) => Err(InvalidArg::new("title", "is required")),
+        Some(value) => parse_title(value),
+    }
+    .map_err(|arg| ApiError::invalid_args(vec![arg]))?;
+    Ok((StatusCode::CREATED, Json(store.create(user.sub, title))))
+}
+
+pub async fn get(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Todo>, ApiError> {
+    let id = todo_id(id)?;
+    store
+        .get(user.sub, id)
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+}
+
+pub async fn update(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+    id: Result<Path<String>, PathRejection>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Todo>, ApiError> {
+    let id = todo_id(id)?;
+    let mut changes = TodoChanges::default();
+    let mut invalid = Vec::new();
+    if let Some(value) = body.get("title") {
+        match parse_title(value) {
+            Ok(title) => changes.title = Some(title),
+            Err(arg) => invalid.push(arg),
+        }
+    }
+    if let Some(value) = body.get("completed") {
+        match value {
+            Value::Bool(completed) => changes.completed = Some(*completed),
+            _ => invalid.push(InvalidArg::new("completed", "must be true or false")),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::invalid_args(invalid));
+    }
+    store
+        .update(user.sub, id, changes)
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+}
+
+pub async fn delete(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = todo_id(id)?;
+    if store.delete(user.sub, id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(NO_SUCH_TODO))
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A path segment that is not a UUID names no todo.
+fn todo_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
+    path.ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+}
+
+/// A title is a string of 1 to [`MAX_TITLE_CHARS`] characters once trimmed;
+/// it is stored trimmed.
+fn parse_title(value: &Value) -> Result<String, InvalidArg> {
+    let Value::String(title) = value else {
+        return Err(InvalidArg::new("title", "must be a string"));
+    };
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(InvalidArg::new("title", "must not be empty"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(InvalidArg::new(
+            "title",
+            format!("must be at most {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    Ok(title.to_owned())
+}

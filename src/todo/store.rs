@@ -1,0 +1,101 @@
+//! Todos in memory, kept per owner in creation order.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// One todo, as the API shows it (`createdAt` in Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Todo {
+    pub id: Uuid,
+    pub title: String,
+    pub completed: bool,
+    /// Unix seconds, like the `iat` and `exp` of the tokens.
+    pub created_at: u64,
+}
+
+/// A partial update; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TodoChanges {
+    pub title: Option<String>,
+    pub completed: Option<bool>,
+}
+
+/// Every user's todos. Only the owner's own list is ever looked at, so
+/// another user's todo is simply not found.
+#[derive(Debug, Default)]
+pub struct TodoStore {
+    by_owner: RwLock<HashMap<Uuid, Vec<Todo>>>,
+}
+
+impl TodoStore {
+    /// The owner's todos, oldest first.
+    pub fn list(&self, owner: Uuid) -> Vec<Todo> {
+        self.read(|todos| todos.get(&owner).cloned().unwrap_or_default())
+    }
+
+    /// Adds a todo (not completed) at the end of the owner's list.
+    pub fn create(&self, owner: Uuid, title: String) -> Todo {
+        let todo = Todo {
+            id: Uuid::new_v4(),
+            title,
+            completed: false,
+            created_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        self.write(|todos| todos.entry(owner).or_default().push(todo.clone()));
+        todo
+    }
+
+    pub fn get(&self, owner: Uuid, id: Uuid) -> Option<Todo> {
+        self.read(|todos| todos.get(&owner)?.iter().find(|t| t.id == id).cloned())
+    }
+
+    /// Applies `changes`; the updated todo, or `None` if the owner has no such todo.
+    pub fn update(&self, owner: Uuid, id: Uuid, changes: TodoChanges) -> Option<Todo> {
+        self.write(|todos| {
+            let todo = todos.get_mut(&owner)?.iter_mut().find(|t| t.id == id)?;
+            if let Some(title) = changes.title {
+                todo.title = title;
+            }
+            if let Some(completed) = changes.completed {
+                todo.completed = completed;
+            }
+            Some(todo.clone())
+        })
+    }
+
+    /// Whether the owner had such a todo.
+    pub fn delete(&self, owner: Uuid, id: Uuid) -> bool {
+        self.write(|todos| {
+            let Some(list) = todos.get_mut(&owner) else {
+                return false;
+            };
+            let before = list.len();
+            list.retain(|t| t.id != id);
+            let deleted = list.len() != before;
+            if list.is_empty() {
+                todos.remove(&owner);
+            }
+            deleted
+        })
+    }
+
+    // The map stays consistent even if a holder panicked (every change is a
+    // single step), so a poisoned lock is used as it is.
+    fn read<T>(&self, f: impl FnOnce(&HashMap<Uuid, Vec<Todo>>) -> T) -> T {
+        f(&self.by_owner.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut HashMap<Uuid, Vec<Todo>>) -> T) -> T {
+        f(&mut self
+            .by_owner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+}
