@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, key_paths_from_env};
 use crate::keys::{
     GeneratedKeyFiles, generate_keys, list_keys, retire_key, rotate_keys, stage_next_key,
 };
@@ -31,11 +31,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Write a development RSA-2048 pair and refresh secret (owner-only files).
+    /// Write a development RSA-2048 pair and refresh secret (owner-only files)
+    /// to PRIV_KEY_FILE, PUB_KEY_FILE and REFRESH_SECRET_FILE (or into --dir).
     Generate {
-        /// Directory to write private.pem, public.pem and refresh.secret into.
-        #[arg(long, default_value = "keys")]
-        dir: PathBuf,
+        /// Directory to write private.pem, public.pem and refresh.secret into,
+        /// instead of the configured paths.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Replace existing key files.
         #[arg(long)]
         force: bool,
@@ -74,10 +76,19 @@ const RELOAD_HINT: &str =
     "running services pick this up on SIGHUP (`kill -HUP <pid>`) or a restart";
 
 fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    let _ = dotenvy::dotenv();
     match command {
         KeysCommand::Generate { dir, force } => {
-            let files = GeneratedKeyFiles::in_dir(&dir);
+            let files = match dir {
+                Some(dir) => GeneratedKeyFiles::in_dir(&dir),
+                None => {
+                    let paths = key_paths_from_env();
+                    GeneratedKeyFiles {
+                        private_key: paths.private_key,
+                        public_key: paths.public_key,
+                        refresh_secret: paths.refresh_secret_file,
+                    }
+                }
+            };
             generate_keys(&files, force)?;
             println!(
                 "wrote {}, {} and {} (owner-only)",
@@ -87,17 +98,17 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             );
         }
         KeysCommand::List => {
-            for key in list_keys(&Config::from_env()?.keys)? {
+            for key in list_keys(&key_paths_from_env())? {
                 println!("{}  {}", key.kid, key.status);
             }
         }
         KeysCommand::Stage => {
-            let kid = stage_next_key(&Config::from_env()?.keys)?;
+            let kid = stage_next_key(&key_paths_from_env())?;
             println!("staged and published next key {kid}; `account keys rotate` makes it active");
             println!("{RELOAD_HINT}");
         }
         KeysCommand::Rotate => {
-            let rotation = rotate_keys(&Config::from_env()?.keys)?;
+            let rotation = rotate_keys(&key_paths_from_env())?;
             println!(
                 "active key is now {}; {} stays published until `account keys retire {}`",
                 rotation.active_kid, rotation.previous_kid, rotation.previous_kid
@@ -105,7 +116,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("{RELOAD_HINT}");
         }
         KeysCommand::Retire { kid } => {
-            retire_key(&Config::from_env()?.keys, &kid)?;
+            retire_key(&key_paths_from_env(), &kid)?;
             println!("{kid} is no longer published; tokens it signed are refused after the reload");
             println!("{RELOAD_HINT}");
         }
@@ -114,8 +125,6 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    // A `.env` file is optional (the dotenvy convention); the environment wins.
-    let _ = dotenvy::dotenv();
     let config = Config::from_env()?;
     let app = Application::build(config).await?;
     tracing::info!(address = %app.local_addr()?, "account service listening");

@@ -93,6 +93,18 @@ pub mod defaults {
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
 }
 
+/// Upper bounds: beyond these a value is a mistake (and timestamps would overflow).
+pub mod limits {
+    /// One day.
+    pub const ID_TOKEN_EXP: u64 = 86_400;
+    /// One year.
+    pub const REFRESH_TOKEN_EXP: u64 = 31_536_000;
+    /// One hour.
+    pub const HANDLER_TIMEOUT: u64 = 3_600;
+    /// 16 MiB.
+    pub const MAX_BODY_BYTES: usize = 16 << 20;
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -103,8 +115,8 @@ impl Config {
     /// a map in tests).
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
         let env = Vars(vars);
-        let user_store = parse_user_store(env.optional("DATABASE_URL"))?;
-        let token_store = match env.optional("REDIS_URL") {
+        let user_store = parse_user_store(env.store_url("DATABASE_URL")?)?;
+        let token_store = match env.store_url("REDIS_URL")? {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 TokenStoreConfig::Redis {
                     url: Secret::new(url),
@@ -120,22 +132,24 @@ impl Config {
             port: env.parse("PORT", defaults::PORT)?,
             user_store,
             token_store,
-            keys: KeyPaths {
-                private_key: PathBuf::from(env.string("PRIV_KEY_FILE", defaults::PRIV_KEY_FILE)),
-                public_key: PathBuf::from(env.string("PUB_KEY_FILE", defaults::PUB_KEY_FILE)),
-                refresh_secret_file: PathBuf::from(
-                    env.string("REFRESH_SECRET_FILE", defaults::REFRESH_SECRET_FILE),
-                ),
-                refresh_secret: env.optional("REFRESH_SECRET").map(Secret::new),
-                published_dir: PathBuf::from(
-                    env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
-                ),
-            },
-            id_token_ttl: env.seconds("ID_TOKEN_EXP", defaults::ID_TOKEN_EXP)?,
-            refresh_token_ttl: env.seconds("REFRESH_TOKEN_EXP", defaults::REFRESH_TOKEN_EXP)?,
+            keys: key_paths(&env),
+            id_token_ttl: env.seconds(
+                "ID_TOKEN_EXP",
+                defaults::ID_TOKEN_EXP,
+                limits::ID_TOKEN_EXP,
+            )?,
+            refresh_token_ttl: env.seconds(
+                "REFRESH_TOKEN_EXP",
+                defaults::REFRESH_TOKEN_EXP,
+                limits::REFRESH_TOKEN_EXP,
+            )?,
             id_token_issuer: env.string("ID_TOKEN_ISSUER", defaults::ID_TOKEN_ISSUER),
             id_token_audience: env.string("ID_TOKEN_AUDIENCE", defaults::ID_TOKEN_AUDIENCE),
-            handler_timeout: env.seconds("HANDLER_TIMEOUT", defaults::HANDLER_TIMEOUT)?,
+            handler_timeout: env.seconds(
+                "HANDLER_TIMEOUT",
+                defaults::HANDLER_TIMEOUT,
+                limits::HANDLER_TIMEOUT,
+            )?,
             max_body_bytes: env.parse("MAX_BODY_BYTES", defaults::MAX_BODY_BYTES)?,
             api_base_path: env.string("ACCOUNT_API_URL", defaults::ACCOUNT_API_URL),
             database_max_connections: env.parse(
@@ -155,9 +169,18 @@ impl Config {
 
     fn check(&self) -> anyhow::Result<()> {
         let base = &self.api_base_path;
-        if !base.starts_with('/') || base.len() < 2 || base.ends_with('/') {
+        let segments_ok = base.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+            })
+        });
+        if !segments_ok {
             bail!(
-                "ACCOUNT_API_URL: must be a path like /api/account (leading slash, no trailing slash)"
+                "ACCOUNT_API_URL: must be a path like /api/account (leading slash, no trailing \
+                 slash, segments of letters, digits and -._~)"
             );
         }
         if self.id_token_issuer.is_empty() {
@@ -166,8 +189,11 @@ impl Config {
         if self.id_token_audience.is_empty() {
             bail!("ID_TOKEN_AUDIENCE: must not be empty");
         }
-        if self.max_body_bytes == 0 {
-            bail!("MAX_BODY_BYTES: must be at least 1");
+        if self.max_body_bytes == 0 || self.max_body_bytes > limits::MAX_BODY_BYTES {
+            bail!(
+                "MAX_BODY_BYTES: must be between 1 and {}",
+                limits::MAX_BODY_BYTES
+            );
         }
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS: must be at least 1");
@@ -182,6 +208,25 @@ impl Config {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// The key files only (for `account keys …`, which needs nothing else).
+pub fn key_paths_from_env() -> KeyPaths {
+    key_paths(&Vars(std::env::vars().collect()))
+}
+
+fn key_paths(env: &Vars) -> KeyPaths {
+    KeyPaths {
+        private_key: PathBuf::from(env.string("PRIV_KEY_FILE", defaults::PRIV_KEY_FILE)),
+        public_key: PathBuf::from(env.string("PUB_KEY_FILE", defaults::PUB_KEY_FILE)),
+        refresh_secret_file: PathBuf::from(
+            env.string("REFRESH_SECRET_FILE", defaults::REFRESH_SECRET_FILE),
+        ),
+        refresh_secret: env.optional("REFRESH_SECRET").map(Secret::new),
+        published_dir: PathBuf::from(
+            env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
+        ),
     }
 }
 
@@ -211,12 +256,20 @@ fn data_dir(user_store: &UserStoreConfig) -> PathBuf {
     }
 }
 
+/// Whether a SQLite URL names an in-memory database (`sqlite::memory:`,
+/// `sqlite://…?mode=memory`).
+pub fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// The file of a SQLite URL (`None` for an in-memory database).
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if is_sqlite_memory(url) {
+        return None;
+    }
     let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
     let file = options.get_filename();
-    let name = file.to_string_lossy();
-    (!name.is_empty() && !name.contains(":memory:")).then(|| file.to_path_buf())
+    (!file.as_os_str().is_empty()).then(|| file.to_path_buf())
 }
 
 struct Vars(HashMap<String, String>);
@@ -224,6 +277,18 @@ struct Vars(HashMap<String, String>);
 impl Vars {
     fn optional(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    /// A store URL: unset means the embedded store, but set-and-empty is a
+    /// mistake (e.g. a blank line in an env file) that must not silently pick it.
+    fn store_url(&self, name: &str) -> anyhow::Result<Option<String>> {
+        match self.0.get(name) {
+            Some(value) if value.trim().is_empty() => {
+                bail!("{name}: is set but empty (unset it to use the embedded store)")
+            }
+            Some(value) => Ok(Some(value.trim().to_owned())),
+            None => Ok(None),
+        }
     }
 
     fn string(&self, name: &str, default: &str) -> String {
@@ -244,11 +309,11 @@ impl Vars {
         }
     }
 
-    /// A positive number of seconds.
-    fn seconds(&self, name: &str, default: u64) -> anyhow::Result<Duration> {
+    /// A positive number of seconds, at most `max`.
+    fn seconds(&self, name: &str, default: u64, max: u64) -> anyhow::Result<Duration> {
         let secs: u64 = self.parse(name, default)?;
-        if secs == 0 {
-            bail!("{name}: must be a positive number of seconds");
+        if secs == 0 || secs > max {
+            bail!("{name}: must be between 1 and {max} seconds");
         }
         Ok(Duration::from_secs(secs))
     }
@@ -311,6 +376,8 @@ mod tests {
         assert!(matches!(c.user_store, UserStoreConfig::Sqlite { .. }));
         assert!(matches!(c.token_store, TokenStoreConfig::Redis { .. }));
         assert!(!c.is_embedded());
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://x.db?mode=memory"), None);
         let c = Config::from_vars(vars(&[("DATABASE_URL", "sqlite://state/users.db")])).unwrap();
         let TokenStoreConfig::InProcess { snapshot } = &c.token_store else {
             panic!("{c:?}")
@@ -328,6 +395,13 @@ mod tests {
         assert!(error_of(&[("ACCOUNT_API_URL", "api/")]).starts_with("ACCOUNT_API_URL:"));
         assert!(error_of(&[("DATABASE_URL", "mysql://x")]).starts_with("DATABASE_URL:"));
         assert!(error_of(&[("REDIS_URL", "http://x")]).starts_with("REDIS_URL:"));
+        assert!(error_of(&[("REDIS_URL", "")]).starts_with("REDIS_URL:"));
+        assert!(error_of(&[("DATABASE_URL", " ")]).starts_with("DATABASE_URL:"));
+        assert!(error_of(&[("ID_TOKEN_EXP", "18446744073709551615")]).starts_with("ID_TOKEN_EXP:"));
+        assert!(error_of(&[("REFRESH_TOKEN_EXP", "31536001")]).starts_with("REFRESH_TOKEN_EXP:"));
+        assert!(error_of(&[("ACCOUNT_API_URL", "/:api")]).starts_with("ACCOUNT_API_URL:"));
+        assert!(error_of(&[("ACCOUNT_API_URL", "/api//account")]).starts_with("ACCOUNT_API_URL:"));
+        assert!(Config::from_vars(vars(&[("ACCOUNT_API_URL", "/v2/acct-x")])).is_ok());
     }
 
     #[test]

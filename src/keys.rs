@@ -11,8 +11,6 @@
 //! (`next-private.pem` beside `PRIV_KEY_FILE`).
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
 
 use crate::config::Secret;
+use crate::fs_private::write_private;
 use crate::jwks::{Jwk, JwkSet};
 
 /// Shortest accepted refresh-token secret, in bytes.
@@ -239,7 +238,8 @@ impl KeyPaths {
         let public = self.read_public_key()?;
         if public.kid != signer.jwk().kid {
             bail!(
-                "PUB_KEY_FILE: {} does not match the private key of PRIV_KEY_FILE",
+                "PUB_KEY_FILE: {} does not match the private key of PRIV_KEY_FILE \
+                 (after an interrupted `account keys rotate`, run it again)",
                 self.public_key.display()
             );
         }
@@ -381,23 +381,21 @@ pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Resu
 
 /// Writes a new RSA-2048 pair: PKCS#8 private key and SPKI public key, in PEM.
 pub fn generate_rsa_pair(private_key: &Path, public_key: &Path) -> anyhow::Result<()> {
+    let (private_pem, signer) = new_rsa_key()?;
+    write_private(private_key, private_pem.as_bytes())?;
+    write_private(public_key, signer.public_pem()?.as_bytes())
+}
+
+/// A new RSA-2048 key: its PKCS#8 PEM, and the signer parsed from it.
+fn new_rsa_key() -> anyhow::Result<(String, IdTokenSigner)> {
     let key_pair =
         RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
-    let private_der = key_pair
+    let der = key_pair
         .as_der()
         .map_err(|_| anyhow!("cannot encode the private key"))?;
-    let public_der = key_pair
-        .public_key()
-        .as_der()
-        .map_err(|_| anyhow!("cannot encode the public key"))?;
-    write_private(
-        private_key,
-        pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref())).as_bytes(),
-    )?;
-    write_private(
-        public_key,
-        pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref())).as_bytes(),
-    )
+    let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref()));
+    let signer = IdTokenSigner::from_pem(private_pem.as_bytes())?;
+    Ok((private_pem, signer))
 }
 
 /// Writes a new 256-bit refresh-token secret, hex-encoded.
@@ -470,13 +468,7 @@ pub fn stage_next_key(paths: &KeyPaths) -> anyhow::Result<String> {
     if next.exists() {
         bail!("a next key is already staged in {}", next.display());
     }
-    let key_pair =
-        RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
-    let der = key_pair
-        .as_der()
-        .map_err(|_| anyhow!("cannot encode the private key"))?;
-    let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref()));
-    let signer = IdTokenSigner::from_pem(private_pem.as_bytes())?;
+    let (private_pem, signer) = new_rsa_key()?;
     write_private(
         &published_file(paths, signer.kid())?,
         signer.public_pem()?.as_bytes(),
@@ -493,32 +485,31 @@ pub struct Rotation {
 }
 
 /// Makes a new key active: the staged next key if there is one, else a newly
-/// generated one. The previous key stays published (tokens it signed keep
+/// staged one. The previous key stays published (tokens it signed keep
 /// verifying until they expire) until [`retire_key`] removes it.
+///
+/// Every step writes a whole file atomically, in an order that a crash cannot
+/// turn into a lost key: the new private key is staged before anything else
+/// changes, and running `rotate` again finishes an interrupted rotation.
 pub fn rotate_keys(paths: &KeyPaths) -> anyhow::Result<Rotation> {
     let previous = paths.load_signer()?;
     let previous_kid = previous.kid().to_owned();
+    let next = paths.next_private_key();
+    if !next.exists() {
+        stage_next_key(paths)?;
+    }
+    let private_pem = fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?;
+    let signer = IdTokenSigner::from_pem(&private_pem)
+        .with_context(|| format!("staged key {}", next.display()))?;
     write_private(
         &published_file(paths, &previous_kid)?,
         previous.public_pem()?.as_bytes(),
     )?;
-    let next = paths.next_private_key();
-    let private_pem = if next.exists() {
-        fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?
-    } else {
-        let key_pair = RsaKeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| anyhow!("RSA key generation failed"))?;
-        let der = key_pair
-            .as_der()
-            .map_err(|_| anyhow!("cannot encode the private key"))?;
-        pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref())).into_bytes()
-    };
-    let signer = IdTokenSigner::from_pem(&private_pem)?;
-    // The public file first: a reload between the two writes sees a mismatched
-    // pair, fails, and keeps the ring it had.
+    // A reload between these two writes sees a mismatched pair, fails, and
+    // keeps the ring it had.
     write_private(&paths.public_key, signer.public_pem()?.as_bytes())?;
-    write_private(&paths.private_key, &private_pem)?;
-    let _ = fs::remove_file(&next);
+    fs::rename(&next, &paths.private_key)
+        .with_context(|| format!("cannot move {} into place", next.display()))?;
     let _ = fs::remove_file(published_file(paths, signer.kid())?);
     Ok(Rotation {
         previous_kid,
@@ -543,27 +534,6 @@ pub fn retire_key(paths: &KeyPaths, kid: &str) -> anyhow::Result<()> {
         fs::remove_file(paths.next_private_key())?;
     }
     fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))
-}
-
-/// Writes a file readable by its owner only (mode 0600), replacing it if
-/// present; a missing parent folder is created owner-only.
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let _ = fs::remove_file(path);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //!
 //! Domain services that only verify ID tokens depend on this crate with
 //! `default-features = false, features = ["verifier"]` and use [`verifier`];
-//! [`todo`] is an example of such a service.
+//! `todo` (feature `todo-example`, on by default) is an example of such a
+//! service.
 
 #[cfg(feature = "server")]
 pub mod cli;
@@ -17,7 +18,11 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod fs_private;
+#[cfg(feature = "server")]
 pub mod handler;
+#[cfg(feature = "verifier")]
+pub mod http_util;
 #[cfg(feature = "verifier")]
 pub mod jwks;
 #[cfg(feature = "server")]
@@ -32,7 +37,7 @@ pub mod service;
 pub mod startup;
 #[cfg(feature = "server")]
 pub mod telemetry;
-#[cfg(feature = "verifier")]
+#[cfg(feature = "todo-example")]
 pub mod todo;
 #[cfg(feature = "verifier")]
 pub mod verifier;

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
+use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, router};
 use crate::keys::{KeyPaths, SharedKeyRing};
 use crate::model::{TokenRepository, UserRepository};
@@ -232,8 +233,7 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .and_then(|f| f.parent())
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                create_private_dir(dir)
-                    .with_context(|| format!("DATABASE_URL: cannot create {}", dir.display()))?;
+                create_private_dir(dir).context("DATABASE_URL")?;
             }
             // The file holds password hashes: create it owner-only (SQLite
             // gives its -wal and -shm files the same mode).
@@ -252,11 +252,18 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(5));
-            // An in-memory database lives in one connection; a file takes a few
-            // readers (SQLite serialises writers itself).
-            let connections = if file.is_some() { 4 } else { 1 };
-            let pool = SqlitePoolOptions::new()
-                .max_connections(connections)
+            // A file takes a few readers (SQLite serialises writers itself). An
+            // in-memory database lives as long as its one connection: keep it
+            // open for good.
+            let pool_options = match file {
+                Some(_) => SqlitePoolOptions::new().max_connections(4),
+                None => SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None),
+            };
+            let pool = pool_options
                 .acquire_timeout(Duration::from_secs(3))
                 .connect_with(options)
                 .await
@@ -273,14 +280,6 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
             Ok((Arc::new(users), description))
         }
     }
-}
-
-/// Creates a folder (and its parents) owner-only, leaving existing ones as they are.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! The example domain service: `account::todo` behind the ID-token verifier.
 //! Configured by `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`,
 //! `JWKS_REFETCH_INTERVAL`, `HOST` and `TODO_PORT`; logs filtered by `RUST_LOG`.
+//! Built with the `todo-example` feature (on by default).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

@@ -153,7 +153,17 @@ pub async fn signup(
 ) -> AppResult<(StatusCode, Json<TokensResponse>)> {
     let (email, password) = parse_credentials(&body, Password::parse)?;
     let user = state.user_service.signup(email, password).await?;
-    let tokens = state.token_service.new_pair_from_user(&user, None).await?;
+    let tokens = match state.token_service.new_pair_from_user(&user, None).await {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            // No half sign-up: without tokens the account is removed again, so a
+            // retry once the token store is back succeeds instead of a 409.
+            if let Err(undo) = state.user_service.delete(user.uid).await {
+                tracing::error!(uid = %user.uid, error = %undo, "cannot undo a failed sign-up");
+            }
+            return Err(err);
+        }
+    };
     Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
 }
 

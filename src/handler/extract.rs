@@ -4,35 +4,20 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::AppState;
 use crate::error::{AppError, InvalidArg};
+use crate::http_util::{bearer_token, is_json};
 use crate::model::IdTokenClaims;
 
 /// A JSON body: 415 unless `Content-Type` is JSON, 413 over the body limit,
 /// 400 for malformed JSON, 400 with `invalidArgs` for a field of the wrong type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
-
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
 
 impl<S, T> FromRequest<S> for AppJson<T>
 where
@@ -91,20 +76,8 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                AppError::unauthorized("Authorization header must be `Bearer <ID token>`")
-            })?;
+        let token =
+            bearer_token(&parts.headers).map_err(|e| AppError::unauthorized(e.message()))?;
         state.token_service.validate_id_token(token).map(AuthUser)
     }
 }

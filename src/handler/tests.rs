@@ -288,9 +288,15 @@ async fn signup_with_a_taken_email_answers_409_conflict_with_the_service_message
 }
 
 #[tokio::test]
-async fn signup_when_the_token_store_is_down_answers_503_service_unavailable() {
+async fn signup_when_the_token_store_is_down_answers_503_and_undoes_the_account() {
     let mut users = MockUserService::new();
     users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    let uid = user().uid;
+    users
+        .expect_delete()
+        .withf(move |u| *u == uid)
+        .times(1)
+        .returning(|_| Ok(()));
     let mut tokens = MockTokenService::new();
     tokens
         .expect_new_pair_from_user()
@@ -1102,6 +1108,9 @@ impl UserService for SlowUserService {
         Ok(user())
     }
     async fn update_details(&self, _uid: Uuid, _details: UserDetails) -> AppResult<User> {
+        unreachable!("not used by the timeout test")
+    }
+    async fn delete(&self, _uid: Uuid) -> AppResult<()> {
         unreachable!("not used by the timeout test")
     }
     async fn ready(&self) -> AppResult<()> {

@@ -24,6 +24,8 @@ pub trait UserService: Send + Sync {
     async fn signin(&self, email: Email, password: Password) -> AppResult<User>;
     /// Replaces name, email and website; `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
+    /// Removes a user (a sign-up whose tokens could not be issued is undone).
+    async fn delete(&self, uid: Uuid) -> AppResult<()>;
     /// Whether the user store answers.
     async fn ready(&self) -> AppResult<()>;
 }
@@ -66,6 +68,8 @@ pub trait UserRepository: Send + Sync {
     /// Replaces name, email and website of an existing user and returns it;
     /// `NotFound` if it does not exist, `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
+    /// Removes a user; removing one that does not exist is not an error.
+    async fn delete(&self, uid: Uuid) -> AppResult<()>;
     /// Answers when the store is reachable.
     async fn ping(&self) -> AppResult<()>;
 }

@@ -168,7 +168,7 @@ impl Website {
     }
 }
 
-/// Validates a display name: trimmed, at most [`MAX_NAME_CHARS`], no control characters.
+/// Validates a display name: trimmed, at most `MAX_NAME_CHARS`, no control characters.
 pub fn parse_name(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim();
     if trimmed.chars().count() > MAX_NAME_CHARS {

@@ -8,9 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::AppResult;
+use crate::fs_private::write_private;
 use crate::model::TokenRepository;
 
 /// How often the background sweep reclaims expired entries by default.
@@ -178,20 +177,7 @@ impl MemoryTokenRepository {
             .collect();
         let count = entries.len();
         let json = serde_json::to_vec(&Snapshot { entries })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        let _ = fs::remove_file(&tmp);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(path, &json)?;
         Ok(count)
     }
 }

@@ -16,15 +16,28 @@ const SCAN_COUNT: usize = 1000;
 
 /// Takes the old entry and, only if it was there, whitelists the new one, in
 /// one atomic step and one round trip. The `DEL` count decides the winner.
+/// While the user's sign-out sweep runs (its marker `KEYS[3]` exists), no
+/// rotation succeeds: a key written during a SCAN might be missed by it.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('DEL', KEYS[1]) == 1 then
+        r"if redis.call('EXISTS', KEYS[3]) == 1 then
+            return 0
+          end
+          if redis.call('DEL', KEYS[1]) == 1 then
             redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
             return 1
           end
           return 0",
     )
 });
+
+/// Longest a sign-out marker lives if its sweep never finishes (a crash).
+const SIGNOUT_MARKER_TTL_SECS: u64 = 60;
+
+/// Marks a sign-out sweep in progress; outside the `<uid>:*` pattern.
+fn signout_marker(uid: Uuid) -> String {
+    format!("signout:{uid}")
+}
 
 /// A connection manager that connects lazily and reconnects by itself, so the
 /// service starts while Redis is down and recovers when it comes back.
@@ -104,6 +117,7 @@ impl TokenRepository for RedisTokenRepository {
         let taken: i64 = ROTATE
             .key(key(uid, old_jti))
             .key(key(uid, new_jti))
+            .key(signout_marker(uid))
             .arg(ttl_secs(ttl))
             .invoke_async(&mut conn)
             .await
@@ -113,6 +127,17 @@ impl TokenRepository for RedisTokenRepository {
 
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64> {
         let mut conn = self.conn.clone();
+        // Rotations of this user fail from here on, so no key appears behind
+        // the SCAN cursor: every key present now is found and removed.
+        let marker = signout_marker(uid);
+        redis::cmd("SET")
+            .arg(&marker)
+            .arg("1")
+            .arg("EX")
+            .arg(SIGNOUT_MARKER_TTL_SECS)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(map_redis_error)?;
         // A uid is a hyphenated UUID: no glob metacharacters to escape.
         let pattern = format!("{uid}:*");
         let mut cursor: u64 = 0;
@@ -136,10 +161,16 @@ impl TokenRepository for RedisTokenRepository {
                 deleted += n;
             }
             if next == 0 {
-                return Ok(deleted);
+                break;
             }
             cursor = next;
         }
+        redis::cmd("DEL")
+            .arg(&marker)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(map_redis_error)?;
+        Ok(deleted)
     }
 
     async fn ping(&self) -> AppResult<()> {

@@ -167,6 +167,15 @@ macro_rules! sql_user_repository {
                 .ok_or_else(|| AppError::NotFound("user not found".into()))
             }
 
+            async fn delete(&self, uid: Uuid) -> AppResult<()> {
+                sqlx::query("DELETE FROM users WHERE uid = $1")
+                    .bind(uid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx_error)?;
+                Ok(())
+            }
+
             async fn ping(&self) -> AppResult<()> {
                 sqlx::query("SELECT 1")
                     .execute(&self.pool)
@@ -225,11 +234,18 @@ mod tests {
         let ada = user("ada@example.com");
         repo.create(&ada).await.unwrap();
         assert_eq!(repo.find_by_id(ada.uid).await.unwrap(), ada);
+        assert!(matches!(
+            repo.find_by_id(Uuid::new_v4()).await.unwrap_err(),
+            AppError::NotFound(_)
+        ));
         assert_eq!(
             repo.find_by_email("ADA@example.com").await.unwrap(),
             Some(ada.clone())
         );
         assert_eq!(repo.find_by_email("bob@example.com").await.unwrap(), None);
+        repo.delete(ada.uid).await.unwrap();
+        assert_eq!(repo.find_by_email("ada@example.com").await.unwrap(), None);
+        repo.delete(ada.uid).await.unwrap();
         assert!(matches!(
             repo.find_by_id(Uuid::new_v4()).await.unwrap_err(),
             AppError::NotFound(_)

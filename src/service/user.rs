@@ -61,6 +61,10 @@ impl UserService for UserServiceImpl {
         self.repo.update_details(uid, &details).await
     }
 
+    async fn delete(&self, uid: Uuid) -> AppResult<()> {
+        self.repo.delete(uid).await
+    }
+
     async fn ready(&self) -> AppResult<()> {
         self.repo.ping().await
     }

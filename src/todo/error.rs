@@ -2,29 +2,14 @@
 //! (`{"error": {"type", "message", "invalidArgs"?}}`), and the JSON body
 //! extractor whose rejections are those errors.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// A field that failed validation, as listed in `invalidArgs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InvalidArg {
-    pub field: String,
-    pub message: String,
-}
-
-impl InvalidArg {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::http_util::InvalidArg;
+use crate::http_util::{ErrorBody, is_json};
 
 /// Every failure the todo service answers with (authentication failures are
 /// the verifier's [`crate::verifier::AuthRejection`], in the same shape).
@@ -71,16 +56,6 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorDetail<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[InvalidArg]>::is_empty")]
-    invalid_args: &'a [InvalidArg],
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (kind, message, invalid_args): (_, &str, &[InvalidArg]) = match &self {
@@ -97,12 +72,7 @@ impl IntoResponse for ApiError {
                 &[],
             ),
         };
-        let detail = ErrorDetail {
-            kind,
-            message,
-            invalid_args,
-        };
-        (self.status(), Json(serde_json::json!({ "error": detail }))).into_response()
+        ErrorBody::with_invalid_args(kind, message, invalid_args).response(self.status())
     }
 }
 
@@ -111,22 +81,6 @@ impl IntoResponse for ApiError {
 /// which reports each bad one in `invalidArgs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonObject(pub Map<String, Value>);
-
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;

@@ -17,6 +17,9 @@
 //! `invalidArgs`); bodies must be JSON objects (415 for another content type,
 //! 400 when malformed, 413 over 16 KiB). Errors use the product's JSON shape.
 //! Todos live in memory and are gone when the process stops.
+//!
+//! Behind the `todo-example` feature (on by default), so domain services
+//! depending on `features = ["verifier"]` build none of it.
 
 mod error;
 mod handlers;

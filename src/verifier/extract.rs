@@ -1,14 +1,13 @@
 //! The axum extractor that turns `Authorization: Bearer <ID token>` into the
 //! verified user, or into a 401 in the product's JSON error shape.
 
-use axum::Json;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::{VerifiedUser, Verifier, VerifyError};
+use crate::http_util::{ErrorBody, bearer_token};
 
 /// The user of a request whose bearer ID token verified.
 ///
@@ -38,7 +37,8 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
-        let token = bearer_token(&parts.headers)?;
+        let token =
+            bearer_token(&parts.headers).map_err(|e| AuthRejection::Missing(e.message()))?;
         let verifier = Verifier::from_ref(state);
         match verifier.verify(token).await {
             Ok(user) => Ok(Self(user)),
@@ -49,24 +49,6 @@ where
             }
         }
     }
-}
-
-fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthRejection> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(AuthRejection::Missing(
-            "missing Authorization: Bearer header",
-        ))?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
-        .ok_or(AuthRejection::Missing(
-            "Authorization header must be `Bearer <ID token>`",
-        ))
 }
 
 impl AuthRejection {
@@ -95,8 +77,7 @@ impl IntoResponse for AuthRejection {
                 Some(r#"Bearer error="invalid_token""#),
             ),
         };
-        let body = json!({"error": {"type": kind, "message": message}});
-        let mut response = (status, Json(body)).into_response();
+        let mut response = ErrorBody::new(kind, &message).response(status);
         if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

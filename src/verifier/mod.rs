@@ -6,8 +6,10 @@
 //! `aud` and `sub` (a UUID), and allows at most 5 seconds of clock skew. It keeps
 //! the keys it fetched in memory: tokens signed with a known key never cause a
 //! request to the account service, an unknown `kid` (a rotated key) causes at
-//! most one fetch per `refetch_interval` however many such tokens arrive, and
-//! while the account service is down the cached keys go on verifying.
+//! most one fetch per `refetch_interval` however many such tokens arrive, keys
+//! older than `max_key_age` are refreshed in the background (the request that
+//! notices is answered from the cache), and while the account service is down
+//! the cached keys go on verifying.
 //!
 //! In a domain service (depend on `account` with `default-features = false,
 //! features = ["verifier"]`):
@@ -84,10 +86,12 @@ pub struct VerifierConfig {
     /// than this, so a flood of tokens with made-up key ids costs at most one
     /// request per interval.
     pub refetch_interval: Duration,
-    /// Keys older than this are refetched on the next verification (no more
-    /// often than `refetch_interval`), so a key the account service withdrew
-    /// stops verifying even if no token with a new `kid` ever arrives. While
-    /// the account service is unreachable the old keys stay in use.
+    /// Keys older than this are refetched in the background when the next
+    /// token arrives (no more often than `refetch_interval`, one fetch at a
+    /// time), so a key the account service withdrew stops verifying even if no
+    /// token with a new `kid` ever arrives. Tokens go on being checked against
+    /// the old keys until the fetch succeeds; while the account service is
+    /// unreachable the old keys stay in use.
     pub max_key_age: Duration,
 }
 
@@ -174,6 +178,7 @@ pub struct VerifiedUser {
 }
 
 /// The failure of one JWKS fetch (logged; verification goes on with the cache).
+/// The URL it names has its credentials, if any, redacted.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot fetch the JWKS from {url}: {reason}")]
 pub struct FetchError {
@@ -196,7 +201,7 @@ impl std::fmt::Debug for Verifier {
             .field("audience", &self.inner.config.audience)
             .field(
                 "jwks_url",
-                &self.inner.remote.as_ref().map(|r| r.url.as_str()),
+                &self.inner.remote.as_ref().map(|r| r.redacted_url.as_str()),
             )
             .field("key_ids", &cache.keys.keys().collect::<Vec<_>>())
             .finish()
@@ -209,7 +214,24 @@ struct Inner {
     cache: RwLock<KeyCache>,
     /// `None` for a static key source.
     remote: Option<Remote>,
+    clock: Clock,
 }
+
+/// Real time. Unit tests use a clock that stands still until advanced, so
+/// "within the refetch interval" never depends on how fast the machine is.
+#[cfg(not(test))]
+#[derive(Default)]
+struct Clock;
+
+#[cfg(not(test))]
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+#[cfg(test)]
+use test_support::Clock;
 
 /// kid → key; replaced whole on every successful fetch.
 type KeyMap = HashMap<String, Arc<DecodingKey>>;
@@ -225,10 +247,13 @@ struct KeyCache {
 
 struct Remote {
     url: reqwest::Url,
+    /// `url` without its credentials, for logs and messages.
+    redacted_url: String,
     client: reqwest::Client,
-    /// Held while fetching, so concurrent misses share one fetch; holds the
-    /// time of the last attempt, successful or not.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while fetching (also by a background refresh), so concurrent
+    /// misses share one fetch; holds the time of the last attempt,
+    /// successful or not.
+    fetching: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl Verifier {
@@ -317,9 +342,10 @@ impl Verifier {
             .build()
             .map_err(|e| ConfigError::new(format!("cannot build the HTTP client: {e}")))?;
         let remote = Remote {
+            redacted_url: redact_url(&url),
             url,
             client,
-            fetching: tokio::sync::Mutex::new(None),
+            fetching: Arc::default(),
         };
         Self::build(config, KeyMap::new(), Some(remote))
     }
@@ -348,6 +374,7 @@ impl Verifier {
                 validation,
                 cache: RwLock::new(cache),
                 remote,
+                clock: Default::default(),
             }),
         })
     }
@@ -355,6 +382,21 @@ impl Verifier {
     /// The settings this verifier checks tokens against.
     pub fn config(&self) -> &VerifierConfig {
         &self.inner.config
+    }
+
+    /// The verifier's clock (in unit tests, one that only moves when told).
+    #[cfg(test)]
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// How long ago `at` was, by the verifier's clock.
+    fn since(&self, at: Instant) -> Duration {
+        self.now().saturating_duration_since(at)
     }
 
     /// Checks an ID token: header `alg` RS256 and a known `kid`, the
@@ -406,21 +448,14 @@ impl Verifier {
             let cache = self.cached();
             let stale = cache
                 .fetched_at
-                .is_none_or(|at| at.elapsed() >= self.inner.config.max_key_age);
+                .is_none_or(|at| self.since(at) >= self.inner.config.max_key_age);
             (cache.keys.get(kid).cloned(), stale)
         };
         if let Some(key) = found {
-            if !stale {
-                return Ok(key);
+            if stale {
+                self.refresh_in_background(remote);
             }
-            // Old keys: refresh if nobody else is, without waiting for a fetch
-            // another request started; a failed fetch keeps the old keys.
-            if let Ok(mut last_attempt) = remote.fetching.try_lock()
-                && self.fetch_due(*last_attempt)
-            {
-                let _ = self.fetch(remote, &mut last_attempt).await;
-            }
-            return self.lookup(kid).ok_or(VerifyError::UnknownKey);
+            return Ok(key);
         }
         // Unknown kid: maybe the account service rotated its key. Concurrent
         // misses queue here and share the one fetch.
@@ -438,6 +473,26 @@ impl Verifier {
         }
     }
 
+    /// Old keys: starts a fetch in the background unless one is under way or
+    /// the last attempt is more recent than the refetch interval. The caller
+    /// is answered from the cache at once; a failed fetch keeps the old keys.
+    fn refresh_in_background(&self, remote: &Remote) {
+        // Taken here and moved into the task: nobody else starts a fetch
+        // until this one ends, and a miss waits for it.
+        let Ok(mut last_attempt) = Arc::clone(&remote.fetching).try_lock_owned() else {
+            return;
+        };
+        if !self.fetch_due(*last_attempt) {
+            return;
+        }
+        let verifier = self.clone();
+        tokio::spawn(async move {
+            if let Some(remote) = &verifier.inner.remote {
+                let _ = verifier.fetch(remote, &mut last_attempt).await;
+            }
+        });
+    }
+
     fn fetch_due(&self, last_attempt: Option<Instant>) -> bool {
         // Until a first fetch succeeds nothing can be verified, so retry
         // sooner: the account service may simply be starting.
@@ -446,7 +501,7 @@ impl Verifier {
         } else {
             self.inner.config.refetch_interval
         };
-        last_attempt.is_none_or(|at| at.elapsed() >= interval)
+        last_attempt.is_none_or(|at| self.since(at) >= interval)
     }
 
     /// Fetches the JWKS and replaces the cache with its RS256 signing keys;
@@ -456,28 +511,28 @@ impl Verifier {
         remote: &Remote,
         last_attempt: &mut Option<Instant>,
     ) -> Result<(), FetchError> {
-        *last_attempt = Some(Instant::now());
+        *last_attempt = Some(self.now());
         let result = fetch_jwks(remote).await;
         let mut cache = self.inner.cache.write().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(set) => {
                 let keys = key_map(&set);
-                tracing::info!(url = %remote.url, keys = keys.len(), "fetched the token signing keys");
+                tracing::info!(url = %remote.redacted_url, keys = keys.len(), "fetched the token signing keys");
                 cache.keys = Arc::new(keys);
-                cache.fetched_at = Some(Instant::now());
+                cache.fetched_at = Some(self.now());
                 cache.last_fetch_failed = false;
                 Ok(())
             }
             Err(reason) => {
                 tracing::warn!(
-                    url = %remote.url,
+                    url = %remote.redacted_url,
                     error = %reason,
                     cached_keys = cache.keys.len(),
                     "cannot fetch the token signing keys; verifying with the cached keys"
                 );
                 cache.last_fetch_failed = true;
                 Err(FetchError {
-                    url: remote.url.to_string(),
+                    url: remote.redacted_url.clone(),
                     reason,
                 })
             }
@@ -525,11 +580,37 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 fn parse_jwks_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e}): {url:?}"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        // It may carry credentials that cannot be told apart reliably.
+        if url.contains('@') {
+            format!("not a URL ({e})")
+        } else {
+            format!("not a URL ({e}): {url:?}")
+        }
+    })?;
     match parsed.scheme() {
         "http" | "https" => Ok(parsed),
         other => Err(format!("expected an http(s) URL, got scheme {other:?}")),
     }
+}
+
+/// `url` as it may be logged: a user name and password in it
+/// (`https://user:pass@host/…`) are replaced by `***`.
+pub(crate) fn redact_url(url: &reqwest::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut redacted = url.clone();
+    // Both succeed on a URL with a host, as every http(s) URL has; should
+    // they not, the credentials must not show, so say nothing of them.
+    if redacted.set_password(None).is_err() || redacted.set_username("***").is_err() {
+        return format!(
+            "{}://***@{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        );
+    }
+    redacted.to_string()
 }
 
 fn check_config(config: &VerifierConfig) -> Result<(), ConfigError> {

@@ -1,8 +1,8 @@
 //! Keys generated once per test run and tokens signed with them, for the
 //! verifier's and the todo service's unit tests.
 
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::KeySize;
@@ -13,6 +13,44 @@ use uuid::Uuid;
 
 use super::{Verifier, VerifierConfig};
 use crate::jwks::{Jwk, JwkSet};
+
+/// The verifier's clock in unit tests: real time until [`Clock::freeze`],
+/// then standing still except when [`Clock::advance`]d. Only the verifier's
+/// own bookkeeping (key age, refetch interval) reads it; HTTP timeouts run on
+/// real time.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    frozen_at: Mutex<Option<Instant>>,
+}
+
+impl Clock {
+    pub fn now(&self) -> Instant {
+        self.frozen().unwrap_or_else(Instant::now)
+    }
+
+    /// Stops the clock at the present instant.
+    pub fn freeze(&self) {
+        let mut frozen = self.lock();
+        frozen.get_or_insert_with(Instant::now);
+    }
+
+    /// Moves a frozen clock forward (freezing it first if needed).
+    pub fn advance(&self, by: Duration) {
+        let mut frozen = self.lock();
+        let at = frozen.get_or_insert_with(Instant::now);
+        *at += by;
+    }
+
+    fn frozen(&self) -> Option<Instant> {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.frozen_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// An RSA-2048 pair, its PEMs, its JWK and its `kid` (RFC 7638 thumbprint).
 pub(crate) struct TestKey {

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use http_body_util::BodyExt as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 use uuid::Uuid;
@@ -359,7 +359,9 @@ async fn the_extractor_answers_401_invalid_token_without_echoing_it() {
 
 #[tokio::test]
 async fn the_extractor_answers_503_when_no_key_can_be_fetched() {
-    let verifier = Verifier::from_jwks_url(&closed_port_url(), fast_config()).unwrap();
+    let server = JwksServer::start(&[0]).await;
+    server.set_down(true);
+    let verifier = server.verifier(VerifierConfig::default());
     let token = key(0).sign(&claims_for(user()));
     let (status, challenge, body) =
         call(protected_app(verifier), Some(&format!("Bearer {token}"))).await;
@@ -367,37 +369,44 @@ async fn the_extractor_answers_503_when_no_key_can_be_fetched() {
     assert_eq!(challenge, None);
     let json: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"]["type"], "SERVICE_UNAVAILABLE");
+    server.stop().await;
 }
 
 // ---- fetching from a JWKS server -------------------------------------------
+//
+// The verifier's clock stands still in these tests (`Clock::freeze`) and is
+// moved past the refetch interval or the key age explicitly, so "within the
+// interval" holds however slow the machine is.
 
-const INTERVAL: Duration = Duration::from_millis(200);
+/// A verifier of `server`'s keys whose clock only moves when advanced.
+fn frozen_verifier(server: &JwksServer, config: VerifierConfig) -> Verifier {
+    let verifier = server.verifier(config);
+    verifier.clock().freeze();
+    verifier
+}
 
-fn fast_config() -> VerifierConfig {
+/// Moves the verifier's clock past its refetch interval.
+fn after_the_interval(verifier: &Verifier) {
+    verifier.clock().advance(verifier.config().refetch_interval);
+}
+
+/// Default settings but a key age of two refetch intervals.
+fn short_key_age() -> VerifierConfig {
+    let config = VerifierConfig::default();
     VerifierConfig {
-        refetch_interval: INTERVAL,
-        ..VerifierConfig::default()
+        max_key_age: 2 * config.refetch_interval,
+        ..config
     }
 }
 
-/// Waits out the refetch interval.
-async fn after_the_interval() {
-    tokio::time::sleep(INTERVAL + Duration::from_millis(50)).await;
-}
-
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/.well-known/jwks.json")
-}
-
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Published {
     keys: Arc<Mutex<JwkSet>>,
     hits: Arc<AtomicUsize>,
     /// Answer 503, as an account service that is starting or failing.
-    down: Arc<std::sync::atomic::AtomicBool>,
+    down: Arc<AtomicBool>,
+    /// While `true`, requests wait before answering, as a slow account service.
+    held: Arc<watch::Sender<bool>>,
 }
 
 /// A JWKS endpoint on port 0 that counts its requests.
@@ -412,15 +421,23 @@ impl JwksServer {
     async fn start(keys: &[usize]) -> Self {
         async fn jwks(State(published): State<Published>) -> Result<Json<JwkSet>, StatusCode> {
             published.hits.fetch_add(1, Ordering::SeqCst);
+            let mut held = published.held.subscribe();
+            let _ = held.wait_for(|held| !*held).await;
             if published.down.load(Ordering::SeqCst) {
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
             Ok(Json(published.keys.lock().unwrap().clone()))
         }
-        let published = Published::default();
+        let published = Published {
+            keys: Arc::default(),
+            hits: Arc::default(),
+            down: Arc::default(),
+            held: Arc::new(watch::Sender::new(false)),
+        };
         let app = Router::new()
             .route("/.well-known/jwks.json", get(jwks))
             .with_state(published.clone());
+        // The listener itself goes to the server: the port is never released.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "http://{}/.well-known/jwks.json",
@@ -455,8 +472,26 @@ impl JwksServer {
         self.published.down.store(down, Ordering::SeqCst);
     }
 
+    /// Holds every answer back until called with `false`.
+    fn hold(&self, held: bool) {
+        self.published.held.send_replace(held);
+    }
+
     fn hits(&self) -> usize {
         self.published.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (10 s at most) until `count` requests have arrived.
+    async fn wait_for_hits(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.hits() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} JWKS requests, expected {count}",
+                self.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn verifier(&self, config: VerifierConfig) -> Verifier {
@@ -464,6 +499,7 @@ impl JwksServer {
     }
 
     async fn stop(mut self) {
+        self.hold(false);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -480,20 +516,25 @@ fn token_with_random_kid() -> String {
     format!("{header}.{payload}.{}", B64.encode([7u8; 256]))
 }
 
+async fn verifies(verifier: &Verifier, index: usize) {
+    let sub = user();
+    let verified = verifier
+        .verify(&key(index).sign(&claims_for(sub)))
+        .await
+        .unwrap_or_else(|e| panic!("a token of key {index} must verify: {e}"));
+    assert_eq!(verified.sub, sub);
+}
+
 #[tokio::test]
 async fn the_first_verification_fetches_and_a_known_kid_never_refetches() {
     let server = JwksServer::start(&[0]).await;
-    let verifier = server.verifier(fast_config());
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
     assert_eq!(server.hits(), 0, "nothing is fetched before first use");
     for _ in 0..20 {
-        let token = key(0).sign(&claims_for(user()));
-        verifier.verify(&token).await.unwrap();
+        verifies(&verifier, 0).await;
     }
-    after_the_interval().await;
-    verifier
-        .verify(&key(0).sign(&claims_for(user())))
-        .await
-        .unwrap();
+    after_the_interval(&verifier);
+    verifies(&verifier, 0).await;
     assert_eq!(server.hits(), 1);
     server.stop().await;
 }
@@ -501,22 +542,14 @@ async fn the_first_verification_fetches_and_a_known_kid_never_refetches() {
 #[tokio::test]
 async fn a_rotated_key_is_accepted_after_one_refetch_and_unknown_kids_are_rate_limited() {
     let server = JwksServer::start(&[0]).await;
-    let verifier = server.verifier(fast_config());
-    verifier
-        .verify(&key(0).sign(&claims_for(user())))
-        .await
-        .unwrap();
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
+    verifies(&verifier, 0).await;
     assert_eq!(server.hits(), 1);
 
     // The account service rotates to key 1 and publishes both.
     server.publish(&[0, 1]);
-    after_the_interval().await;
-    let sub = user();
-    let rotated = verifier
-        .verify(&key(1).sign(&claims_for(sub)))
-        .await
-        .unwrap();
-    assert_eq!(rotated.sub, sub);
+    after_the_interval(&verifier);
+    verifies(&verifier, 1).await;
     assert_eq!(server.hits(), 2, "one refetch for the new kid");
 
     // Made-up kids within the interval cost nothing.
@@ -529,7 +562,7 @@ async fn a_rotated_key_is_accepted_after_one_refetch_and_unknown_kids_are_rate_l
     assert_eq!(server.hits(), 2, "no refetch within the interval");
 
     // Once the interval has passed, an unknown kid refetches again, once.
-    after_the_interval().await;
+    after_the_interval(&verifier);
     for _ in 0..5 {
         refusal(&verifier, &token_with_random_kid()).await;
     }
@@ -540,7 +573,7 @@ async fn a_rotated_key_is_accepted_after_one_refetch_and_unknown_kids_are_rate_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_share_one_fetch() {
     let server = JwksServer::start(&[1]).await;
-    let verifier = server.verifier(VerifierConfig::default());
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
     let tokens: Vec<String> = (0..32)
         .map(|i| {
             if i % 2 == 0 {
@@ -567,43 +600,72 @@ async fn concurrent_misses_share_one_fetch() {
 }
 
 #[tokio::test]
+async fn stale_keys_are_refreshed_in_the_background_while_the_request_is_answered_from_the_cache() {
+    let server = JwksServer::start(&[0]).await;
+    let verifier = frozen_verifier(&server, short_key_age());
+    verifies(&verifier, 0).await;
+    assert_eq!(server.hits(), 1);
+
+    // The account service withdraws key 0 and answers slowly: its JWKS
+    // answer is held back until released below.
+    server.publish(&[1]);
+    server.hold(true);
+    verifier.clock().advance(verifier.config().max_key_age);
+    // Without the background refresh the first of these would wait for the
+    // held answer until the fetch timeout.
+    const PROMPTLY: Duration = Duration::from_secs(3);
+    assert!(PROMPTLY < FETCH_TIMEOUT);
+    for _ in 0..10 {
+        tokio::time::timeout(PROMPTLY, verifies(&verifier, 0))
+            .await
+            .expect("answered from the cache without waiting for the JWKS");
+    }
+    server.wait_for_hits(2).await;
+
+    // A miss waits for the fetch under way rather than starting another.
+    server.hold(false);
+    verifies(&verifier, 1).await;
+    assert_eq!(
+        refusal(&verifier, &key(0).sign(&claims_for(user()))).await,
+        VerifyError::UnknownKey,
+        "the refreshed keys replaced the old ones"
+    );
+    assert_eq!(server.hits(), 2, "one fetch for every stale verification");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn cached_keys_go_on_verifying_while_the_jwks_is_unreachable() {
     let server = JwksServer::start(&[0]).await;
-    // Old keys are due for a refresh on every use: the failed refresh must
-    // not lose them.
-    let verifier = server.verifier(VerifierConfig {
-        max_key_age: INTERVAL,
-        ..fast_config()
-    });
-    verifier
-        .verify(&key(0).sign(&claims_for(user())))
-        .await
-        .unwrap();
-    server.stop().await;
-    after_the_interval().await;
+    let verifier = frozen_verifier(&server, short_key_age());
+    verifies(&verifier, 0).await;
+    server.set_down(true);
+    // Old keys are due for a refresh: the failed refresh must not lose them.
+    verifier.clock().advance(verifier.config().max_key_age);
     for _ in 0..3 {
-        verifier
-            .verify(&key(0).sign(&claims_for(user())))
-            .await
-            .expect("cached key still verifies");
+        verifies(&verifier, 0).await;
     }
     assert_eq!(
         refusal(&verifier, &key(1).sign(&claims_for(user()))).await,
         VerifyError::KeysUnavailable,
         "an unknown kid cannot be checked while the JWKS is down"
     );
+    assert_eq!(
+        server.hits(),
+        2,
+        "one failed refresh, not retried within the interval"
+    );
+    verifies(&verifier, 0).await;
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_withdrawn_key_is_refused_after_a_refetch() {
     let server = JwksServer::start(&[0, 1]).await;
-    let verifier = server.verifier(fast_config());
-    verifier
-        .verify(&key(0).sign(&claims_for(user())))
-        .await
-        .unwrap();
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
+    verifies(&verifier, 0).await;
     server.publish(&[1]);
-    after_the_interval().await;
+    after_the_interval(&verifier);
     // Any unknown kid triggers the refetch, which replaces the whole cache.
     refusal(&verifier, &token_with_random_kid()).await;
     assert_eq!(server.hits(), 2);
@@ -611,28 +673,25 @@ async fn a_withdrawn_key_is_refused_after_a_refetch() {
         refusal(&verifier, &key(0).sign(&claims_for(user()))).await,
         VerifyError::UnknownKey
     );
-    assert!(
-        verifier
-            .verify(&key(1).sign(&claims_for(user())))
-            .await
-            .is_ok()
-    );
+    verifies(&verifier, 1).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_withdrawn_key_is_refused_once_the_cached_keys_are_older_than_max_key_age() {
     let server = JwksServer::start(&[0]).await;
-    let verifier = server.verifier(VerifierConfig {
-        max_key_age: INTERVAL,
-        ..fast_config()
-    });
-    verifier
-        .verify(&key(0).sign(&claims_for(user())))
-        .await
-        .unwrap();
+    let verifier = frozen_verifier(&server, short_key_age());
+    verifies(&verifier, 0).await;
     server.publish(&[1]);
-    after_the_interval().await;
+    verifier.clock().advance(verifier.config().refetch_interval);
+    verifies(&verifier, 0).await;
+    assert_eq!(server.hits(), 1, "not refreshed before max_key_age");
+
+    verifier.clock().advance(verifier.config().max_key_age);
+    // The stale keys still answer this one, and are refreshed meanwhile;
+    // the miss below waits for that refresh.
+    verifies(&verifier, 0).await;
+    verifies(&verifier, 1).await;
     assert_eq!(
         refusal(&verifier, &key(0).sign(&claims_for(user()))).await,
         VerifyError::UnknownKey
@@ -644,16 +703,15 @@ async fn a_withdrawn_key_is_refused_once_the_cached_keys_are_older_than_max_key_
 #[tokio::test]
 async fn refresh_keys_warms_the_cache() {
     let server = JwksServer::start(&[0, 1]).await;
-    let verifier = server.verifier(fast_config());
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
     assert_eq!(verifier.refresh_keys().await.unwrap(), 2);
-    verifier
-        .verify(&key(1).sign(&claims_for(user())))
-        .await
-        .unwrap();
+    verifies(&verifier, 1).await;
     assert_eq!(server.hits(), 1);
-    server.stop().await;
+    server.set_down(true);
     let err = verifier.refresh_keys().await.unwrap_err();
     assert!(err.to_string().contains("cannot fetch the JWKS"), "{err}");
+    verifies(&verifier, 0).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -661,7 +719,7 @@ async fn before_the_first_successful_fetch_failures_are_retried_within_a_second(
     let server = JwksServer::start(&[0]).await;
     server.set_down(true);
     // The default 30 s interval applies only once keys were fetched.
-    let verifier = server.verifier(VerifierConfig::default());
+    let verifier = frozen_verifier(&server, VerifierConfig::default());
     let token = key(0).sign(&claims_for(user()));
     assert_eq!(
         refusal(&verifier, &token).await,
@@ -673,8 +731,72 @@ async fn before_the_first_successful_fetch_failures_are_retried_within_a_second(
     );
     assert_eq!(server.hits(), 1, "failures are rate limited too");
     server.set_down(false);
-    tokio::time::sleep(COLD_RETRY_INTERVAL + Duration::from_millis(50)).await;
+    verifier.clock().advance(COLD_RETRY_INTERVAL);
     assert!(verifier.verify(&token).await.is_ok());
     assert_eq!(server.hits(), 2);
+    server.stop().await;
+}
+
+// ---- credentials in the JWKS URL -------------------------------------------
+
+#[test]
+fn credentials_in_a_url_are_redacted() {
+    let cases = [
+        (
+            "https://user:pa55@keys.example.com/.well-known/jwks.json",
+            "https://***@keys.example.com/.well-known/jwks.json",
+        ),
+        (
+            "http://token@127.0.0.1:8080/jwks?x=1",
+            "http://***@127.0.0.1:8080/jwks?x=1",
+        ),
+        (
+            "https://:pa55@keys.example.com/jwks",
+            "https://***@keys.example.com/jwks",
+        ),
+        (
+            "https://keys.example.com/.well-known/jwks.json",
+            "https://keys.example.com/.well-known/jwks.json",
+        ),
+        (
+            "https://keys.example.com/users/@me/jwks",
+            "https://keys.example.com/users/@me/jwks",
+        ),
+    ];
+    for (url, redacted) in cases {
+        assert_eq!(
+            redact_url(&reqwest::Url::parse(url).unwrap()),
+            redacted,
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn an_unparsable_url_with_credentials_is_not_repeated_in_the_error() {
+    let err = Verifier::from_jwks_url(
+        "https://user:pa55@keys example.com/jwks",
+        VerifierConfig::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("JWKS URL: not a URL"), "{err}");
+    assert!(!err.to_string().contains("pa55"), "{err}");
+}
+
+#[tokio::test]
+async fn the_jwks_url_credentials_show_neither_in_debug_output_nor_in_fetch_errors() {
+    let server = JwksServer::start(&[0]).await;
+    let url = server.url.replace("http://", "http://jwks-user:s3cret-pw@");
+    let verifier = Verifier::from_jwks_url(&url, VerifierConfig::default()).unwrap();
+    // (The log lines use the same redacted URL; tests/domain reads them.)
+    verifier.refresh_keys().await.unwrap();
+    server.set_down(true);
+    let err = verifier.refresh_keys().await.unwrap_err().to_string();
+    let debug = format!("{verifier:?}");
+    for text in [&debug, &err] {
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(!text.contains("jwks-user"), "{text}");
+        assert!(text.contains("http://***@127.0.0.1:"), "{text}");
+    }
     server.stop().await;
 }

@@ -29,7 +29,8 @@ pub fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn require_real_stores() -> bool {
+/// `REQUIRE_REAL_STORES=1` (CI): an unreachable real store fails the run.
+pub fn require_real_stores() -> bool {
     std::env::var("REQUIRE_REAL_STORES").is_ok_and(|v| v == "1" || v == "true")
 }
 
@@ -515,6 +516,11 @@ impl TestApp {
                 .map_or(-2, |(_, ttl)| ttl.as_secs_f64().round() as i64),
             (None, None) => panic!("no token store to inspect"),
         }
+    }
+
+    /// A connection to the real Redis (real backend only).
+    pub fn redis(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self.redis.clone()
     }
 
     /// Removes one whitelist entry behind the service's back.

@@ -251,3 +251,44 @@ crate::on_every_backend!(
     forged_tampered_expired_and_misissued_id_tokens_are_refused,
     protected_routes_without_a_bearer_token_answer_401_with_www_authenticate
 );
+
+/// PostgreSQL + Redis only: it writes the sign-out marker by hand.
+#[tokio::test]
+async fn a_refresh_during_a_signout_sweep_is_refused_so_the_sweep_misses_no_key() {
+    let Some(app) = spawn_app(Backend::Real, "a_refresh_during_a_signout_sweep_is_refused").await
+    else {
+        return;
+    };
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let mut redis = app.redis().unwrap();
+    let marker = format!("signout:{uid}");
+    redis::cmd("SET")
+        .arg(&marker)
+        .arg("1")
+        .arg("EX")
+        .arg(30)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+    assert_eq!(app.refresh_keys(uid).await.len(), 1, "no new key written");
+    redis::cmd("DEL")
+        .arg(&marker)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    // Sign-out removes the keys and its own marker.
+    assert_eq!(app.signout(&tokens.id_token).await.status(), 200);
+    assert!(app.refresh_keys(uid).await.is_empty());
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&marker)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!exists, "marker removed after the sweep");
+}

@@ -1,10 +1,14 @@
 //! Real processes: the `account` binary on embedded stores in a temp working
 //! directory, and the `todo-service` binary verifying against its JWKS. Each
-//! listens on a free port and is killed when its guard drops.
+//! binds port 0 and tells the port it got in its "listening" log line; each
+//! is killed when its guard drops.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead as _, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -12,16 +16,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
 const READY_WITHIN: Duration = Duration::from_secs(60);
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -30,38 +29,68 @@ pub fn http() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// A child process killed (and reaped) on drop; its output goes to `log`.
+/// What a child printed, both streams interleaved by line.
+type Output = Arc<Mutex<String>>;
+
+/// A child process killed (and reaped) on drop. Its stdout and stderr are
+/// read to the end by threads of their own, so it never blocks on a full
+/// pipe.
 pub struct Process {
     name: &'static str,
     child: Child,
-    log: PathBuf,
+    output: Output,
+    drains: [JoinHandle<()>; 2],
 }
 
 impl Process {
-    /// Starts `program` in `dir` with exactly `env` (plus `PATH`) and waits
-    /// until `GET <base>/healthz` answers 200.
+    /// Starts `program` in `dir` with exactly `env` (plus `PATH`), waits for
+    /// the line where it logs `<listening> address=<ip:port>` on stderr, then
+    /// until `GET /healthz` answers 200. Returns the process and its base URL.
     async fn start(
         name: &'static str,
         program: &str,
         dir: &Path,
         env: &[(&str, String)],
-        base: &str,
-    ) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log).expect("log file");
-        let child = Command::new(program)
+        listening: &'static str,
+    ) -> (Self, String) {
+        let mut child = Command::new(program)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let mut process = Self { name, child, log };
-        process.wait_ready(base).await;
-        process
+        let output = Output::default();
+        let (address_tx, address_rx) = oneshot::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let drains = [
+            drain(stdout, output.clone(), None),
+            drain(stderr, output.clone(), Some((listening, address_tx))),
+        ];
+        let mut process = Self {
+            name,
+            child,
+            output,
+            drains,
+        };
+        let address = match tokio::time::timeout(READY_WITHIN, address_rx).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(_)) => panic!(
+                "{name} closed stderr without logging {listening:?}:\n{}",
+                process.wait_output()
+            ),
+            Err(_) => panic!(
+                "{name} did not log {listening:?} within {READY_WITHIN:?}:\n{}",
+                process.output()
+            ),
+        };
+        let base = format!("http://{address}");
+        process.wait_ready(&base).await;
+        (process, base)
     }
 
     async fn wait_ready(&mut self, base: &str) {
@@ -88,7 +117,23 @@ impl Process {
 
     /// What the process printed so far.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.output
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Everything the process printed, once it exited and both streams
+    /// were read to the end (or what there is after 10 s).
+    fn wait_output(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && (matches!(self.child.try_wait(), Ok(None))
+                || !self.drains.iter().all(JoinHandle::is_finished))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.output()
     }
 
     fn kill(&mut self) {
@@ -103,6 +148,42 @@ impl Drop for Process {
     }
 }
 
+/// Reads `stream` line by line until it closes, appending to `output`. With
+/// `listening`, sends the address of the first line containing that message
+/// and `address=`.
+fn drain(
+    stream: impl Read + Send + 'static,
+    output: Output,
+    mut listening: Option<(&'static str, oneshot::Sender<SocketAddr>)>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        // Until EOF or a read error: the child exited or was killed.
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            output
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_str(&text);
+            if let Some((message, _)) = &listening
+                && text.contains(message)
+                && let Some(address) = listening_address(&text)
+                && let Some((_, sender)) = listening.take()
+            {
+                let _ = sender.send(address);
+            }
+            line.clear();
+        }
+    })
+}
+
+/// The `address=<ip:port>` field of a log line.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("address=")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 /// The account service, on embedded stores, with keys generated in its
 /// working directory on first start.
 pub struct AccountService {
@@ -114,19 +195,17 @@ pub struct AccountService {
 impl AccountService {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
         let env = [
             ("HOST", "127.0.0.1".to_owned()),
-            ("PORT", port.to_string()),
+            ("PORT", "0".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ];
-        let process = Process::start(
+        let (process, base) = Process::start(
             "account",
             env!("CARGO_BIN_EXE_account"),
             dir.path(),
             &env,
-            &base,
+            "account service listening",
         )
         .await;
         Self {
@@ -171,33 +250,48 @@ impl AccountService {
 /// The example domain service, verifying against `jwks_url`.
 pub struct TodoService {
     pub base: String,
-    _process: Process,
+    process: Process,
     _dir: TempDir,
 }
 
 impl TodoService {
     pub async fn start(jwks_url: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
         let env = [
             ("HOST", "127.0.0.1".to_owned()),
-            ("TODO_PORT", port.to_string()),
+            ("TODO_PORT", "0".to_owned()),
             ("JWKS_URL", jwks_url.to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ];
-        let process = Process::start(
+        let (process, base) = Process::start(
             "todo-service",
             env!("CARGO_BIN_EXE_todo-service"),
             dir.path(),
             &env,
-            &base,
+            "todo service listening",
         )
         .await;
         Self {
             base,
-            _process: process,
+            process,
             _dir: dir,
+        }
+    }
+
+    /// Waits (60 s at most) until the service has logged a line containing
+    /// `message`; returns everything it printed so far.
+    pub async fn wait_for_log(&self, message: &str) -> String {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let output = self.process.output();
+            if output.contains(message) {
+                return output;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "todo-service did not log {message:?} within {READY_WITHIN:?}:\n{output}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

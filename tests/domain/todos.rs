@@ -167,3 +167,33 @@ async fn the_todo_service_refuses_every_token_the_account_service_did_not_issue_
     let (status, _, _) = call(&todo, Method::GET, "/api/todos", Some(&reissued), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_todo_service_never_logs_the_credentials_of_its_jwks_url() {
+    let account = AccountService::start().await;
+    let ada = account.sign_up().await;
+    let with_credentials = |url: &str| url.replace("http://", "http://jwks-user:s3cret-pw@");
+    let redacted = with_credentials(&account.jwks_url()).replace("jwks-user:s3cret-pw@", "***@");
+
+    // A fetch that succeeds (the JWKS is public: the credentials are ignored).
+    let todo = TodoService::start(&with_credentials(&account.jwks_url())).await;
+    let (status, _, _) = call(&todo, Method::GET, "/api/todos", Some(&ada), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let fetched = todo.wait_for_log("fetched the token signing keys").await;
+
+    // A fetch that fails.
+    let missing = format!("{}/no-such-jwks.json", account.base);
+    let broken = TodoService::start(&with_credentials(&missing)).await;
+    let failed = broken
+        .wait_for_log("cannot fetch the token signing keys")
+        .await;
+
+    for (output, url) in [
+        (&fetched, &redacted),
+        (&failed, &missing.replace("http://", "http://***@")),
+    ] {
+        assert!(!output.contains("s3cret-pw"), "{output}");
+        assert!(!output.contains("jwks-user"), "{output}");
+        assert!(output.contains(&format!("url={url}")), "{output}");
+    }
+}
