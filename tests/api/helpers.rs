@@ -74,7 +74,9 @@ async fn real_stores_available(test: &str) -> bool {
             panic!("{store} is unreachable and REQUIRE_REAL_STORES=1")
         }
         Err(store) => {
-            notice(&format!("SKIPPED {test}: {store} is unreachable"));
+            notice(&format!(
+                "SKIPPED {test} on PostgreSQL + Redis: {store} is unreachable"
+            ));
             false
         }
     }
