@@ -545,34 +545,36 @@ impl TestApp {
 
     /// The stored password hash of the user with this (lowercase) email.
     pub async fn stored_password_hash(&self, email: &str) -> String {
-        const SQL: &str = "SELECT password FROM users WHERE lower(email) = lower($1)";
-        match self.store() {
-            TestStore::Postgres(db) => {
-                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-                sqlx::query_scalar(SQL)
-                    .bind(email)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap()
-            }
-            TestStore::Sqlite { url, .. } => {
-                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_scalar(SQL)
-                    .bind(email)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap()
-            }
-        }
+        self.query_by_email(
+            "SELECT password FROM users WHERE lower(email) = lower($1)",
+            email,
+        )
+        .await
     }
 
     /// How many users have this email, in any letter case.
     pub async fn count_users_with_email(&self, email: &str) -> i64 {
-        const SQL: &str = "SELECT count(*) FROM users WHERE lower(email) = lower($1)";
+        self.query_by_email(
+            "SELECT count(*) FROM users WHERE lower(email) = lower($1)",
+            email,
+        )
+        .await
+    }
+
+    /// One value from the user store, by a query with the email as `$1`.
+    async fn query_by_email<T>(&self, sql: &'static str, email: &str) -> T
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>,
+    {
         match self.store() {
             TestStore::Postgres(db) => {
                 let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-                sqlx::query_scalar(SQL)
+                sqlx::query_scalar(sql)
                     .bind(email)
                     .fetch_one(&mut conn)
                     .await
@@ -580,7 +582,7 @@ impl TestApp {
             }
             TestStore::Sqlite { url, .. } => {
                 let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_scalar(SQL)
+                sqlx::query_scalar(sql)
                     .bind(email)
                     .fetch_one(&mut conn)
                     .await

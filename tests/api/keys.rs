@@ -1,6 +1,6 @@
 //! JWKS and key rotation: publish, rotate, retire, reload without a restart.
 
-use std::net::TcpListener;
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -194,12 +194,34 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+impl Server {
+    /// Starts the service on port 0 and reads the address it bound from its
+    /// log (no port picked in advance, so no race with other tests for one).
+    fn start(dir: &std::path::Path) -> (Self, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_account"))
+            .current_dir(dir)
+            .env_clear()
+            .env("PORT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep reading to the end, so the child never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, address)) = line.split_once("listening address=") {
+                    let _ = tx.send(address.trim().to_owned());
+                }
+            }
+        });
+        let server = Self(child);
+        let address = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("account service did not log its address");
+        (server, format!("http://{address}"))
+    }
 }
 
 fn account(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -214,24 +236,8 @@ fn account(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn the_documented_rotation_procedure_works_on_a_running_process_with_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_account"))
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let (server, base) = Server::start(dir.path());
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "account service did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let fetch_kids = || async {
         let set: JwkSet = client
             .get(format!("{base}/.well-known/jwks.json"))
