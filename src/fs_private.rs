@@ -44,11 +44,23 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Moves `from` over `to` and makes the move itself durable.
+pub fn rename_durably(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::rename(from, to)
+        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    sync_dir(to.parent().filter(|d| !d.as_os_str().is_empty()));
+    Ok(())
+}
+
+/// Persists a folder's entries (a rename in it); best effort.
+fn sync_dir(dir: Option<&Path>) {
     if let Some(dir) = dir {
-        // Persist the rename itself.
         let _ = fs::File::open(dir).and_then(|d| d.sync_all());
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
 
 use crate::config::Secret;
-use crate::fs_private::write_private;
+use crate::fs_private::{rename_durably, write_private};
 use crate::jwks::{Jwk, JwkSet};
 
 /// Shortest accepted refresh-token secret, in bytes.
@@ -236,6 +236,20 @@ impl KeyPaths {
     pub fn load_ring(&self) -> anyhow::Result<KeyRing> {
         let signer = self.load_signer()?;
         let public = self.read_public_key()?;
+        if public.kid != signer.jwk().kid
+            && staged_kid(self).ok().flatten().as_deref() == public.kid.as_deref()
+        {
+            // An interrupted `keys rotate`: the new public key is in place, its
+            // private key still staged. Go on signing with the old key and
+            // publish both; running `rotate` again finishes the rotation.
+            tracing::warn!(
+                "PUB_KEY_FILE holds the staged next key: a `keys rotate` was interrupted; \
+                 run it again to finish"
+            );
+            let mut others = vec![public];
+            others.extend(self.published_keys()?);
+            return KeyRing::new(signer, others);
+        }
         if public.kid != signer.jwk().kid {
             bail!(
                 "PUB_KEY_FILE: {} does not match the private key of PRIV_KEY_FILE \
@@ -439,14 +453,7 @@ pub fn list_keys(paths: &KeyPaths) -> anyhow::Result<Vec<KeyStatus>> {
 
 /// The kid of the staged next key, if one is staged.
 fn staged_kid(paths: &KeyPaths) -> anyhow::Result<Option<String>> {
-    let next = paths.next_private_key();
-    if !next.exists() {
-        return Ok(None);
-    }
-    let pem = fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?;
-    let signer =
-        IdTokenSigner::from_pem(&pem).with_context(|| format!("staged key {}", next.display()))?;
-    Ok(Some(signer.kid().to_owned()))
+    Ok(read_staged(paths)?.map(|signer| signer.kid().to_owned()))
 }
 
 fn published_file(paths: &KeyPaths, kid: &str) -> anyhow::Result<PathBuf> {
@@ -465,16 +472,36 @@ fn published_file(paths: &KeyPaths, kid: &str) -> anyhow::Result<PathBuf> {
 /// with it yet: domain services can fetch it before it becomes active.
 pub fn stage_next_key(paths: &KeyPaths) -> anyhow::Result<String> {
     let next = paths.next_private_key();
-    if next.exists() {
-        bail!("a next key is already staged in {}", next.display());
-    }
-    let (private_pem, signer) = new_rsa_key()?;
+    let signer = match read_staged(paths)? {
+        // Already staged (perhaps by a run that stopped before publishing):
+        // make sure it is published, and keep it.
+        Some(signer) => signer,
+        None => {
+            // The private key first: a crash can then leave an unpublished
+            // staged key (published by the next run), never a published key
+            // whose private half is gone.
+            let (private_pem, signer) = new_rsa_key()?;
+            write_private(&next, private_pem.as_bytes())?;
+            signer
+        }
+    };
     write_private(
         &published_file(paths, signer.kid())?,
         signer.public_pem()?.as_bytes(),
     )?;
-    write_private(&next, private_pem.as_bytes())?;
     Ok(signer.kid().to_owned())
+}
+
+/// The staged next key, if one is staged.
+fn read_staged(paths: &KeyPaths) -> anyhow::Result<Option<IdTokenSigner>> {
+    let next = paths.next_private_key();
+    if !next.exists() {
+        return Ok(None);
+    }
+    let pem = fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?;
+    IdTokenSigner::from_pem(&pem)
+        .with_context(|| format!("staged key {}", next.display()))
+        .map(Some)
 }
 
 /// The outcome of a rotation.
@@ -495,21 +522,21 @@ pub fn rotate_keys(paths: &KeyPaths) -> anyhow::Result<Rotation> {
     let previous = paths.load_signer()?;
     let previous_kid = previous.kid().to_owned();
     let next = paths.next_private_key();
-    if !next.exists() {
-        stage_next_key(paths)?;
+    if read_staged(paths)?.is_some_and(|staged| staged.kid() == previous_kid) {
+        // A leftover copy of the active key: not a new key to rotate to.
+        fs::remove_file(&next).with_context(|| format!("cannot remove {}", next.display()))?;
     }
-    let private_pem = fs::read(&next).with_context(|| format!("cannot read {}", next.display()))?;
-    let signer = IdTokenSigner::from_pem(&private_pem)
-        .with_context(|| format!("staged key {}", next.display()))?;
+    stage_next_key(paths)?;
+    let signer = read_staged(paths)?.context("the staged key vanished")?;
     write_private(
         &published_file(paths, &previous_kid)?,
         previous.public_pem()?.as_bytes(),
     )?;
-    // A reload between these two writes sees a mismatched pair, fails, and
-    // keeps the ring it had.
+    // A crash between these two steps leaves the new public key with the old
+    // private one: the service still starts (see `load_ring`), and running
+    // `rotate` again finishes the rotation.
     write_private(&paths.public_key, signer.public_pem()?.as_bytes())?;
-    fs::rename(&next, &paths.private_key)
-        .with_context(|| format!("cannot move {} into place", next.display()))?;
+    rename_durably(&next, &paths.private_key)?;
     let _ = fs::remove_file(published_file(paths, signer.kid())?);
     Ok(Rotation {
         previous_kid,
@@ -601,5 +628,91 @@ mod tests {
         .err()
         .unwrap();
         assert!(format!("{err:#}").contains("REFRESH_SECRET"), "{err:#}");
+    }
+
+    fn ring_paths(dir: &Path) -> KeyPaths {
+        let files = GeneratedKeyFiles::in_dir(dir);
+        generate_keys(&files, false).unwrap();
+        KeyPaths {
+            private_key: files.private_key,
+            public_key: files.public_key,
+            refresh_secret_file: files.refresh_secret,
+            refresh_secret: None,
+            published_dir: dir.join("published"),
+        }
+    }
+
+    fn kids(ring: &KeyRing) -> Vec<String> {
+        ring.jwks().keys.into_iter().filter_map(|k| k.kid).collect()
+    }
+
+    #[test]
+    fn an_interrupted_rotation_still_starts_and_running_rotate_again_finishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ring_paths(dir.path());
+        let old = paths.load_ring().unwrap().signer().kid().to_owned();
+        // What `rotate` leaves when it stops right after writing the public key.
+        let next = stage_next_key(&paths).unwrap();
+        let staged = read_staged(&paths).unwrap().unwrap();
+        write_private(
+            &published_file(&paths, &old).unwrap(),
+            paths
+                .load_signer()
+                .unwrap()
+                .public_pem()
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        write_private(&paths.public_key, staged.public_pem().unwrap().as_bytes()).unwrap();
+
+        let ring = paths.load_ring().unwrap();
+        assert_eq!(ring.signer().kid(), old, "still signs with the old key");
+        assert!(kids(&ring).contains(&next) && kids(&ring).contains(&old));
+
+        let rotation = rotate_keys(&paths).unwrap();
+        assert_eq!(
+            (rotation.previous_kid.as_str(), rotation.active_kid.as_str()),
+            (old.as_str(), next.as_str())
+        );
+        let ring = paths.load_ring().unwrap();
+        assert_eq!(ring.signer().kid(), next);
+        assert_eq!(kids(&ring), vec![next, old]);
+        assert!(!paths.next_private_key().exists());
+    }
+
+    #[test]
+    fn staging_twice_keeps_the_staged_key_and_publishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ring_paths(dir.path());
+        let first = stage_next_key(&paths).unwrap();
+        fs::remove_file(published_file(&paths, &first).unwrap()).unwrap();
+        assert_eq!(stage_next_key(&paths).unwrap(), first);
+        assert!(published_file(&paths, &first).unwrap().exists());
+    }
+
+    #[test]
+    fn a_leftover_copy_of_the_active_key_is_not_rotated_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ring_paths(dir.path());
+        let active = paths.load_signer().unwrap().kid().to_owned();
+        fs::copy(&paths.private_key, paths.next_private_key()).unwrap();
+        let rotation = rotate_keys(&paths).unwrap();
+        assert_eq!(rotation.previous_kid, active);
+        assert_ne!(rotation.active_kid, active, "a new key became active");
+        assert_eq!(
+            paths.load_ring().unwrap().signer().kid(),
+            rotation.active_kid
+        );
+    }
+
+    #[test]
+    fn key_ids_that_are_not_base64url_cannot_name_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ring_paths(dir.path());
+        for kid in ["../private", "a/b", "", "x.pem"] {
+            assert!(retire_key(&paths, kid).is_err(), "{kid:?}");
+        }
+        assert!(paths.private_key.exists());
     }
 }

@@ -152,19 +152,31 @@ pub async fn signup(
     AppJson(body): AppJson<CredentialsRequest>,
 ) -> AppResult<(StatusCode, Json<TokensResponse>)> {
     let (email, password) = parse_credentials(&body, Password::parse)?;
+    // On a task of its own, so it runs to its end even when this request is
+    // dropped (handler timeout, client gone): a sign-up is never left half done.
+    let tokens = tokio::spawn(signup_with_tokens(state, email, password))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("sign-up task failed")))??;
+    Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
+}
+
+/// Creates the user and its first token pair; without tokens the account is
+/// removed again, so a retry once the token store is back succeeds (not 409).
+async fn signup_with_tokens(
+    state: AppState,
+    email: Email,
+    password: Password,
+) -> AppResult<TokenPair> {
     let user = state.user_service.signup(email, password).await?;
-    let tokens = match state.token_service.new_pair_from_user(&user, None).await {
-        Ok(tokens) => tokens,
+    match state.token_service.new_pair_from_user(&user, None).await {
+        Ok(tokens) => Ok(tokens),
         Err(err) => {
-            // No half sign-up: without tokens the account is removed again, so a
-            // retry once the token store is back succeeds instead of a 409.
             if let Err(undo) = state.user_service.delete(user.uid).await {
                 tracing::error!(uid = %user.uid, error = %undo, "cannot undo a failed sign-up");
             }
-            return Err(err);
+            Err(err)
         }
-    };
-    Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
+    }
 }
 
 /// `POST /signin` → 200 with a token pair; the same 401 for unknown email and wrong password.

@@ -34,6 +34,26 @@ static ROTATE: LazyLock<Script> = LazyLock::new(|| {
 /// Longest a sign-out marker lives if its sweep never finishes (a crash).
 const SIGNOUT_MARKER_TTL_SECS: u64 = 60;
 
+/// The marker counts the sweeps in progress, so that two concurrent sign-outs
+/// of one user each stay protected until both have finished.
+static SWEEP_BEGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('INCR', KEYS[1])
+          redis.call('EXPIRE', KEYS[1], ARGV[1])
+          return 1",
+    )
+});
+
+static SWEEP_END: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local left = redis.call('DECR', KEYS[1])
+          if left <= 0 then
+            redis.call('DEL', KEYS[1])
+          end
+          return left",
+    )
+});
+
 /// Marks a sign-out sweep in progress; outside the `<uid>:*` pattern.
 fn signout_marker(uid: Uuid) -> String {
     format!("signout:{uid}")
@@ -130,12 +150,10 @@ impl TokenRepository for RedisTokenRepository {
         // Rotations of this user fail from here on, so no key appears behind
         // the SCAN cursor: every key present now is found and removed.
         let marker = signout_marker(uid);
-        redis::cmd("SET")
-            .arg(&marker)
-            .arg("1")
-            .arg("EX")
+        SWEEP_BEGIN
+            .key(&marker)
             .arg(SIGNOUT_MARKER_TTL_SECS)
-            .query_async::<()>(&mut conn)
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(map_redis_error)?;
         // A uid is a hyphenated UUID: no glob metacharacters to escape.
@@ -165,9 +183,9 @@ impl TokenRepository for RedisTokenRepository {
             }
             cursor = next;
         }
-        redis::cmd("DEL")
-            .arg(&marker)
-            .query_async::<()>(&mut conn)
+        SWEEP_END
+            .key(&marker)
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(map_redis_error)?;
         Ok(deleted)
