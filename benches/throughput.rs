@@ -31,20 +31,15 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 use uuid::Uuid;
+
+#[allow(dead_code)]
+#[path = "../tests/common/stores.rs"]
+mod stores;
+use stores::{TestDatabase, delete_user_keys, stores_reachable, test_redis_url};
 
 const PASSWORD: &str = "correct horse battery";
 const SIGNING_SECONDS: f64 = 2.0;
-
-fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -310,111 +305,22 @@ fn parse_openssl_sign_rate(stdout: &str) -> Option<f64> {
 // ---------------------------------------------------------------------------
 // 2. HTTP
 
-async fn stores_reachable() -> Result<(), String> {
-    let pg = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(&admin_database_url()),
-    )
-    .await;
-    match pg {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-        }
-        _ => {
-            return Err(format!(
-                "PostgreSQL at TEST_DATABASE_URL={}",
-                admin_database_url()
-            ));
-        }
-    }
-    let redis = async {
-        let client = redis::Client::open(redis_url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(Duration::from_secs(5), redis).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(format!("Redis at TEST_REDIS_URL={}", redis_url())),
-    }
-}
-
-/// `postgres://host/admin_db?x` → `postgres://host/<name>?x`
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
-/// Drops the bench database (`WITH (FORCE)`) and removes the `<uid>:*` Redis keys
-/// of the users the bench created, and nothing else, also on an early return.
+/// Removes the `<uid>:*` Redis keys of the users the bench created, and
+/// nothing else, also on an early return (the database drops itself).
 struct Cleanup {
-    database: String,
     users: Arc<Mutex<Vec<Uuid>>>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let name = self.database.clone();
         let users = std::mem::take(&mut *self.users.lock().unwrap_or_else(|e| e.into_inner()));
-        // Drop may run inside the bench's runtime: do the async work on a thread of its own.
-        let outcome = std::thread::spawn(move || -> anyhow::Result<(usize, usize)> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut removed = 0;
-                let mut conn = redis::Client::open(redis_url())?
-                    .get_multiplexed_async_connection()
-                    .await?;
-                for uid in &users {
-                    let mut cursor: u64 = 0;
-                    loop {
-                        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(format!("{uid}:*"))
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut conn)
-                            .await?;
-                        if !keys.is_empty() {
-                            let n: usize =
-                                redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-                            removed += n;
-                        }
-                        if next == 0 {
-                            break;
-                        }
-                        cursor = next;
-                    }
-                }
-                let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                )))
-                .execute(&mut admin)
-                .await?;
-                Ok((users.len(), removed))
-            })
-        })
-        .join();
-        match outcome {
+        match std::thread::spawn(move || delete_user_keys(&users).map(|n| (users.len(), n))).join()
+        {
             Ok(Ok((users, keys))) => progress(&format!(
-                "cleaned up: dropped database {}, removed {keys} Redis keys of {users} bench users",
-                self.database
+                "cleaned up: removed {keys} Redis keys of {users} bench users"
             )),
-            Ok(Err(e)) => eprintln!("WARNING: cleanup failed ({}): {e:#}", self.database),
-            Err(_) => eprintln!("WARNING: cleanup panicked ({})", self.database),
+            Ok(Err(e)) => eprintln!("WARNING: Redis cleanup failed: {e}"),
+            Err(_) => eprintln!("WARNING: Redis cleanup panicked"),
         }
     }
 }
@@ -618,18 +524,12 @@ async fn http_rows(
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<Vec<HttpRow>> {
-    let database = format!("account_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"CREATE DATABASE "{database}""#
-    )))
-    .execute(&mut admin)
-    .await
-    .context("cannot create the bench database")?;
-    let _ = admin.close().await;
+    let database = TestDatabase::create("account_bench")
+        .await
+        .context("cannot create the bench database")?;
     let users = Arc::new(Mutex::new(Vec::new()));
+    // Declared after the database: dropped first, while the server still has it.
     let _cleanup = Cleanup {
-        database: database.clone(),
         users: users.clone(),
     };
 
@@ -637,11 +537,8 @@ async fn http_rows(
     let env: HashMap<String, String> = HashMap::from([
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
-        (
-            "DATABASE_URL".into(),
-            with_database(&admin_database_url(), &database),
-        ),
-        ("REDIS_URL".into(), redis_url()),
+        ("DATABASE_URL".into(), database.url.clone()),
+        ("REDIS_URL".into(), test_redis_url()),
         (
             "PRIV_KEY_FILE".into(),
             files.private_key.display().to_string(),

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use account::config::Config;
 use account::keys::{GeneratedKeyFiles, generate_keys};
@@ -18,16 +17,9 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 use uuid::Uuid;
 
+pub use crate::stores::{TestDatabase, delete_user_keys, stores_reachable, test_redis_url};
+
 pub const PASSWORD: &str = "correct horse battery";
-
-pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn test_redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// `REQUIRE_REAL_STORES=1` (CI): an unreachable real store fails the run.
 pub fn require_real_stores() -> bool {
@@ -44,30 +36,7 @@ pub fn notice(message: &str) {
 async fn real_stores_available(test: &str) -> bool {
     static REACHABLE: tokio::sync::OnceCell<Result<(), String>> =
         tokio::sync::OnceCell::const_new();
-    let reachable = REACHABLE
-        .get_or_init(|| async {
-            let pg = tokio::time::timeout(
-                Duration::from_secs(5),
-                sqlx::PgConnection::connect(&admin_database_url()),
-            )
-            .await;
-            if !matches!(pg, Ok(Ok(_))) {
-                return Err(format!(
-                    "PostgreSQL at TEST_DATABASE_URL={}",
-                    admin_database_url()
-                ));
-            }
-            let redis = async {
-                let client = redis::Client::open(test_redis_url())?;
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await
-            };
-            match tokio::time::timeout(Duration::from_secs(5), redis).await {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(format!("Redis at TEST_REDIS_URL={}", test_redis_url())),
-            }
-        })
-        .await;
+    let reachable = REACHABLE.get_or_init(stores_reachable).await;
     match reachable {
         Ok(()) => true,
         Err(store) if require_real_stores() => {
@@ -99,67 +68,6 @@ pub fn private_key_pem() -> Vec<u8> {
 
 pub fn public_key_pem() -> Vec<u8> {
     std::fs::read(&key_files().public_key).unwrap()
-}
-
-/// A database created for one test and dropped (`WITH (FORCE)`) when dropped.
-pub struct TestDatabase {
-    name: String,
-    pub url: String,
-}
-
-impl TestDatabase {
-    pub async fn create() -> Self {
-        let name = format!("account_test_{}", Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_database_url())
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let url = with_database(&admin_database_url(), &name);
-        Self { name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: do the async work on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                )))
-                .execute(&mut admin)
-                .await?;
-                Ok::<_, sqlx::Error>(())
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-    }
-}
-
-/// `postgres://host/admin_db?x` → `postgres://host/<name>?x`
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
 }
 
 /// Which stores an app runs on.
@@ -259,7 +167,9 @@ pub async fn spawn_app_with(
             if !real_stores_available(test).await {
                 return None;
             }
-            let db = TestDatabase::create().await;
+            let db = TestDatabase::create("account_test")
+                .await
+                .expect("create a test database");
             env.insert("DATABASE_URL".into(), db.url.clone());
             env.insert("REDIS_URL".into(), test_redis_url());
             TestStore::Postgres(db)
@@ -347,19 +257,7 @@ impl Drop for TestApp {
         if users.is_empty() || self.backend != Backend::Real {
             return;
         }
-        let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
-            let mut conn = redis::Client::open(test_redis_url())?.get_connection()?;
-            for uid in users {
-                let keys: Vec<String> =
-                    redis::Commands::scan_match::<_, String>(&mut conn, format!("{uid}:*"))?
-                        .collect::<Result<_, _>>()?;
-                if !keys.is_empty() {
-                    redis::cmd("DEL").arg(keys).query::<()>(&mut conn)?;
-                }
-            }
-            Ok(())
-        })
-        .join();
+        let _ = std::thread::spawn(move || delete_user_keys(&users)).join();
     }
 }
 

@@ -7,4 +7,8 @@ mod keys;
 mod lifecycle;
 mod outage;
 mod profile;
+// Shared with the benchmark; not every item is used here.
+#[allow(dead_code)]
+#[path = "../common/stores.rs"]
+mod stores;
 mod tokens;
