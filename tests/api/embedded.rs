@@ -8,9 +8,7 @@ use account::config::Config;
 use account::startup::Application;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Backend, PASSWORD, Tokens, assert_error, claims, spawn_app_with, unique_email,
-};
+use crate::helpers::{Backend, PASSWORD, Tokens, assert_error, claims, spawn_app, unique_email};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -29,9 +27,7 @@ async fn a_restart_keeps_users_generated_keys_and_live_refresh_tokens() {
         ("PUB_KEY_FILE", public.to_str().unwrap()),
         ("REFRESH_SECRET_FILE", secret.to_str().unwrap()),
     ];
-    let app = spawn_app_with(Backend::Embedded, "restart", &vars)
-        .await
-        .unwrap();
+    let app = spawn_app!(Backend::Embedded, &vars);
 
     // Keys were generated on first start, owner-only.
     for file in [&private, &public, &secret] {
@@ -77,13 +73,7 @@ async fn a_restart_keeps_users_generated_keys_and_live_refresh_tokens() {
 
 #[tokio::test]
 async fn an_expired_whitelist_entry_is_refused_at_once_though_the_jwt_is_within_leeway() {
-    let app = spawn_app_with(
-        Backend::Embedded,
-        "expired entry",
-        &[("REFRESH_TOKEN_EXP", "1")],
-    )
-    .await
-    .unwrap();
+    let app = spawn_app!(Backend::Embedded, &[("REFRESH_TOKEN_EXP", "1")]);
     let (uid, tokens) = app.signup(&unique_email()).await;
     assert_eq!(app.refresh_keys(uid).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -5,12 +5,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-use crate::helpers::{Backend, PASSWORD, assert_error, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{Backend, PASSWORD, assert_error, spawn_app, unique_email};
 
 async fn malformed_json_is_a_400(backend: Backend) {
-    let Some(app) = spawn_app(backend, "malformed_json_is_a_400").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     for body in [
         r#"{"email": "a@example.com", "#,
         "not json",
@@ -29,14 +27,7 @@ async fn malformed_json_is_a_400(backend: Backend) {
 }
 
 async fn invalid_fields_are_a_400_listing_every_invalid_arg(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "invalid_fields_are_a_400_listing_every_invalid_arg",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let body = assert_error(
         app.post_json(
             "/signup",
@@ -98,9 +89,7 @@ async fn invalid_fields_are_a_400_listing_every_invalid_arg(backend: Backend) {
 }
 
 async fn a_body_that_is_not_json_is_a_415(backend: Backend) {
-    let Some(app) = spawn_app(backend, "a_body_that_is_not_json_is_a_415").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let response = app
         .client
         .post(app.url("/signin"))
@@ -115,15 +104,7 @@ async fn a_body_that_is_not_json_is_a_415(backend: Backend) {
 }
 
 async fn a_body_over_the_limit_is_a_413(backend: Backend) {
-    let Some(app) = spawn_app_with(
-        backend,
-        "a_body_over_the_limit_is_a_413",
-        &[("MAX_BODY_BYTES", "1024")],
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend, &[("MAX_BODY_BYTES", "1024")]);
     let big = json!({"email": unique_email(), "password": "p".repeat(2000)});
     assert_error(
         app.post_json("/signup", &big).await,
@@ -149,14 +130,7 @@ async fn a_body_over_the_limit_is_a_413(backend: Backend) {
 }
 
 async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "unknown_routes_and_wrong_methods_answer_in_the_error_shape",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let response = app.client.get(app.url("/nope")).send().await.unwrap();
     assert_error(response, 404, "NOT_FOUND").await;
     let response = app
@@ -173,14 +147,7 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape(backend: Bac
 }
 
 async fn health_and_readiness_answer_while_the_stores_are_up(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "health_and_readiness_answer_while_the_stores_are_up",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let response = app
         .client
         .get(format!("{}/healthz", app.address))
@@ -204,15 +171,7 @@ async fn health_and_readiness_answer_while_the_stores_are_up(backend: Backend) {
 /// PostgreSQL only: it holds a table lock to make the handler slow.
 #[tokio::test]
 async fn a_handler_slower_than_handler_timeout_answers_503() {
-    let Some(app) = spawn_app_with(
-        Backend::Real,
-        "a_handler_slower_than_handler_timeout_answers_503",
-        &[("HANDLER_TIMEOUT", "1")],
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(Backend::Real, &[("HANDLER_TIMEOUT", "1")]);
     let (_, tokens) = app.signup(&unique_email()).await;
     // Hold a lock on the users table so `/me` cannot read it in time.
     let mut conn = sqlx::PgConnection::connect(app.postgres_url())

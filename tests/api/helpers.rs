@@ -129,11 +129,6 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// Starts an app with the default test configuration, or `None` (skipped).
-pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
-    spawn_app_with(backend, test, &[]).await
-}
-
 /// The variables every test app starts with: port 0 and the test keys.
 fn base_env() -> HashMap<String, String> {
     HashMap::from([
@@ -155,18 +150,65 @@ fn base_env() -> HashMap<String, String> {
     ])
 }
 
-/// Starts an app with extra environment variables (e.g. `HANDLER_TIMEOUT`).
-pub async fn spawn_app_with(
-    backend: Backend,
-    test: &str,
-    vars: &[(&str, &str)],
-) -> Option<TestApp> {
+/// The name of the function this is used in, without its module path: the
+/// enclosing test's (or scenario's) own name.
+macro_rules! function_name {
+    () => {{
+        fn f() {}
+        $crate::helpers::function_name_from_path(::std::any::type_name_of_val(&f))
+    }};
+}
+pub(crate) use function_name;
+
+/// `api::errors::name::{{closure}}::f` (from [`function_name!`]) → `name`.
+pub fn function_name_from_path(path: &'static str) -> &'static str {
+    let mut path = path.strip_suffix("::f").unwrap_or(path);
+    while let Some(outer) = path.strip_suffix("::{{closure}}") {
+        path = outer;
+    }
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+/// `spawn_app!(backend)` or `spawn_app!(backend, &[("VAR", "value"), ...])`:
+/// starts an app for the enclosing test, or returns from the test when the
+/// backend is skipped (unreachable real stores; a failure instead under
+/// `REQUIRE_REAL_STORES=1`). The skip notice names the test by its own name.
+macro_rules! spawn_app {
+    ($backend:expr $(,)?) => {
+        $crate::helpers::spawn_app!($backend, &[])
+    };
+    ($backend:expr, $vars:expr $(,)?) => {
+        match $crate::helpers::try_spawn_app($backend, $crate::helpers::function_name!(), $vars)
+            .await
+        {
+            ::std::option::Option::Some(app) => app,
+            ::std::option::Option::None => return,
+        }
+    };
+}
+pub(crate) use spawn_app;
+
+/// What [`spawn_app!`] expands to: the app, or `None` when `backend` is skipped
+/// (with a notice naming `test`).
+pub async fn try_spawn_app(backend: Backend, test: &str, vars: &[(&str, &str)]) -> Option<TestApp> {
+    if backend == Backend::Real && !real_stores_available(test).await {
+        return None;
+    }
+    Some(build(backend, vars).await)
+}
+
+/// An embedded app (never skipped, so it needs no test name) with extra
+/// environment variables, for helpers that build apps outside a test function.
+pub async fn spawn_embedded_app(vars: &[(&str, &str)]) -> TestApp {
+    build(Backend::Embedded, vars).await
+}
+
+/// Starts an app with extra environment variables (e.g. `HANDLER_TIMEOUT`);
+/// the real stores are known to be reachable.
+async fn build(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
     let mut env = base_env();
     let store = match backend {
         Backend::Real => {
-            if !real_stores_available(test).await {
-                return None;
-            }
             let db = TestDatabase::create("account_test")
                 .await
                 .expect("create a test database");
@@ -185,7 +227,7 @@ pub async fn spawn_app_with(
         env.insert((*k).into(), (*v).into());
     }
     let config = Config::from_vars(env).expect("test config");
-    Some(start(backend, store, config).await)
+    start(backend, store, config).await
 }
 
 /// Builds and serves the app in the background.
@@ -524,4 +566,36 @@ pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) 
         "message in {body}"
     );
     body
+}
+
+mod tests {
+    use super::function_name_from_path;
+
+    #[test]
+    fn function_name_is_the_enclosing_functions_own() {
+        assert_eq!(
+            function_name!(),
+            "function_name_is_the_enclosing_functions_own"
+        );
+    }
+
+    #[tokio::test]
+    async fn function_name_is_the_enclosing_async_functions_own() {
+        let in_a_closure = || function_name!();
+        let in_an_async_block = async { function_name!() }.await;
+        assert_eq!(
+            [function_name!(), in_a_closure(), in_an_async_block],
+            ["function_name_is_the_enclosing_async_functions_own"; 3]
+        );
+    }
+
+    #[test]
+    fn function_name_from_path_drops_the_module_path_and_suffixes() {
+        assert_eq!(function_name_from_path("api::errors::name::f"), "name");
+        assert_eq!(
+            function_name_from_path("api::errors::name::{{closure}}::{{closure}}::f"),
+            "name"
+        );
+        assert_eq!(function_name_from_path("name"), "name");
+    }
 }

@@ -9,7 +9,7 @@ use account::keys::{GeneratedKeyFiles, generate_keys, retire_key, rotate_keys, s
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, Tokens, header, spawn_app_with, unique_email};
+use crate::helpers::{PASSWORD, TestApp, Tokens, header, spawn_embedded_app, unique_email};
 
 /// An embedded app whose key files live in a temp dir of the test's own.
 async fn app_with_own_keys(dir: &tempfile::TempDir) -> TestApp {
@@ -20,18 +20,13 @@ async fn app_with_own_keys(dir: &tempfile::TempDir) -> TestApp {
         path("keys/refresh.secret"),
         path("keys/published"),
     );
-    spawn_app_with(
-        Backend::Embedded,
-        "keys",
-        &[
-            ("PRIV_KEY_FILE", &private),
-            ("PUB_KEY_FILE", &public),
-            ("REFRESH_SECRET_FILE", &secret),
-            ("PUBLISHED_KEYS_DIR", &published),
-        ],
-    )
+    spawn_embedded_app(&[
+        ("PRIV_KEY_FILE", &private),
+        ("PUB_KEY_FILE", &public),
+        ("REFRESH_SECRET_FILE", &secret),
+        ("PUBLISHED_KEYS_DIR", &published),
+    ])
     .await
-    .unwrap()
 }
 
 async fn jwks(app: &TestApp) -> JwkSet {

@@ -8,9 +8,7 @@ use crate::helpers::{
 };
 
 async fn signup_me_refresh_signout_lifecycle(backend: Backend) {
-    let Some(app) = spawn_app(backend, "signup_me_refresh_signout_lifecycle").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let (uid, tokens) = app.signup(&email.to_uppercase()).await;
 
@@ -128,9 +126,7 @@ async fn signup_me_refresh_signout_lifecycle(backend: Backend) {
 }
 
 async fn signin_finds_the_account_in_any_letter_case(backend: Backend) {
-    let Some(app) = spawn_app(backend, "signin_finds_the_account_in_any_letter_case").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let (uid, _) = app.signup(&email).await;
     let response = app
@@ -151,9 +147,7 @@ async fn signin_finds_the_account_in_any_letter_case(backend: Backend) {
 }
 
 async fn the_password_is_stored_as_an_argon2id_hash(backend: Backend) {
-    let Some(app) = spawn_app(backend, "the_password_is_stored_as_an_argon2id_hash").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let (_, tokens) = app.signup(&email).await;
     let hash = app.stored_password_hash(&email).await;
@@ -166,10 +160,7 @@ async fn the_password_is_stored_as_an_argon2id_hash(backend: Backend) {
 }
 
 async fn duplicate_signup_is_a_conflict_in_any_letter_case(backend: Backend) {
-    let Some(app) = spawn_app(backend, "duplicate_signup_is_a_conflict_in_any_letter_case").await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let (_, tokens) = app.signup(&email).await;
     let body = assert_error(
@@ -183,14 +174,7 @@ async fn duplicate_signup_is_a_conflict_in_any_letter_case(backend: Backend) {
 }
 
 async fn concurrent_signups_with_one_email_create_exactly_one_account(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "concurrent_signups_with_one_email_create_exactly_one_account",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let variants: Vec<String> = (0..8)
         .map(|i| {
@@ -231,14 +215,7 @@ async fn concurrent_signups_with_one_email_create_exactly_one_account(backend: B
 }
 
 async fn unknown_email_and_wrong_password_get_identical_401s(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "unknown_email_and_wrong_password_get_identical_401s",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let email = unique_email();
     let (_, tokens) = app.signup(&email).await;
     let wrong = app

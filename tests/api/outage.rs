@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Backend, PASSWORD, assert_error, notice, spawn_app_with, unique_email};
+use crate::helpers::{
+    Backend, PASSWORD, assert_error, function_name, notice, spawn_app, unique_email,
+};
 
 struct PrivateRedis {
     child: Child,
@@ -84,19 +86,19 @@ async fn wait_for_status(app: &crate::helpers::TestApp, path: &str, status: u16)
 
 #[tokio::test]
 async fn starts_while_redis_is_down_answers_503_and_recovers_after_restarts() {
-    const TEST: &str = "starts_while_redis_is_down_answers_503_and_recovers_after_restarts";
     if !redis_server_available() {
         if crate::helpers::require_real_stores() {
             panic!("redis-server is not installed and REQUIRE_REAL_STORES=1");
         }
-        notice(&format!("SKIPPED {TEST}: redis-server is not installed"));
+        notice(&format!(
+            "SKIPPED {}: redis-server is not installed",
+            function_name!()
+        ));
         return;
     }
     let port = free_port();
     let redis_url = format!("redis://127.0.0.1:{port}");
-    let Some(app) = spawn_app_with(Backend::Real, TEST, &[("REDIS_URL", &redis_url)]).await else {
-        return;
-    };
+    let app = spawn_app!(Backend::Real, &[("REDIS_URL", &redis_url)]);
 
     // Redis is down: the process is alive, not ready, and token work is a 503.
     assert!(wait_for_status(&app, "/healthz", 200).await);

@@ -5,14 +5,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, PASSWORD, assert_error, spawn_app, unique_email};
 
 async fn details_update_the_profile_and_the_new_email_signs_in(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "details_update_the_profile_and_the_new_email_signs_in",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let new_email = unique_email();
     let response = app
@@ -48,9 +41,7 @@ async fn details_update_the_profile_and_the_new_email_signs_in(backend: Backend)
 }
 
 async fn details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400(backend: Backend) {
-    let Some(app) = spawn_app(backend, "details_with_a_taken_email_are_a_conflict").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let taken = unique_email();
     let (_, other) = app.signup(&taken).await;
     let (_, tokens) = app.signup(&unique_email()).await;

@@ -13,14 +13,7 @@ use crate::helpers::{
 };
 
 async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let responses =
         futures::future::join_all((0..20).map(|_| app.refresh(&tokens.refresh_token))).await;
@@ -49,14 +42,7 @@ async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backen
 }
 
 async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let key = app.refresh_keys(uid).await.remove(0);
     app.delete_refresh_key(&key).await;
@@ -81,9 +67,7 @@ async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies(backe
 async fn malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests(
     backend: Backend,
 ) {
-    let Some(app) = spawn_app(backend, "malformed_or_foreign_refresh_tokens").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let (_, tokens) = app.signup(&unique_email()).await;
     // An ID token is not a refresh token.
     assert_error(app.refresh(&tokens.id_token).await, 401, "AUTHORIZATION").await;
@@ -142,14 +126,7 @@ async fn assert_me_unauthorized(app: &TestApp, token: &str, why: &str) {
 }
 
 async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Backend) {
-    let Some(app) = spawn_app(
-        backend,
-        "forged_tampered_expired_and_misissued_id_tokens_are_refused",
-    )
-    .await
-    else {
-        return;
-    };
+    let app = spawn_app!(backend);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let sub = uid.to_string();
     let kid = header(&tokens.id_token)["kid"].as_str().unwrap().to_owned();
@@ -216,9 +193,7 @@ async fn forged_tampered_expired_and_misissued_id_tokens_are_refused(backend: Ba
 async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticate(
     backend: Backend,
 ) {
-    let Some(app) = spawn_app(backend, "protected_routes_without_a_bearer_token").await else {
-        return;
-    };
+    let app = spawn_app!(backend);
     for (method, path) in [("GET", "/me"), ("POST", "/signout"), ("PUT", "/details")] {
         let response = app
             .client
@@ -255,10 +230,7 @@ crate::on_every_backend!(
 /// PostgreSQL + Redis only: it writes the sign-out marker by hand.
 #[tokio::test]
 async fn a_refresh_during_a_signout_sweep_is_refused_so_the_sweep_misses_no_key() {
-    let Some(app) = spawn_app(Backend::Real, "a_refresh_during_a_signout_sweep_is_refused").await
-    else {
-        return;
-    };
+    let app = spawn_app!(Backend::Real);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let mut redis = app.redis().unwrap();
     let marker = format!("signout:{uid}");
