@@ -22,8 +22,6 @@ pub mod fs_private;
 #[cfg(feature = "server")]
 pub mod handler;
 #[cfg(feature = "verifier")]
-pub mod http_util;
-#[cfg(feature = "verifier")]
 pub mod jwks;
 #[cfg(feature = "server")]
 pub mod keys;
@@ -41,6 +39,8 @@ pub mod telemetry;
 pub mod todo;
 #[cfg(feature = "verifier")]
 pub mod verifier;
+#[cfg(feature = "verifier")]
+pub mod web;
 
 #[cfg(all(test, feature = "server"))]
 pub(crate) mod test_keys;

@@ -24,7 +24,9 @@ use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
-use crate::service::{PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl};
+use crate::service::{
+    AccountServiceImpl, PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl,
+};
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {
@@ -129,21 +131,22 @@ impl Application {
             tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
         }
 
+        let user_service = UserServiceImpl::new(users, PasswordHasher::for_this_machine());
+        let token_service = TokenServiceImpl::new(
+            tokens,
+            ring,
+            &keys.refresh_secret,
+            TokenConfig {
+                issuer: config.id_token_issuer.clone(),
+                audience: config.id_token_audience.clone(),
+                id_token_ttl: config.id_token_ttl,
+                refresh_token_ttl: config.refresh_token_ttl,
+            },
+        )?;
         let state = AppState {
-            user_service: Arc::new(UserServiceImpl::new(
-                users,
-                PasswordHasher::for_this_machine(),
-            )),
-            token_service: Arc::new(TokenServiceImpl::new(
-                tokens,
-                ring,
-                &keys.refresh_secret,
-                TokenConfig {
-                    issuer: config.id_token_issuer.clone(),
-                    audience: config.id_token_audience.clone(),
-                    id_token_ttl: config.id_token_ttl,
-                    refresh_token_ttl: config.refresh_token_ttl,
-                },
+            account: Arc::new(AccountServiceImpl::new(
+                Arc::new(user_service),
+                Arc::new(token_service),
             )),
         };
         let router = router(
@@ -184,7 +187,7 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(crate::web::shutdown_signal()).await
     }
 
     /// Serves until `signal` completes, then finishes in-flight requests.
@@ -280,25 +283,4 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
             Ok((Arc::new(users), description))
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown signal received, finishing in-flight requests");
 }

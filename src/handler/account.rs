@@ -1,14 +1,16 @@
-//! The account API: sign-up, sign-in, refresh, sign-out, profile.
+//! The account API: sign-up, sign-in, refresh, sign-out, profile. Each
+//! handler parses its input, calls one use case and shapes the answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::openapi::tags;
-use super::{AppJson, AppState, AuthUser};
-use crate::error::{AppError, AppResult, ErrorBody, InvalidArg};
+use super::openapi::{BodyErrors, ServerErrors, tags};
+use super::{AppState, AuthUser};
+use crate::error::{AppError, AppResult, InvalidArg};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
+use crate::web::{ErrorBody, JsonBody};
 
 /// `{email, password}` of sign-up and sign-in. Missing fields read as empty
 /// and are reported by validation, with the other field errors.
@@ -141,42 +143,16 @@ fn parse_credentials(
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
         (status = 409, description = "The email is already registered", body = ErrorBody,
          example = json!({"error": {"type": "CONFLICT", "message": "email already registered"}})),
-        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
-        (status = 415, description = "Body not `application/json`", body = ErrorBody),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn signup(
     State(state): State<AppState>,
-    AppJson(body): AppJson<CredentialsRequest>,
+    JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> AppResult<(StatusCode, Json<TokensResponse>)> {
     let (email, password) = parse_credentials(&body, Password::parse)?;
-    // On a task of its own, so it runs to its end even when this request is
-    // dropped (handler timeout, client gone): a sign-up is never left half done.
-    let tokens = tokio::spawn(signup_with_tokens(state, email, password))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("sign-up task failed")))??;
+    let tokens = state.account.sign_up(email, password).await?;
     Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
-}
-
-/// Creates the user and its first token pair; without tokens the account is
-/// removed again, so a retry once the token store is back succeeds (not 409).
-async fn signup_with_tokens(
-    state: AppState,
-    email: Email,
-    password: Password,
-) -> AppResult<TokenPair> {
-    let user = state.user_service.signup(email, password).await?;
-    match state.token_service.new_pair_from_user(&user, None).await {
-        Ok(tokens) => Ok(tokens),
-        Err(err) => {
-            if let Err(undo) = state.user_service.delete(user.uid).await {
-                tracing::error!(uid = %user.uid, error = %undo, "cannot undo a failed sign-up");
-            }
-            Err(err)
-        }
-    }
 }
 
 /// `POST /signin` → 200 with a token pair; the same 401 for unknown email and wrong password.
@@ -194,19 +170,15 @@ async fn signup_with_tokens(
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`")),
          example = json!({"error": {"type": "AUTHORIZATION", "message": "invalid email and password combination"}})),
-        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
-        (status = 415, description = "Body not `application/json`", body = ErrorBody),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn signin(
     State(state): State<AppState>,
-    AppJson(body): AppJson<CredentialsRequest>,
+    JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> AppResult<Json<TokensResponse>> {
     let (email, password) = parse_credentials(&body, Password::parse_for_signin)?;
-    let user = state.user_service.signin(email, password).await?;
-    let tokens = state.token_service.new_pair_from_user(&user, None).await?;
+    let tokens = state.account.sign_in(email, password).await?;
     Ok(Json(TokensResponse { tokens }))
 }
 
@@ -226,15 +198,12 @@ pub async fn signin(
         (status = 401, description = "The refresh token does not verify, or was used, revoked or signed out", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`")),
          example = json!({"error": {"type": "AUTHORIZATION", "message": "refresh token is invalid, used or revoked"}})),
-        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
-        (status = 415, description = "Body not `application/json`", body = ErrorBody),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn tokens(
     State(state): State<AppState>,
-    AppJson(body): AppJson<RefreshRequest>,
+    JsonBody(body): JsonBody<RefreshRequest>,
 ) -> AppResult<Json<TokensResponse>> {
     if body.refresh_token.trim().is_empty() {
         return Err(AppError::invalid_args(vec![InvalidArg::new(
@@ -242,21 +211,7 @@ pub async fn tokens(
             "refreshToken is required",
         )]));
     }
-    let refresh = state
-        .token_service
-        .validate_refresh_token(body.refresh_token.trim())?;
-    let user = match state.user_service.get(refresh.uid).await {
-        Err(AppError::NotFound(_)) => {
-            return Err(AppError::invalid_token(
-                "refresh token is invalid, used or revoked",
-            ));
-        }
-        other => other?,
-    };
-    let tokens = state
-        .token_service
-        .new_pair_from_user(&user, Some(refresh))
-        .await?;
+    let tokens = state.account.refresh(body.refresh_token.trim()).await?;
     Ok(Json(TokensResponse { tokens }))
 }
 
@@ -273,15 +228,14 @@ pub async fn tokens(
         (status = 200, description = "Signed out", body = MessageResponse),
         (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn signout(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
 ) -> AppResult<Json<MessageResponse>> {
-    state.token_service.signout(claims.sub).await?;
+    state.account.sign_out(claims.sub).await?;
     Ok(Json(MessageResponse {
         message: "signed out on every device",
     }))
@@ -299,15 +253,14 @@ pub async fn signout(
         (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn me(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
 ) -> AppResult<Json<UserResponse>> {
-    let user = state.user_service.get(claims.sub).await?;
+    let user = state.account.me(claims.sub).await?;
     Ok(Json(user.into()))
 }
 
@@ -327,16 +280,13 @@ pub async fn me(
          headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
         (status = 409, description = "The email is registered to another user", body = ErrorBody),
-        (status = 413, description = "Body over `MAX_BODY_BYTES`", body = ErrorBody),
-        (status = 415, description = "Body not `application/json`", body = ErrorBody),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store is down, or the request timed out", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn details(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
-    AppJson(body): AppJson<DetailsRequest>,
+    JsonBody(body): JsonBody<DetailsRequest>,
 ) -> AppResult<Json<UserResponse>> {
     let mut v = Validator::default();
     let email = v.check("email", Email::parse(&body.email));
@@ -348,9 +298,6 @@ pub async fn details(
         name: accepted(name)?,
         website: accepted(website)?,
     };
-    let user = state
-        .user_service
-        .update_details(claims.sub, details)
-        .await?;
+    let user = state.account.update_details(claims.sub, details).await?;
     Ok(Json(user.into()))
 }

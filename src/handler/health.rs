@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::AppState;
-use super::openapi::tags;
-use crate::error::{AppResult, ErrorBody};
+use super::openapi::{ServerErrors, tags};
+use crate::error::AppResult;
 
 /// `{"status": …}` of a probe that passes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -42,13 +42,10 @@ pub async fn healthz() -> Json<StatusResponse> {
     responses(
         (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = StatusResponse,
          example = json!({"status": "ready"})),
-        (status = 500, description = "A bug; the cause is logged, not returned", body = ErrorBody),
-        (status = 503, description = "A store does not answer, or the request timed out", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> AppResult<Json<StatusResponse>> {
-    let (users, tokens) = tokio::join!(state.user_service.ready(), state.token_service.ready());
-    users?;
-    tokens?;
+    state.account.ready().await?;
     Ok(Json(StatusResponse { status: "ready" }))
 }

@@ -25,7 +25,7 @@ use crate::jwks::JwkSet;
     )
 )]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.token_service.jwks()).into_response();
+    let mut response = Json(state.account.jwks()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),

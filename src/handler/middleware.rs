@@ -13,11 +13,11 @@ use crate::error::AppError;
 pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(?limit, "handler timed out");
-            AppError::ServiceUnavailable("the request timed out, try again later".into())
-                .into_response()
+        Err(_) => AppError::ServiceUnavailable {
+            message: "the request timed out, try again later".into(),
+            cause: Some(format!("handler timed out after {limit:?}")),
         }
+        .into_response(),
     }
 }
 
@@ -29,7 +29,7 @@ pub async fn method_not_allowed() -> AppError {
     AppError::MethodNotAllowed
 }
 
-/// A panic is a bug: log it and answer 500 in the JSON shape.
+/// A panic is a bug: answer 500 in the JSON shape (the log says where).
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()

@@ -6,12 +6,15 @@
 //! This module adds what belongs to the document as a whole: its info, tags
 //! and the bearer security scheme.
 
+use std::collections::BTreeMap;
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// The name of the security scheme of ID-token-protected operations (spelled
 /// out in their `security(("bearer" = []))`, which takes only a literal).
@@ -40,7 +43,7 @@ unknown route, wrong method, body limit, timeout), has one shape, the `ErrorBody
 Besides the statuses listed on each operation: a path the service does not serve answers \
 404 `NOT_FOUND`, and a method a path does not serve answers 405 `METHOD_NOT_ALLOWED` with \
 an `Allow` header."),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &SharedResponses),
     tags(
         (name = tags::ACCOUNT, description = "Sign-up, sign-in, token refresh, sign-out and profile, under the configured base path (`ACCOUNT_API_URL`)."),
         (name = tags::PROBES, description = "Liveness and readiness probes."),
@@ -69,6 +72,93 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// The error responses many operations share, each one component under
+/// `#/components/responses`: (name, status, description).
+const SHARED_RESPONSES: [(&str, &str, &str); 4] = [
+    (
+        "PayloadTooLarge",
+        "413",
+        "Body over `MAX_BODY_BYTES` (`PAYLOAD_TOO_LARGE`)",
+    ),
+    (
+        "UnsupportedMediaType",
+        "415",
+        "Body not `application/json` (`UNSUPPORTED_MEDIA_TYPE`)",
+    ),
+    (
+        "Internal",
+        "500",
+        "A bug (`INTERNAL`); the cause is logged, not returned",
+    ),
+    (
+        "ServiceUnavailable",
+        "503",
+        "A store is down, or the request timed out (`SERVICE_UNAVAILABLE`)",
+    ),
+];
+
+/// Adds the [`SHARED_RESPONSES`] components, each with the `ErrorBody` schema.
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, _, description) in SHARED_RESPONSES {
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build();
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(response));
+        }
+    }
+}
+
+/// References to the shared responses with these names.
+fn shared(names: &[&str]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    SHARED_RESPONSES
+        .iter()
+        .filter(|(name, _, _)| names.contains(name))
+        .map(|(name, status, _)| {
+            (
+                (*status).to_owned(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            )
+        })
+        .collect()
+}
+
+/// 500 and 503: what any operation that reaches a store may answer.
+/// Listed in an operation's `responses(...)`.
+pub struct ServerErrors;
+
+impl IntoResponses for ServerErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        shared(&["Internal", "ServiceUnavailable"])
+    }
+}
+
+/// 413, 415, 500 and 503: what any operation with a JSON body may answer
+/// besides its own statuses.
+pub struct BodyErrors;
+
+impl IntoResponses for BodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        shared(&[
+            "PayloadTooLarge",
+            "UnsupportedMediaType",
+            "Internal",
+            "ServiceUnavailable",
+        ])
     }
 }
 

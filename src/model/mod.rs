@@ -1,12 +1,13 @@
 //! The domain model: users, tokens, and every contract between the layers.
 //!
-//! Handlers depend on the service traits, services on the repository traits;
+//! Handlers depend on the use-case trait ([`AccountService`]), which composes
+//! the user and token services, and services on the repository traits;
 //! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
 
 pub mod interfaces;
 mod token;
 mod user;
 
-pub use interfaces::{TokenRepository, TokenService, UserRepository, UserService};
-pub use token::{IdTokenClaims, RefreshToken, RefreshTokenClaims, TokenPair};
+pub use interfaces::{AccountService, TokenRepository, TokenService, UserRepository, UserService};
+pub use token::{Audience, IdClaims, RefreshClaims, TokenPair};
 pub use user::{Email, Password, User, UserDetails, Website, parse_name};

@@ -20,32 +20,17 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
-/// Claims of an RS256 ID token.
+/// Claims of an RS256 ID token: the verifier's type, so the service signs and
+/// checks exactly what domain services check.
+pub use crate::verifier::{Audience, IdClaims};
+
+/// Claims of an HS256 refresh token. One that verified names its whitelist
+/// entry, `<sub>:<jti>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdTokenClaims {
+pub struct RefreshClaims {
     /// The user's uid.
     pub sub: Uuid,
-    pub iss: String,
-    pub aud: String,
-    pub iat: u64,
-    pub exp: u64,
-    pub jti: Uuid,
-    pub email: String,
-    pub name: String,
-}
-
-/// Claims of an HS256 refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshTokenClaims {
-    pub sub: Uuid,
     pub jti: Uuid,
     pub iat: u64,
     pub exp: u64,
-}
-
-/// A refresh token that verified: whose it is and which whitelist entry it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefreshToken {
-    pub uid: Uuid,
-    pub jti: Uuid,
 }

@@ -1,12 +1,15 @@
-//! Services: the business rules for users and tokens.
+//! Services: the use cases ([`AccountServiceImpl`], one per endpoint) over
+//! the business rules for users and tokens.
 //!
-//! They depend only on the repository traits of [`crate::model`], so each is
-//! unit-tested against mockall mocks.
+//! They depend only on the traits of [`crate::model`], so each is unit-tested
+//! against mockall mocks.
 
+mod account;
 mod password;
 mod token;
 mod user;
 
+pub use account::AccountServiceImpl;
 pub use password::PasswordHasher;
 pub use token::{TokenConfig, TokenServiceImpl};
 pub use user::UserServiceImpl;

@@ -8,15 +8,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
 use crate::config::Secret;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
-    IdTokenClaims, RefreshToken, RefreshTokenClaims, TokenPair, TokenRepository, TokenService, User,
+    Audience, IdClaims, RefreshClaims, TokenPair, TokenRepository, TokenService, User,
 };
-
-/// Leeway for `exp` when verifying, in seconds: small clock skew between hosts.
-pub const LEEWAY_SECS: u64 = 5;
+use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
 
 /// Lifetimes and the issuer/audience written into and checked on ID tokens.
 #[derive(Debug, Clone)]
@@ -27,11 +25,25 @@ pub struct TokenConfig {
     pub refresh_token_ttl: Duration,
 }
 
+impl TokenConfig {
+    /// The rules this service's ID tokens are checked against: the same
+    /// [`IdTokenValidator`] domain services run, with the service's own
+    /// issuer, audience and lifetime.
+    pub fn id_token_rules(&self) -> IdTokenRules {
+        IdTokenRules {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway: MAX_LEEWAY,
+            max_lifetime: self.id_token_ttl,
+        }
+    }
+}
+
 /// [`TokenService`] over a [`TokenRepository`] whitelist.
 pub struct TokenServiceImpl {
     repo: Arc<dyn TokenRepository>,
     keys: Arc<SharedKeyRing>,
-    id_validation: Validation,
+    id_validator: IdTokenValidator,
     refresh_encoding: EncodingKey,
     refresh_decoding: DecodingKey,
     refresh_validation: Validation,
@@ -45,12 +57,8 @@ impl TokenServiceImpl {
         keys: Arc<SharedKeyRing>,
         refresh_secret: &Secret,
         config: TokenConfig,
-    ) -> Self {
-        let mut id_validation = Validation::new(Algorithm::RS256);
-        id_validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        id_validation.set_issuer(&[&config.issuer]);
-        id_validation.set_audience(&[&config.audience]);
-        id_validation.leeway = LEEWAY_SECS;
+    ) -> anyhow::Result<Self> {
+        let id_validator = IdTokenValidator::new(config.id_token_rules())?;
 
         let secret = refresh_secret.expose().as_bytes();
         let refresh_encoding = EncodingKey::from_secret(secret);
@@ -59,27 +67,28 @@ impl TokenServiceImpl {
         // `jti` is required by the claims type itself (a UUID field).
         refresh_validation.set_required_spec_claims(&["exp", "sub"]);
         refresh_validation.validate_aud = false;
-        refresh_validation.leeway = LEEWAY_SECS;
+        refresh_validation.leeway = MAX_LEEWAY.as_secs();
 
-        Self {
+        Ok(Self {
             repo,
             keys,
-            id_validation,
+            id_validator,
             refresh_encoding,
             refresh_decoding,
             refresh_validation,
             config,
-        }
+        })
     }
 
     fn sign_id_token(&self, user: &User, now: u64) -> AppResult<String> {
-        let claims = IdTokenClaims {
+        let claims = IdClaims {
             sub: user.uid,
             iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
+            aud: Audience::One(self.config.audience.clone()),
             iat: now,
             exp: now + self.config.id_token_ttl.as_secs(),
-            jti: Uuid::new_v4(),
+            nbf: None,
+            jti: Some(Uuid::new_v4().to_string()),
             email: user.email.clone(),
             name: user.name.clone(),
         };
@@ -91,7 +100,7 @@ impl TokenServiceImpl {
     }
 
     fn sign_refresh_token(&self, uid: Uuid, jti: Uuid, now: u64) -> AppResult<String> {
-        let claims = RefreshTokenClaims {
+        let claims = RefreshClaims {
             sub: uid,
             jti,
             iat: now,
@@ -104,6 +113,15 @@ impl TokenServiceImpl {
         )
         .map_err(|e| AppError::Internal(e.into()))
     }
+
+    /// A new pair for `user` whose refresh token has the id `jti`.
+    fn sign_pair(&self, user: &User, jti: Uuid) -> AppResult<TokenPair> {
+        let now = now_secs();
+        Ok(TokenPair {
+            id_token: self.sign_id_token(user, now)?,
+            refresh_token: self.sign_refresh_token(user.uid, jti, now)?,
+        })
+    }
 }
 
 fn now_secs() -> u64 {
@@ -114,80 +132,54 @@ fn now_secs() -> u64 {
 
 #[async_trait]
 impl TokenService for TokenServiceImpl {
-    async fn new_pair_from_user(
-        &self,
-        user: &User,
-        previous: Option<RefreshToken>,
-    ) -> AppResult<TokenPair> {
-        let now = now_secs();
+    async fn issue(&self, user: &User) -> AppResult<TokenPair> {
         let jti = Uuid::new_v4();
-        let id_token = self.sign_id_token(user, now)?;
-        let refresh_token = self.sign_refresh_token(user.uid, jti, now)?;
-        let ttl = self.config.refresh_token_ttl;
-        match previous {
-            None => self.repo.set_refresh_token(user.uid, jti, ttl).await?,
-            Some(previous) => {
-                if previous.uid != user.uid {
-                    return Err(AppError::Internal(anyhow::anyhow!(
-                        "refresh token of one user rotated for another"
-                    )));
-                }
-                let taken = self
-                    .repo
-                    .rotate_refresh_token(user.uid, previous.jti, jti, ttl)
-                    .await?;
-                if !taken {
-                    return Err(AppError::invalid_token(
-                        "refresh token is invalid, used or revoked",
-                    ));
-                }
-            }
-        }
-        Ok(TokenPair {
-            id_token,
-            refresh_token,
-        })
+        let pair = self.sign_pair(user, jti)?;
+        self.repo
+            .set_refresh_token(user.uid, jti, self.config.refresh_token_ttl)
+            .await?;
+        Ok(pair)
     }
 
-    async fn signout(&self, uid: Uuid) -> AppResult<()> {
+    async fn rotate(&self, user: &User, previous: RefreshClaims) -> AppResult<TokenPair> {
+        if previous.sub != user.uid {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "refresh token of one user rotated for another"
+            )));
+        }
+        let jti = Uuid::new_v4();
+        let pair = self.sign_pair(user, jti)?;
+        let taken = self
+            .repo
+            .rotate_refresh_token(user.uid, previous.jti, jti, self.config.refresh_token_ttl)
+            .await?;
+        if !taken {
+            return Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED));
+        }
+        Ok(pair)
+    }
+
+    async fn revoke_all(&self, uid: Uuid) -> AppResult<u64> {
         let removed = self.repo.delete_user_refresh_tokens(uid).await?;
         tracing::info!(%uid, removed, "signed out everywhere");
-        Ok(())
+        Ok(removed)
     }
 
-    fn validate_id_token(&self, token: &str) -> AppResult<IdTokenClaims> {
-        let invalid = || AppError::invalid_token("ID token is invalid or expired");
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-        // Pick the published key the header names; the algorithm stays pinned
-        // to RS256 by the validation, whatever the header says.
-        let kid = header.kid.ok_or_else(invalid)?;
+    fn validate_id_token(&self, token: &str) -> AppResult<IdClaims> {
         let ring = self.keys.current();
-        let key = ring.decoding_key(&kid).ok_or_else(|| {
-            tracing::debug!(kid, "ID token signed with an unpublished key");
-            invalid()
-        })?;
-        jsonwebtoken::decode::<IdTokenClaims>(token, key, &self.id_validation)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "ID token rejected");
-                invalid()
-            })
+        self.id_validator
+            .validate(token, |kid| ring.decoding_key(kid))
+            .map_err(AppError::from)
     }
 
-    fn validate_refresh_token(&self, token: &str) -> AppResult<RefreshToken> {
-        jsonwebtoken::decode::<RefreshTokenClaims>(
+    fn validate_refresh_token(&self, token: &str) -> AppResult<RefreshClaims> {
+        jsonwebtoken::decode::<RefreshClaims>(
             token,
             &self.refresh_decoding,
             &self.refresh_validation,
         )
-        .map(|data| RefreshToken {
-            uid: data.claims.sub,
-            jti: data.claims.jti,
-        })
-        .map_err(|e| {
-            tracing::debug!(error = %e, "refresh token rejected");
-            AppError::invalid_token("refresh token is invalid, used or revoked")
-        })
+        .map(|data| data.claims)
+        .map_err(|_| AppError::invalid_token(REFRESH_TOKEN_REFUSED))
     }
 
     fn jwks(&self) -> JwkSet {
@@ -228,6 +220,7 @@ mod tests {
             &keys.refresh_secret,
             config,
         )
+        .unwrap()
     }
 
     fn user() -> User {
@@ -241,6 +234,16 @@ mod tests {
         }
     }
 
+    /// A verified refresh token of `user`.
+    fn previous_of(user: &User) -> RefreshClaims {
+        RefreshClaims {
+            sub: user.uid,
+            jti: Uuid::new_v4(),
+            iat: now_secs(),
+            exp: now_secs() + 259_200,
+        }
+    }
+
     fn decode_part(token: &str, index: usize) -> serde_json::Value {
         let part = token.split('.').nth(index).unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -250,7 +253,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn new_pair_has_the_documented_claims_and_whitelists_the_refresh_jti() {
+    async fn an_issued_pair_has_the_documented_claims_and_whitelists_the_refresh_jti() {
         let user = user();
         let mut repo = MockTokenRepository::new();
         repo.expect_set_refresh_token()
@@ -262,7 +265,7 @@ mod tests {
             .returning(|_, _, _| Ok(()));
         let svc = service(repo);
 
-        let pair = svc.new_pair_from_user(&user, None).await.unwrap();
+        let pair = svc.issue(&user).await.unwrap();
 
         let header = decode_part(&pair.id_token, 0);
         assert_eq!(header["alg"], "RS256");
@@ -272,40 +275,36 @@ mod tests {
         assert_eq!(id.sub, user.uid);
         assert_eq!(id.email, "ada@example.com");
         assert_eq!(id.name, "Ada");
-        assert_eq!(
-            (id.iss.as_str(), id.aud.as_str()),
-            ("test-issuer", "test-audience")
-        );
+        assert_eq!(id.iss, "test-issuer");
+        assert_eq!(id.aud, Audience::One("test-audience".into()));
         assert_eq!(id.exp - id.iat, 900);
+        assert_eq!(decode_part(&pair.id_token, 0)["typ"], "JWT");
+        let jti = id.jti.expect("a jti");
+        assert_eq!(Uuid::parse_str(&jti).unwrap().get_version_num(), 4);
 
         assert_eq!(decode_part(&pair.refresh_token, 0)["alg"], "HS256");
-        let refresh: RefreshTokenClaims =
+        let refresh: RefreshClaims =
             serde_json::from_value(decode_part(&pair.refresh_token, 1)).unwrap();
         assert_eq!(refresh.sub, user.uid);
         assert_eq!(refresh.exp - refresh.iat, 259_200);
         assert_eq!(refresh.jti.get_version_num(), 4);
         assert_eq!(
             svc.validate_refresh_token(&pair.refresh_token).unwrap(),
-            RefreshToken {
-                uid: user.uid,
-                jti: refresh.jti
-            }
+            refresh
         );
     }
 
     #[tokio::test]
     async fn rotation_takes_the_previous_entry_and_whitelists_the_new_one() {
         let user = user();
-        let previous = RefreshToken {
-            uid: user.uid,
-            jti: Uuid::new_v4(),
-        };
+        let previous = previous_of(&user);
+        let (uid, old_jti) = (previous.sub, previous.jti);
         let mut repo = MockTokenRepository::new();
         repo.expect_rotate_refresh_token()
             .withf(move |u, old, new, ttl| {
-                *u == previous.uid
-                    && *old == previous.jti
-                    && *new != previous.jti
+                *u == uid
+                    && *old == old_jti
+                    && *new != old_jti
                     && *ttl == Duration::from_secs(259_200)
             })
             .times(1)
@@ -313,9 +312,9 @@ mod tests {
         repo.expect_set_refresh_token().never();
         let svc = service(repo);
 
-        let pair = svc.new_pair_from_user(&user, Some(previous)).await.unwrap();
+        let pair = svc.rotate(&user, previous).await.unwrap();
         let new = svc.validate_refresh_token(&pair.refresh_token).unwrap();
-        assert_ne!(new.jti, previous.jti);
+        assert_ne!(new.jti, old_jti);
     }
 
     #[tokio::test]
@@ -326,14 +325,7 @@ mod tests {
             .times(1)
             .returning(|_, _, _, _| Ok(false));
         let svc = service(repo);
-        let previous = RefreshToken {
-            uid: user.uid,
-            jti: Uuid::new_v4(),
-        };
-        let err = svc
-            .new_pair_from_user(&user, Some(previous))
-            .await
-            .unwrap_err();
+        let err = svc.rotate(&user, previous_of(&user)).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -349,27 +341,21 @@ mod tests {
     #[tokio::test]
     async fn a_store_outage_is_passed_on_as_unavailable() {
         let mut repo = MockTokenRepository::new();
-        repo.expect_set_refresh_token().returning(|_, _, _| {
-            Err(AppError::ServiceUnavailable(
-                "token store is unavailable".into(),
-            ))
-        });
-        let err = service(repo)
-            .new_pair_from_user(&user(), None)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, AppError::ServiceUnavailable(_)));
+        repo.expect_set_refresh_token()
+            .returning(|_, _, _| Err(AppError::unavailable("token store is unavailable")));
+        let err = service(repo).issue(&user()).await.unwrap_err();
+        assert!(matches!(err, AppError::ServiceUnavailable { .. }));
     }
 
     #[tokio::test]
-    async fn signout_removes_every_entry_of_the_user() {
+    async fn revoking_all_removes_every_entry_of_the_user() {
         let uid = Uuid::new_v4();
         let mut repo = MockTokenRepository::new();
         repo.expect_delete_user_refresh_tokens()
             .with(eq(uid))
             .times(1)
             .returning(|_| Ok(3));
-        service(repo).signout(uid).await.unwrap();
+        assert_eq!(service(repo).revoke_all(uid).await.unwrap(), 3);
     }
 
     #[test]

@@ -11,9 +11,15 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::error::{ApiError, InvalidArg, JsonObject};
+use serde_json::Map;
+
 use super::store::{Todo, TodoChanges, TodoStore};
 use crate::verifier::AuthenticatedUser;
+use crate::web::{ApiError, InvalidArg, JsonBody};
+
+/// A JSON object body: its fields are checked by the handler, which reports
+/// each bad one in `invalidArgs`.
+type JsonObject = JsonBody<Map<String, Value>>;
 
 /// Longest title, in characters after trimming.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -34,7 +40,7 @@ pub async fn list(
 pub async fn create(
     AuthenticatedUser(user): AuthenticatedUser,
     State(store): State<Arc<TodoStore>>,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let title = match body.get("title") {
         None | Some(Value::Null) => Err(InvalidArg::new("title", "is required")),
@@ -53,14 +59,14 @@ pub async fn get(
     store
         .get(user.sub, id)
         .map(Json)
-        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+        .ok_or_else(|| ApiError::not_found(NO_SUCH_TODO))
 }
 
 pub async fn update(
     AuthenticatedUser(user): AuthenticatedUser,
     State(store): State<Arc<TodoStore>>,
     id: Result<Path<String>, PathRejection>,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonObject,
 ) -> Result<Json<Todo>, ApiError> {
     let id = todo_id(id)?;
     let mut changes = TodoChanges::default();
@@ -83,7 +89,7 @@ pub async fn update(
     store
         .update(user.sub, id, changes)
         .map(Json)
-        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+        .ok_or_else(|| ApiError::not_found(NO_SUCH_TODO))
 }
 
 pub async fn delete(
@@ -95,23 +101,23 @@ pub async fn delete(
     if store.delete(user.sub, id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(NO_SUCH_TODO))
+        Err(ApiError::not_found(NO_SUCH_TODO))
     }
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route")
+    ApiError::not_found("no such route")
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+    ApiError::method_not_allowed()
 }
 
 /// A path segment that is not a UUID names no todo.
 fn todo_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
     path.ok()
         .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or(ApiError::NotFound(NO_SUCH_TODO))
+        .ok_or_else(|| ApiError::not_found(NO_SUCH_TODO))
 }
 
 /// A title is a string of 1 to [`MAX_TITLE_CHARS`] characters once trimmed;

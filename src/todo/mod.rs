@@ -21,7 +21,6 @@
 //! Behind the `todo-example` feature (on by default), so domain services
 //! depending on `features = ["verifier"]` build none of it.
 
-mod error;
 mod handlers;
 mod store;
 #[cfg(test)]
@@ -38,7 +37,6 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use error::{ApiError, InvalidArg, JsonObject};
 pub use handlers::MAX_TITLE_CHARS;
 pub use store::{Todo, TodoChanges, TodoStore};
 
@@ -81,6 +79,7 @@ pub fn router_with_store(verifier: Verifier, store: Arc<TodoStore>) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(TodoState { verifier, store })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::web::log_errors))
         .layer(axum::middleware::from_fn(log_request))
 }
 
@@ -152,7 +151,7 @@ pub async fn run(config: TodoConfig) -> std::io::Result<()> {
                 ),
             )
         })?;
-    serve(listener, config.verifier, shutdown_signal()).await
+    serve(listener, config.verifier, crate::web::shutdown_signal()).await
 }
 
 /// Serves the todo routes on `listener` until `shutdown` completes. The
@@ -175,23 +174,4 @@ pub async fn serve(
         .await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -1,21 +1,22 @@
 //! The axum extractor that turns `Authorization: Bearer <ID token>` into the
-//! verified user, or into a 401 in the product's JSON error shape.
+//! verified claims, or into a 401 in the product's JSON error shape.
 
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{VerifiedUser, Verifier, VerifyError};
-use crate::http_util::{ErrorBody, bearer_token};
+use super::{IdClaims, Verifier, VerifyError};
+use crate::web::{ApiError, ErrorKind, bearer_token};
 
-/// The user of a request whose bearer ID token verified.
+/// The claims of a request whose bearer ID token verified (`sub` is the
+/// user's uid).
 ///
 /// Works with any router state `S` where `Verifier: FromRef<S>`: the
 /// [`Verifier`] itself (it is a cheap clone), or a struct holding one with
 /// `#[derive(FromRef)]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthenticatedUser(pub VerifiedUser);
+pub struct AuthenticatedUser(pub IdClaims);
 
 /// Why [`AuthenticatedUser`] refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +42,8 @@ where
             bearer_token(&parts.headers).map_err(|e| AuthRejection::Missing(e.message()))?;
         let verifier = Verifier::from_ref(state);
         match verifier.verify(token).await {
-            Ok(user) => Ok(Self(user)),
-            Err(err) => {
-                // The reason only; never the token.
-                tracing::debug!(reason = %err, "bearer token refused");
-                Err(AuthRejection::Invalid(err))
-            }
+            Ok(claims) => Ok(Self(claims)),
+            Err(err) => Err(AuthRejection::Invalid(err)),
         }
     }
 }
@@ -54,36 +51,25 @@ where
 impl AuthRejection {
     /// 401, or 503 when the keys are unavailable.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Invalid(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
+        ApiError::from(self.clone()).kind().status()
+    }
+}
+
+impl From<AuthRejection> for ApiError {
+    fn from(rejection: AuthRejection) -> Self {
+        match rejection {
+            AuthRejection::Missing(message) => ApiError::unauthorized(message),
+            AuthRejection::Invalid(VerifyError::KeysUnavailable) => ApiError::new(
+                ErrorKind::ServiceUnavailable,
+                VerifyError::KeysUnavailable.to_string(),
+            ),
+            AuthRejection::Invalid(err) => ApiError::invalid_token(err.to_string()),
         }
     }
 }
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let (kind, message, challenge) = match &self {
-            Self::Missing(message) => ("AUTHORIZATION", (*message).to_owned(), Some("Bearer")),
-            Self::Invalid(VerifyError::KeysUnavailable) => (
-                "SERVICE_UNAVAILABLE",
-                VerifyError::KeysUnavailable.to_string(),
-                None,
-            ),
-            Self::Invalid(err) => (
-                "AUTHORIZATION",
-                err.to_string(),
-                Some(r#"Bearer error="invalid_token""#),
-            ),
-        };
-        let mut response = ErrorBody::new(kind, &message).response(status);
-        if let Some(challenge) = challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        response
+        ApiError::from(self).into_response()
     }
 }

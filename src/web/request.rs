@@ -1,12 +1,13 @@
-//! Small HTTP pieces shared by the account service's extractors, the
-//! verifier's extractor and the todo example: the JSON content-type check,
-//! `Authorization: Bearer` parsing and the product's JSON error body
-//! (`{"error": {"type", "message", "invalidArgs"?}}`).
+//! Reading requests: the JSON content-type check, the JSON-body extractor
+//! whose rejections are [`ApiError`]s, and `Authorization: Bearer` parsing.
 
-use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::{ApiError, InvalidArg};
 
 /// Whether `Content-Type` is JSON: `application/json` or
 /// `application/<anything>+json`, in any letter case, with any parameters.
@@ -70,73 +71,64 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
         .ok_or(BearerError::Malformed)
 }
 
-/// A field that failed validation, as listed in `invalidArgs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InvalidArg {
-    pub field: String,
-    pub message: String,
-}
+/// A JSON object body, deserialized into `T`: 415 unless `Content-Type` is
+/// JSON, 413 over the body limit, 400 when it is not one JSON object, 400 with
+/// `invalidArgs` naming the field (as a path, e.g. `user.email`) whose value
+/// has the wrong type. All in the one error shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
 
-impl InvalidArg {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::unsupported_media_type());
         }
-    }
-}
-
-/// The product's error body; `invalidArgs` only when there are any.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorDetail<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[InvalidArg]>::is_empty")]
-    invalid_args: &'a [InvalidArg],
-}
-
-impl<'a> ErrorBody<'a> {
-    /// `{"error": {"type": kind, "message": message}}`.
-    pub fn new(kind: &'a str, message: &'a str) -> Self {
-        Self::with_invalid_args(kind, message, &[])
-    }
-
-    /// `{"error": {"type": kind, "message": message, "invalidArgs": [...]}}`
-    /// (`invalidArgs` left out when empty).
-    pub fn with_invalid_args(
-        kind: &'a str,
-        message: &'a str,
-        invalid_args: &'a [InvalidArg],
-    ) -> Self {
-        Self {
-            error: ErrorDetail {
-                kind,
-                message,
-                invalid_args,
-            },
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::bad_request("could not read the request body")
+            }
+        })?;
+        // Every body of our APIs is an object; serde would also take a struct
+        // from a positional array, which no client should rely on.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request("request body must be a JSON object"));
         }
-    }
-
-    /// A JSON response with this body.
-    pub fn response(self, status: StatusCode) -> Response {
-        (status, Json(self)).into_response()
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let inner = err.into_inner();
+            match inner.classify() {
+                Category::Data => {
+                    // serde_json appends " at line L column C": not for clients.
+                    let message = inner.to_string();
+                    let message = message
+                        .rsplit_once(" at line ")
+                        .map_or(message.as_str(), |(m, _)| m)
+                        .to_owned();
+                    ApiError::invalid_args(vec![InvalidArg::new(field, message)])
+                }
+                _ => ApiError::bad_request("malformed JSON body"),
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|_| ApiError::bad_request("malformed JSON body"))?;
+        Ok(Self(value))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-    use http_body_util::BodyExt as _;
-    use serde_json::{Value, json};
-
     use super::*;
+    use axum::http::HeaderValue;
 
     fn with(name: header::HeaderName, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -210,33 +202,5 @@ mod tests {
         for err in [BearerError::Missing, BearerError::Malformed] {
             assert_eq!(err.to_string(), err.message());
         }
-    }
-
-    async fn body_of(response: Response) -> Value {
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[tokio::test]
-    async fn the_error_body_lists_invalid_args_only_when_there_are_any() {
-        let response = ErrorBody::new("NOT_FOUND", "no such todo").response(StatusCode::NOT_FOUND);
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-        assert_eq!(
-            body_of(response).await,
-            json!({"error": {"type": "NOT_FOUND", "message": "no such todo"}})
-        );
-        let args = [InvalidArg::new("title", "is required")];
-        let response =
-            ErrorBody::with_invalid_args("BAD_REQUEST", "invalid request parameters", &args)
-                .response(StatusCode::BAD_REQUEST);
-        assert_eq!(
-            body_of(response).await,
-            json!({"error": {
-                "type": "BAD_REQUEST",
-                "message": "invalid request parameters",
-                "invalidArgs": [{"field": "title", "message": "is required"}],
-            }})
-        );
     }
 }

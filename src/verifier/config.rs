@@ -1,0 +1,110 @@
+//! A verifier's settings: the token rules, how keys are refreshed, and
+//! reading both from the same environment variables the account service uses.
+
+use std::time::Duration;
+
+use super::validator::{IdTokenRules, defaults};
+
+/// A verifier that cannot be built: the message names the variable or setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A configuration error; start `message` with the variable's name.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// What a token must say, and how keys are refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// The rules every token must pass (issuer, audience, leeway, lifetime).
+    pub rules: IdTokenRules,
+    /// An unknown `kid` triggers a JWKS fetch only when the last fetch is older
+    /// than this, so a flood of tokens with made-up key ids costs at most one
+    /// request per interval.
+    pub refetch_interval: Duration,
+    /// Keys older than this are refetched in the background when the next
+    /// token arrives (no more often than `refetch_interval`, one fetch at a
+    /// time), so a key the account service withdrew stops verifying even if no
+    /// token with a new `kid` ever arrives. Tokens go on being checked against
+    /// the old keys until the fetch succeeds; while the account service is
+    /// unreachable the old keys stay in use.
+    pub max_key_age: Duration,
+}
+
+impl Default for VerifierConfig {
+    /// The account service's defaults (see [`IdTokenRules::default`]), a 30 s
+    /// refetch interval and a 5 min key age (the JWKS's `Cache-Control: max-age`).
+    fn default() -> Self {
+        Self {
+            rules: IdTokenRules::default(),
+            refetch_interval: defaults::REFETCH_INTERVAL,
+            max_key_age: defaults::MAX_KEY_AGE,
+        }
+    }
+}
+
+/// The variables a verifier reads, with the account service's names.
+pub(super) struct Vars<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// `JWKS_URL`, required.
+    pub fn jwks_url(&self) -> Result<String, ConfigError> {
+        (self.0)("JWKS_URL")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(concat!(
+                    "JWKS_URL: must be set to the account service's key set, ",
+                    "e.g. http://127.0.0.1:8080/.well-known/jwks.json"
+                ))
+            })
+    }
+
+    /// `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP` and
+    /// `JWKS_REFETCH_INTERVAL` over the defaults.
+    pub fn config(&self) -> Result<VerifierConfig, ConfigError> {
+        let mut config = VerifierConfig::default();
+        if let Some(issuer) = (self.0)("ID_TOKEN_ISSUER") {
+            config.rules.issuer = issuer;
+        }
+        if let Some(audience) = (self.0)("ID_TOKEN_AUDIENCE") {
+            config.rules.audience = audience;
+        }
+        for (name, value) in [
+            ("ID_TOKEN_ISSUER", &config.rules.issuer),
+            ("ID_TOKEN_AUDIENCE", &config.rules.audience),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::new(format!("{name}: must not be empty")));
+            }
+        }
+        if let Some(secs) = self.seconds("ID_TOKEN_EXP")? {
+            config.rules.max_lifetime = secs;
+        }
+        if let Some(secs) = self.seconds("JWKS_REFETCH_INTERVAL")? {
+            config.refetch_interval = secs;
+        }
+        Ok(config)
+    }
+
+    fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = (self.0)(name) else {
+            return Ok(None);
+        };
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s >= 1)
+            .map(|secs| Some(Duration::from_secs(secs)))
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{name}: expected a whole number of seconds ≥ 1, got {value:?}"
+                ))
+            })
+    }
+}

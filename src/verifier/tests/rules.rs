@@ -1,0 +1,240 @@
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use super::super::test_support::{claims_for, key, now, static_verifier};
+use super::super::*;
+use super::{claims_with, refusal, user};
+use crate::jwks::JwkSet;
+
+// ---- static sources -------------------------------------------------------
+
+#[tokio::test]
+async fn a_valid_token_yields_its_user() {
+    let sub = user();
+    let token = key(0).sign(&claims_for(sub));
+    let verified = static_verifier().verify(&token).await.unwrap();
+    assert_eq!(verified.sub, sub);
+    assert_eq!(verified.email, "ada@example.com");
+    assert_eq!(verified.name, "Ada");
+    assert!(verified.exp > now());
+}
+
+#[tokio::test]
+async fn a_verifier_from_a_public_pem_knows_the_key_by_its_thumbprint() {
+    let verifier =
+        Verifier::from_public_pem(key(0).public_pem.as_bytes(), VerifierConfig::default()).unwrap();
+    let token = key(0).sign(&claims_for(user()));
+    assert!(verifier.verify(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn keys_without_a_kid_are_known_by_their_thumbprint() {
+    let mut jwk = key(0).jwk.clone();
+    jwk.kid = None;
+    let verifier =
+        Verifier::from_jwks(JwkSet { keys: vec![jwk] }, VerifierConfig::default()).unwrap();
+    assert!(
+        verifier
+            .verify(&key(0).sign(&claims_for(user())))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_beyond_the_leeway_only() {
+    let verifier = static_verifier();
+    let expired = key(0).sign(&claims_with("exp", json!(now() - 10)));
+    assert_eq!(refusal(&verifier, &expired).await, VerifyError::Expired);
+    let within_leeway = key(0).sign(&claims_with("exp", json!(now() - 2)));
+    assert!(verifier.verify(&within_leeway).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_token_of_another_issuer_is_refused() {
+    let token = key(0).sign(&claims_with("iss", json!("evil")));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::Issuer
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    let token = key(0).sign(&claims_with("aud", json!("billing")));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::Audience
+    );
+}
+
+#[tokio::test]
+async fn a_token_lacking_any_required_claim_is_refused() {
+    for claim in ["exp", "iss", "aud", "sub"] {
+        let token = key(0).sign(&claims_with(claim, Value::Null));
+        assert_eq!(
+            refusal(&static_verifier(), &token).await,
+            VerifyError::MissingClaim(claim.into()),
+            "without {claim}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subject_that_is_not_a_uuid_is_refused() {
+    let token = key(0).sign(&claims_with("sub", json!("admin")));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::Subject
+    );
+}
+
+#[tokio::test]
+async fn an_unsigned_alg_none_token_is_refused() {
+    let header = B64.encode(json!({"alg": "none", "typ": "JWT", "kid": key(0).kid}).to_string());
+    let payload = B64.encode(claims_for(user()).to_string());
+    for token in [
+        format!("{header}.{payload}."),
+        format!("{header}.{payload}"),
+    ] {
+        assert!(static_verifier().verify(&token).await.is_err());
+    }
+    assert_eq!(
+        refusal(&static_verifier(), &format!("{header}.{payload}.")).await,
+        VerifyError::Algorithm
+    );
+}
+
+#[tokio::test]
+async fn an_hs256_token_keyed_with_the_public_key_is_refused() {
+    // The classic RS/HS confusion: the public key PEM used as an HMAC secret.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key(0).kid.clone());
+    let secret = EncodingKey::from_secret(key(0).public_pem.as_bytes());
+    let token = jsonwebtoken::encode(&header, &claims_for(user()), &secret).unwrap();
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::Algorithm
+    );
+}
+
+#[tokio::test]
+async fn a_token_with_a_tampered_payload_is_refused() {
+    let token = key(0).sign(&claims_for(user()));
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = B64.encode(claims_for(user()).to_string());
+    let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
+    assert_eq!(
+        refusal(&static_verifier(), &tampered).await,
+        VerifyError::Signature
+    );
+}
+
+#[tokio::test]
+async fn a_token_signed_by_another_key_under_a_known_kid_is_refused() {
+    let token = key(1).sign_with_kid(Some(&key(0).kid), &claims_for(user()));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::Signature
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_refused_by_a_static_source() {
+    let token = key(1).sign(&claims_for(user()));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::UnknownKey
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_a_kid_is_refused() {
+    let token = key(0).sign_with_kid(None, &claims_for(user()));
+    assert_eq!(
+        refusal(&static_verifier(), &token).await,
+        VerifyError::MissingKeyId
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_refused_as_malformed() {
+    let verifier = static_verifier();
+    let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+    for token in ["", "abc", "a.b.c", "a.b.c.d", "!!.??.**", long.as_str()] {
+        assert_eq!(
+            refusal(&verifier, token).await,
+            VerifyError::Malformed,
+            "{token:.20}"
+        );
+    }
+}
+
+#[test]
+fn a_leeway_over_five_seconds_is_a_configuration_error() {
+    let mut config = VerifierConfig::default();
+    config.rules.leeway = Duration::from_secs(6);
+    let err = Verifier::from_jwks(key(0).jwks(), config).unwrap_err();
+    assert!(err.to_string().contains("leeway"), "{err}");
+}
+
+#[test]
+fn a_key_set_without_an_rs256_signing_key_is_a_configuration_error() {
+    let mut jwk = key(0).jwk.clone();
+    jwk.use_ = Some("enc".into());
+    let err =
+        Verifier::from_jwks(JwkSet { keys: vec![jwk] }, VerifierConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("RS256"), "{err}");
+}
+
+#[test]
+fn configuration_from_the_environment_names_the_bad_variable() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "JWKS_URL"),
+        (&[("JWKS_URL", "not a url")], "JWKS_URL"),
+        (&[("JWKS_URL", "ftp://x/jwks.json")], "JWKS_URL"),
+        (
+            &[
+                ("JWKS_URL", "http://127.0.0.1:1/jwks"),
+                ("JWKS_REFETCH_INTERVAL", "soon"),
+            ],
+            "JWKS_REFETCH_INTERVAL",
+        ),
+        (
+            &[
+                ("JWKS_URL", "http://127.0.0.1:1/jwks"),
+                ("ID_TOKEN_ISSUER", " "),
+            ],
+            "ID_TOKEN_ISSUER",
+        ),
+    ];
+    for (pairs, variable) in cases {
+        let err = Verifier::from_vars(vars(pairs)).unwrap_err();
+        assert!(err.to_string().starts_with(variable), "{err}");
+    }
+    let verifier = Verifier::from_vars(vars(&[
+        ("JWKS_URL", "http://127.0.0.1:1/.well-known/jwks.json"),
+        ("JWKS_REFETCH_INTERVAL", "7"),
+    ]))
+    .unwrap();
+    assert_eq!(verifier.config().rules.issuer, "account");
+    assert_eq!(verifier.config().rules.audience, "domain-services");
+    assert_eq!(verifier.config().rules.leeway, Duration::from_secs(5));
+    assert_eq!(
+        verifier.config().rules.max_lifetime,
+        Duration::from_secs(900)
+    );
+    assert_eq!(verifier.config().refetch_interval, Duration::from_secs(7));
+}

@@ -1,0 +1,334 @@
+//! The one set of rules an ID token must pass — in the account service and in
+//! every domain service alike, so the two can never disagree on a token.
+//!
+//! In order, and the first failure decides:
+//! 1. at most [`MAX_TOKEN_BYTES`], three base64url parts (before any parsing);
+//! 2. header: `alg` is `RS256`, `typ` is `JWT` (client access tokens, typed
+//!    `at+jwt`, never pass as a user's ID token), a `kid` is present, no `crit`;
+//! 3. the signature, with the published key the `kid` names;
+//! 4. claims: `exp`, `iat`, `iss`, `aud` and `sub` present; `sub` a UUID;
+//!    `iss` the issuer; `aud` the audience, or an array containing it; not
+//!    expired; `nbf`, when present, reached; `iat` not in the future; and
+//!    `exp − iat` at most the maximum lifetime — all with the leeway.
+//!
+//! Other claims (`email`, `name`, `jti`) are exposed in [`IdClaims`] but not
+//! required.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ConfigError;
+
+/// Longer tokens are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The largest clock skew a validator may allow.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(5);
+
+/// Defaults shared with the account service's configuration table.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `ID_TOKEN_ISSUER`
+    pub const ISSUER: &str = "account";
+    /// `ID_TOKEN_AUDIENCE`
+    pub const AUDIENCE: &str = "domain-services";
+    /// `ID_TOKEN_EXP`: the lifetime the service gives its ID tokens, and the
+    /// longest a validator accepts.
+    pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
+    /// `JWKS_REFETCH_INTERVAL`
+    pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+    /// The JWKS's `Cache-Control: max-age`.
+    pub const MAX_KEY_AGE: Duration = Duration::from_secs(300);
+}
+
+/// What an ID token must say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTokenRules {
+    /// The required `iss` (`ID_TOKEN_ISSUER`).
+    pub issuer: String,
+    /// The required `aud` (`ID_TOKEN_AUDIENCE`).
+    pub audience: String,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`; at most [`MAX_LEEWAY`],
+    /// whole seconds.
+    pub leeway: Duration,
+    /// The longest `exp − iat` accepted (`ID_TOKEN_EXP`): a token claiming a
+    /// longer life was not issued by a service with this setting.
+    pub max_lifetime: Duration,
+}
+
+impl Default for IdTokenRules {
+    /// The account service's defaults: issuer `account`, audience
+    /// `domain-services`, 5 s leeway, 900 s lifetime.
+    fn default() -> Self {
+        Self {
+            issuer: defaults::ISSUER.into(),
+            audience: defaults::AUDIENCE.into(),
+            leeway: MAX_LEEWAY,
+            max_lifetime: defaults::MAX_LIFETIME,
+        }
+    }
+}
+
+/// Why a token was refused. Messages are fixed texts: they never repeat any
+/// part of the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is too large")]
+    TooLarge,
+    #[error("the token must be signed with RS256")]
+    Algorithm,
+    #[error("the token is not an ID token (header typ must be JWT)")]
+    TokenType,
+    #[error("the token carries a critical header extension this verifier does not support")]
+    CriticalHeader,
+    #[error("the token header has no kid")]
+    MissingKeyId,
+    #[error("the token is signed with an unknown key")]
+    UnknownKey,
+    #[error("the token signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token's lifetime is longer than allowed")]
+    LifetimeTooLong,
+    #[error("the token lacks the {0} claim")]
+    MissingClaim(String),
+    #[error("the token has the wrong issuer")]
+    Issuer,
+    #[error("the token has the wrong audience")]
+    Audience,
+    #[error("the token subject is not a user id")]
+    Subject,
+    /// The token names a key we do not have and the account service's JWKS
+    /// could not be fetched: the token may be fine, we cannot tell now.
+    #[error("token keys are unavailable, try again later")]
+    KeysUnavailable,
+}
+
+/// `aud`: one audience, or several (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `audience` is (among) the token's audience.
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(one) => one == audience,
+            Self::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// The claims of an ID token: what the account service signs, and what a
+/// validated token yields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    /// The user's uid.
+    pub sub: Uuid,
+    pub iss: String,
+    pub aud: Audience,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+    /// Not before, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The token's id (a UUID in the account service's tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The user's email; empty when the token carries none.
+    #[serde(default)]
+    pub email: String,
+    /// The user's name; empty when the token carries none.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The claims as they arrive: everything optional, so a missing claim is
+/// reported as missing rather than as a malformed token.
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<String>,
+    iss: Option<String>,
+    aud: Option<Audience>,
+    iat: Option<u64>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    jti: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+/// Applies [`IdTokenRules`]. Built once; cheap to share.
+#[derive(Debug, Clone)]
+pub struct IdTokenValidator {
+    rules: IdTokenRules,
+    /// Signature, `exp`, `nbf`, `iss`, `aud` and presence checks by
+    /// jsonwebtoken, the algorithm pinned to RS256.
+    validation: Validation,
+}
+
+impl IdTokenValidator {
+    /// Checks the rules themselves: non-empty issuer and audience, a leeway of
+    /// at most [`MAX_LEEWAY`], a lifetime of at least one second.
+    pub fn new(rules: IdTokenRules) -> Result<Self, ConfigError> {
+        if rules.issuer.trim().is_empty() {
+            return Err(ConfigError::new("issuer: must not be empty"));
+        }
+        if rules.audience.trim().is_empty() {
+            return Err(ConfigError::new("audience: must not be empty"));
+        }
+        if rules.leeway > MAX_LEEWAY {
+            return Err(ConfigError::new(format!(
+                "leeway: must be at most {} seconds",
+                MAX_LEEWAY.as_secs()
+            )));
+        }
+        if rules.max_lifetime.as_secs() == 0 {
+            return Err(ConfigError::new(
+                "max_lifetime (ID_TOKEN_EXP): must be at least 1 second",
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&rules.issuer]);
+        validation.set_audience(&[&rules.audience]);
+        validation.leeway = rules.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        Ok(Self { rules, validation })
+    }
+
+    /// The rules this validator applies.
+    pub fn rules(&self) -> &IdTokenRules {
+        &self.rules
+    }
+
+    /// Steps 1 and 2: size, shape and header, before any key is looked up.
+    /// Returns the `kid` naming the key to check the signature with.
+    pub fn key_id(&self, token: &str) -> Result<String, VerifyError> {
+        #[derive(Deserialize)]
+        struct RawHeader {
+            alg: Option<String>,
+            typ: Option<String>,
+            kid: Option<String>,
+            #[serde(default)]
+            crit: Option<serde_json::Value>,
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        let bytes = B64.decode(header_b64).map_err(|_| VerifyError::Malformed)?;
+        let header: RawHeader =
+            serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
+        if header.alg.as_deref() != Some("RS256") {
+            return Err(VerifyError::Algorithm);
+        }
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| typ.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(VerifyError::TokenType);
+        }
+        if header.crit.is_some() {
+            return Err(VerifyError::CriticalHeader);
+        }
+        header
+            .kid
+            .filter(|kid| !kid.is_empty())
+            .ok_or(VerifyError::MissingKeyId)
+    }
+
+    /// Steps 3 and 4: the signature with `key`, then the claims. Call
+    /// [`IdTokenValidator::key_id`] first: the header rules are checked there.
+    pub fn claims(&self, token: &str, key: &DecodingKey) -> Result<IdClaims, VerifyError> {
+        let raw = jsonwebtoken::decode::<RawClaims>(token, key, &self.validation)
+            .map_err(|e| map_jwt_error(e.into_kind()))?
+            .claims;
+        let missing = |claim: &str| VerifyError::MissingClaim(claim.to_owned());
+        let exp = raw.exp.ok_or_else(|| missing("exp"))?;
+        let iat = raw.iat.ok_or_else(|| missing("iat"))?;
+        let iss = raw.iss.ok_or_else(|| missing("iss"))?;
+        let aud = raw.aud.ok_or_else(|| missing("aud"))?;
+        let sub = raw
+            .sub
+            .as_deref()
+            .and_then(|sub| Uuid::parse_str(sub).ok())
+            .ok_or(VerifyError::Subject)?;
+        // jsonwebtoken checked exp, nbf, iss and aud; what it has no rule for:
+        let leeway = self.rules.leeway.as_secs();
+        if iat > now_secs().saturating_add(leeway) {
+            return Err(VerifyError::IssuedInFuture);
+        }
+        if exp.saturating_sub(iat) > self.rules.max_lifetime.as_secs() {
+            return Err(VerifyError::LifetimeTooLong);
+        }
+        Ok(IdClaims {
+            sub,
+            iss,
+            aud,
+            iat,
+            exp,
+            nbf: raw.nbf,
+            jti: raw.jti,
+            email: raw.email.unwrap_or_default(),
+            name: raw.name.unwrap_or_default(),
+        })
+    }
+
+    /// All four steps, with the key looked up by `kid` in `keys`.
+    pub fn validate<'k>(
+        &self,
+        token: &str,
+        keys: impl FnOnce(&str) -> Option<&'k DecodingKey>,
+    ) -> Result<IdClaims, VerifyError> {
+        let kid = self.key_id(token)?;
+        let key = keys(&kid).ok_or(VerifyError::UnknownKey)?;
+        self.claims(token, key)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn map_jwt_error(kind: ErrorKind) -> VerifyError {
+    match kind {
+        ErrorKind::InvalidSignature => VerifyError::Signature,
+        ErrorKind::ExpiredSignature => VerifyError::Expired,
+        ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+        ErrorKind::InvalidIssuer => VerifyError::Issuer,
+        ErrorKind::InvalidAudience => VerifyError::Audience,
+        ErrorKind::InvalidSubject => VerifyError::Subject,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => VerifyError::Algorithm,
+        ErrorKind::MissingRequiredClaim(claim) => VerifyError::MissingClaim(claim),
+        _ => VerifyError::Malformed,
+    }
+}

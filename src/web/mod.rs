@@ -1,0 +1,15 @@
+//! HTTP pieces shared by the account service, the verifier's extractor and the
+//! todo example, so that every one of them answers alike: the one error body
+//! (`{"error": {"type", "message", "invalidArgs"?}}`), the one JSON-body
+//! extractor, `Authorization: Bearer` parsing, the middleware that logs each
+//! error once, and the shutdown signal.
+
+mod error;
+mod request;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+mod shutdown;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorKind, InvalidArg, log_errors};
+pub use request::{BearerError, JsonBody, bearer_token, is_json};
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub use shutdown::shutdown_signal;
