@@ -10,25 +10,9 @@ use anyhow::bail;
 
 use crate::keys::KeyPaths;
 
-/// A secret string: `Debug` and `Display` never print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+// `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
+// re-exported so that `crate::config::Secret` keeps working.
+pub use crate::secret::Secret;
 
 /// The user store chosen by `DATABASE_URL`.
 #[derive(Debug, Clone)]
@@ -70,7 +54,7 @@ pub struct Config {
     pub database_max_connections: u32,
 }
 
-/// Defaults of the configuration table (README and DESIGN.md).
+/// Defaults of the configuration table (README).
 pub mod defaults {
     pub const HOST: &str = "127.0.0.1";
     pub const PORT: u16 = 8080;

@@ -30,6 +30,8 @@ pub mod model;
 #[cfg(feature = "server")]
 pub mod repository;
 #[cfg(feature = "server")]
+pub mod secret;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod startup;

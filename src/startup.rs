@@ -13,20 +13,24 @@ use axum::Router;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, router};
-use crate::keys::{KeyPaths, SharedKeyRing};
+use crate::keys::SharedKeyRing;
 use crate::model::{TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
+use crate::secret::Secret;
 use crate::service::{
     AccountServiceImpl, PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl,
 };
+
+// `KeyReloader` lives in `keys`; re-exported where callers of
+// `Application::key_reloader` (the tests) have always imported it from.
+pub use crate::keys::KeyReloader;
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {
@@ -37,135 +41,26 @@ pub struct Application {
     key_reloader: KeyReloader,
 }
 
-/// Re-reads the key files and puts the new ring in force: after
-/// `account keys rotate` / `retire`, without a restart and without losing a
-/// request (requests in flight finish with the ring they started with).
-#[derive(Clone)]
-pub struct KeyReloader {
-    paths: KeyPaths,
-    ring: Arc<SharedKeyRing>,
-}
-
-impl KeyReloader {
-    /// Loads the ring from disk; on error the ring in force stays.
-    /// Returns the published kids, the active one first.
-    pub fn reload(&self) -> anyhow::Result<Vec<String>> {
-        let ring = self.paths.load_ring()?;
-        let kids = ring
-            .jwks()
-            .keys
-            .into_iter()
-            .filter_map(|jwk| jwk.kid)
-            .collect();
-        self.ring.replace(ring);
-        Ok(kids)
-    }
-
-    fn reload_on_sighup(&self) {
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP: keys reload only on restart");
-            return;
-        };
-        let reloader = self.clone();
-        tokio::spawn(async move {
-            while hangups.recv().await.is_some() {
-                match reloader.reload() {
-                    Ok(kids) => tracing::info!(?kids, "SIGHUP: key ring reloaded"),
-                    Err(e) => tracing::error!(
-                        error = %format!("{e:#}"),
-                        "SIGHUP: keys not reloaded, the previous ring stays in force"
-                    ),
-                }
-            }
-        });
-    }
-}
-
 impl Application {
     /// Loads keys (generating development keys first when both stores are
     /// embedded), opens the user store and runs its migrations, prepares the
     /// token store (Redis lazily, so start-up does not need it), and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let key_origin = if config.is_embedded() {
-            config.keys.generate_missing()?
-        } else {
-            config.keys.origin()
-        };
-        let keys = config.keys.load()?;
-        let ring = Arc::new(SharedKeyRing::new(keys.ring));
-        let key_reloader = KeyReloader {
-            paths: config.keys.clone(),
-            ring: Arc::clone(&ring),
-        };
+        let keys = load_keys(&config)?;
+        let key_reloader = KeyReloader::new(config.keys.clone(), Arc::clone(&keys.ring));
         key_reloader.reload_on_sighup();
 
         let (users, user_store) = open_user_store(&config).await?;
-        let (tokens, memory_tokens, token_store): (Arc<dyn TokenRepository>, _, _) =
-            match &config.token_store {
-                TokenStoreConfig::Redis { url } => {
-                    let redis = redis_connection_manager(url.expose())
-                        .context("REDIS_URL: not a usable Redis URL")?;
-                    (
-                        Arc::new(RedisTokenRepository::new(redis)),
-                        None,
-                        "Redis".to_owned(),
-                    )
-                }
-                TokenStoreConfig::InProcess { snapshot } => {
-                    let store = MemoryTokenRepository::load_snapshot(snapshot)?;
-                    store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
-                    let description = format!("in-process (saved to {})", snapshot.display());
-                    (
-                        Arc::new(store.clone()),
-                        Some((store, snapshot.clone())),
-                        description,
-                    )
-                }
-            };
-        if config.is_embedded() {
-            tracing::info!(
-                users = %user_store, refresh_tokens = %token_store, keys = %key_origin,
-                "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
-            );
-        } else {
-            tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
-        }
+        let tokens = open_token_store(&config)?;
+        log_start(&config, &user_store, &tokens.description, &keys.origin);
 
-        let user_service = UserServiceImpl::new(users, PasswordHasher::for_this_machine());
-        let token_service = TokenServiceImpl::new(
-            tokens,
-            ring,
-            &keys.refresh_secret,
-            TokenConfig {
-                issuer: config.id_token_issuer.clone(),
-                audience: config.id_token_audience.clone(),
-                id_token_ttl: config.id_token_ttl,
-                refresh_token_ttl: config.refresh_token_ttl,
-            },
-        )?;
-        let state = AppState {
-            account: Arc::new(AccountServiceImpl::new(
-                Arc::new(user_service),
-                Arc::new(token_service),
-            )),
-        };
-        let router = router(
-            state,
-            &HttpSettings {
-                base_path: config.api_base_path.clone(),
-                handler_timeout: config.handler_timeout,
-                max_body_bytes: config.max_body_bytes,
-            },
-        );
-
-        let address = config.bind_address();
-        let listener = TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("HOST/PORT: cannot listen on {address}"))?;
+        let state = services(&config, users, tokens.repo, keys.ring, &keys.refresh_secret)?;
+        let router = router(state, &http_settings(&config));
+        let listener = bind(&config).await?;
         Ok(Self {
             listener,
             router,
-            memory_tokens,
+            memory_tokens: tokens.memory,
             key_reloader,
         })
     }
@@ -210,6 +105,32 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The keys this instance signs and verifies with.
+struct LoadedKeys {
+    /// Shared with the [`KeyReloader`], which replaces the ring on `SIGHUP`.
+    ring: Arc<SharedKeyRing>,
+    /// Where the keys came from, for the start-up line.
+    origin: String,
+    refresh_secret: Secret,
+}
+
+/// Reads the key files, generating the missing development keys first when
+/// both stores are embedded (replicas sharing external stores must share their
+/// keys too, so they never generate their own).
+fn load_keys(config: &Config) -> anyhow::Result<LoadedKeys> {
+    let origin = if config.is_embedded() {
+        config.keys.generate_missing()?
+    } else {
+        config.keys.origin()
+    };
+    let keys = config.keys.load()?;
+    Ok(LoadedKeys {
+        ring: Arc::new(SharedKeyRing::new(keys.ring)),
+        origin,
+        refresh_secret: keys.refresh_secret,
+    })
 }
 
 /// Opens the user store chosen by `DATABASE_URL` and runs its migrations.
@@ -283,4 +204,96 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
             Ok((Arc::new(users), description))
         }
     }
+}
+
+/// The refresh-token whitelist chosen by `REDIS_URL`.
+struct TokenStore {
+    repo: Arc<dyn TokenRepository>,
+    /// The in-process store and where it is saved on shutdown (`None` with Redis).
+    memory: Option<(MemoryTokenRepository, PathBuf)>,
+    /// What the start-up line calls it.
+    description: String,
+}
+
+/// Prepares the token store chosen by `REDIS_URL`: Redis connects lazily (start-up
+/// does not need it); the in-process store reads its snapshot and starts sweeping.
+fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
+    Ok(match &config.token_store {
+        TokenStoreConfig::Redis { url } => {
+            let redis = redis_connection_manager(url.expose())
+                .context("REDIS_URL: not a usable Redis URL")?;
+            TokenStore {
+                repo: Arc::new(RedisTokenRepository::new(redis)),
+                memory: None,
+                description: "Redis".to_owned(),
+            }
+        }
+        TokenStoreConfig::InProcess { snapshot } => {
+            let store = MemoryTokenRepository::load_snapshot(snapshot)?;
+            store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
+            let description = format!("in-process (saved to {})", snapshot.display());
+            TokenStore {
+                repo: Arc::new(store.clone()),
+                memory: Some((store, snapshot.clone())),
+                description,
+            }
+        }
+    })
+}
+
+/// The start-up line: which stores and keys this instance uses.
+fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &str) {
+    if config.is_embedded() {
+        tracing::info!(
+            users = %user_store, refresh_tokens = %token_store, keys = %key_origin,
+            "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
+        );
+    } else {
+        tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
+    }
+}
+
+/// The use cases behind the handlers, over the user and token services.
+fn services(
+    config: &Config,
+    users: Arc<dyn UserRepository>,
+    tokens: Arc<dyn TokenRepository>,
+    ring: Arc<SharedKeyRing>,
+    refresh_secret: &Secret,
+) -> anyhow::Result<AppState> {
+    let user_service = UserServiceImpl::new(users, PasswordHasher::for_this_machine());
+    let token_service = TokenServiceImpl::new(
+        tokens,
+        ring,
+        refresh_secret,
+        TokenConfig {
+            issuer: config.id_token_issuer.clone(),
+            audience: config.id_token_audience.clone(),
+            id_token_ttl: config.id_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+        },
+    )?;
+    Ok(AppState {
+        account: Arc::new(AccountServiceImpl::new(
+            Arc::new(user_service),
+            Arc::new(token_service),
+        )),
+    })
+}
+
+/// The HTTP part of the configuration.
+fn http_settings(config: &Config) -> HttpSettings {
+    HttpSettings {
+        base_path: config.api_base_path.clone(),
+        handler_timeout: config.handler_timeout,
+        max_body_bytes: config.max_body_bytes,
+    }
+}
+
+/// Binds `HOST:PORT`.
+async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    let address = config.bind_address();
+    TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("HOST/PORT: cannot listen on {address}"))
 }
