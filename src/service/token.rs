@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
-use crate::secret::Secret;
 use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
     Audience, IdClaims, RefreshClaims, TokenPair, TokenRepository, TokenService, User,
 };
+use crate::secret::Secret;
 use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
 
 /// Lifetimes and the issuer/audience written into and checked on ID tokens.

@@ -88,6 +88,11 @@ impl TestKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
     }
 
+    /// An RS256 token under `header` (its `alg` is kept as given).
+    pub fn sign_with_header(&self, header: Header, claims: &Value) -> String {
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
+    }
+
     /// A key set holding this key only.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {

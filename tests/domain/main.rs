@@ -3,6 +3,7 @@
 //! verifying offline against the account service's JWKS, and an independent
 //! JWT implementation verifies them too.
 
+mod agreement;
 mod helpers;
 mod interop;
 mod todos;
