@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use account::config::Config;
-use account::keys::{GeneratedKeyFiles, IdTokenSigner, generate_keys};
 use account::startup::Application;
+use account::testing::{GeneratedKeyFiles, IdTokenSigner, generate_keys};
 use account::verifier::{Audience, IdClaims, IdTokenRules, IdTokenValidator};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;

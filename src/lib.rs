@@ -2,37 +2,27 @@
 //! HS256 refresh tokens whitelisted as `<uid>:<jti>`, rotation on refresh and
 //! sign-out on every device.
 //!
-//! Read in this order: `model` (the domain and every contract), `service`
-//! (the rules), `repository` (the stores), `handler` (HTTP), `startup`
-//! (the wiring); all of them are behind the default `server` feature.
+//! The public surface is small on purpose:
+//! - [`verifier`] (feature `verifier`): what a domain service needs to check
+//!   ID tokens offline, with [`jwks`] (the key sets it reads) and [`web`] (the
+//!   error shape and extractors our services share);
+//! - [`startup::Application`] and [`config::Config`] (feature `server`): the
+//!   account service itself, and [`cli`] / [`telemetry`], what its binary's
+//!   `main` calls;
+//! - [`todo`] (feature `todo-example`, on by default): an example domain
+//!   service.
 //!
-//! Domain services that only verify ID tokens depend on this crate with
-//! `default-features = false, features = ["verifier"]` and use [`verifier`];
-//! `todo` (feature `todo-example`, on by default) is an example of such a
-//! service.
+//! Everything else is internal; `ARCHITECTURE.md` at the repository root maps
+//! it (model → service → repository, handler, startup). `testing` re-exports
+//! the few internals the integration tests and the benchmark drive; it is not
+//! a supported API.
 
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
-#[cfg(feature = "server")]
-pub mod error;
-#[cfg(feature = "server")]
-pub mod fs_private;
-#[cfg(feature = "server")]
-pub mod handler;
 #[cfg(feature = "verifier")]
 pub mod jwks;
-#[cfg(feature = "server")]
-pub mod keys;
-#[cfg(feature = "server")]
-pub mod model;
-#[cfg(feature = "server")]
-pub mod repository;
-#[cfg(feature = "server")]
-pub mod secret;
-#[cfg(feature = "server")]
-pub mod service;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]
@@ -43,6 +33,35 @@ pub mod todo;
 pub mod verifier;
 #[cfg(feature = "verifier")]
 pub mod web;
+
+#[cfg(feature = "server")]
+mod error;
+#[cfg(feature = "server")]
+mod fs_private;
+#[cfg(feature = "server")]
+mod handler;
+#[cfg(feature = "server")]
+mod keys;
+#[cfg(feature = "server")]
+mod model;
+#[cfg(feature = "server")]
+mod repository;
+#[cfg(feature = "server")]
+mod secret;
+#[cfg(feature = "server")]
+mod service;
+
+/// Internals the integration tests and the benchmark drive (key files, the
+/// in-process token store). Not a supported API: it may change at any time.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::keys::{
+        GeneratedKeyFiles, IdTokenSigner, KeyPaths, KeyReloader, generate_keys, retire_key,
+        rotate_keys, stage_next_key,
+    };
+    pub use crate::repository::MemoryTokenRepository;
+}
 
 #[cfg(all(test, feature = "server"))]
 pub(crate) mod test_keys;

@@ -71,7 +71,8 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the app built for `base_path`: what
 /// [`router`] serves at `{base_path}/openapi.json`.
-pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
+#[cfg(test)]
+pub(crate) fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
     routes(base_path).into_openapi()
 }
 

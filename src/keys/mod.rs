@@ -24,14 +24,10 @@ mod ring;
 mod rotation;
 mod signer;
 
+#[cfg(test)]
+pub(crate) use files::KeySet;
 pub use files::{GeneratedKeyFiles, KeyPaths, generate_keys};
-// Used only inside `keys` (or by unit tests) today, but `crate::keys::…` is
-// their path as before the split, so that code importing them keeps compiling.
-#[allow(unused_imports)]
-pub(crate) use files::{
-    KeySet, MIN_REFRESH_SECRET_BYTES, generate_refresh_secret, generate_rsa_pair,
-};
 pub use reload::KeyReloader;
 pub use ring::{KeyRing, SharedKeyRing};
-pub use rotation::{KeyStatus, Rotation, list_keys, retire_key, rotate_keys, stage_next_key};
+pub use rotation::{list_keys, retire_key, rotate_keys, stage_next_key};
 pub use signer::IdTokenSigner;

@@ -128,7 +128,7 @@ impl KeySource {
             remote,
             refetch_interval,
             max_key_age,
-            clock: Clock::default(),
+            clock: Default::default(),
         }
     }
 

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use account::config::Config;
-use account::keys::{GeneratedKeyFiles, generate_keys};
 use account::startup::Application;
+use account::testing::{GeneratedKeyFiles, generate_keys};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
@@ -122,8 +122,8 @@ pub struct TestApp {
     store: Option<TestStore>,
     config: Config,
     redis: Option<redis::aio::MultiplexedConnection>,
-    memory: Option<account::repository::MemoryTokenRepository>,
-    key_reloader: account::startup::KeyReloader,
+    memory: Option<account::testing::MemoryTokenRepository>,
+    key_reloader: account::testing::KeyReloader,
     users: Mutex<Vec<Uuid>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -537,7 +537,7 @@ impl TestApp {
     }
 
     /// The key files of this app.
-    pub fn key_paths(&self) -> &account::keys::KeyPaths {
+    pub fn key_paths(&self) -> &account::testing::KeyPaths {
         &self.config.keys
     }
 

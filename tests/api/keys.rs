@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use account::jwks::{Jwk, JwkSet};
-use account::keys::{GeneratedKeyFiles, generate_keys, retire_key, rotate_keys, stage_next_key};
+use account::testing::{GeneratedKeyFiles, generate_keys, retire_key, rotate_keys, stage_next_key};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
