@@ -12,9 +12,9 @@ mod health;
 mod jwks;
 mod middleware;
 mod openapi;
-#[cfg(any())] // TODO(arch): rewritten against MockAccountService
+#[cfg(test)]
 mod openapi_tests;
-#[cfg(any())] // TODO(arch): rewritten against MockAccountService
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

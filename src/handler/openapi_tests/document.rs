@@ -1,0 +1,274 @@
+//! The document itself: valid OpenAPI 3.1 whose references all resolve, the
+//! schemas of sign-up, the shared error responses, the bearer scheme.
+
+use oas3::spec::{ObjectSchema, RefError, SecurityScheme};
+use serde_json::json;
+
+use super::*;
+
+/// The shared error responses, `(component, status)`: each a component under
+/// `#/components/responses` with the error schema, referenced by operations.
+const SHARED_RESPONSES: [(&str, &str); 4] = [
+    ("PayloadTooLarge", "413"),
+    ("UnsupportedMediaType", "415"),
+    ("Internal", "500"),
+    ("ServiceUnavailable", "503"),
+];
+
+fn collect_refs(value: &Value, refs: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(target)) => {
+                        refs.insert(target.clone());
+                    }
+                    _ => collect_refs(value, refs),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, refs)),
+        _ => {}
+    }
+}
+
+/// Resolves a `$ref` of the document as what it names: a schema or a response
+/// (the only kinds of component this document references).
+fn resolve_ref(spec: &oas3::Spec, target: &str) -> Result<(), RefError> {
+    if target.starts_with("#/components/schemas/") {
+        Schema::Object(Box::new(ObjectOrReference::<ObjectSchema>::Ref {
+            ref_path: target.to_owned(),
+            summary: None,
+            description: None,
+        }))
+        .resolve(spec)
+        .map(drop)
+    } else if target.starts_with("#/components/responses/") {
+        ObjectOrReference::<Response>::Ref {
+            ref_path: target.to_owned(),
+            summary: None,
+            description: None,
+        }
+        .resolve(spec)
+        .map(drop)
+    } else {
+        panic!("a reference to neither a schema nor a response: {target}")
+    }
+}
+
+#[tokio::test]
+async fn the_served_document_is_valid_openapi_3_and_every_reference_resolves() {
+    let app = app(BASE);
+    let (raw, spec) = served_document(&app, BASE).await;
+
+    assert!(spec.openapi.starts_with("3."), "openapi: {}", spec.openapi);
+    spec.validate_version()
+        .expect("a version oas3 supports (3.1)");
+    assert_eq!(spec.info.title, "account");
+    assert_eq!(spec.info.version, env!("CARGO_PKG_VERSION"));
+
+    // Every reference points into the document (oas3 resolves them itself).
+    let mut refs = BTreeSet::new();
+    collect_refs(&raw, &mut refs);
+    assert!(refs.contains(ERROR_SCHEMA));
+    assert!(refs.contains("#/components/responses/ServiceUnavailable"));
+    for target in refs {
+        resolve_ref(&spec, &target)
+            .unwrap_or_else(|err| panic!("{target} does not resolve: {err}"));
+    }
+    for (path, method, op) in spec.operations() {
+        op.request_body(&spec)
+            .unwrap_or_else(|err| panic!("{method} {path}: request body: {err}"));
+        // `responses(&spec)` leaves out what does not resolve: nothing may be left out.
+        let responses = op.responses(&spec);
+        assert_eq!(
+            responses.len(),
+            documented_statuses(op).len(),
+            "{method} {path}: a response does not resolve"
+        );
+        for (status, response) in responses {
+            for (media, content) in &response.content {
+                content
+                    .schema(&spec)
+                    .unwrap_or_else(|err| panic!("{method} {path} {status} {media}: {err}"));
+            }
+        }
+    }
+
+    // What is served is what `openapi` builds for the same base path.
+    assert_eq!(
+        raw,
+        serde_json::to_value(crate::handler::openapi(BASE)).expect("document")
+    );
+}
+
+#[tokio::test]
+async fn signup_documents_201_with_the_tokens_response_and_409_with_the_error_schema() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let signup = spec
+        .operation(&Method::POST, "/api/account/signup")
+        .expect("POST /api/account/signup");
+
+    assert_eq!(
+        response_schema_ref(&spec, signup, "201").as_deref(),
+        Some("#/components/schemas/TokensResponse")
+    );
+    assert_eq!(
+        response_schema_ref(&spec, signup, "409").as_deref(),
+        Some(ERROR_SCHEMA)
+    );
+    assert!(
+        !documented_statuses(signup).contains(&200),
+        "sign-up answers 201, not 200"
+    );
+    assert_eq!(
+        raw["paths"]["/api/account/signup"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/CredentialsRequest"
+    );
+
+    let schemas = &raw["components"]["schemas"];
+    assert_eq!(
+        schemas["TokensResponse"]["properties"]["tokens"]["$ref"],
+        "#/components/schemas/TokenPair"
+    );
+    assert_eq!(
+        schemas["TokenPair"]["required"],
+        json!(["idToken", "refreshToken"])
+    );
+    assert_eq!(
+        schemas["ErrorBody"]["properties"]["error"]["$ref"],
+        "#/components/schemas/ErrorDetail"
+    );
+    assert_eq!(
+        schemas["ErrorDetail"]["required"],
+        json!(["type", "message"])
+    );
+    assert_eq!(
+        schemas["ErrorDetail"]["properties"]["invalidArgs"]["items"]["$ref"],
+        "#/components/schemas/InvalidArg"
+    );
+}
+
+#[tokio::test]
+async fn the_shared_error_responses_are_components_with_the_error_schema_that_operations_reference()
+{
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let components = spec.components.as_ref().expect("components");
+
+    for (name, _) in SHARED_RESPONSES {
+        let response = components
+            .responses
+            .get(name)
+            .unwrap_or_else(|| panic!("no response component {name}"))
+            .resolve(&spec)
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert!(
+            response
+                .description
+                .as_deref()
+                .is_some_and(|d| !d.is_empty()),
+            "{name} has a description"
+        );
+        assert_eq!(
+            schema_ref(&response).as_deref(),
+            Some(ERROR_SCHEMA),
+            "{name}"
+        );
+    }
+
+    // Operations with a JSON body reference all four, the others only the
+    // server errors; never inline.
+    let with_body = ["signup", "signin", "tokens", "details"];
+    for (path, method, op) in spec.operations() {
+        let expects_body_errors = with_body.iter().any(|p| path == format!("{BASE}/{p}"));
+        let responses = &raw["paths"][&path][method.as_str().to_lowercase()]["responses"];
+        for (name, status) in SHARED_RESPONSES {
+            let what = format!("{method} {path} {status}");
+            if !documented_statuses(op).contains(&status.parse().expect("status")) {
+                assert!(
+                    !expects_body_errors,
+                    "{what}: an operation with a body documents it"
+                );
+                continue;
+            }
+            assert_eq!(
+                responses[status],
+                json!({"$ref": format!("#/components/responses/{name}")}),
+                "{what}"
+            );
+            assert_eq!(
+                response_schema_ref(&spec, op, status).as_deref(),
+                Some(ERROR_SCHEMA),
+                "{what}"
+            );
+        }
+    }
+
+    let signup = &raw["paths"]["/api/account/signup"]["post"]["responses"];
+    for (name, status) in SHARED_RESPONSES {
+        assert_eq!(
+            signup[status]["$ref"],
+            format!("#/components/responses/{name}"),
+            "sign-up {status}"
+        );
+    }
+    let me = &raw["paths"]["/api/account/me"]["get"]["responses"];
+    assert_eq!(me["500"]["$ref"], "#/components/responses/Internal");
+    assert_eq!(
+        me["503"]["$ref"],
+        "#/components/responses/ServiceUnavailable"
+    );
+    assert!(me.get("413").is_none() && me.get("415").is_none(), "{me}");
+}
+
+#[tokio::test]
+async fn me_signout_and_details_require_the_bearer_scheme_and_nothing_else_does() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+
+    let scheme = spec
+        .components
+        .as_ref()
+        .and_then(|c| c.security_schemes.get("bearer"))
+        .expect("a `bearer` security scheme");
+    match scheme.resolve(&spec).expect("scheme") {
+        SecurityScheme::Http {
+            scheme,
+            bearer_format,
+            ..
+        } => {
+            assert_eq!(scheme, "bearer");
+            assert_eq!(bearer_format.as_deref(), Some("JWT"));
+        }
+        other => panic!("not an HTTP bearer scheme: {other:?}"),
+    }
+    assert!(
+        raw.get("security").is_none(),
+        "no document-wide requirement"
+    );
+
+    let protected: BTreeSet<(String, String)> = spec
+        .operations()
+        .filter(|(_, _, op)| requires_bearer(op))
+        .map(|(path, method, _)| (method.to_string(), path))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/api/account/me"),
+        ("POST", "/api/account/signout"),
+        ("PUT", "/api/account/details"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(protected, expected);
+
+    let me = spec
+        .operation(&Method::GET, "/api/account/me")
+        .expect("GET /api/account/me");
+    let unauthorized = me.responses(&spec).remove("401").expect("401 documented");
+    assert!(unauthorized.headers.contains_key("WWW-Authenticate"));
+    assert_eq!(
+        response_schema_ref(&spec, me, "401").as_deref(),
+        Some(ERROR_SCHEMA)
+    );
+}
