@@ -420,7 +420,11 @@ mod tests {
             body,
             json!({"error": {"type": "SERVICE_UNAVAILABLE", "message": "token store is unavailable"}})
         );
-        assert_eq!(logs.matches("redis: connection refused").count(), 1, "{logs}");
+        assert_eq!(
+            logs.matches("redis: connection refused").count(),
+            1,
+            "{logs}"
+        );
         assert!(logs.contains("WARN"), "{logs}");
         assert!(logs.contains("/down"), "{logs}");
     }
