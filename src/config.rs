@@ -62,10 +62,11 @@ pub mod defaults {
     pub const PUB_KEY_FILE: &str = "keys/public.pem";
     pub const REFRESH_SECRET_FILE: &str = "keys/refresh.secret";
     pub const PUBLISHED_KEYS_DIR: &str = "keys/published";
-    pub const ID_TOKEN_EXP: u64 = 900;
+    /// The verifier's default too: both sides agree unless told otherwise.
+    pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME.as_secs();
     pub const REFRESH_TOKEN_EXP: u64 = 259_200;
-    pub const ID_TOKEN_ISSUER: &str = "account";
-    pub const ID_TOKEN_AUDIENCE: &str = "domain-services";
+    pub const ID_TOKEN_ISSUER: &str = crate::verifier::defaults::ISSUER;
+    pub const ID_TOKEN_AUDIENCE: &str = crate::verifier::defaults::AUDIENCE;
     pub const HANDLER_TIMEOUT: u64 = 5;
     pub const MAX_BODY_BYTES: usize = 65_536;
     pub const ACCOUNT_API_URL: &str = "/api/account";
@@ -80,7 +81,7 @@ pub mod defaults {
 /// Upper bounds: beyond these a value is a mistake (and timestamps would overflow).
 pub mod limits {
     /// One day.
-    pub const ID_TOKEN_EXP: u64 = 86_400;
+    pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME_LIMIT.as_secs();
     /// One year.
     pub const REFRESH_TOKEN_EXP: u64 = 31_536_000;
     /// One hour.
@@ -196,7 +197,7 @@ impl Config {
 }
 
 /// The key files only (for `account keys …`, which needs nothing else).
-pub fn key_paths_from_env() -> KeyPaths {
+pub(crate) fn key_paths_from_env() -> KeyPaths {
     key_paths(&Vars(std::env::vars().collect()))
 }
 
@@ -242,12 +243,12 @@ fn data_dir(user_store: &UserStoreConfig) -> PathBuf {
 
 /// Whether a SQLite URL names an in-memory database (`sqlite::memory:`,
 /// `sqlite://…?mode=memory`).
-pub fn is_sqlite_memory(url: &str) -> bool {
+pub(crate) fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// The file of a SQLite URL (`None` for an in-memory database).
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     if is_sqlite_memory(url) {
         return None;
     }

@@ -9,7 +9,7 @@
 //! - [`startup::Application`] and [`config::Config`] (feature `server`): the
 //!   account service itself, and [`cli`] / [`telemetry`], what its binary's
 //!   `main` calls;
-//! - [`todo`] (feature `todo-example`, on by default): an example domain
+//! - [`todo`](mod@todo) (feature `todo-example`, on by default): an example domain
 //!   service.
 //!
 //! Everything else is internal; `ARCHITECTURE.md` at the repository root maps
@@ -65,3 +65,5 @@ pub mod testing {
 
 #[cfg(all(test, feature = "server"))]
 pub(crate) mod test_keys;
+#[cfg(all(test, feature = "server"))]
+pub(crate) mod test_logs;

@@ -28,9 +28,7 @@ use crate::service::{
     AccountServiceImpl, PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl,
 };
 
-// `KeyReloader` lives in `keys`; re-exported where callers of
-// `Application::key_reloader` (the tests) have always imported it from.
-pub use crate::keys::KeyReloader;
+use crate::keys::KeyReloader;
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {

@@ -101,6 +101,8 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             // which carry passwords and tokens.
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // Failures are logged once, with their cause, by `log_errors`.
+                .on_failure(()),
         )
 }

@@ -25,7 +25,7 @@ use crate::model::TokenRepository;
 /// How often the background sweep reclaims expired entries by default.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// [`TokenRepository`] in process memory. Cloning shares the same store.
+/// The refresh-token whitelist (`TokenRepository`) in process memory. Cloning shares the same store.
 #[derive(Clone, Default)]
 pub struct MemoryTokenRepository {
     inner: Arc<Mutex<Entries>>,

@@ -32,7 +32,7 @@ impl AccountServiceImpl {
             Ok(pair) => Ok(pair),
             Err(err) => {
                 if let Err(undo) = self.users.delete(user.uid).await {
-                    tracing::error!(uid = %user.uid, error = %undo, "cannot undo a failed sign-up");
+                    tracing::error!(uid = %user.uid, error = ?undo, "cannot undo a failed sign-up");
                 }
                 Err(err)
             }

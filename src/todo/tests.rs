@@ -375,9 +375,12 @@ fn configuration_names_the_bad_variable_and_has_defaults() {
         (vec![url, ("TODO_PORT", "http")], "TODO_PORT"),
         (vec![url, ("HOST", "")], "HOST"),
         (vec![], "JWKS_URL"),
-        (vec![url, ("ID_TOKEN_AUDIENCE", "")], "ID_TOKEN_AUDIENCE"),
+        (vec![url, ("ID_TOKEN_EXP", "0")], "ID_TOKEN_EXP"),
     ] {
         let err = with(vars).unwrap_err();
         assert!(err.to_string().starts_with(variable), "{err}");
     }
+    // As in the account service, a blank token setting means its default.
+    let config = with(vec![url, ("ID_TOKEN_AUDIENCE", "")]).unwrap();
+    assert_eq!(config.verifier.config().rules.audience, "domain-services");
 }

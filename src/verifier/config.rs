@@ -65,45 +65,48 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP` and
-    /// `JWKS_REFETCH_INTERVAL` over the defaults.
+    /// `JWKS_REFETCH_INTERVAL` over the defaults. As in the account service, a
+    /// variable set to blanks counts as unset.
     pub fn config(&self) -> Result<VerifierConfig, ConfigError> {
         let mut config = VerifierConfig::default();
-        if let Some(issuer) = (self.0)("ID_TOKEN_ISSUER") {
+        if let Some(issuer) = self.get("ID_TOKEN_ISSUER") {
             config.rules.issuer = issuer;
         }
-        if let Some(audience) = (self.0)("ID_TOKEN_AUDIENCE") {
+        if let Some(audience) = self.get("ID_TOKEN_AUDIENCE") {
             config.rules.audience = audience;
         }
-        for (name, value) in [
-            ("ID_TOKEN_ISSUER", &config.rules.issuer),
-            ("ID_TOKEN_AUDIENCE", &config.rules.audience),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::new(format!("{name}: must not be empty")));
-            }
-        }
-        if let Some(secs) = self.seconds("ID_TOKEN_EXP")? {
+        if let Some(secs) = self.seconds("ID_TOKEN_EXP", defaults::MAX_LIFETIME_LIMIT)? {
             config.rules.max_lifetime = secs;
         }
-        if let Some(secs) = self.seconds("JWKS_REFETCH_INTERVAL")? {
+        if let Some(secs) = self.seconds("JWKS_REFETCH_INTERVAL", Duration::MAX)? {
             config.refetch_interval = secs;
         }
         Ok(config)
     }
 
-    fn seconds(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
-        let Some(value) = (self.0)(name) else {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn seconds(&self, name: &str, max: Duration) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = self.get(name) else {
             return Ok(None);
         };
         value
             .trim()
             .parse::<u64>()
             .ok()
-            .filter(|s| *s >= 1)
-            .map(|secs| Some(Duration::from_secs(secs)))
+            .map(Duration::from_secs)
+            .filter(|secs| !secs.is_zero() && *secs <= max)
+            .map(Some)
             .ok_or_else(|| {
+                let bound = if max == Duration::MAX {
+                    "≥ 1".to_owned()
+                } else {
+                    format!("between 1 and {}", max.as_secs())
+                };
                 ConfigError::new(format!(
-                    "{name}: expected a whole number of seconds ≥ 1, got {value:?}"
+                    "{name}: expected a whole number of seconds {bound}, got {value:?}"
                 ))
             })
     }

@@ -54,8 +54,8 @@ pub use config::{ConfigError, VerifierConfig};
 pub use extract::{AuthRejection, AuthenticatedUser};
 pub use key_source::{COLD_RETRY_INTERVAL, FETCH_TIMEOUT, FetchError, MAX_JWKS_BYTES};
 pub use validator::{
-    Audience, IdClaims, IdTokenRules, IdTokenValidator, MAX_LEEWAY, MAX_TOKEN_BYTES, VerifyError,
-    defaults,
+    Audience, CheckedHeader, IdClaims, IdTokenRules, IdTokenValidator, MAX_LEEWAY, MAX_TOKEN_BYTES,
+    VerifyError, defaults,
 };
 
 use crate::jwks::{Jwk, JwkSet};
@@ -158,9 +158,9 @@ impl Verifier {
     /// key its `kid` names, and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<IdClaims, VerifyError> {
         let validator = &self.inner.validator;
-        let kid = validator.key_id(token)?;
-        let key = self.inner.keys.key_for(&kid).await?;
-        validator.claims(token, &key)
+        let header = validator.header(token)?;
+        let key = self.inner.keys.key_for(header.kid()).await?;
+        validator.claims(&header, &key)
     }
 
     /// Fetches the key set now (waiting for a fetch already under way), e.g.

@@ -93,6 +93,21 @@ impl TestKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
     }
 
+    /// An RS256 signature over exactly this header JSON and these claims.
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::RS256)
+                .expect("sign");
+        format!("{message}.{signature}")
+    }
+
     /// A key set holding this key only.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {

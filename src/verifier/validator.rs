@@ -12,7 +12,9 @@
 //!    `exp − iat` at most the maximum lifetime — all with the leeway.
 //!
 //! Other claims (`email`, `name`, `jti`) are exposed in [`IdClaims`] but not
-//! required.
+//! required. [`IdTokenValidator::header`] runs steps 1 and 2 and
+//! [`IdTokenValidator::claims`] steps 3 and 4 on what it returns, so a caller
+//! that fetches keys in between (the verifier's cache) cannot skip a step.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +22,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::ConfigError;
@@ -41,6 +44,8 @@ pub mod defaults {
     /// `ID_TOKEN_EXP`: the lifetime the service gives its ID tokens, and the
     /// longest a validator accepts.
     pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
+    /// The largest `ID_TOKEN_EXP` either side accepts (one day).
+    pub const MAX_LIFETIME_LIMIT: Duration = Duration::from_secs(86_400);
     /// `JWKS_REFETCH_INTERVAL`
     pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
     /// The JWKS's `Cache-Control: max-age`.
@@ -76,8 +81,9 @@ impl Default for IdTokenRules {
 }
 
 /// Why a token was refused. Messages are fixed texts: they never repeat any
-/// part of the token.
+/// part of the token. More reasons may be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     #[error("the token is malformed")]
     Malformed,
@@ -176,6 +182,27 @@ struct RawClaims {
     name: Option<String>,
 }
 
+/// A token whose size, shape and header passed: step 1 and 2 of the rules.
+/// Only [`IdTokenValidator::header`] makes one, so the claims can never be
+/// checked without the header rules.
+#[derive(Debug, Clone)]
+pub struct CheckedHeader<'t> {
+    token: &'t str,
+    kid: String,
+}
+
+impl CheckedHeader<'_> {
+    /// The `kid` naming the key to check the signature with.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Whether a header member is there at all, whatever its value (`null` too).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
 /// Applies [`IdTokenRules`]. Built once; cheap to share.
 #[derive(Debug, Clone)]
 pub struct IdTokenValidator {
@@ -201,10 +228,11 @@ impl IdTokenValidator {
                 MAX_LEEWAY.as_secs()
             )));
         }
-        if rules.max_lifetime.as_secs() == 0 {
-            return Err(ConfigError::new(
-                "max_lifetime (ID_TOKEN_EXP): must be at least 1 second",
-            ));
+        if rules.max_lifetime.as_secs() == 0 || rules.max_lifetime > defaults::MAX_LIFETIME_LIMIT {
+            return Err(ConfigError::new(format!(
+                "max_lifetime (ID_TOKEN_EXP): must be between 1 and {} seconds",
+                defaults::MAX_LIFETIME_LIMIT.as_secs()
+            )));
         }
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -223,15 +251,15 @@ impl IdTokenValidator {
     }
 
     /// Steps 1 and 2: size, shape and header, before any key is looked up.
-    /// Returns the `kid` naming the key to check the signature with.
-    pub fn key_id(&self, token: &str) -> Result<String, VerifyError> {
+    /// The result names the key to check the signature with.
+    pub fn header<'t>(&self, token: &'t str) -> Result<CheckedHeader<'t>, VerifyError> {
         #[derive(Deserialize)]
         struct RawHeader {
             alg: Option<String>,
             typ: Option<String>,
             kid: Option<String>,
-            #[serde(default)]
-            crit: Option<serde_json::Value>,
+            #[serde(default, deserialize_with = "present")]
+            crit: bool,
         }
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::TooLarge);
@@ -255,19 +283,23 @@ impl IdTokenValidator {
         {
             return Err(VerifyError::TokenType);
         }
-        if header.crit.is_some() {
+        if header.crit {
             return Err(VerifyError::CriticalHeader);
         }
-        header
+        let kid = header
             .kid
             .filter(|kid| !kid.is_empty())
-            .ok_or(VerifyError::MissingKeyId)
+            .ok_or(VerifyError::MissingKeyId)?;
+        Ok(CheckedHeader { token, kid })
     }
 
-    /// Steps 3 and 4: the signature with `key`, then the claims. Call
-    /// [`IdTokenValidator::key_id`] first: the header rules are checked there.
-    pub fn claims(&self, token: &str, key: &DecodingKey) -> Result<IdClaims, VerifyError> {
-        let raw = jsonwebtoken::decode::<RawClaims>(token, key, &self.validation)
+    /// Steps 3 and 4: the signature with `key`, then the claims.
+    pub fn claims(
+        &self,
+        header: &CheckedHeader<'_>,
+        key: &DecodingKey,
+    ) -> Result<IdClaims, VerifyError> {
+        let raw = jsonwebtoken::decode::<RawClaims>(header.token, key, &self.validation)
             .map_err(|e| map_jwt_error(e.into_kind()))?
             .claims;
         let missing = |claim: &str| VerifyError::MissingClaim(claim.to_owned());
@@ -307,9 +339,9 @@ impl IdTokenValidator {
         token: &str,
         keys: impl FnOnce(&str) -> Option<&'k DecodingKey>,
     ) -> Result<IdClaims, VerifyError> {
-        let kid = self.key_id(token)?;
-        let key = keys(&kid).ok_or(VerifyError::UnknownKey)?;
-        self.claims(token, key)
+        let header = self.header(token)?;
+        let key = keys(header.kid()).ok_or(VerifyError::UnknownKey)?;
+        self.claims(&header, key)
     }
 }
 

@@ -14,8 +14,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-/// The public error types, one per status.
+/// The public error types, one per status. More may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// 400: malformed or invalid input (field errors in `invalidArgs`).
     BadRequest,
@@ -362,38 +363,6 @@ mod tests {
         assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
-    /// Everything logged while `f` runs on this thread.
-    #[cfg(feature = "server")]
-    async fn logged_during<F: std::future::Future>(f: F) -> (F::Output, String) {
-        use std::sync::{Arc, Mutex};
-
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer({
-                let buffer = buffer.clone();
-                move || buffer.clone()
-            })
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        let output = f.await;
-        drop(guard);
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        (output, text)
-    }
-
     #[cfg(feature = "server")]
     #[tokio::test]
     async fn an_error_response_is_logged_once_with_its_cause_which_never_reaches_the_client() {
@@ -412,7 +381,7 @@ mod tests {
             )
             .layer(axum::middleware::from_fn(log_errors));
         let request = Request::get("/down").body(Body::empty()).unwrap();
-        let (response, logs) = logged_during(app.oneshot(request)).await;
+        let (response, logs) = crate::test_logs::logged_during(app.oneshot(request)).await;
         let response = response.unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = body_of(response).await;

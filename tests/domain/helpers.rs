@@ -241,6 +241,11 @@ impl AccountService {
         std::fs::read(self.dir.path().join("keys/private.pem")).expect("keys/private.pem")
     }
 
+    /// The public key the service generated on first start (PEM).
+    pub fn public_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("keys/public.pem")).expect("keys/public.pem")
+    }
+
     /// Kills the service (its files stay until this value drops).
     pub fn stop(&mut self) {
         self.process.take();

@@ -247,3 +247,43 @@ async fn the_key_set_of_the_use_case_is_served_at_the_root_cacheable_for_five_mi
         }]})
     );
 }
+
+// ---------------------------------------------------------------- logging
+
+/// The log lines at `level` (`WARN`, `ERROR`).
+fn lines_at<'a>(logs: &'a str, level: &str) -> Vec<&'a str> {
+    logs.lines().filter(|line| line.contains(level)).collect()
+}
+
+#[tokio::test]
+async fn a_503_is_logged_once_as_a_warning_with_its_cause_and_never_as_an_error() {
+    let mut account = MockAccountService::new();
+    account.expect_ready().returning(|| {
+        Err(AppError::store_unavailable(
+            "token store",
+            &"connection to 10.0.0.7:6379 refused",
+        ))
+    });
+
+    let ((status, _, _), logs) =
+        crate::test_logs::logged_during(send(app(account), get("/readyz"))).await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let warnings = lines_at(&logs, "WARN");
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("10.0.0.7:6379 refused"), "{logs}");
+    assert!(lines_at(&logs, "ERROR").is_empty(), "{logs}");
+}
+
+#[tokio::test]
+async fn a_panic_is_logged_once_as_an_error() {
+    let router = app_with(SignInOnly(SignIn::Panics), &settings(BASE));
+
+    let ((status, _, _), logs) =
+        crate::test_logs::logged_during(send(router, signin_request())).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let errors = lines_at(&logs, "ERROR");
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert!(errors[0].contains("a bug in sign-in"), "{logs}");
+}
