@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, Tokens, assert_error, spawn_app, unique_email};
+use crate::helpers::{
+    Backend, PASSWORD, Tokens, assert_error, header, sign_id_token, spawn_app, unique_email,
+    unix_now,
+};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -161,7 +164,38 @@ async fn changing_the_email_needs_the_current_password_and_ends_the_other_sessio
     app.signout(&b2.id_token).await;
 }
 
+async fn with_an_id_token_from_before_sessions_a_password_change_ends_every_session(
+    backend: Backend,
+) {
+    let app = spawn_app!(backend);
+    let email = unique_email();
+    let (uid, a) = app.signup(&email).await;
+    let b = app.signin(&email).await;
+    let now = unix_now();
+    // No `sid`: the caller names no session to keep.
+    let old = sign_id_token(
+        &json!({
+            "sub": uid, "iss": "account", "aud": "domain-services",
+            "iat": now, "exp": now + 600, "jti": uuid::Uuid::new_v4(),
+            "email": email, "name": ""
+        }),
+        header(&a.id_token)["kid"].as_str().unwrap(),
+    );
+    let response = app.change_password(&old, PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(response.status(), 204);
+    for tokens in [&a, &b] {
+        assert_error(
+            app.refresh(&tokens.refresh_token).await,
+            401,
+            "AUTHORIZATION",
+        )
+        .await;
+    }
+    assert!(app.user_keys(uid).await.is_empty());
+}
+
 crate::on_every_backend!(
     a_password_change_ends_the_other_sessions_and_keeps_the_callers,
     changing_the_email_needs_the_current_password_and_ends_the_other_sessions,
+    with_an_id_token_from_before_sessions_a_password_change_ends_every_session,
 );

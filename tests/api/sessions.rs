@@ -118,6 +118,11 @@ async fn concurrent_refreshes_get_the_same_pair(app: &TestApp, n: usize) {
         vec![format!("{uid}:{}", successor.jti())],
         "one live refresh token"
     );
+    let entry_ttl = app.ttl(&format!("{uid}:{}", successor.jti())).await;
+    assert!(
+        app.ttl(&format!("{uid}:sessions")).await >= entry_ttl,
+        "index outlives the new entry"
+    );
     // The successor is kept, sealed, for the grace window.
     let grace = format!("{uid}:grace:{}", tokens.jti());
     assert!(app.user_keys(uid).await.contains(&grace), "grace key");
@@ -194,6 +199,24 @@ async fn only_the_immediately_previous_token_is_replayed_an_older_one_ends_the_s
     );
     let other = app.refreshed(&other.refresh_token).await;
     app.signout(&other.id_token).await;
+}
+
+async fn a_replay_is_served_only_while_the_successor_is_whitelisted(backend: Backend) {
+    let app = spawn_app!(backend);
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let successor = app.refreshed(&tokens.refresh_token).await;
+    app.delete_refresh_key(&format!("{uid}:{}", successor.jti()))
+        .await;
+    // Within the window, but the successor is gone: no pair, the session ends.
+    assert_reused(app.refresh(&tokens.refresh_token).await).await;
+    assert_error(
+        app.refresh(&successor.refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+    assert!(app.sessions(&successor.id_token).await.is_empty());
+    assert!(app.user_keys(uid).await.is_empty(), "nothing left");
 }
 
 async fn a_replay_after_the_grace_window_is_reuse_and_ends_only_that_session(backend: Backend) {
@@ -308,6 +331,7 @@ crate::on_every_backend!(
     two_concurrent_refreshes_with_one_token_get_the_same_pair,
     twenty_concurrent_refreshes_with_one_token_get_the_same_pair,
     only_the_immediately_previous_token_is_replayed_an_older_one_ends_the_session,
+    a_replay_is_served_only_while_the_successor_is_whitelisted,
     a_replay_after_the_grace_window_is_reuse_and_ends_only_that_session,
     without_a_grace_window_a_second_refresh_is_reuse,
     a_session_ends_at_session_max_age_however_often_it_rotated,

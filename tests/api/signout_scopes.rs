@@ -63,9 +63,12 @@ async fn sign_out_global_ends_every_session(backend: Backend) {
 async fn sign_out_local_ends_only_the_callers_session(backend: Backend) {
     let app = spawn_app!(backend);
     let (uid, [a, b, c]) = three_sessions(&app).await;
-    let response = app.signout_scope(&b.id_token, "local").await;
+    // b's previous token is within its grace window: it must not replay after.
+    let b2 = app.refreshed(&b.refresh_token).await;
+    let response = app.signout_scope(&b2.id_token, "local").await;
     assert_signed_out(response, "signed out of this session").await;
-    assert_refused(&app, &b, "the caller's").await;
+    assert_refused(&app, &b2, "the caller's").await;
+    assert_refused(&app, &b, "the caller's previous").await;
     let a2 = app.refreshed(&a.refresh_token).await;
     let c2 = app.refreshed(&c.refresh_token).await;
     assert_eq!(
@@ -81,10 +84,13 @@ async fn sign_out_local_ends_only_the_callers_session(backend: Backend) {
 async fn sign_out_others_ends_every_session_but_the_callers(backend: Backend) {
     let app = spawn_app!(backend);
     let (uid, [a, b, c]) = three_sessions(&app).await;
+    // a's previous token is within its grace window: it must not replay after.
+    let a2 = app.refreshed(&a.refresh_token).await;
     let response = app.signout_scope(&b.id_token, "others").await;
     assert_signed_out(response, "signed out on every other device").await;
-    assert_refused(&app, &a, "a").await;
-    assert_refused(&app, &c, "c").await;
+    for (tokens, what) in [(&a, "a"), (&a2, "a2"), (&c, "c")] {
+        assert_refused(&app, tokens, what).await;
+    }
     let b2 = app.refreshed(&b.refresh_token).await;
     let sessions = app.sessions(&b2.id_token).await;
     assert_eq!(ids(&sessions), [b.sid()]);
