@@ -27,6 +27,10 @@ struct Fixture {
     now: u64,
 }
 
+fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 fn require_real_stores() -> bool {
     std::env::var("REQUIRE_REAL_STORES").is_ok_and(|v| v == "1" || v == "true")
 }
@@ -34,8 +38,7 @@ fn require_real_stores() -> bool {
 /// A repository on the test Redis and a fresh user, or `None` (skipped) when
 /// Redis is unreachable.
 async fn fixture(test: &str) -> Option<Fixture> {
-    let url =
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = test_redis_url();
     let connect = async {
         let conn = redis_connection_manager(&url)?;
         redis::cmd("PING")
@@ -58,7 +61,9 @@ async fn fixture(test: &str) -> Option<Fixture> {
                 _ => "timed out".to_owned(),
             };
             if require_real_stores() {
-                panic!("Redis at TEST_REDIS_URL={url} is unreachable ({cause}) and REQUIRE_REAL_STORES=1");
+                panic!(
+                    "Redis at TEST_REDIS_URL={url} is unreachable ({cause}) and REQUIRE_REAL_STORES=1"
+                );
             }
             let _ = writeln!(
                 std::io::stderr(),
@@ -184,9 +189,50 @@ impl Fixture {
 
     /// Removes every key of the user (the end of every test).
     async fn finish(self) {
-        self.repo.delete_user_refresh_tokens(self.uid).await.unwrap();
+        self.repo
+            .delete_user_refresh_tokens(self.uid)
+            .await
+            .unwrap();
         assert_eq!(self.user_keys().await, Vec::<String>::new());
         assert!(!self.exists(&signout_marker(self.uid)).await);
+    }
+}
+
+/// A test that fails before [`Fixture::finish`] still removes its user's keys
+/// (on a blocking connection: the test's runtime may be gone).
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let uid = self.uid;
+        let cleanup = std::thread::spawn(move || {
+            let client = redis::Client::open(test_redis_url())?;
+            let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{uid}:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(&mut conn)?;
+                if !keys.is_empty() {
+                    redis::cmd("UNLINK").arg(&keys).query::<()>(&mut conn)?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            redis::cmd("DEL")
+                .arg(signout_marker(uid))
+                .query::<()>(&mut conn)
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            let _ = writeln!(std::io::stderr(), "cleanup of user {uid} failed: {err}");
+        }
     }
 }
 
@@ -439,7 +485,9 @@ async fn unknown_sessions_and_a_sign_out_in_progress_refuse() {
     let legacy = Uuid::new_v4();
     let _: () = f.cmd(redis::cmd("SET").arg(f.key(legacy)).arg("1")).await;
     let marker = signout_marker(f.uid);
-    let _: () = f.cmd(redis::cmd("SET").arg(&marker).arg(1).arg("EX").arg(60)).await;
+    let _: () = f
+        .cmd(redis::cmd("SET").arg(&marker).arg(1).arg("EX").arg(60))
+        .await;
     let step = f.step(sid, jti, Uuid::new_v4(), f.now);
     let outcome = f.repo.refresh(f.uid, &step).await;
     let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
@@ -514,7 +562,13 @@ async fn a_legacy_token_starts_a_session_once() {
     };
     let legacy = Uuid::new_v4();
     let _: () = f
-        .cmd(redis::cmd("SET").arg(f.key(legacy)).arg("1").arg("EX").arg(LIFE))
+        .cmd(
+            redis::cmd("SET")
+                .arg(f.key(legacy))
+                .arg("1")
+                .arg("EX")
+                .arg(LIFE),
+        )
         .await;
     let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
     assert!(f.repo.rotate_legacy(f.uid, legacy, &start).await.unwrap());
@@ -600,7 +654,10 @@ async fn end_session_and_end_other_sessions_count() {
     assert!(f.entry(d).await.is_none());
     assert_eq!(f.repo.end_other_sessions(f.uid, c).await.unwrap(), 0);
     assert_eq!(
-        f.repo.end_other_sessions(f.uid, Uuid::new_v4()).await.unwrap(),
+        f.repo
+            .end_other_sessions(f.uid, Uuid::new_v4())
+            .await
+            .unwrap(),
         1
     );
     assert!(!f.exists(&f.index()).await);
@@ -616,7 +673,13 @@ async fn sign_out_everywhere_removes_the_index_and_grace_keys() {
     let new_jti = f.rotate(sid, jti, f.now).await;
     let legacy = Uuid::new_v4();
     let _: () = f
-        .cmd(redis::cmd("SET").arg(f.key(legacy)).arg("1").arg("EX").arg(LIFE))
+        .cmd(
+            redis::cmd("SET")
+                .arg(f.key(legacy))
+                .arg("1")
+                .arg("EX")
+                .arg(LIFE),
+        )
         .await;
     let mut expected = vec![f.key(new_jti), f.grace(jti), f.index(), f.key(legacy)];
     expected.sort();
