@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::model::TokenRepository;
+use crate::model::{RefreshOutcome, RefreshStep, SessionInfo, SessionStart};
 
 /// Keys found per SCAN step on sign-out; small COUNTs multiply round trips.
 const SCAN_COUNT: usize = 1000;
@@ -114,35 +115,33 @@ fn ttl_secs(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl TokenRepository for RedisTokenRepository {
-    async fn set_refresh_token(&self, uid: Uuid, jti: Uuid, ttl: Duration) -> AppResult<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(key(uid, jti))
-            .arg("1")
-            .arg("EX")
-            .arg(ttl_secs(ttl))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(map_redis_error)
+    async fn start_session(&self, _uid: Uuid, _start: &SessionStart) -> AppResult<()> {
+        Err(pending())
     }
 
-    async fn rotate_refresh_token(
+    async fn refresh(&self, _uid: Uuid, _step: &RefreshStep) -> AppResult<RefreshOutcome> {
+        Err(pending())
+    }
+
+    async fn rotate_legacy(
         &self,
-        uid: Uuid,
-        old_jti: Uuid,
-        new_jti: Uuid,
-        ttl: Duration,
+        _uid: Uuid,
+        _jti: Uuid,
+        _start: &SessionStart,
     ) -> AppResult<bool> {
-        let mut conn = self.conn.clone();
-        let taken: i64 = ROTATE
-            .key(key(uid, old_jti))
-            .key(key(uid, new_jti))
-            .key(signout_marker(uid))
-            .arg(ttl_secs(ttl))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
-        Ok(taken == 1)
+        Err(pending())
+    }
+
+    async fn list_sessions(&self, _uid: Uuid, _now: u64) -> AppResult<Vec<SessionInfo>> {
+        Err(pending())
+    }
+
+    async fn end_session(&self, _uid: Uuid, _sid: Uuid) -> AppResult<bool> {
+        Err(pending())
+    }
+
+    async fn end_other_sessions(&self, _uid: Uuid, _keep: Uuid) -> AppResult<u64> {
+        Err(pending())
     }
 
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64> {
@@ -199,4 +198,11 @@ impl TokenRepository for RedisTokenRepository {
             .map(drop)
             .map_err(map_redis_error)
     }
+}
+
+// BASE placeholder, replaced by the sessions implementation of this store.
+fn pending() -> crate::error::AppError {
+    crate::error::AppError::Internal(anyhow::anyhow!(
+        "sessions not implemented in this store yet"
+    ))
 }

@@ -11,6 +11,8 @@ use crate::model::{Email, Password, User, UserDetails, UserRepository, UserServi
 
 /// The one answer for an unknown email and for a wrong password.
 pub const BAD_CREDENTIALS: &str = "invalid email and password combination";
+/// The answer to a failed re-authentication.
+pub const WRONG_CURRENT_PASSWORD: &str = "the current password is wrong";
 
 /// [`UserService`] over a [`UserRepository`].
 pub struct UserServiceImpl {
@@ -55,6 +57,23 @@ impl UserService for UserServiceImpl {
             Some(user) if matches => Ok(user),
             _ => Err(AppError::unauthorized(BAD_CREDENTIALS)),
         }
+    }
+
+    async fn check_password(&self, user: &User, password: Password) -> AppResult<()> {
+        if self
+            .hasher
+            .verify(&password, Some(user.password_hash.as_str()))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(WRONG_CURRENT_PASSWORD.into()))
+        }
+    }
+
+    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<()> {
+        let password_hash = self.hasher.hash(&password).await?;
+        self.repo.update_password_hash(uid, &password_hash).await
     }
 
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
