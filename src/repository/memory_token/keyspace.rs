@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -188,7 +186,14 @@ impl Keyspace {
 
     /// `HSET <uid>:sessions sid entry`, then the index TTL raised to at least
     /// `expires` (the written token's): the index outlives every token.
-    pub(super) fn hset(&mut self, uid: Uuid, sid: Uuid, entry: SessionEntry, expires: Instant, now: Instant) {
+    pub(super) fn hset(
+        &mut self,
+        uid: Uuid,
+        sid: Uuid,
+        entry: SessionEntry,
+        expires: Instant,
+        now: Instant,
+    ) {
         let key = index_key(uid);
         if let Some(Value::Index(index)) = self.get_mut(&key, now) {
             index.insert(sid, entry);
@@ -216,7 +221,9 @@ impl Keyspace {
 
 /// Grace successors in the snapshot: base64, not a JSON array of numbers.
 mod base64_bytes {
-    use super::{Deserialize as _, Deserializer, Engine as _, STANDARD, Serializer};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize as _, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&STANDARD.encode(bytes))

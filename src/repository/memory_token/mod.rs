@@ -2,7 +2,7 @@
 //! single embedded instance.
 //!
 //! The same keys and the same semantics as the Redis store
-//! (`/work/spec/sessions-store.md`): a whitelist entry `<uid>:<jti>` per live
+//! (issue 8): a whitelist entry `<uid>:<jti>` per live
 //! token recording its session, the per-user index `<uid>:sessions`, grace
 //! successors `<uid>:grace:<jti>`, each with its TTL (an expired key is
 //! unusable at once and reclaimed by a background sweep). Each method holds

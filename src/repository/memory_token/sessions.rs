@@ -1,4 +1,4 @@
-//! The session steps of the store contract (`/work/spec/sessions-store.md`),
+//! The session steps of the store contract (issue 8),
 //! each one function on the [`Keyspace`], run under the store's one lock: the
 //! same steps, in the same order, as the Redis store's Lua scripts.
 //!
@@ -6,6 +6,7 @@
 //! sessions (`exp`, `ends`, the grace window), and `at` (the store's
 //! monotonic clock) keeps TTLs, exactly as Redis keeps them by its own clock.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,6 +18,16 @@ use crate::model::{RefreshOutcome, RefreshStep, SessionInfo, SessionStart};
 /// A token's TTL: until its `exp`, at least a second (`EX` refuses 0).
 fn ttl_until(exp: u64, now: u64) -> Duration {
     Duration::from_secs(exp.saturating_sub(now).max(1))
+}
+
+/// The session to evict: the smallest `last`, then the smallest `created`
+/// (then the smallest sid, to be deterministic), never `new`.
+fn least_recently_used(index: &BTreeMap<Uuid, SessionEntry>, new: Uuid) -> Option<Uuid> {
+    index
+        .iter()
+        .filter(|(sid, _)| **sid != new)
+        .min_by_key(|(sid, e)| (e.last, e.created, **sid))
+        .map(|(sid, _)| *sid)
 }
 
 impl Keyspace {
@@ -67,16 +78,11 @@ impl Keyspace {
         self.hset(uid, start.sid, entry, expires, at);
         self.prune(uid, start.now, at);
         let cap = usize::try_from(start.max_sessions).unwrap_or(usize::MAX);
-        loop {
-            let Some(index) = self.index(uid, at).filter(|index| index.len() > cap) else {
-                break;
-            };
-            let victim = index
-                .iter()
-                .filter(|(sid, _)| **sid != start.sid)
-                .min_by_key(|(sid, e)| (e.last, e.created, **sid))
-                .map(|(sid, _)| *sid);
-            let Some(victim) = victim else { break };
+        while let Some(victim) = self
+            .index(uid, at)
+            .filter(|index| index.len() > cap)
+            .and_then(|index| least_recently_used(index, start.sid))
+        {
             self.end_session(uid, victim, at);
         }
     }
@@ -142,7 +148,13 @@ impl Keyspace {
     }
 
     /// Takes a legacy entry and, only if it was there, starts `start`.
-    pub(super) fn rotate_legacy(&mut self, uid: Uuid, jti: Uuid, start: &SessionStart, at: Instant) -> bool {
+    pub(super) fn rotate_legacy(
+        &mut self,
+        uid: Uuid,
+        jti: Uuid,
+        start: &SessionStart,
+        at: Instant,
+    ) -> bool {
         if !self.del(&token_key(uid, jti), at) {
             return false;
         }

@@ -38,7 +38,10 @@ struct SnapshotIn {
 enum ItemIn {
     /// The format from before sessions: a whitelist entry's expiry only.
     Legacy(u64),
-    Item { expires_at: u64, value: Value },
+    Item {
+        expires_at: u64,
+        value: Value,
+    },
 }
 
 fn unix_now() -> u64 {
