@@ -360,6 +360,34 @@ mod tests {
     }
 
     #[test]
+    fn session_settings_have_defaults_and_bounds() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.max_sessions_per_user, 10);
+        assert_eq!(c.session_max_age, Duration::from_secs(2_592_000));
+        let c = Config::from_vars(vars(&[("REFRESH_REUSE_GRACE", "0")])).unwrap();
+        assert_eq!(
+            c.refresh_reuse_grace,
+            Duration::ZERO,
+            "0 turns the window off"
+        );
+        for (name, value) in [
+            ("REFRESH_REUSE_GRACE", "61"),
+            ("REFRESH_REUSE_GRACE", "-1"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+            ("MAX_SESSIONS_PER_USER", "1001"),
+            ("SESSION_MAX_AGE", "0"),
+            ("SESSION_MAX_AGE", "31536001"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_match_the_configuration_table() {
         let c = Config::from_vars(vars(&[])).unwrap();
         assert_eq!(c.bind_address(), "127.0.0.1:8080");

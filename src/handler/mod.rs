@@ -12,10 +12,10 @@ mod health;
 mod jwks;
 mod middleware;
 mod openapi;
-#[cfg(all(test, any()))] // TODO(sessions): being rewritten
+#[cfg(test)]
 mod openapi_tests;
 mod sessions;
-#[cfg(all(test, any()))] // TODO(sessions): being rewritten
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

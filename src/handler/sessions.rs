@@ -95,8 +95,8 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    fn new(session: SessionInfo, current: Option<&str>) -> Self {
-        let is_current = current.is_some_and(|sid| sid == session.id.to_string());
+    fn new(session: SessionInfo, current: Option<Uuid>) -> Self {
+        let is_current = current == Some(session.id);
         Self {
             id: session.id,
             created_at: session.created_at,
@@ -129,7 +129,7 @@ pub async fn list(
     AuthUser(claims): AuthUser,
 ) -> AppResult<Json<SessionsResponse>> {
     let sessions = state.account.sessions(&claims).await?;
-    let current = claims.sid.as_deref();
+    let current = claims.sid.as_deref().and_then(|sid| Uuid::parse_str(sid).ok());
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()

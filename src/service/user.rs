@@ -218,4 +218,34 @@ mod tests {
         assert_eq!(user.email, "new@example.com");
         assert_eq!(user.website, "https://ada.example");
     }
+
+    #[tokio::test]
+    async fn a_re_authentication_with_a_wrong_password_is_forbidden_not_unauthorized() {
+        let user = stored_user("correct horse").await;
+        let svc = service(MockUserRepository::new());
+        svc.check_password(&user, password("correct horse"))
+            .await
+            .unwrap();
+        let err = svc
+            .check_password(&user, password("wrong horse"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_new_password_is_stored_as_a_fresh_argon2id_hash() {
+        let uid = Uuid::new_v4();
+        let mut repo = MockUserRepository::new();
+        repo.expect_update_password_hash()
+            .withf(move |u, hash| {
+                *u == uid && hash.starts_with("$argon2id$") && !hash.contains("new horse")
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        service(repo)
+            .set_password(uid, password("new horse battery"))
+            .await
+            .unwrap();
+    }
 }
