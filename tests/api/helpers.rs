@@ -304,7 +304,7 @@ impl Drop for TestApp {
 }
 
 /// Tokens returned by sign-up, sign-in and refresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub id_token: String,
     pub refresh_token: String,
@@ -404,8 +404,22 @@ impl TestApp {
             .expect("request")
     }
 
-    /// The whitelist keys of a user (in Redis found with SCAN), sorted.
+    /// The whitelist entries of a user, `<uid>:<jti>`, sorted (not the
+    /// session index or grace keys).
     pub async fn refresh_keys(&self, uid: Uuid) -> Vec<String> {
+        let prefix = format!("{uid}:");
+        self.user_keys(uid)
+            .await
+            .into_iter()
+            .filter(|key| {
+                key.strip_prefix(&prefix)
+                    .is_some_and(|rest| Uuid::parse_str(rest).is_ok())
+            })
+            .collect()
+    }
+
+    /// Every key of a user, `<uid>:*` (in Redis found with SCAN), sorted.
+    pub async fn user_keys(&self, uid: Uuid) -> Vec<String> {
         let pattern = format!("{uid}:");
         let mut keys: Vec<String> = match (&self.redis, &self.memory) {
             (Some(redis), _) => {
