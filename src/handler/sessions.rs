@@ -129,7 +129,10 @@ pub async fn list(
     AuthUser(claims): AuthUser,
 ) -> AppResult<Json<SessionsResponse>> {
     let sessions = state.account.sessions(&claims).await?;
-    let current = claims.sid.as_deref().and_then(|sid| Uuid::parse_str(sid).ok());
+    let current = claims
+        .sid
+        .as_deref()
+        .and_then(|sid| Uuid::parse_str(sid).ok());
     Ok(Json(SessionsResponse {
         sessions: sessions
             .into_iter()

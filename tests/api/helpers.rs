@@ -331,7 +331,7 @@ impl Drop for TestApp {
 }
 
 /// Tokens returned by sign-up, sign-in and refresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub id_token: String,
     pub refresh_token: String,

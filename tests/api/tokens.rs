@@ -12,6 +12,34 @@ use crate::helpers::{
     spawn_app, unique_email,
 };
 
+async fn twenty_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor(
+    backend: Backend,
+) {
+    let app = spawn_app!(backend);
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let responses =
+        futures::future::join_all((0..20).map(|_| app.refresh(&tokens.refresh_token))).await;
+    let mut winners = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        winners.push(Tokens::from_body(&response.json().await.unwrap()));
+    }
+    assert!(
+        winners.iter().all(|pair| *pair == winners[0]),
+        "one rotation: every concurrent refresh gets its successor"
+    );
+    let jti = claims(&winners[0].refresh_token)["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.refresh_keys(uid).await,
+        vec![format!("{uid}:{jti}")],
+        "one live entry"
+    );
+    app.signout(&winners[0].id_token).await;
+}
+
 async fn without_a_grace_window_twenty_concurrent_refreshes_have_one_winner_and_end_the_session(
     backend: Backend,
 ) {
@@ -242,6 +270,7 @@ async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticat
 }
 
 crate::on_every_backend!(
+    twenty_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor,
     without_a_grace_window_twenty_concurrent_refreshes_have_one_winner_and_end_the_session,
     a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies,
     malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests,
@@ -278,7 +307,7 @@ async fn a_refresh_during_a_signout_sweep_is_refused_so_the_sweep_misses_no_key(
         .unwrap();
     // Sign-out removes the keys and its own marker.
     assert_eq!(app.signout(&tokens.id_token).await.status(), 200);
-    assert!(app.refresh_keys(uid).await.is_empty());
+    assert!(app.user_keys(uid).await.is_empty());
     let exists: bool = redis::cmd("EXISTS")
         .arg(&marker)
         .query_async(&mut redis)
