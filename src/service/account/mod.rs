@@ -185,8 +185,11 @@ impl AccountService for AccountServiceImpl {
     ) -> AppResult<()> {
         let user = self.users.get(caller.sub).await?;
         self.users.check_password(&user, current).await?;
-        self.users.set_password(caller.sub, new).await?;
-        self.end_other_sessions(caller).await
+        // The other sessions end first: should the token store be down, the
+        // change is refused (503) before anything is stored, so a stored new
+        // password never leaves a stolen session alive.
+        self.end_other_sessions(caller).await?;
+        self.users.set_password(caller.sub, new).await
     }
 
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims> {
