@@ -169,12 +169,12 @@ impl AccountService for AccountServiceImpl {
                 )]));
             };
             self.users.check_password(&user, password).await?;
-        }
-        let updated = self.users.update_details(caller.sub, details).await?;
-        if email_changes {
+            // As for a password change: the other sessions end before the
+            // new email is stored, so an outage of the token store refuses
+            // the change rather than leave a stolen session alive after it.
             self.end_other_sessions(caller).await?;
         }
-        Ok(updated)
+        self.users.update_details(caller.sub, details).await
     }
 
     async fn change_password(
