@@ -16,13 +16,37 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum Value {
-    /// `<uid>:<jti>`: a live refresh token and the session it belongs to
-    /// (`None`: an entry from before sessions, the value `1` in Redis).
-    Token { sid: Option<Uuid> },
+    /// `<uid>:<jti>`: a live refresh token and its session: id, start, last
+    /// use and client as of this token (`sid: None` and the rest empty: an
+    /// entry from before sessions, the value `1` in Redis).
+    Token {
+        sid: Option<Uuid>,
+        #[serde(default)]
+        created: u64,
+        #[serde(default)]
+        last: u64,
+        #[serde(default)]
+        ua: String,
+        #[serde(default)]
+        ip: String,
+    },
     /// `<uid>:sessions`: the per-user index, sid → entry (a Redis hash).
     Index(BTreeMap<Uuid, SessionEntry>),
     /// `<uid>:grace:<jti>`: the sealed successor of the token `<jti>`.
     Grace(#[serde(with = "base64_bytes")] Vec<u8>),
+}
+
+impl Value {
+    /// An entry from before sessions.
+    pub(super) fn legacy_token() -> Self {
+        Self::Token {
+            sid: None,
+            created: 0,
+            last: 0,
+            ua: String::new(),
+            ip: String::new(),
+        }
+    }
 }
 
 /// One session in the index: the JSON value of a `<uid>:sessions` field.

@@ -62,8 +62,14 @@ impl Keyspace {
     /// least recently used sessions beyond the cap (never the new one).
     pub(super) fn start_session(&mut self, uid: Uuid, start: &SessionStart, at: Instant) {
         let expires = at + ttl_until(start.exp, start.now);
-        let sid = Some(start.sid);
-        self.set(token_key(uid, start.jti), Value::Token { sid }, expires);
+        let record = Value::Token {
+            sid: Some(start.sid),
+            created: start.now,
+            last: start.now,
+            ua: start.client.user_agent.clone(),
+            ip: start.client.ip.clone(),
+        };
+        self.set(token_key(uid, start.jti), record, expires);
         let entry = SessionEntry {
             jti: start.jti,
             exp: start.exp,
@@ -110,8 +116,14 @@ impl Keyspace {
                 return RefreshOutcome::Unknown;
             }
             let expires = at + ttl_until(step.new_exp, step.now);
-            let sid = Some(step.sid);
-            self.set(token_key(uid, step.new_jti), Value::Token { sid }, expires);
+            let record = Value::Token {
+                sid: Some(step.sid),
+                created: entry.created,
+                last: step.now,
+                ua: step.client.user_agent.clone(),
+                ip: step.client.ip.clone(),
+            };
+            self.set(token_key(uid, step.new_jti), record, expires);
             let rotated = SessionEntry {
                 jti: step.new_jti,
                 exp: step.new_exp,

@@ -64,7 +64,7 @@ pub(super) fn load(path: &Path) -> anyhow::Result<Option<Keyspace>> {
     let mut keys = Keyspace::default();
     for (key, item) in snapshot.entries {
         let (expires_at, value) = match item {
-            ItemIn::Legacy(expires_at) => (expires_at, Value::Token { sid: None }),
+            ItemIn::Legacy(expires_at) => (expires_at, Value::legacy_token()),
             ItemIn::Item { expires_at, value } => (expires_at, value),
         };
         if expires_at > unix_now {

@@ -3,8 +3,9 @@
 //! Key layout (every key of a user but the sign-out marker starts with `<uid>:`,
 //! so sign-out everywhere, SCAN `<uid>:*` + UNLINK, removes them all):
 //!
-//! - `<uid>:<jti>`: a live refresh token; value `{"sid":"<uuid>"}` (its
-//!   session), TTL to the token's `exp`. Entries from before sessions hold `1`.
+//! - `<uid>:<jti>`: a live refresh token; value `{"sid", "created", "last",
+//!   "ua", "ip"}` (its session as of this token: id, start, last use, client),
+//!   TTL to the token's `exp`. Entries from before sessions hold `1`.
 //! - `<uid>:sessions`: the user's index, a HASH sid → JSON `{"jti", "exp",
 //!   "prev", "rotated", "created", "last", "ends", "ua", "ip"}` (current and
 //!   previous token, last rotation, start, last use, absolute end, client).

@@ -264,7 +264,14 @@ async fn start_session_writes_the_entry_and_the_index() {
     f.repo.start_session(f.uid, &start).await.unwrap();
 
     let value: Value = serde_json::from_slice(&f.get(&f.key(jti)).await.unwrap()).unwrap();
-    assert_eq!(value, serde_json::json!({ "sid": sid.to_string() }));
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "sid": sid.to_string(), "created": f.now, "last": f.now,
+            "ua": "Mozilla/5.0 (X11) «é»", "ip": "192.0.2.7",
+        }),
+        "the entry records its session"
+    );
     assert_ttl_near(f.ttl(&f.key(jti)).await, LIFE);
 
     let entry = f.entry(sid).await.unwrap();
@@ -342,6 +349,8 @@ async fn refresh_with_the_current_token_rotates() {
     assert!(!f.exists(&f.key(jti)).await);
     let value: Value = serde_json::from_slice(&f.get(&f.key(new_jti)).await.unwrap()).unwrap();
     assert_eq!(value["sid"], sid.to_string());
+    assert_eq!(value["created"], f.now, "the session's start");
+    assert_eq!(value["last"], f.now + 5, "this rotation");
     assert_ttl_near(f.ttl(&f.key(new_jti)).await, 2 * LIFE);
     assert_eq!(f.get(&f.grace(jti)).await, Some(sealed(new_jti)));
     assert_ttl_near(f.ttl(&f.grace(jti)).await, GRACE);

@@ -61,7 +61,10 @@ local function start_session(token_key)
   local exp, now, ends = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
   local max_sessions = tonumber(ARGV[8])
   local ttl = math.max(exp - now, 1)
-  redis.call('SET', token_key, cjson.encode({ sid = sid }), 'EX', ttl)
+  -- The entry records its session as of this token.
+  redis.call('SET', token_key, cjson.encode({
+    sid = sid, created = now, last = now, ua = ARGV[6], ip = ARGV[7],
+  }), 'EX', ttl)
   redis.call('HSET', index, sid, cjson.encode({
     jti = jti, exp = exp, prev = cjson.null, rotated = cjson.null,
     created = now, last = now, ends = ends, ua = ARGV[6], ip = ARGV[7],

@@ -23,7 +23,9 @@ if entry.jti == jti then
     return { 'unknown' }
   end
   local ttl = math.max(new_exp - now, 1)
-  redis.call('SET', KEYS[4], cjson.encode({ sid = sid }), 'EX', ttl)
+  redis.call('SET', KEYS[4], cjson.encode({
+    sid = sid, created = entry.created, last = now, ua = ARGV[8], ip = ARGV[9],
+  }), 'EX', ttl)
   local old_prev = entry.prev
   entry.prev = jti
   entry.rotated = now
