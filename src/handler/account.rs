@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::openapi::{BodyErrors, ServerErrors, tags};
+use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, tags};
 use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
@@ -240,10 +240,8 @@ pub async fn tokens(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user of the ID token", body = UserResponse),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
-        ServerErrors,
+        BearerErrors,
     )
 )]
 pub async fn me(
@@ -268,12 +266,10 @@ pub async fn me(
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 403, description = "`FORBIDDEN`: the email changes and `currentPassword` is wrong", body = ErrorBody),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
         (status = 409, description = "The email is registered to another user", body = ErrorBody),
-        BodyErrors,
+        BearerBodyErrors,
     )
 )]
 pub async fn details(
@@ -315,12 +311,10 @@ pub async fn details(
     responses(
         (status = 204, description = "Changed; the other sessions are ended"),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 403, description = "`FORBIDDEN`: the current password is wrong", body = ErrorBody,
          example = json!({"error": {"type": "FORBIDDEN", "message": "the current password is wrong"}})),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
-        BodyErrors,
+        BearerBodyErrors,
     )
 )]
 pub async fn password(

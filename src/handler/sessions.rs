@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::openapi::{ServerErrors, tags};
+use super::openapi::{BearerErrors, tags};
 use super::{AppState, AuthUser};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::model::{SessionInfo, SignOutScope};
@@ -44,9 +44,7 @@ pub struct SignOutParams {
     responses(
         (status = 200, description = "Signed out", body = MessageResponse),
         (status = 400, description = "An unknown `scope`, or `local`/`others` with an ID token issued before sessions", body = ErrorBody),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
-        ServerErrors,
+        BearerErrors,
     )
 )]
 pub async fn signout(
@@ -119,9 +117,7 @@ impl SessionView {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The sessions", body = SessionsResponse),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
-        ServerErrors,
+        BearerErrors,
     )
 )]
 pub async fn list(
@@ -152,10 +148,8 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The session's id")),
     responses(
         (status = 204, description = "Ended"),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 404, description = "No such session of the caller's", body = ErrorBody),
-        ServerErrors,
+        BearerErrors,
     )
 )]
 pub async fn end(

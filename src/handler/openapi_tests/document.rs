@@ -214,6 +214,32 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
             "sign-up {status}"
         );
     }
+    // The bearer operations share one 401, with its challenge header.
+    let unauthorized = spec
+        .components
+        .as_ref()
+        .expect("components")
+        .responses
+        .get("Unauthorized")
+        .expect("an Unauthorized component")
+        .resolve(&spec)
+        .expect("resolves");
+    assert!(unauthorized.headers.contains_key("WWW-Authenticate"));
+    assert_eq!(schema_ref(&unauthorized).as_deref(), Some(ERROR_SCHEMA));
+    for (path, method) in [
+        ("/api/account/me", "get"),
+        ("/api/account/signout", "post"),
+        ("/api/account/details", "put"),
+        ("/api/account/password", "put"),
+        ("/api/account/sessions", "get"),
+        ("/api/account/sessions/{id}", "delete"),
+    ] {
+        assert_eq!(
+            raw["paths"][path][method]["responses"]["401"]["$ref"],
+            "#/components/responses/Unauthorized",
+            "{method} {path}"
+        );
+    }
     let me = &raw["paths"]["/api/account/me"]["get"]["responses"];
     assert_eq!(me["500"]["$ref"], "#/components/responses/Internal");
     assert_eq!(
