@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ClientInfo, Email, IdClaims, Password, RefreshClaims, RefreshOutcome, RefreshStep, Rotation,
-    SessionInfo, SessionStart, SignOutScope, TokenPair, User, UserDetails,
+    ClientInfo, CredentialChange, Email, IdClaims, Password, RefreshClaims, RefreshOutcome,
+    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, TokenPair, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -91,8 +91,8 @@ pub trait UserService: Send + Sync {
     /// `Ok` if `password` is the user's; `Forbidden` if not (a failed
     /// re-authentication is never a 401, which clients read as "refresh").
     async fn check_password(&self, user: &User, password: Password) -> AppResult<()>;
-    /// Stores a new password (hashed).
-    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<()>;
+    /// Stores a new password (hashed); returns the stored hash.
+    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String>;
     /// Replaces name, email and website; `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
     /// Removes a user (a sign-up whose tokens could not be issued is undone).
@@ -122,6 +122,15 @@ pub trait TokenService: Send + Sync {
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
     /// Ends every session of the user but `keep`; how many.
     async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64>;
+    /// After a password change (the new hash is stored): ends every session
+    /// but `keep` (all with `None`) and refuses, in the same step, any session
+    /// a sign-in that read the previous hash would still start.
+    async fn password_changed(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        password_hash: &str,
+    ) -> AppResult<u64>;
     /// Removes every key of the user (sign-out everywhere); how many.
     async fn revoke_all(&self, uid: Uuid) -> AppResult<u64>;
     /// Checks an ID token with the one validator and the published keys.
@@ -164,14 +173,18 @@ pub trait UserRepository: Send + Sync {
 pub trait TokenRepository: Send + Sync {
     /// Whitelists the session's first token and adds the session to the
     /// index, ending the least recently used sessions beyond
-    /// `start.max_sessions` (and pruning ended ones).
-    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<()>;
+    /// `start.max_sessions` (and pruning ended ones). `false` (nothing
+    /// written) when a password change guards `<uid>:credential` with another
+    /// fingerprint than `start.credential`.
+    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool>;
     /// Decides a refresh (see [`RefreshOutcome`]): exactly one of concurrent
     /// steps with the same token rotates; the others replay or are refused.
     async fn refresh(&self, uid: Uuid, step: &RefreshStep) -> AppResult<RefreshOutcome>;
-    /// A refresh token from before sessions (entry `<uid>:<jti>`, no `sid`):
-    /// takes the entry and, only if it was there, starts `start` in the same
-    /// step. Whether it was there.
+    /// A refresh token from before sessions (entry `<uid>:<jti>` without a
+    /// session): takes the entry and, only if it was there, starts `start` in
+    /// the same step. Whether it did. Refused (nothing taken) while
+    /// `<uid>:nolegacy` exists (the user's other sessions were ended) or the
+    /// credential guard refuses `start`.
     async fn rotate_legacy(&self, uid: Uuid, jti: Uuid, start: &SessionStart) -> AppResult<bool>;
     /// The user's live sessions, most recently used first; sessions whose
     /// token or absolute lifetime has expired are pruned on the way.
@@ -179,8 +192,17 @@ pub trait TokenRepository: Send + Sync {
     /// Ends one session (its current token, its grace successor, its index
     /// entry); whether it existed.
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
-    /// Ends every session of the user but `keep`; how many.
-    async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64>;
+    /// Ends every session of the user but `keep` (all of them with `None`),
+    /// and from then on refuses the user's refresh tokens from before sessions
+    /// (`<uid>:nolegacy`); with `change`, also guards `<uid>:credential`
+    /// against sessions authenticated with the previous password. How many
+    /// sessions ended.
+    async fn end_other_sessions(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        change: Option<CredentialChange>,
+    ) -> AppResult<u64>;
     /// Removes every key `<uid>:*` (sign-out everywhere, by SCAN); how many.
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64>;
     /// Answers when the store is reachable.

@@ -11,7 +11,8 @@ mod user;
 
 pub use interfaces::{AccountService, TokenRepository, TokenService, UserRepository, UserService};
 pub use session::{
-    ClientInfo, RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
+    CREDENTIAL_GUARD_SECS, ClientInfo, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
+    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
 };
 pub use token::{Audience, IdClaims, RefreshClaims, TokenPair};
 pub use user::{Email, Password, User, UserDetails, Website, parse_name};

@@ -66,7 +66,30 @@ pub struct SessionStart {
     /// After this session is added, the least recently used sessions beyond
     /// this many are ended (`MAX_SESSIONS_PER_USER`).
     pub max_sessions: u32,
+    /// Fingerprint of the password hash the user authenticated against: a
+    /// sign-in that read the hash before a password change must not start a
+    /// session after it (see [`CredentialChange`]).
+    pub credential: String,
 }
+
+/// What ends the other sessions of a user besides ending them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialChange {
+    /// The new password hash's fingerprint: for [`CREDENTIAL_GUARD_SECS`],
+    /// a session start carrying another fingerprint (a sign-in that read the
+    /// old hash) is refused.
+    pub credential: String,
+}
+
+/// How long a password change keeps refusing sessions authenticated with the
+/// previous password: longer than any request can be in flight
+/// (`HANDLER_TIMEOUT` is at most an hour).
+pub const CREDENTIAL_GUARD_SECS: u64 = 3_600;
+
+/// How long ending the other sessions keeps refusing refresh tokens from
+/// before sessions (which no index lists): longer than any of them lives
+/// (`REFRESH_TOKEN_EXP` is at most a year).
+pub const LEGACY_GUARD_SECS: u64 = 31_536_000;
 
 /// One refresh, decided by [`crate::model::TokenRepository::refresh`] in one
 /// atomic store step.

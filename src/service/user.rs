@@ -71,9 +71,10 @@ impl UserService for UserServiceImpl {
         }
     }
 
-    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<()> {
+    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String> {
         let password_hash = self.hasher.hash(&password).await?;
-        self.repo.update_password_hash(uid, &password_hash).await
+        self.repo.update_password_hash(uid, &password_hash).await?;
+        Ok(password_hash)
     }
 
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {

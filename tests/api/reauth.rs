@@ -191,11 +191,49 @@ async fn with_an_id_token_from_before_sessions_a_password_change_ends_every_sess
         )
         .await;
     }
-    assert!(app.user_keys(uid).await.is_empty());
+    assert!(app.refresh_keys(uid).await.is_empty());
+    assert_eq!(
+        app.user_keys(uid).await,
+        [format!("{uid}:credential"), format!("{uid}:nolegacy")],
+        "only the guards are left"
+    );
 }
 
 crate::on_every_backend!(
     a_password_change_ends_the_other_sessions_and_keeps_the_callers,
     changing_the_email_needs_the_current_password_and_ends_the_other_sessions,
     with_an_id_token_from_before_sessions_a_password_change_ends_every_session,
+    no_session_signed_in_with_the_old_password_survives_a_password_change,
 );
+
+/// Sign-ins with the old password racing a password change: whichever way
+/// they interleave, none of their sessions survives the change.
+async fn no_session_signed_in_with_the_old_password_survives_a_password_change(backend: Backend) {
+    let app = spawn_app!(backend);
+    let email = unique_email();
+    let (_, caller) = app.signup(&email).await;
+    let racing = async {
+        let mut pairs = Vec::new();
+        for _ in 0..12 {
+            let response = app
+                .post_json("/signin", &json!({"email": email, "password": PASSWORD}))
+                .await;
+            if response.status() == 200 {
+                pairs.push(Tokens::from_body(&response.json().await.unwrap()));
+            }
+        }
+        pairs
+    };
+    let change = async {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        app.change_password(&caller.id_token, PASSWORD, NEW_PASSWORD)
+            .await
+    };
+    let (pairs, response) = tokio::join!(racing, change);
+    assert_eq!(response.status(), 204);
+    for pair in &pairs {
+        assert_error(app.refresh(&pair.refresh_token).await, 401, "AUTHORIZATION").await;
+    }
+    app.refreshed(&caller.refresh_token).await;
+    app.signout(&caller.id_token).await;
+}

@@ -375,3 +375,44 @@ async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_em
         .await;
     assert_legacy_token_rotates_once(&app, uid, &legacy_refresh_token(uid, jti)).await;
 }
+
+/// PostgreSQL + Redis only: a pre-sessions entry written by hand is in no
+/// session index, yet ending the other sessions must reach it too.
+#[tokio::test]
+async fn a_refresh_token_from_before_sessions_is_refused_once_the_other_sessions_end() {
+    let app = spawn_app!(Backend::Real);
+    let email = unique_email();
+    let (uid, tokens) = app.signup(&email).await;
+    let mut legacy = Vec::new();
+    for _ in 0..2 {
+        let jti = Uuid::new_v4();
+        let mut redis = app.redis().unwrap();
+        redis::cmd("SET")
+            .arg(format!("{uid}:{jti}"))
+            .arg("1")
+            .arg("EX")
+            .arg(600)
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+        legacy.push(legacy_refresh_token(uid, jti));
+    }
+    // Signing out the others, then changing the password: each must leave
+    // no token from before sessions usable.
+    let response = app
+        .client
+        .post(app.url("/signout?scope=others"))
+        .bearer_auth(&tokens.id_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_error(app.refresh(&legacy[0]).await, 401, "AUTHORIZATION").await;
+    assert_eq!(
+        app.sessions(&tokens.id_token).await.len(),
+        1,
+        "no session started"
+    );
+    app.refreshed(&tokens.refresh_token).await;
+    app.signout(&tokens.id_token).await;
+}

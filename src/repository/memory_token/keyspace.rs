@@ -34,6 +34,9 @@ pub(super) enum Value {
     Index(BTreeMap<Uuid, SessionEntry>),
     /// `<uid>:grace:<jti>`: the sealed successor of the token `<jti>`.
     Grace(#[serde(with = "base64_bytes")] Vec<u8>),
+    /// `<uid>:credential` (the fingerprint a password change guards session
+    /// starts with) and `<uid>:nolegacy`.
+    Guard(String),
 }
 
 impl Value {
@@ -81,6 +84,14 @@ pub(super) fn grace_key(uid: Uuid, jti: Uuid) -> String {
 }
 
 /// Every key of a user starts with this.
+pub(super) fn credential_key(uid: Uuid) -> String {
+    format!("{uid}:credential")
+}
+
+pub(super) fn nolegacy_key(uid: Uuid) -> String {
+    format!("{uid}:nolegacy")
+}
+
 pub(super) fn user_prefix(uid: Uuid) -> String {
     format!("{uid}:")
 }

@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::fs_private::write_private;
-use crate::model::{RefreshOutcome, RefreshStep, SessionInfo, SessionStart, TokenRepository};
+use crate::model::{
+    CredentialChange, RefreshOutcome, RefreshStep, SessionInfo, SessionStart, TokenRepository,
+};
 use keyspace::{Keyspace, user_prefix};
 
 /// How often the background sweep reclaims expired keys by default.
@@ -130,9 +132,8 @@ impl MemoryTokenRepository {
 
 #[async_trait]
 impl TokenRepository for MemoryTokenRepository {
-    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<()> {
-        self.step(|keys, at| keys.start_session(uid, start, at));
-        Ok(())
+    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool> {
+        Ok(self.step(|keys, at| keys.start_guarded_session(uid, start, at)))
     }
 
     async fn refresh(&self, uid: Uuid, step: &RefreshStep) -> AppResult<RefreshOutcome> {
@@ -151,8 +152,13 @@ impl TokenRepository for MemoryTokenRepository {
         Ok(self.step(|keys, at| keys.end_session(uid, sid, at)))
     }
 
-    async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64> {
-        Ok(self.step(|keys, at| keys.end_other_sessions(uid, keep, at)))
+    async fn end_other_sessions(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        change: Option<CredentialChange>,
+    ) -> AppResult<u64> {
+        Ok(self.step(|keys, at| keys.end_other_sessions(uid, keep, change.as_ref(), at)))
     }
 
     /// One step, where Redis needs a marker and a SCAN: no refresh of the

@@ -12,8 +12,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::keyspace::{Keyspace, SessionEntry, Value, grace_key, token_key};
-use crate::model::{RefreshOutcome, RefreshStep, SessionInfo, SessionStart};
+use super::keyspace::{
+    Keyspace, SessionEntry, Value, credential_key, grace_key, nolegacy_key, token_key,
+};
+use crate::model::{
+    CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
+    SessionInfo, SessionStart,
+};
 
 /// A token's TTL: until its `exp`, at least a second (`EX` refuses 0).
 fn ttl_until(exp: u64, now: u64) -> Duration {
@@ -60,7 +65,30 @@ impl Keyspace {
 
     /// Whitelists the first token, indexes the session, prunes, then ends the
     /// least recently used sessions beyond the cap (never the new one).
-    pub(super) fn start_session(&mut self, uid: Uuid, start: &SessionStart, at: Instant) {
+    /// Whether a session authenticated with `credential` may start: not
+    /// while a password change guards another fingerprint.
+    fn credential_ok(&self, uid: Uuid, credential: &str, at: Instant) -> bool {
+        match self.get(&credential_key(uid), at) {
+            Some(Value::Guard(guard)) => guard == credential,
+            _ => true,
+        }
+    }
+
+    /// [`Self::start_session`] unless the credential guard refuses it.
+    pub(super) fn start_guarded_session(
+        &mut self,
+        uid: Uuid,
+        start: &SessionStart,
+        at: Instant,
+    ) -> bool {
+        if !self.credential_ok(uid, &start.credential, at) {
+            return false;
+        }
+        self.start_session(uid, start, at);
+        true
+    }
+
+    fn start_session(&mut self, uid: Uuid, start: &SessionStart, at: Instant) {
         let expires = at + ttl_until(start.exp, start.now);
         let record = Value::Token {
             sid: Some(start.sid),
@@ -167,9 +195,17 @@ impl Keyspace {
         start: &SessionStart,
         at: Instant,
     ) -> bool {
-        if !self.del(&token_key(uid, jti), at) {
+        // Refused while the other sessions' end guards against tokens no
+        // index lists, or the credential guard refuses; only an entry from
+        // before sessions is taken here.
+        if self.exists(&nolegacy_key(uid), at) || !self.credential_ok(uid, &start.credential, at) {
             return false;
         }
+        let key = token_key(uid, jti);
+        if !matches!(self.get(&key, at), Some(Value::Token { sid: None, .. })) {
+            return false;
+        }
+        self.del(&key, at);
         self.start_session(uid, start, at);
         true
     }
@@ -194,17 +230,34 @@ impl Keyspace {
     }
 
     /// Ends every session but `keep`; how many.
-    pub(super) fn end_other_sessions(&mut self, uid: Uuid, keep: Uuid, at: Instant) -> u64 {
+    pub(super) fn end_other_sessions(
+        &mut self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        change: Option<&CredentialChange>,
+        at: Instant,
+    ) -> u64 {
         let others: Vec<Uuid> = self
             .index(uid, at)
             .into_iter()
             .flatten()
             .map(|(sid, _)| *sid)
-            .filter(|sid| *sid != keep)
+            .filter(|sid| Some(*sid) != keep)
             .collect();
-        others
+        let ended = others
             .into_iter()
             .filter(|sid| self.end_session(uid, *sid, at))
-            .count() as u64
+            .count() as u64;
+        let legacy_until = at + Duration::from_secs(LEGACY_GUARD_SECS);
+        self.set(nolegacy_key(uid), Value::Guard("1".into()), legacy_until);
+        if let Some(change) = change {
+            let until = at + Duration::from_secs(CREDENTIAL_GUARD_SECS);
+            self.set(
+                credential_key(uid),
+                Value::Guard(change.credential.clone()),
+                until,
+            );
+        }
+        ended
     }
 }

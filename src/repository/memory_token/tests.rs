@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::keyspace::{SessionEntry, Value, grace_key, index_key, token_key};
 use super::*;
-use crate::model::ClientInfo;
+use crate::model::{CREDENTIAL_GUARD_SECS, ClientInfo};
 
 const NOW: u64 = 1_800_000_000;
 const HOUR: u64 = 3600;
@@ -25,6 +25,7 @@ fn start_at(sid: Uuid, jti: Uuid, now: u64) -> SessionStart {
         ends_at: now + 30 * DAY,
         client: client("first"),
         max_sessions: 10,
+        credential: "c1".into(),
     }
 }
 
@@ -639,20 +640,37 @@ async fn ending_one_or_the_other_sessions_counts_and_removes_their_keys() {
         "its grace successor too"
     );
 
-    assert_eq!(store.end_other_sessions(uid, s3).await.unwrap(), 2);
-    assert_eq!(store.end_other_sessions(uid, s3).await.unwrap(), 0);
+    assert_eq!(
+        store.end_other_sessions(uid, Some(s3), None).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.end_other_sessions(uid, Some(s3), None).await.unwrap(),
+        0
+    );
     assert!(entry(&store, uid, s2).is_none() && entry(&store, uid, s4).is_none());
     assert_eq!(
         names(&store, uid),
-        sorted(vec![token_key(uid, j3), index_key(uid)])
+        sorted(vec![
+            token_key(uid, j3),
+            index_key(uid),
+            format!("{uid}:nolegacy")
+        ])
     );
 
     // The last session ended: the emptied index goes, as an empty hash does.
     assert_eq!(
-        store.end_other_sessions(uid, Uuid::new_v4()).await.unwrap(),
+        store
+            .end_other_sessions(uid, Some(Uuid::new_v4()), None)
+            .await
+            .unwrap(),
         1
     );
-    assert!(names(&store, uid).is_empty());
+    assert_eq!(
+        names(&store, uid),
+        vec![format!("{uid}:nolegacy")],
+        "only the guard against tokens from before sessions is left"
+    );
 }
 
 #[tokio::test]
@@ -780,5 +798,64 @@ async fn a_snapshot_from_before_sessions_loads_as_legacy_entries() {
     assert!(
         format!("{err:#}").contains("not a token-store snapshot"),
         "{err:#}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_password_change_refuses_sessions_authenticated_with_the_previous_password() {
+    let store = MemoryTokenRepository::new();
+    let uid = Uuid::new_v4();
+    let (keep, _) = session(&store, uid, NOW).await;
+    let (other, _) = session(&store, uid, NOW).await;
+    let change = CredentialChange {
+        credential: "c2".into(),
+    };
+    let ended = store
+        .end_other_sessions(uid, Some(keep), Some(change))
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert!(entry(&store, uid, other).is_none());
+
+    // A sign-in that read the previous hash (credential c1) starts nothing.
+    let stale = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    assert!(!store.start_session(uid, &stale).await.unwrap());
+    assert!(value(&store, &token_key(uid, stale.jti)).is_none());
+    assert!(entry(&store, uid, stale.sid).is_none());
+    // One with the new password does.
+    let fresh = SessionStart {
+        credential: "c2".into(),
+        ..start_at(Uuid::new_v4(), Uuid::new_v4(), NOW)
+    };
+    assert!(store.start_session(uid, &fresh).await.unwrap());
+    // The guard lasts as long as a request can be in flight, then lifts.
+    tokio::time::advance(Duration::from_secs(CREDENTIAL_GUARD_SECS + 1)).await;
+    let later = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    assert!(store.start_session(uid, &later).await.unwrap());
+}
+
+#[tokio::test]
+async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_those_are_legacy() {
+    let store = MemoryTokenRepository::new();
+    let uid = Uuid::new_v4();
+    // A session's own entry is not a legacy entry.
+    let (_, jti) = session(&store, uid, NOW).await;
+    let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    assert!(!store.rotate_legacy(uid, jti, &start).await.unwrap());
+    assert!(value(&store, &token_key(uid, jti)).is_some(), "not taken");
+
+    let legacy = Uuid::new_v4();
+    store.step(|keys, at| {
+        keys.set(
+            token_key(uid, legacy),
+            Value::legacy_token(),
+            at + Duration::from_secs(HOUR),
+        );
+    });
+    store.end_other_sessions(uid, None, None).await.unwrap();
+    assert!(!store.rotate_legacy(uid, legacy, &start).await.unwrap());
+    assert!(
+        entry(&store, uid, start.sid).is_none(),
+        "no session started"
     );
 }

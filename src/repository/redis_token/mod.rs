@@ -36,7 +36,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::model::{RefreshOutcome, RefreshStep, SessionInfo, SessionStart, TokenRepository};
+use crate::model::{
+    CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
+    SessionInfo, SessionStart, TokenRepository,
+};
 use scripts::{
     END_OTHER_SESSIONS, END_SESSION, LIST_SESSIONS, REFRESH, ROTATE_LEGACY, START_SESSION,
     SWEEP_BEGIN, SWEEP_END,
@@ -135,7 +138,8 @@ fn start_args(invocation: &mut ScriptInvocation<'_>, start: &SessionStart) {
         .arg(start.ends_at)
         .arg(&start.client.user_agent)
         .arg(&start.client.ip)
-        .arg(start.max_sessions);
+        .arg(start.max_sessions)
+        .arg(&start.credential);
 }
 
 /// What `list_sessions` reads of an index entry.
@@ -182,11 +186,11 @@ fn refresh_outcome(reply: Vec<Vec<u8>>) -> AppResult<RefreshOutcome> {
 
 #[async_trait]
 impl TokenRepository for RedisTokenRepository {
-    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<()> {
+    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool> {
         let mut invocation = START_SESSION.key(index_key(uid));
         invocation.key(key(uid, start.jti));
         start_args(&mut invocation, start);
-        self.invoke::<i64>(&invocation).await.map(drop)
+        Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
 
     async fn refresh(&self, uid: Uuid, step: &RefreshStep) -> AppResult<RefreshOutcome> {
@@ -240,9 +244,18 @@ impl TokenRepository for RedisTokenRepository {
         Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
 
-    async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64> {
+    async fn end_other_sessions(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        change: Option<CredentialChange>,
+    ) -> AppResult<u64> {
         let mut invocation = END_OTHER_SESSIONS.key(index_key(uid));
-        invocation.arg(keep.to_string());
+        invocation
+            .arg(keep.map(|sid| sid.to_string()).unwrap_or_default())
+            .arg(change.map(|c| c.credential).unwrap_or_default())
+            .arg(CREDENTIAL_GUARD_SECS)
+            .arg(LEGACY_GUARD_SECS);
         self.invoke(&invocation).await
     }
 

@@ -84,6 +84,7 @@ impl Fixture {
             ends_at: now + MAX_AGE,
             client: ClientInfo::new("agent/1", "10.0.0.1"),
             max_sessions,
+            credential: "c1".into(),
         }
     }
 
@@ -654,17 +655,29 @@ async fn end_session_and_end_other_sessions_count() {
     assert!(!f.repo.end_session(f.uid, Uuid::new_v4()).await.unwrap());
     assert!(!f.exists(&f.key(a_jti)).await);
 
-    assert_eq!(f.repo.end_other_sessions(f.uid, c).await.unwrap(), 2);
+    assert_eq!(
+        f.repo
+            .end_other_sessions(f.uid, Some(c), None)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(f.listed(f.now).await, vec![c]);
     for gone in [f.key(b_jti2), f.grace(b_jti), f.key(d_jti)] {
         assert!(!f.exists(&gone).await, "{gone}");
     }
     assert!(f.exists(&f.key(c_jti)).await);
     assert!(f.entry(d).await.is_none());
-    assert_eq!(f.repo.end_other_sessions(f.uid, c).await.unwrap(), 0);
     assert_eq!(
         f.repo
-            .end_other_sessions(f.uid, Uuid::new_v4())
+            .end_other_sessions(f.uid, Some(c), None)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        f.repo
+            .end_other_sessions(f.uid, Some(Uuid::new_v4()), None)
             .await
             .unwrap(),
         1
@@ -729,5 +742,75 @@ async fn the_index_outlives_the_longest_lived_token() {
     // Never shortened by a shorter-lived write.
     f.session_at(f.now).await;
     assert_ttl_near(f.ttl(&f.index()).await, 5 * LIFE);
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_password_change_refuses_sessions_authenticated_with_the_previous_password() {
+    let Some(f) =
+        fixture("a_password_change_refuses_sessions_authenticated_with_the_previous_password")
+            .await
+    else {
+        return;
+    };
+    let (keep, _) = f.session_at(f.now).await;
+    let (other, _) = f.session_at(f.now).await;
+    let change = CredentialChange {
+        credential: "c2".into(),
+    };
+    let ended = f
+        .repo
+        .end_other_sessions(f.uid, Some(keep), Some(change))
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert_eq!(f.listed(f.now).await, vec![keep]);
+    assert!(f.entry(other).await.is_none());
+
+    // A sign-in that read the previous hash (credential c1) starts nothing.
+    let stale = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    assert!(!f.repo.start_session(f.uid, &stale).await.unwrap());
+    assert!(!f.exists(&f.key(stale.jti)).await);
+    assert!(f.entry(stale.sid).await.is_none());
+    // One with the new password does.
+    let fresh = SessionStart {
+        credential: "c2".into(),
+        ..f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10)
+    };
+    assert!(f.repo.start_session(f.uid, &fresh).await.unwrap());
+    let guard = f.ttl(&format!("{}:credential", f.uid)).await;
+    assert!((1..=3_600).contains(&guard), "guard TTL {guard}");
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_those_are_legacy() {
+    let Some(f) = fixture(
+        "ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_those_are_legacy",
+    )
+    .await
+    else {
+        return;
+    };
+    // A session's own entry is not a legacy entry.
+    let (_, jti) = f.session_at(f.now).await;
+    let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    assert!(!f.repo.rotate_legacy(f.uid, jti, &start).await.unwrap());
+    assert!(f.exists(&f.key(jti)).await, "not taken");
+
+    let legacy = Uuid::new_v4();
+    let _: () = f
+        .cmd(
+            redis::cmd("SET")
+                .arg(f.key(legacy))
+                .arg("1")
+                .arg("EX")
+                .arg(LIFE),
+        )
+        .await;
+    f.repo.end_other_sessions(f.uid, None, None).await.unwrap();
+    assert!(f.listed(f.now).await.is_empty());
+    assert!(!f.repo.rotate_legacy(f.uid, legacy, &start).await.unwrap());
+    assert!(f.entry(start.sid).await.is_none(), "no session started");
     f.finish().await;
 }

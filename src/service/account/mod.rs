@@ -185,11 +185,18 @@ impl AccountService for AccountServiceImpl {
     ) -> AppResult<()> {
         let user = self.users.get(caller.sub).await?;
         self.users.check_password(&user, current).await?;
-        // The other sessions end first: should the token store be down, the
-        // change is refused (503) before anything is stored, so a stored new
-        // password never leaves a stolen session alive.
-        self.end_other_sessions(caller).await?;
-        self.users.set_password(caller.sub, new).await
+        // The new hash is stored first, then the other sessions end in one
+        // store step that also refuses any session a sign-in that read the
+        // previous hash would start later: no order of a racing sign-in
+        // leaves a session on the old password. Should the token store be
+        // down then, the answer is 503 with the password already changed:
+        // repeating the change (new password as the current one) finishes it.
+        let hash = self.users.set_password(caller.sub, new).await?;
+        let keep = session_of(caller).ok();
+        self.tokens
+            .password_changed(caller.sub, keep, &hash)
+            .await
+            .map(drop)
     }
 
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims> {

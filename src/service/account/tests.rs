@@ -388,13 +388,15 @@ async fn a_password_change_checks_the_current_one_stores_the_new_one_and_ends_th
         .expect_set_password()
         .withf(|uid, p| *uid == user().uid && p.expose() == "new password")
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _| Ok("$argon2id$new".into()));
     let mut tokens = MockTokenService::new();
     tokens
-        .expect_end_other_sessions()
-        .with(eq(user().uid), eq(SID))
+        .expect_password_changed()
+        .withf(|uid, keep, hash| {
+            *uid == user().uid && *keep == Some(SID) && hash == "$argon2id$new"
+        })
         .times(1)
-        .returning(|_, _| Ok(3));
+        .returning(|_, _, _| Ok(3));
     service(users, tokens)
         .change_password(
             &caller(Some(SID)),
@@ -415,6 +417,7 @@ async fn a_wrong_current_password_changes_nothing_and_is_forbidden() {
     users.expect_set_password().never();
     let mut tokens = MockTokenService::new();
     tokens.expect_end_other_sessions().never();
+    tokens.expect_password_changed().never();
     let err = service(users, tokens)
         .change_password(
             &caller(Some(SID)),

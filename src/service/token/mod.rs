@@ -8,12 +8,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
 use super::grace;
+use super::user::BAD_CREDENTIALS;
 use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
-    Audience, ClientInfo, IdClaims, RefreshClaims, RefreshOutcome, RefreshStep, Rotation,
-    SessionInfo, SessionStart, TokenPair, TokenRepository, TokenService, User,
+    Audience, ClientInfo, CredentialChange, IdClaims, RefreshClaims, RefreshOutcome, RefreshStep,
+    Rotation, SessionInfo, SessionStart, TokenPair, TokenRepository, TokenService, User,
 };
 use crate::secret::Secret;
 use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
@@ -172,9 +173,20 @@ impl TokenServiceImpl {
             ends_at: ends,
             client: client.clone(),
             max_sessions: self.config.max_sessions,
+            credential: credential_of(&user.password_hash),
         };
         Ok((pair, start))
     }
+}
+
+/// A fingerprint of a password hash: which password a session was
+/// authenticated with, without storing anything that helps guess it.
+fn credential_of(password_hash: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, password_hash.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn now_secs() -> u64 {
@@ -187,7 +199,10 @@ fn now_secs() -> u64 {
 impl TokenService for TokenServiceImpl {
     async fn issue(&self, user: &User, client: &ClientInfo) -> AppResult<TokenPair> {
         let (pair, start) = self.new_session(user, client)?;
-        self.repo.start_session(user.uid, &start).await?;
+        if !self.repo.start_session(user.uid, &start).await? {
+            // The password changed since this sign-in read it.
+            return Err(AppError::unauthorized(BAD_CREDENTIALS));
+        }
         Ok(pair)
     }
 
@@ -253,7 +268,19 @@ impl TokenService for TokenServiceImpl {
     }
 
     async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64> {
-        self.repo.end_other_sessions(uid, keep).await
+        self.repo.end_other_sessions(uid, Some(keep), None).await
+    }
+
+    async fn password_changed(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        password_hash: &str,
+    ) -> AppResult<u64> {
+        let change = CredentialChange {
+            credential: credential_of(password_hash),
+        };
+        self.repo.end_other_sessions(uid, keep, Some(change)).await
     }
 
     async fn revoke_all(&self, uid: Uuid) -> AppResult<u64> {

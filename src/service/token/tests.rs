@@ -67,7 +67,7 @@ async fn issued(user: &User) -> (TokenServiceImpl, TokenPair, SessionStart) {
         let started = Arc::clone(&started);
         move |_, start| {
             *started.lock().unwrap() = Some(start.clone());
-            Ok(())
+            Ok(true)
         }
     });
     let svc = service(repo);
@@ -114,7 +114,7 @@ async fn an_issued_pair_starts_a_session_both_tokens_name() {
 #[tokio::test]
 async fn a_refresh_token_never_outlives_its_session() {
     let mut repo = MockTokenRepository::new();
-    repo.expect_start_session().returning(|_, _| Ok(()));
+    repo.expect_start_session().returning(|_, _| Ok(true));
     let svc = service_with(
         repo,
         TokenConfig {

@@ -53,9 +53,17 @@ local function keep_index_ttl(ttl)
   end
 end
 
+-- Whether a session authenticated with the credential fingerprint ARGV[9]
+-- may start: not while a password change guards `<uid>:credential` with
+-- another one (a sign-in that read the previous password hash).
+local function credential_ok()
+  local guard = redis.call('GET', prefix .. 'credential')
+  return (not guard) or guard == ARGV[9]
+end
+
 -- Starts the session described by ARGV (shared by start_session and
--- rotate_legacy): sid, jti, exp, now, ends, ua, ip, max_sessions; its first
--- token is `token_key` (`<uid>:<jti>`).
+-- rotate_legacy): sid, jti, exp, now, ends, ua, ip, max_sessions,
+-- credential; its first token is `token_key` (`<uid>:<jti>`).
 local function start_session(token_key)
   local sid, jti = ARGV[1], ARGV[2]
   local exp, now, ends = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
