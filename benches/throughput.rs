@@ -211,6 +211,7 @@ fn signing_rows(files: &GeneratedKeyFiles) -> anyhow::Result<Vec<SigningRow>> {
         jti: Some(Uuid::new_v4().to_string()),
         email: "bench@example.com".into(),
         name: "Bench User".into(),
+        sid: Some(Uuid::new_v4().to_string()),
     };
 
     let signer_rate = rate(|| {

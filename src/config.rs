@@ -44,6 +44,13 @@ pub struct Config {
     pub keys: KeyPaths,
     pub id_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long a rotated refresh token may be presented again and get the
+    /// same successor (0: never).
+    pub refresh_reuse_grace: Duration,
+    /// Sessions beyond this many end, least recently used first.
+    pub max_sessions_per_user: u32,
+    /// The absolute lifetime of a session, however often it rotates.
+    pub session_max_age: Duration,
     pub id_token_issuer: String,
     pub id_token_audience: String,
     pub handler_timeout: Duration,
@@ -65,6 +72,10 @@ pub mod defaults {
     /// The verifier's default too: both sides agree unless told otherwise.
     pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME.as_secs();
     pub const REFRESH_TOKEN_EXP: u64 = 259_200;
+    pub const REFRESH_REUSE_GRACE: u64 = 10;
+    pub const MAX_SESSIONS_PER_USER: u32 = 10;
+    /// 30 days.
+    pub const SESSION_MAX_AGE: u64 = 2_592_000;
     pub const ID_TOKEN_ISSUER: &str = crate::verifier::defaults::ISSUER;
     pub const ID_TOKEN_AUDIENCE: &str = crate::verifier::defaults::AUDIENCE;
     pub const HANDLER_TIMEOUT: u64 = 5;
@@ -84,6 +95,11 @@ pub mod limits {
     pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME_LIMIT.as_secs();
     /// One year.
     pub const REFRESH_TOKEN_EXP: u64 = 31_536_000;
+    /// One minute: a replay window, not a second lifetime.
+    pub const REFRESH_REUSE_GRACE: u64 = 60;
+    pub const MAX_SESSIONS_PER_USER: u32 = 1_000;
+    /// One year.
+    pub const SESSION_MAX_AGE: u64 = 31_536_000;
     /// One hour.
     pub const HANDLER_TIMEOUT: u64 = 3_600;
     /// 16 MiB.
@@ -127,6 +143,16 @@ impl Config {
                 "REFRESH_TOKEN_EXP",
                 defaults::REFRESH_TOKEN_EXP,
                 limits::REFRESH_TOKEN_EXP,
+            )?,
+            refresh_reuse_grace: Duration::from_secs(
+                env.parse("REFRESH_REUSE_GRACE", defaults::REFRESH_REUSE_GRACE)?,
+            ),
+            max_sessions_per_user: env
+                .parse("MAX_SESSIONS_PER_USER", defaults::MAX_SESSIONS_PER_USER)?,
+            session_max_age: env.seconds(
+                "SESSION_MAX_AGE",
+                defaults::SESSION_MAX_AGE,
+                limits::SESSION_MAX_AGE,
             )?,
             id_token_issuer: env.string("ID_TOKEN_ISSUER", defaults::ID_TOKEN_ISSUER),
             id_token_audience: env.string("ID_TOKEN_AUDIENCE", defaults::ID_TOKEN_AUDIENCE),
@@ -178,6 +204,20 @@ impl Config {
             bail!(
                 "MAX_BODY_BYTES: must be between 1 and {}",
                 limits::MAX_BODY_BYTES
+            );
+        }
+        if self.refresh_reuse_grace.as_secs() > limits::REFRESH_REUSE_GRACE {
+            bail!(
+                "REFRESH_REUSE_GRACE: must be between 0 and {} seconds",
+                limits::REFRESH_REUSE_GRACE
+            );
+        }
+        if self.max_sessions_per_user == 0
+            || self.max_sessions_per_user > limits::MAX_SESSIONS_PER_USER
+        {
+            bail!(
+                "MAX_SESSIONS_PER_USER: must be between 1 and {}",
+                limits::MAX_SESSIONS_PER_USER
             );
         }
         if self.database_max_connections == 0 {
@@ -317,6 +357,34 @@ mod tests {
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", Config::from_vars(vars(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn session_settings_have_defaults_and_bounds() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.max_sessions_per_user, 10);
+        assert_eq!(c.session_max_age, Duration::from_secs(2_592_000));
+        let c = Config::from_vars(vars(&[("REFRESH_REUSE_GRACE", "0")])).unwrap();
+        assert_eq!(
+            c.refresh_reuse_grace,
+            Duration::ZERO,
+            "0 turns the window off"
+        );
+        for (name, value) in [
+            ("REFRESH_REUSE_GRACE", "61"),
+            ("REFRESH_REUSE_GRACE", "-1"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+            ("MAX_SESSIONS_PER_USER", "1001"),
+            ("SESSION_MAX_AGE", "0"),
+            ("SESSION_MAX_AGE", "31536001"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

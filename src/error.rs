@@ -24,6 +24,13 @@ pub enum AppError {
         message: String,
         invalid_token: bool,
     },
+    /// A rotated refresh token presented again after its grace window: the
+    /// session has been ended.
+    #[error("refresh token was already used; the session has been ended")]
+    RefreshTokenReused,
+    /// A re-authentication failed (wrong current password).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]

@@ -88,9 +88,14 @@ impl Application {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await?;
+        // With the peer address, which sessions record.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await?;
         if let Some((store, path)) = self.memory_tokens {
             match store.save_snapshot(&path) {
                 Ok(count) => {
@@ -269,6 +274,9 @@ fn services(
             audience: config.id_token_audience.clone(),
             id_token_ttl: config.id_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
+            refresh_reuse_grace: config.refresh_reuse_grace,
+            max_sessions: config.max_sessions_per_user,
+            session_max_age: config.session_max_age,
         },
     )?;
     Ok(AppState {

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::openapi::{BodyErrors, ServerErrors, tags};
-use super::{AppState, AuthUser};
+use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, tags};
+use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
 use crate::web::{ErrorBody, JsonBody};
@@ -34,10 +34,10 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-/// `{name, email, website}`: a full update of the profile (a missing name or
-/// website is set to empty).
+/// `{name, email, website, currentPassword?}`: a full update of the profile
+/// (a missing name or website is set to empty).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DetailsRequest {
     /// Up to 100 characters, trimmed.
     #[schema(example = "Ada Lovelace")]
@@ -48,19 +48,27 @@ pub struct DetailsRequest {
     /// Empty, or an `http://` or `https://` URL.
     #[schema(example = "https://ada.example")]
     website: String,
+    /// Required when `email` changes: the account's current password.
+    #[schema(format = "password")]
+    current_password: Option<String>,
+}
+
+/// `{currentPassword, newPassword}` of a password change.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PasswordRequest {
+    /// The account's current password.
+    #[schema(required = true, format = "password")]
+    current_password: String,
+    /// 8 characters to 256 bytes.
+    #[schema(required = true, format = "password")]
+    new_password: String,
 }
 
 /// A fresh token pair.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokensResponse {
     tokens: TokenPair,
-}
-
-/// A confirmation for humans.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessageResponse {
-    #[schema(example = "signed out on every device")]
-    message: &'static str,
 }
 
 /// The user of the ID token.
@@ -148,10 +156,11 @@ fn parse_credentials(
 )]
 pub async fn signup(
     State(state): State<AppState>,
+    Client(client): Client,
     JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> AppResult<(StatusCode, Json<TokensResponse>)> {
     let (email, password) = parse_credentials(&body, Password::parse)?;
-    let tokens = state.account.sign_up(email, password).await?;
+    let tokens = state.account.sign_up(email, password, client).await?;
     Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
 }
 
@@ -175,10 +184,11 @@ pub async fn signup(
 )]
 pub async fn signin(
     State(state): State<AppState>,
+    Client(client): Client,
     JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> AppResult<Json<TokensResponse>> {
     let (email, password) = parse_credentials(&body, Password::parse_for_signin)?;
-    let tokens = state.account.sign_in(email, password).await?;
+    let tokens = state.account.sign_in(email, password, client).await?;
     Ok(Json(TokensResponse { tokens }))
 }
 
@@ -190,19 +200,22 @@ pub async fn signin(
     tag = tags::ACCOUNT,
     summary = "Refresh the token pair",
     description = "Rotates: answers with a new pair and the presented refresh token stops \
-                   working. Of concurrent refreshes of one token exactly one succeeds.",
+                   working. The same token presented again within `REFRESH_REUSE_GRACE` seconds \
+                   of its first rotation (several tabs, a retried request) gets the same new \
+                   pair again; later, it ends the session (`REFRESH_TOKEN_REUSED`).",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The rotated pair", body = TokensResponse),
         (status = 400, description = "Malformed body, or `refreshToken` missing (in `invalidArgs`)", body = ErrorBody),
-        (status = 401, description = "The refresh token does not verify, or was used, revoked or signed out", body = ErrorBody,
+        (status = 401, description = "`AUTHORIZATION`: the refresh token does not verify, or its session is over (signed out, evicted, revoked, past `SESSION_MAX_AGE`). `REFRESH_TOKEN_REUSED`: it was already rotated more than `REFRESH_REUSE_GRACE` seconds ago (or is older still): treated as theft, its session is ended", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`")),
-         example = json!({"error": {"type": "AUTHORIZATION", "message": "refresh token is invalid, used or revoked"}})),
+         example = json!({"error": {"type": "REFRESH_TOKEN_REUSED", "message": "refresh token was already used; the session has been ended"}})),
         BodyErrors,
     )
 )]
 pub async fn tokens(
     State(state): State<AppState>,
+    Client(client): Client,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> AppResult<Json<TokensResponse>> {
     if body.refresh_token.trim().is_empty() {
@@ -211,34 +224,11 @@ pub async fn tokens(
             "refreshToken is required",
         )]));
     }
-    let tokens = state.account.refresh(body.refresh_token.trim()).await?;
+    let tokens = state
+        .account
+        .refresh(body.refresh_token.trim(), client)
+        .await?;
     Ok(Json(TokensResponse { tokens }))
-}
-
-/// `POST /signout` → 200; every refresh token of the user is removed.
-#[utoipa::path(
-    post,
-    path = "/signout",
-    tag = tags::ACCOUNT,
-    summary = "Sign out on every device",
-    description = "Removes every refresh token of the user. ID tokens already handed out stay \
-                   valid until they expire.",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Signed out", body = MessageResponse),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
-        ServerErrors,
-    )
-)]
-pub async fn signout(
-    State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
-) -> AppResult<Json<MessageResponse>> {
-    state.account.sign_out(claims.sub).await?;
-    Ok(Json(MessageResponse {
-        message: "signed out on every device",
-    }))
 }
 
 /// `GET /me` → 200 with the user of the ID token.
@@ -250,10 +240,8 @@ pub async fn signout(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user of the ID token", body = UserResponse),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
-        ServerErrors,
+        BearerErrors,
     )
 )]
 pub async fn me(
@@ -270,17 +258,18 @@ pub async fn me(
     path = "/details",
     tag = tags::ACCOUNT,
     summary = "Update the profile",
-    description = "A full update of name, email and website.",
+    description = "A full update of name, email and website. Changing the email needs \
+                   `currentPassword` (a stolen ID token alone must not take over the sign-in) \
+                   and ends every other session.",
     security(("bearer" = [])),
     request_body = DetailsRequest,
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
-        (status = 401, description = "No `Authorization: Bearer` header, or an ID token that does not verify", body = ErrorBody,
-         headers(("WWW-Authenticate" = String, description = "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that does not verify"))),
+        (status = 403, description = "`FORBIDDEN`: the email changes and `currentPassword` is wrong", body = ErrorBody),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
         (status = 409, description = "The email is registered to another user", body = ErrorBody),
-        BodyErrors,
+        BearerBodyErrors,
     )
 )]
 pub async fn details(
@@ -292,12 +281,57 @@ pub async fn details(
     let email = v.check("email", Email::parse(&body.email));
     let name = v.check("name", parse_name(&body.name));
     let website = v.check("website", Website::parse(&body.website));
+    let current_password = match body.current_password.as_deref() {
+        None => None,
+        Some(password) => v.check("currentPassword", Password::parse_for_signin(password)),
+    };
     v.finish()?;
     let details = UserDetails {
         email: accepted(email)?,
         name: accepted(name)?,
         website: accepted(website)?,
     };
-    let user = state.account.update_details(claims.sub, details).await?;
+    let user = state
+        .account
+        .update_details(&claims, details, current_password)
+        .await?;
     Ok(Json(user.into()))
+}
+
+/// `PUT /password` → 204; every other session ends.
+#[utoipa::path(
+    put,
+    path = "/password",
+    tag = tags::ACCOUNT,
+    summary = "Change the password",
+    description = "Checks the current password, stores the new one, and ends every session \
+                   but the caller's (the caller's refresh token keeps working).",
+    security(("bearer" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 204, description = "Changed; the other sessions are ended"),
+        (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: the current password is wrong", body = ErrorBody,
+         example = json!({"error": {"type": "FORBIDDEN", "message": "the current password is wrong"}})),
+        (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
+        BearerBodyErrors,
+    )
+)]
+pub async fn password(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    JsonBody(body): JsonBody<PasswordRequest>,
+) -> AppResult<StatusCode> {
+    let mut v = Validator::default();
+    let current = v.check(
+        "currentPassword",
+        Password::parse_for_signin(&body.current_password),
+    );
+    let new = v.check("newPassword", Password::parse(&body.new_password));
+    v.finish()?;
+    state
+        .account
+        .change_password(&claims, accepted(current)?, accepted(new)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

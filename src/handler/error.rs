@@ -20,6 +20,11 @@ impl From<AppError> for ApiError {
                 invalid_token: true,
             } => ApiError::invalid_token(message),
             AppError::Authorization { message, .. } => ApiError::unauthorized(message),
+            err @ AppError::RefreshTokenReused => {
+                ApiError::new(ErrorKind::RefreshTokenReused, err.to_string())
+                    .with_challenge(crate::web::INVALID_TOKEN_CHALLENGE)
+            }
+            AppError::Forbidden(message) => ApiError::new(ErrorKind::Forbidden, message),
             AppError::NotFound(message) => ApiError::not_found(message),
             AppError::MethodNotAllowed => ApiError::method_not_allowed(),
             AppError::Conflict(message) => ApiError::new(ErrorKind::Conflict, message),

@@ -14,6 +14,7 @@ mod middleware;
 mod openapi;
 #[cfg(test)]
 mod openapi_tests;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -29,7 +30,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use extract::AuthUser;
+pub use extract::{AuthUser, Client};
 
 use crate::model::AccountService;
 
@@ -57,9 +58,12 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(account::signup))
         .routes(routes!(account::signin))
         .routes(routes!(account::tokens))
-        .routes(routes!(account::signout))
+        .routes(routes!(sessions::signout))
         .routes(routes!(account::me))
         .routes(routes!(account::details))
+        .routes(routes!(account::password))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::end))
         .routes(routes!(openapi::openapi_json));
 
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

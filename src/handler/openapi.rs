@@ -12,6 +12,8 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi};
@@ -77,7 +79,13 @@ impl Modify for SecuritySchemes {
 
 /// The error responses many operations share, each one component under
 /// `#/components/responses`: (name, status, description).
-const SHARED_RESPONSES: [(&str, &str, &str); 4] = [
+const SHARED_RESPONSES: [(&str, &str, &str); 5] = [
+    (
+        "Unauthorized",
+        "401",
+        "No `Authorization: Bearer` header, or an ID token that does not verify \
+         (`AUTHORIZATION`)",
+    ),
     (
         "PayloadTooLarge",
         "413",
@@ -106,16 +114,26 @@ struct SharedResponses;
 impl Modify for SharedResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for (name, _, description) in SHARED_RESPONSES {
-            let response = ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        for (name, status, description) in SHARED_RESPONSES {
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if status == "401" {
+                response = response.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some(
+                            "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that \
+                             does not verify",
+                        ))
                         .build(),
-                )
-                .build();
+                );
+            }
+            let response = response.build();
             components
                 .responses
                 .insert(name.to_owned(), RefOr::T(response));
@@ -159,6 +177,27 @@ impl IntoResponses for BodyErrors {
             "Internal",
             "ServiceUnavailable",
         ])
+    }
+}
+
+/// 401, 500 and 503: what any operation behind the bearer ID token may
+/// answer besides its own statuses.
+pub struct BearerErrors;
+
+impl IntoResponses for BearerErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        shared(&["Unauthorized", "Internal", "ServiceUnavailable"])
+    }
+}
+
+/// [`BearerErrors`] and [`BodyErrors`]: a bearer operation with a JSON body.
+pub struct BearerBodyErrors;
+
+impl IntoResponses for BearerBodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let mut responses = BearerErrors::responses();
+        responses.append(&mut BodyErrors::responses());
+        responses
     }
 }
 

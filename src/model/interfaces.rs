@@ -3,38 +3,72 @@
 //! repositories. Implementations are private types behind constructors; unit
 //! tests use the mockall mocks generated here.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Email, IdClaims, Password, RefreshClaims, TokenPair, User, UserDetails};
+use super::{
+    ClientInfo, CredentialChange, Email, IdClaims, Password, RefreshClaims, RefreshOutcome,
+    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, TokenPair, User, UserDetails,
+};
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
 
 /// The use cases, one per endpoint: what the HTTP layer calls. Flows that span
-/// users and tokens (sign-up then the first pair, refresh then rotation) are
-/// sequenced here, not in handlers.
+/// users and tokens (sign-up then the first pair, refresh then rotation,
+/// password change then the other sessions' end) are sequenced here, not in
+/// handlers.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait AccountService: Send + Sync {
-    /// Creates the user and issues its first pair. Runs to its end even when
-    /// the caller goes away; if the pair cannot be issued, the user is removed
-    /// again (so a retry is a sign-up, not a conflict) and the error returned.
-    async fn sign_up(&self, email: Email, password: Password) -> AppResult<TokenPair>;
-    /// Checks the credentials and issues a new pair; the same `Authorization`
+    /// Creates the user and starts its first session. Runs to its end even
+    /// when the caller goes away; if the pair cannot be issued, the user is
+    /// removed again (so a retry is a sign-up, not a conflict).
+    async fn sign_up(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair>;
+    /// Checks the credentials and starts a session; the same `Authorization`
     /// error for an unknown email and a wrong password.
-    async fn sign_in(&self, email: Email, password: Password) -> AppResult<TokenPair>;
-    /// Verifies the refresh token, loads its user and rotates the pair. A
-    /// token that does not verify, is no longer whitelisted, or whose user is
-    /// gone is one `Authorization` (invalid token) error.
-    async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair>;
-    /// Removes every refresh token of the user (sign-out everywhere).
-    async fn sign_out(&self, uid: Uuid) -> AppResult<()>;
+    async fn sign_in(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair>;
+    /// Verifies the refresh token, loads its user and lets the store decide:
+    /// a new pair (rotation), the same successor again (a replay within the
+    /// grace window), `RefreshTokenReused` (theft: the session is ended), or
+    /// one `Authorization` (invalid token) error for everything else.
+    async fn refresh(&self, refresh_token: &str, client: ClientInfo) -> AppResult<TokenPair>;
+    /// Ends the caller's sessions in `scope`: all of them (and every other
+    /// key of the user), only the caller's, or all but the caller's.
+    async fn sign_out(&self, caller: &IdClaims, scope: SignOutScope) -> AppResult<()>;
+    /// The caller's live sessions, most recently used first.
+    async fn sessions(&self, caller: &IdClaims) -> AppResult<Vec<SessionInfo>>;
+    /// Ends one of the caller's sessions; `NotFound` if it is not one of them.
+    async fn end_session(&self, caller: &IdClaims, sid: Uuid) -> AppResult<()>;
     /// The user of an ID token; `NotFound` if it no longer exists.
     async fn me(&self, uid: Uuid) -> AppResult<User>;
-    /// Replaces name, email and website; `Conflict` if the email is taken.
-    async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
+    /// Replaces name, email and website; `Conflict` if the email is taken. A
+    /// new email needs the current password (`BadRequest` naming
+    /// `currentPassword` without it, `Forbidden` when wrong) and ends every
+    /// other session.
+    async fn update_details(
+        &self,
+        caller: &IdClaims,
+        details: UserDetails,
+        current_password: Option<Password>,
+    ) -> AppResult<User>;
+    /// Checks the current password (`Forbidden` when wrong), stores the new
+    /// one, and ends every session but the caller's.
+    async fn change_password(
+        &self,
+        caller: &IdClaims,
+        current: Password,
+        new: Password,
+    ) -> AppResult<()>;
     /// The claims of a bearer ID token that passes the one validator.
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims>;
     /// Every public key ID tokens may be verified with (RFC 7517).
@@ -54,6 +88,11 @@ pub trait UserService: Send + Sync {
     /// The user whose email and password match; the same `Authorization`
     /// error for an unknown email and a wrong password.
     async fn signin(&self, email: Email, password: Password) -> AppResult<User>;
+    /// `Ok` if `password` is the user's; `Forbidden` if not (a failed
+    /// re-authentication is never a 401, which clients read as "refresh").
+    async fn check_password(&self, user: &User, password: Password) -> AppResult<()>;
+    /// Stores a new password (hashed); returns the stored hash.
+    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String>;
     /// Replaces name, email and website; `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
     /// Removes a user (a sign-up whose tokens could not be issued is undone).
@@ -62,18 +101,37 @@ pub trait UserService: Send + Sync {
     async fn ready(&self) -> AppResult<()>;
 }
 
-/// Tokens: issuing, rotating and verifying ID and refresh tokens.
+/// Tokens and the sessions they belong to: issuing, rotating, verifying.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait TokenService: Send + Sync {
-    /// Issues a fresh pair for `user` and whitelists its refresh token.
-    async fn issue(&self, user: &User) -> AppResult<TokenPair>;
-    /// Issues a fresh pair for `user` in place of the verified refresh token
-    /// `previous`, taking its whitelist entry in the same atomic step: if it
-    /// is already gone (used, revoked, signed out) the call fails with
-    /// `Authorization` and nothing is whitelisted.
-    async fn rotate(&self, user: &User, previous: RefreshClaims) -> AppResult<TokenPair>;
-    /// Removes every whitelisted refresh token of the user; returns how many.
+    /// Starts a session for `user` and issues its first pair.
+    async fn issue(&self, user: &User, client: &ClientInfo) -> AppResult<TokenPair>;
+    /// Lets the store decide a refresh with the verified token `previous`
+    /// (`presented` is its text: the grace successor is sealed with it).
+    async fn rotate(
+        &self,
+        user: &User,
+        previous: &RefreshClaims,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> AppResult<Rotation>;
+    /// The user's live sessions, most recently used first.
+    async fn sessions(&self, uid: Uuid) -> AppResult<Vec<SessionInfo>>;
+    /// Ends one session; whether it existed.
+    async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
+    /// Ends every session of the user but `keep`; how many.
+    async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64>;
+    /// After a password change (the new hash is stored): ends every session
+    /// but `keep` (all with `None`) and refuses, in the same step, any session
+    /// a sign-in that read the previous hash would still start.
+    async fn password_changed(
+        &self,
+        uid: Uuid,
+        keep: Option<Uuid>,
+        password_hash: &str,
+    ) -> AppResult<u64>;
+    /// Removes every key of the user (sign-out everywhere); how many.
     async fn revoke_all(&self, uid: Uuid) -> AppResult<u64>;
     /// Checks an ID token with the one validator and the published keys.
     fn validate_id_token(&self, token: &str) -> AppResult<IdClaims>;
@@ -98,29 +156,54 @@ pub trait UserRepository: Send + Sync {
     /// Replaces name, email and website of an existing user and returns it;
     /// `NotFound` if it does not exist, `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
+    /// Replaces the password hash; `NotFound` if the user does not exist.
+    async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()>;
     /// Removes a user; removing one that does not exist is not an error.
     async fn delete(&self, uid: Uuid) -> AppResult<()>;
     /// Answers when the store is reachable.
     async fn ping(&self) -> AppResult<()>;
 }
 
-/// The refresh-token whitelist: one entry `<uid>:<jti>` per live refresh token.
+/// The refresh-token whitelist and the sessions it records: one entry
+/// `<uid>:<jti>` per live refresh token (its value records the session), and
+/// a per-user index `<uid>:sessions`. Every key of a user starts with `<uid>:`.
+/// Each method is one atomic step of the store.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait TokenRepository: Send + Sync {
-    /// Whitelists a refresh token for `ttl`.
-    async fn set_refresh_token(&self, uid: Uuid, jti: Uuid, ttl: Duration) -> AppResult<()>;
-    /// Atomically removes the entry `uid:old_jti` and, only if it was there,
-    /// whitelists `uid:new_jti` for `ttl`. Returns whether the old entry was
-    /// there: of concurrent calls with the same `old_jti`, exactly one wins.
-    async fn rotate_refresh_token(
+    /// Whitelists the session's first token and adds the session to the
+    /// index, ending the least recently used sessions beyond
+    /// `start.max_sessions` (and pruning ended ones). `false` (nothing
+    /// written) when a password change guards `<uid>:credential` with another
+    /// fingerprint than `start.credential`.
+    async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool>;
+    /// Decides a refresh (see [`RefreshOutcome`]): exactly one of concurrent
+    /// steps with the same token rotates; the others replay or are refused.
+    async fn refresh(&self, uid: Uuid, step: &RefreshStep) -> AppResult<RefreshOutcome>;
+    /// A refresh token from before sessions (entry `<uid>:<jti>` without a
+    /// session): takes the entry and, only if it was there, starts `start` in
+    /// the same step. Whether it did. Refused (nothing taken) while
+    /// `<uid>:nolegacy` exists (the user's other sessions were ended) or the
+    /// credential guard refuses `start`.
+    async fn rotate_legacy(&self, uid: Uuid, jti: Uuid, start: &SessionStart) -> AppResult<bool>;
+    /// The user's live sessions, most recently used first; sessions whose
+    /// token or absolute lifetime has expired are pruned on the way.
+    async fn list_sessions(&self, uid: Uuid, now: u64) -> AppResult<Vec<SessionInfo>>;
+    /// Ends one session (its current token, its grace successor, its index
+    /// entry); whether it existed.
+    async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
+    /// Ends every session of the user but `keep` (all of them with `None`),
+    /// and from then on refuses the user's refresh tokens from before sessions
+    /// (`<uid>:nolegacy`); with `change`, also guards `<uid>:credential`
+    /// against sessions authenticated with the previous password. How many
+    /// sessions ended.
+    async fn end_other_sessions(
         &self,
         uid: Uuid,
-        old_jti: Uuid,
-        new_jti: Uuid,
-        ttl: Duration,
-    ) -> AppResult<bool>;
-    /// Removes every entry of the user; returns how many were removed.
+        keep: Option<Uuid>,
+        change: Option<CredentialChange>,
+    ) -> AppResult<u64>;
+    /// Removes every key `<uid>:*` (sign-out everywhere, by SCAN); how many.
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64>;
     /// Answers when the store is reachable.
     async fn ping(&self) -> AppResult<()>;

@@ -5,9 +5,14 @@
 //! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
 
 pub mod interfaces;
+mod session;
 mod token;
 mod user;
 
 pub use interfaces::{AccountService, TokenRepository, TokenService, UserRepository, UserService};
+pub use session::{
+    CREDENTIAL_GUARD_SECS, ClientInfo, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
+    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
+};
 pub use token::{Audience, IdClaims, RefreshClaims, TokenPair};
 pub use user::{Email, Password, User, UserDetails, Website, parse_name};

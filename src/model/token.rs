@@ -33,4 +33,11 @@ pub struct RefreshClaims {
     pub jti: Uuid,
     pub iat: u64,
     pub exp: u64,
+    /// The session; absent in tokens issued before sessions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    /// When the session started (the sign-in), Unix seconds (OIDC's
+    /// `auth_time`): `exp` never passes `auth_time + SESSION_MAX_AGE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
 }

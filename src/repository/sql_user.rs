@@ -167,6 +167,21 @@ macro_rules! sql_user_repository {
                 .ok_or_else(|| AppError::NotFound("user not found".into()))
             }
 
+            async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()> {
+                let done = sqlx::query(
+                    "UPDATE users SET password = $2, updated_at = CURRENT_TIMESTAMP WHERE uid = $1",
+                )
+                .bind(uid)
+                .bind(password_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                if done.rows_affected() == 0 {
+                    return Err(AppError::NotFound("user not found".into()));
+                }
+                Ok(())
+            }
+
             async fn delete(&self, uid: Uuid) -> AppResult<()> {
                 sqlx::query("DELETE FROM users WHERE uid = $1")
                     .bind(uid)

@@ -5,6 +5,7 @@
 //! against mockall mocks.
 
 mod account;
+mod grace;
 mod password;
 mod token;
 mod user;

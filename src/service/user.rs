@@ -11,6 +11,8 @@ use crate::model::{Email, Password, User, UserDetails, UserRepository, UserServi
 
 /// The one answer for an unknown email and for a wrong password.
 pub const BAD_CREDENTIALS: &str = "invalid email and password combination";
+/// The answer to a failed re-authentication.
+pub const WRONG_CURRENT_PASSWORD: &str = "the current password is wrong";
 
 /// [`UserService`] over a [`UserRepository`].
 pub struct UserServiceImpl {
@@ -55,6 +57,24 @@ impl UserService for UserServiceImpl {
             Some(user) if matches => Ok(user),
             _ => Err(AppError::unauthorized(BAD_CREDENTIALS)),
         }
+    }
+
+    async fn check_password(&self, user: &User, password: Password) -> AppResult<()> {
+        if self
+            .hasher
+            .verify(&password, Some(user.password_hash.as_str()))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(WRONG_CURRENT_PASSWORD.into()))
+        }
+    }
+
+    async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String> {
+        let password_hash = self.hasher.hash(&password).await?;
+        self.repo.update_password_hash(uid, &password_hash).await?;
+        Ok(password_hash)
     }
 
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
@@ -198,5 +218,35 @@ mod tests {
         let user = service(repo).update_details(uid, details).await.unwrap();
         assert_eq!(user.email, "new@example.com");
         assert_eq!(user.website, "https://ada.example");
+    }
+
+    #[tokio::test]
+    async fn a_re_authentication_with_a_wrong_password_is_forbidden_not_unauthorized() {
+        let user = stored_user("correct horse").await;
+        let svc = service(MockUserRepository::new());
+        svc.check_password(&user, password("correct horse"))
+            .await
+            .unwrap();
+        let err = svc
+            .check_password(&user, password("wrong horse"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_new_password_is_stored_as_a_fresh_argon2id_hash() {
+        let uid = Uuid::new_v4();
+        let mut repo = MockUserRepository::new();
+        repo.expect_update_password_hash()
+            .withf(move |u, hash| {
+                *u == uid && hash.starts_with("$argon2id$") && !hash.contains("new horse")
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        service(repo)
+            .set_password(uid, password("new horse battery"))
+            .await
+            .unwrap();
     }
 }

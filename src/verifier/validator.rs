@@ -11,7 +11,7 @@
 //!    expired; `nbf`, when present, reached; `iat` not in the future; and
 //!    `exp − iat` at most the maximum lifetime — all with the leeway.
 //!
-//! Other claims (`email`, `name`, `jti`) are exposed in [`IdClaims`] but not
+//! Other claims (`email`, `name`, `jti`, `sid`) are exposed in [`IdClaims`] but not
 //! required. [`IdTokenValidator::header`] runs steps 1 and 2 and
 //! [`IdTokenValidator::claims`] steps 3 and 4 on what it returns, so a caller
 //! that fetches keys in between (the verifier's cache) cannot skip a step.
@@ -165,6 +165,10 @@ pub struct IdClaims {
     /// The user's name; empty when the token carries none.
     #[serde(default)]
     pub name: String,
+    /// The session the token was issued in (a UUID in the account service's
+    /// tokens); absent in tokens from before sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The claims as they arrive: everything optional, so a missing claim is
@@ -180,6 +184,7 @@ struct RawClaims {
     jti: Option<String>,
     email: Option<String>,
     name: Option<String>,
+    sid: Option<String>,
 }
 
 /// A token whose size, shape and header passed: step 1 and 2 of the rules.
@@ -330,6 +335,7 @@ impl IdTokenValidator {
             jti: raw.jti,
             email: raw.email.unwrap_or_default(),
             name: raw.name.unwrap_or_default(),
+            sid: raw.sid,
         })
     }
 

@@ -22,6 +22,11 @@ pub enum ErrorKind {
     BadRequest,
     /// 401: missing or invalid credentials.
     Authorization,
+    /// 401: a rotated refresh token presented again after its grace window;
+    /// the session has been ended.
+    RefreshTokenReused,
+    /// 403: a re-authentication (current password) failed.
+    Forbidden,
     /// 404
     NotFound,
     /// 405
@@ -45,7 +50,8 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::Authorization => StatusCode::UNAUTHORIZED,
+            Self::Authorization | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
@@ -62,6 +68,8 @@ impl ErrorKind {
         match self {
             Self::BadRequest => "BAD_REQUEST",
             Self::Authorization => "AUTHORIZATION",
+            Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Conflict => "CONFLICT",
@@ -115,7 +123,7 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `BAD_REQUEST` (400), `AUTHORIZATION` (401),
-    /// `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405), `CONFLICT` (409),
+    /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405), `CONFLICT` (409),
     /// `PAYLOAD_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415),
     /// `TOO_MANY_REQUESTS` (429), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
     #[serde(rename = "type")]
@@ -403,6 +411,8 @@ mod tests {
         for (kind, status, name) in [
             (ErrorKind::BadRequest, 400, "BAD_REQUEST"),
             (ErrorKind::Authorization, 401, "AUTHORIZATION"),
+            (ErrorKind::RefreshTokenReused, 401, "REFRESH_TOKEN_REUSED"),
+            (ErrorKind::Forbidden, 403, "FORBIDDEN"),
             (ErrorKind::NotFound, 404, "NOT_FOUND"),
             (ErrorKind::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (ErrorKind::Conflict, 409, "CONFLICT"),

@@ -9,7 +9,10 @@ mod request;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod shutdown;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail, ErrorKind, InvalidArg, log_errors};
+pub use error::{
+    ApiError, BEARER_CHALLENGE, ErrorBody, ErrorDetail, ErrorKind, INVALID_TOKEN_CHALLENGE,
+    InvalidArg, log_errors,
+};
 pub use request::{BearerError, JsonBody, bearer_token, is_json};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use shutdown::shutdown_signal;

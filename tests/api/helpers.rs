@@ -80,8 +80,28 @@ pub enum Backend {
 }
 
 /// Writes one `#[tokio::test]` per backend for each scenario `async fn name(backend: Backend)`.
+/// `on_every_backend!(multi_thread: a, b)` runs them (the app's server
+/// included) on a two-worker runtime, for races that need real parallelism.
 #[macro_export]
 macro_rules! on_every_backend {
+    (multi_thread: $($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Embedded).await
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::helpers::Backend::Real).await
+                }
+            )*
+        }
+    };
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
             $(
@@ -268,7 +288,13 @@ async fn start(backend: Backend, store: TestStore, config: Config) -> TestApp {
 impl TestApp {
     /// Stops the server gracefully (as SIGTERM would) and starts it again with
     /// the same configuration and stores.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Self::restart`], running `between` while the server is stopped (to
+    /// edit what it saved, e.g. the in-process store's snapshot).
+    pub async fn restart_with(mut self, between: impl FnOnce(&Config)) -> TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -278,6 +304,7 @@ impl TestApp {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
+        between(&self.config);
         let users = std::mem::take(&mut *self.users.lock().unwrap());
         let store = self.store.take().expect("store");
         let app = start(self.backend, store, self.config.clone()).await;
@@ -304,7 +331,7 @@ impl Drop for TestApp {
 }
 
 /// Tokens returned by sign-up, sign-in and refresh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub id_token: String,
     pub refresh_token: String,
@@ -319,6 +346,22 @@ impl Tokens {
                 .expect("refreshToken")
                 .into(),
         }
+    }
+
+    /// The session of the pair: the `sid` of its ID token.
+    pub fn sid(&self) -> String {
+        claims(&self.id_token)["sid"]
+            .as_str()
+            .expect("sid in the ID token")
+            .to_owned()
+    }
+
+    /// The refresh token's `jti`: its whitelist entry is `<uid>:<jti>`.
+    pub fn jti(&self) -> String {
+        claims(&self.refresh_token)["jti"]
+            .as_str()
+            .expect("jti in the refresh token")
+            .to_owned()
     }
 }
 
@@ -337,6 +380,33 @@ fn jwt_part(token: &str, index: usize) -> Value {
         .decode(part)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// Now, in Unix seconds (the unit of token claims and session timestamps).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An ID token with these claims, signed with the test key under `kid`.
+pub fn sign_id_token(claims: &Value, kid: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&private_key_pem()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// A refresh token with these claims, signed with the test refresh secret.
+pub fn sign_refresh_token(claims: &Value) -> String {
+    let secret = std::fs::read_to_string(&key_files().refresh_secret).unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap()
 }
 
 pub fn unique_email() -> String {
@@ -404,8 +474,152 @@ impl TestApp {
             .expect("request")
     }
 
-    /// The whitelist keys of a user (in Redis found with SCAN), sorted.
+    /// `POST /signin` with a `User-Agent` header.
+    pub async fn signin_response(
+        &self,
+        email: &str,
+        password: &str,
+        user_agent: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/signin"))
+            .header("user-agent", user_agent)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs in with [`PASSWORD`] (a new session) and returns its tokens.
+    pub async fn signin(&self, email: &str) -> Tokens {
+        let response = self.signin_response(email, PASSWORD, "").await;
+        assert_eq!(response.status(), 200, "sign-in of {email}");
+        Tokens::from_body(&response.json().await.unwrap())
+    }
+
+    /// `POST /tokens` with a `User-Agent` header.
+    pub async fn refresh_as(&self, refresh_token: &str, user_agent: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/tokens"))
+            .header("user-agent", user_agent)
+            .json(&json!({"refreshToken": refresh_token}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `n` refreshes with one token at once, each on a task of its own (in
+    /// parallel on a multi-thread runtime); the responses in request order.
+    pub async fn refresh_concurrently(
+        &self,
+        refresh_token: &str,
+        n: usize,
+    ) -> Vec<reqwest::Response> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let request = self
+                    .client
+                    .post(self.url("/tokens"))
+                    .json(&json!({"refreshToken": refresh_token}));
+                tokio::spawn(async move { request.send().await.expect("request") })
+            })
+            .collect();
+        let mut responses = Vec::with_capacity(n);
+        for task in tasks {
+            responses.push(task.await.expect("request task"));
+        }
+        responses
+    }
+
+    /// Refreshes and expects a new pair.
+    pub async fn refreshed(&self, refresh_token: &str) -> Tokens {
+        let response = self.refresh(refresh_token).await;
+        assert_eq!(response.status(), 200, "refresh");
+        Tokens::from_body(&response.json().await.unwrap())
+    }
+
+    /// `POST /signout?scope=<scope>`
+    pub async fn signout_scope(&self, id_token: &str, scope: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/signout?scope={scope}")))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn sessions_response(&self, id_token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/sessions"))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET /sessions`: the `sessions` array of a 200.
+    pub async fn sessions(&self, id_token: &str) -> Vec<Value> {
+        let response = self.sessions_response(id_token).await;
+        assert_eq!(response.status(), 200, "GET /sessions");
+        let body: Value = response.json().await.unwrap();
+        body["sessions"].as_array().expect("sessions array").clone()
+    }
+
+    /// `DELETE /sessions/{id}`
+    pub async fn end_session(&self, id_token: &str, id: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/sessions/{id}")))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `PUT /password`
+    pub async fn change_password(
+        &self,
+        id_token: &str,
+        current: &str,
+        new: &str,
+    ) -> reqwest::Response {
+        self.client
+            .put(self.url("/password"))
+            .bearer_auth(id_token)
+            .json(&json!({"currentPassword": current, "newPassword": new}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `PUT /details`
+    pub async fn put_details(&self, id_token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url("/details"))
+            .bearer_auth(id_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The whitelist entries `<uid>:<jti>` of a user, sorted (not its
+    /// session index or grace successors: see [`Self::user_keys`]).
     pub async fn refresh_keys(&self, uid: Uuid) -> Vec<String> {
+        let prefix = format!("{uid}:");
+        self.user_keys(uid)
+            .await
+            .into_iter()
+            .filter(|key| {
+                key.strip_prefix(&prefix)
+                    .is_some_and(|jti| jti.parse::<Uuid>().is_ok())
+            })
+            .collect()
+    }
+
+    /// Every live key `<uid>:*` of a user (in Redis found with SCAN), sorted:
+    /// whitelist entries, the session index `<uid>:sessions` and grace
+    /// successors `<uid>:grace:<jti>`.
+    pub async fn user_keys(&self, uid: Uuid) -> Vec<String> {
         let pattern = format!("{uid}:");
         let mut keys: Vec<String> = match (&self.redis, &self.memory) {
             (Some(redis), _) => {
@@ -458,6 +672,30 @@ impl TestApp {
                 .map_or(-2, |(_, ttl)| ttl.as_secs_f64().round() as i64),
             (None, None) => panic!("no token store to inspect"),
         }
+    }
+
+    /// The value of a Redis string key (real backend only; `None` if absent).
+    pub async fn redis_get(&self, key: &str) -> Option<Vec<u8>> {
+        let mut conn = self.redis.clone().expect("real backend");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// The session index `<uid>:sessions` in Redis, sid → its JSON entry
+    /// (real backend only; empty if absent).
+    pub async fn redis_session_index(&self, uid: Uuid) -> HashMap<String, Value> {
+        let mut conn = self.redis.clone().expect("real backend");
+        let raw: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{uid}:sessions"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raw.into_iter()
+            .map(|(sid, entry)| (sid, serde_json::from_str(&entry).expect("JSON index entry")))
+            .collect()
     }
 
     /// A connection to the real Redis (real backend only).

@@ -7,6 +7,10 @@ mod keys;
 mod lifecycle;
 mod outage;
 mod profile;
+mod reauth;
+mod session_list;
+mod sessions;
+mod signout_scopes;
 // Shared with the benchmark; not every item is used here.
 #[allow(dead_code)]
 #[path = "../common/stores.rs"]

@@ -1,4 +1,5 @@
-//! `PUT /details`: full update of name, email and website.
+//! `PUT /details`: full update of name, email and website (a new email with
+//! the current password; the session rules of that are in `sessions`).
 
 use serde_json::{Value, json};
 
@@ -12,7 +13,10 @@ async fn details_update_the_profile_and_the_new_email_signs_in(backend: Backend)
         .client
         .put(app.url("/details"))
         .bearer_auth(&tokens.id_token)
-        .json(&json!({"name": " Ada Lovelace ", "email": new_email.to_uppercase(), "website": "https://ada.example"}))
+        .json(&json!({
+            "name": " Ada Lovelace ", "email": new_email.to_uppercase(),
+            "website": "https://ada.example", "currentPassword": PASSWORD,
+        }))
         .send()
         .await
         .unwrap();
@@ -53,7 +57,7 @@ async fn details_with_a_taken_email_are_a_conflict_and_invalid_ones_a_400(backen
             .send()
     };
     let body = assert_error(
-        put(json!({"name": "", "email": taken.to_uppercase(), "website": ""}))
+        put(json!({"name": "", "email": taken.to_uppercase(), "website": "", "currentPassword": PASSWORD}))
             .await
             .unwrap(),
         409,

@@ -12,23 +12,22 @@ use crate::helpers::{
     spawn_app, unique_email,
 };
 
-async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backend: Backend) {
+async fn twenty_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor(
+    backend: Backend,
+) {
     let app = spawn_app!(backend);
     let (uid, tokens) = app.signup(&unique_email()).await;
     let responses =
         futures::future::join_all((0..20).map(|_| app.refresh(&tokens.refresh_token))).await;
     let mut winners = Vec::new();
     for response in responses {
-        match response.status().as_u16() {
-            200 => winners.push(Tokens::from_body(&response.json().await.unwrap())),
-            401 => {
-                let body: Value = response.json().await.unwrap();
-                assert_eq!(body["error"]["type"], "AUTHORIZATION");
-            }
-            other => panic!("unexpected status {other}"),
-        }
+        assert_eq!(response.status(), 200);
+        winners.push(Tokens::from_body(&response.json().await.unwrap()));
     }
-    assert_eq!(winners.len(), 1, "exactly one 200");
+    assert!(
+        winners.iter().all(|pair| *pair == winners[0]),
+        "one rotation: every concurrent refresh gets its successor"
+    );
     let jti = claims(&winners[0].refresh_token)["jti"]
         .as_str()
         .unwrap()
@@ -39,6 +38,46 @@ async fn twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner(backen
         "one live entry"
     );
     app.signout(&winners[0].id_token).await;
+}
+
+async fn without_a_grace_window_twenty_concurrent_refreshes_have_one_winner_and_end_the_session(
+    backend: Backend,
+) {
+    // REFRESH_REUSE_GRACE=0: no replay. Of twenty refreshes of one token the
+    // first rotates, the next is reuse (the session, the winner's new token
+    // included, ends) and the rest find no session.
+    let app = spawn_app!(backend, &[("REFRESH_REUSE_GRACE", "0")]);
+    let (uid, tokens) = app.signup(&unique_email()).await;
+    let responses =
+        futures::future::join_all((0..20).map(|_| app.refresh(&tokens.refresh_token))).await;
+    let mut winners = Vec::new();
+    let (mut reused, mut refused) = (0, 0);
+    for response in responses {
+        match response.status().as_u16() {
+            200 => winners.push(Tokens::from_body(&response.json().await.unwrap())),
+            401 => {
+                let body: Value = response.json().await.unwrap();
+                match body["error"]["type"].as_str() {
+                    Some("REFRESH_TOKEN_REUSED") => reused += 1,
+                    Some("AUTHORIZATION") => refused += 1,
+                    _ => panic!("unexpected 401 {body}"),
+                }
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((winners.len(), reused, refused), (1, 1, 18));
+    assert_error(
+        app.refresh(&winners[0].refresh_token).await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
+    assert!(
+        app.refresh_keys(uid).await.is_empty(),
+        "nothing whitelisted"
+    );
+    assert!(app.sessions(&winners[0].id_token).await.is_empty());
 }
 
 async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies(backend: Backend) {
@@ -61,6 +100,10 @@ async fn a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies(backe
     assert!(
         app.refresh_keys(uid).await.is_empty(),
         "nothing whitelisted by a refused refresh"
+    );
+    assert!(
+        app.sessions(&tokens.id_token).await.is_empty(),
+        "its session ended"
     );
 }
 
@@ -194,7 +237,14 @@ async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticat
     backend: Backend,
 ) {
     let app = spawn_app!(backend);
-    for (method, path) in [("GET", "/me"), ("POST", "/signout"), ("PUT", "/details")] {
+    for (method, path) in [
+        ("GET", "/me"),
+        ("POST", "/signout"),
+        ("PUT", "/details"),
+        ("PUT", "/password"),
+        ("GET", "/sessions"),
+        ("DELETE", "/sessions/00000000-0000-0000-0000-000000000000"),
+    ] {
         let response = app
             .client
             .request(method.parse().unwrap(), app.url(path))
@@ -220,7 +270,8 @@ async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticat
 }
 
 crate::on_every_backend!(
-    twenty_concurrent_refreshes_of_one_token_have_exactly_one_winner,
+    twenty_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor,
+    without_a_grace_window_twenty_concurrent_refreshes_have_one_winner_and_end_the_session,
     a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies,
     malformed_or_foreign_refresh_tokens_are_unauthorized_and_missing_ones_bad_requests,
     forged_tampered_expired_and_misissued_id_tokens_are_refused,
@@ -256,7 +307,7 @@ async fn a_refresh_during_a_signout_sweep_is_refused_so_the_sweep_misses_no_key(
         .unwrap();
     // Sign-out removes the keys and its own marker.
     assert_eq!(app.signout(&tokens.id_token).await.status(), 200);
-    assert!(app.refresh_keys(uid).await.is_empty());
+    assert!(app.user_keys(uid).await.is_empty());
     let exists: bool = redis::cmd("EXISTS")
         .arg(&marker)
         .query_async(&mut redis)

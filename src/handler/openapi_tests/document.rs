@@ -1,5 +1,6 @@
 //! The document itself: valid OpenAPI 3.1 whose references all resolve, the
-//! schemas of sign-up, the shared error responses, the bearer scheme.
+//! schemas of sign-up, the shared error responses, the bearer scheme, and the
+//! session routes (sign-out scope, session list, password change).
 
 use oas3::spec::{ObjectSchema, RefError, SecurityScheme};
 use serde_json::json;
@@ -179,7 +180,7 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
 
     // Operations with a JSON body reference all four, the others only the
     // server errors; never inline.
-    let with_body = ["signup", "signin", "tokens", "details"];
+    let with_body = ["signup", "signin", "tokens", "details", "password"];
     for (path, method, op) in spec.operations() {
         let expects_body_errors = with_body.iter().any(|p| path == format!("{BASE}/{p}"));
         let responses = &raw["paths"][&path][method.as_str().to_lowercase()]["responses"];
@@ -213,6 +214,32 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
             "sign-up {status}"
         );
     }
+    // The bearer operations share one 401, with its challenge header.
+    let unauthorized = spec
+        .components
+        .as_ref()
+        .expect("components")
+        .responses
+        .get("Unauthorized")
+        .expect("an Unauthorized component")
+        .resolve(&spec)
+        .expect("resolves");
+    assert!(unauthorized.headers.contains_key("WWW-Authenticate"));
+    assert_eq!(schema_ref(&unauthorized).as_deref(), Some(ERROR_SCHEMA));
+    for (path, method) in [
+        ("/api/account/me", "get"),
+        ("/api/account/signout", "post"),
+        ("/api/account/details", "put"),
+        ("/api/account/password", "put"),
+        ("/api/account/sessions", "get"),
+        ("/api/account/sessions/{id}", "delete"),
+    ] {
+        assert_eq!(
+            raw["paths"][path][method]["responses"]["401"]["$ref"],
+            "#/components/responses/Unauthorized",
+            "{method} {path}"
+        );
+    }
     let me = &raw["paths"]["/api/account/me"]["get"]["responses"];
     assert_eq!(me["500"]["$ref"], "#/components/responses/Internal");
     assert_eq!(
@@ -223,7 +250,7 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
 }
 
 #[tokio::test]
-async fn me_signout_and_details_require_the_bearer_scheme_and_nothing_else_does() {
+async fn the_profile_session_and_password_routes_require_the_bearer_scheme_and_nothing_else_does() {
     let (raw, spec) = served_document(&app(BASE), BASE).await;
 
     let scheme = spec
@@ -256,6 +283,9 @@ async fn me_signout_and_details_require_the_bearer_scheme_and_nothing_else_does(
         ("GET", "/api/account/me"),
         ("POST", "/api/account/signout"),
         ("PUT", "/api/account/details"),
+        ("PUT", "/api/account/password"),
+        ("GET", "/api/account/sessions"),
+        ("DELETE", "/api/account/sessions/{id}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -270,5 +300,119 @@ async fn me_signout_and_details_require_the_bearer_scheme_and_nothing_else_does(
     assert_eq!(
         response_schema_ref(&spec, me, "401").as_deref(),
         Some(ERROR_SCHEMA)
+    );
+}
+
+#[tokio::test]
+async fn signout_documents_an_optional_scope_query_parameter_and_its_400() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let signout = spec
+        .operation(&Method::POST, "/api/account/signout")
+        .expect("POST /api/account/signout");
+    assert!(documented_statuses(signout).contains(&400));
+
+    let params = raw["paths"]["/api/account/signout"]["post"]["parameters"]
+        .as_array()
+        .expect("sign-out parameters");
+    let scope: Vec<&Value> = params.iter().filter(|p| p["name"] == "scope").collect();
+    assert_eq!(scope.len(), 1, "{params:?}");
+    let scope = scope[0];
+    assert_eq!(scope["in"], "query", "{scope}");
+    assert_ne!(
+        scope["required"],
+        json!(true),
+        "the scope is optional: {scope}"
+    );
+    let schema_type = &scope["schema"]["type"];
+    assert!(
+        *schema_type == json!("string") || *schema_type == json!(["string", "null"]),
+        "{scope}"
+    );
+    let description = scope["description"].as_str().unwrap_or_default();
+    for value in ["global", "local", "others"] {
+        assert!(description.contains(value), "{value} in {description:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_session_and_password_routes_document_their_answers() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let op = |method: Method, path: &str| {
+        spec.operation(&method, &format!("{BASE}{path}"))
+            .unwrap_or_else(|| panic!("{method} {path}"))
+    };
+
+    let list = op(Method::GET, "/sessions");
+    assert_eq!(
+        response_schema_ref(&spec, list, "200").as_deref(),
+        Some("#/components/schemas/SessionsResponse")
+    );
+    let schemas = &raw["components"]["schemas"];
+    assert_eq!(
+        schemas["SessionsResponse"]["properties"]["sessions"]["items"]["$ref"],
+        "#/components/schemas/SessionView"
+    );
+    let mut fields: Vec<&str> = schemas["SessionView"]["required"]
+        .as_array()
+        .expect("required fields")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "createdAt",
+            "current",
+            "id",
+            "ip",
+            "lastUsedAt",
+            "userAgent"
+        ]
+    );
+
+    let end = op(Method::DELETE, "/sessions/{id}");
+    assert_eq!(
+        documented_statuses(end),
+        BTreeSet::from([204, 401, 404, 500, 503])
+    );
+    let id = &raw["paths"]["/api/account/sessions/{id}"]["delete"]["parameters"][0];
+    assert_eq!(id["name"], "id");
+    assert_eq!(id["in"], "path");
+    assert_eq!(id["required"], true);
+    assert_eq!(id["schema"]["format"], "uuid");
+
+    let password = op(Method::PUT, "/password");
+    for status in [204, 400, 401, 403, 404] {
+        assert!(
+            documented_statuses(password).contains(&status),
+            "PUT /password {status}"
+        );
+    }
+    assert_eq!(
+        response_schema_ref(&spec, password, "403").as_deref(),
+        Some(ERROR_SCHEMA)
+    );
+    assert_eq!(
+        raw["paths"]["/api/account/password"]["put"]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/PasswordRequest"
+    );
+    assert_eq!(
+        schemas["PasswordRequest"]["required"],
+        json!(["currentPassword", "newPassword"])
+    );
+    assert!(
+        schemas["DetailsRequest"]["properties"]
+            .get("currentPassword")
+            .is_some(),
+        "PUT /details takes currentPassword"
+    );
+    assert!(documented_statuses(op(Method::PUT, "/details")).contains(&403));
+    assert!(
+        raw["paths"]["/api/account/tokens"]["post"]["responses"]["401"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("REFRESH_TOKEN_REUSED")),
+        "the refresh documents REFRESH_TOKEN_REUSED"
     );
 }

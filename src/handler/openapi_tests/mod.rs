@@ -36,13 +36,16 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 10] = [
+const EXPECTED_ROUTES: [(&str, &str); 13] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
     ("POST", "{base}/signout"),
     ("GET", "{base}/me"),
     ("PUT", "{base}/details"),
+    ("PUT", "{base}/password"),
+    ("GET", "{base}/sessions"),
+    ("DELETE", "{base}/sessions/{id}"),
     ("GET", "{base}/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -53,7 +56,9 @@ const EXPECTED_ROUTES: [(&str, &str); 10] = [
 
 /// A router whose use cases answer every call without panicking: [`ID_TOKEN`]
 /// authenticates, every user is unknown (sign-up conflicts, sign-in and
-/// refresh are refused), sign-out succeeds, the stores are ready.
+/// refresh are refused, the profile and the password are not found), sign-out
+/// succeeds, the caller has no sessions (so ending one is not found), the
+/// stores are ready.
 fn app(base_path: &str) -> Router {
     let mut account = MockAccountService::new();
     account.expect_authenticate().returning(|token| {
@@ -68,6 +73,7 @@ fn app(base_path: &str) -> Router {
                 jti: Some(Uuid::from_u128(0xabcd).to_string()),
                 email: "alice@example.com".into(),
                 name: String::new(),
+                sid: Some(Uuid::from_u128(0x5e55).to_string()),
             })
         } else {
             Err(AppError::from(VerifyError::Signature))
@@ -75,22 +81,29 @@ fn app(base_path: &str) -> Router {
     });
     account
         .expect_sign_up()
-        .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
-    account.expect_sign_in().returning(|_, _| {
+        .returning(|_, _, _| Err(AppError::Conflict("email already registered".into())));
+    account.expect_sign_in().returning(|_, _, _| {
         Err(AppError::unauthorized(
             "invalid email and password combination",
         ))
     });
     account
         .expect_refresh()
-        .returning(|_| Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED)));
-    account.expect_sign_out().returning(|_| Ok(()));
+        .returning(|_, _| Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED)));
+    account.expect_sign_out().returning(|_, _| Ok(()));
+    account.expect_sessions().returning(|_| Ok(Vec::new()));
+    account
+        .expect_end_session()
+        .returning(|_, _| Err(AppError::NotFound("no such session".into())));
     account
         .expect_me()
         .returning(|_| Err(AppError::NotFound("user not found".into())));
     account
         .expect_update_details()
-        .returning(|_, _| Err(AppError::NotFound("user not found".into())));
+        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
+    account
+        .expect_change_password()
+        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
     account.expect_jwks().returning(JwkSet::default);
     account.expect_ready().returning(|| Ok(()));
 

@@ -4,12 +4,16 @@
 //! in `crate::service::account`; here, only what the HTTP layer adds: parsing,
 //! validation, statuses, headers and the JSON shapes.
 //!
-//! By concern: one file per endpoint group, the JSON body extractor, and
-//! routing (unknown routes, methods, base path, timeout, panics, probes).
+//! By concern: one file per endpoint group, the JSON body extractor, the
+//! client extractor, and routing (unknown routes, methods, base path, timeout,
+//! panics, probes).
 
 mod body;
+mod client;
+mod password;
 mod protected;
 mod routing;
+mod sessions;
 mod signin;
 mod signup;
 mod tokens;
@@ -27,13 +31,17 @@ use uuid::Uuid;
 
 use super::{AppState, HttpSettings, router};
 use crate::model::interfaces::MockAccountService;
-use crate::model::{AccountService, Audience, IdClaims, TokenPair, User};
+use crate::model::{AccountService, Audience, ClientInfo, IdClaims, TokenPair, User};
 
 const BASE: &str = "/api/account";
 /// The ID token [`authenticating`] accepts.
 const ID_TOKEN: &str = "valid-id-token";
 /// The body limit of [`settings`].
 const MAX_BODY_BYTES: usize = 1024;
+/// The session of the ID token of [`claims_for`] (its `sid`).
+const SESSION: Uuid = Uuid::from_u128(0x5e55_1011);
+/// The `User-Agent` of [`with_user_agent`].
+const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) account-tests/1.0";
 
 // ---------------------------------------------------------------- the app
 
@@ -86,6 +94,22 @@ fn claims_for(user: &User) -> IdClaims {
         jti: Some(Uuid::from_u128(0xabcd).to_string()),
         email: user.email.clone(),
         name: user.name.clone(),
+        sid: Some(SESSION.to_string()),
+    }
+}
+
+/// Whether `claims` are those of [`ID_TOKEN`] for `user` (what the use cases
+/// must be called with).
+fn are_claims_of(claims: &IdClaims, user: &User) -> bool {
+    *claims == claims_for(user)
+}
+
+/// What the client extractor reads from a request with [`USER_AGENT`] and no
+/// connection info (as `oneshot` sends it).
+fn client() -> ClientInfo {
+    ClientInfo {
+        user_agent: USER_AGENT.into(),
+        ip: String::new(),
     }
 }
 
@@ -146,6 +170,15 @@ fn with_authorization(mut request: Request<Body>, value: &str) -> Request<Body> 
     request
         .headers_mut()
         .insert(header::AUTHORIZATION, value.parse().expect("header value"));
+    request
+}
+
+/// Adds `User-Agent: <USER_AGENT>`.
+fn with_user_agent(mut request: Request<Body>) -> Request<Body> {
+    request.headers_mut().insert(
+        header::USER_AGENT,
+        USER_AGENT.parse().expect("header value"),
+    );
     request
 }
 

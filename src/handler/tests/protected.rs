@@ -1,17 +1,24 @@
-//! The bearer extractor and the routes behind it: `GET /me`, `POST /signout`,
+//! The bearer extractor, on every route behind it, and `GET /me` and
 //! `PUT /details`. The ID token is authenticated by the use case; the handlers
-//! act for the token's `sub`.
+//! pass its claims on. Sign-out and sessions are in `sessions.rs`, the
+//! password change and `currentPassword` in `password.rs`.
 
 use super::*;
 use crate::error::AppError;
-use crate::model::{UserDetails, Website};
+use crate::model::{Password, UserDetails, Website};
 use crate::verifier::VerifyError;
 
 /// Every route that needs `Authorization: Bearer <ID token>`.
-const PROTECTED: [(Method, &str); 3] = [
+const PROTECTED: [(Method, &str); 6] = [
     (Method::GET, "/me"),
     (Method::POST, "/signout"),
     (Method::PUT, "/details"),
+    (Method::PUT, "/password"),
+    (Method::GET, "/sessions"),
+    (
+        Method::DELETE,
+        "/sessions/00000000-0000-0000-0000-000000005e55",
+    ),
 ];
 
 /// Use cases none of which may be reached.
@@ -21,10 +28,13 @@ fn unreachable_use_cases() -> MockAccountService {
     account.expect_me().never();
     account.expect_sign_out().never();
     account.expect_update_details().never();
+    account.expect_change_password().never();
+    account.expect_sessions().never();
+    account.expect_end_session().never();
     account
 }
 
-fn put_details(body: Value) -> Request<Body> {
+pub(super) fn put_details(body: Value) -> Request<Body> {
     authorized(json_request(
         Method::PUT,
         &url("/details"),
@@ -186,27 +196,6 @@ async fn me_for_a_user_that_no_longer_exists_answers_404_not_found() {
     assert_eq!(body, error_body("NOT_FOUND", "user not found"));
 }
 
-// ---------------------------------------------------------------- POST /signout
-
-#[tokio::test]
-async fn sign_out_signs_the_user_of_the_token_out_everywhere_and_answers_200_with_a_message() {
-    let alice = user();
-    let uid = alice.uid;
-    let mut account = authenticating(&alice);
-    account
-        .expect_sign_out()
-        .withf(move |sub: &Uuid| *sub == uid)
-        .times(1)
-        .returning(|_| Ok(()));
-
-    // Sign-out needs no body at all.
-    let request = authorized(empty(Method::POST, &url("/signout")));
-    let (status, _, body) = send(app(account), request).await;
-
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"message": "signed out on every device"}));
-}
-
 // ---------------------------------------------------------------- PUT /details
 
 #[tokio::test]
@@ -254,23 +243,25 @@ async fn details_with_every_field_invalid_report_all_of_them_in_one_answer() {
 async fn valid_details_update_the_user_of_the_token_with_the_parsed_fields_and_answer_200_with_it()
 {
     let alice = user();
-    let uid = alice.uid;
     let mut account = authenticating(&alice);
     account
         .expect_update_details()
-        .withf(move |sub: &Uuid, details: &UserDetails| {
-            *sub == uid
-                && details.email.as_str() == "alice@new.example"
-                && details.name == "Alice Liddell"
-                && details.website == Website::parse("https://alice.dev").expect("website")
-        })
+        .withf(
+            move |caller: &IdClaims, details: &UserDetails, current: &Option<Password>| {
+                are_claims_of(caller, &alice)
+                    && details.email.as_str() == "alice@new.example"
+                    && details.name == "Alice Liddell"
+                    && details.website == Website::parse("https://alice.dev").expect("website")
+                    && current.is_none()
+            },
+        )
         .times(1)
-        .returning(|uid, details| {
+        .returning(|caller, details, _| {
             Ok(User {
                 email: details.email.into_inner(),
                 name: details.name,
                 website: details.website.as_str().to_owned(),
-                uid,
+                uid: caller.sub,
                 ..user()
             })
         });
@@ -304,7 +295,7 @@ async fn details_with_an_email_taken_by_another_user_answer_409_conflict() {
     account
         .expect_update_details()
         .times(1)
-        .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
+        .returning(|_, _, _| Err(AppError::Conflict("email already registered".into())));
 
     let (status, _, body) = send(
         app(account),

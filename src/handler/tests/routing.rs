@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::error::{AppError, AppResult};
 use crate::jwks::{Jwk, JwkSet};
-use crate::model::{Email, Password, UserDetails};
+use crate::model::{Email, Password, SessionInfo, SignOutScope, UserDetails};
 
 #[tokio::test]
 async fn an_unknown_path_answers_404_not_found_in_the_json_shape() {
@@ -93,10 +93,20 @@ struct SignInOnly(SignIn);
 
 #[async_trait]
 impl AccountService for SignInOnly {
-    async fn sign_up(&self, _email: Email, _password: Password) -> AppResult<TokenPair> {
+    async fn sign_up(
+        &self,
+        _email: Email,
+        _password: Password,
+        _client: ClientInfo,
+    ) -> AppResult<TokenPair> {
         unreachable!("only sign-in is called")
     }
-    async fn sign_in(&self, _email: Email, _password: Password) -> AppResult<TokenPair> {
+    async fn sign_in(
+        &self,
+        _email: Email,
+        _password: Password,
+        _client: ClientInfo,
+    ) -> AppResult<TokenPair> {
         match self.0 {
             SignIn::Slow => {
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -105,16 +115,35 @@ impl AccountService for SignInOnly {
             SignIn::Panics => panic!("a bug in sign-in"),
         }
     }
-    async fn refresh(&self, _refresh_token: &str) -> AppResult<TokenPair> {
+    async fn refresh(&self, _refresh_token: &str, _client: ClientInfo) -> AppResult<TokenPair> {
         unreachable!("only sign-in is called")
     }
-    async fn sign_out(&self, _uid: Uuid) -> AppResult<()> {
+    async fn sign_out(&self, _caller: &IdClaims, _scope: SignOutScope) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn sessions(&self, _caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {
+        unreachable!("only sign-in is called")
+    }
+    async fn end_session(&self, _caller: &IdClaims, _sid: Uuid) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
     async fn me(&self, _uid: Uuid) -> AppResult<User> {
         unreachable!("only sign-in is called")
     }
-    async fn update_details(&self, _uid: Uuid, _details: UserDetails) -> AppResult<User> {
+    async fn update_details(
+        &self,
+        _caller: &IdClaims,
+        _details: UserDetails,
+        _current_password: Option<Password>,
+    ) -> AppResult<User> {
+        unreachable!("only sign-in is called")
+    }
+    async fn change_password(
+        &self,
+        _caller: &IdClaims,
+        _current: Password,
+        _new: Password,
+    ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
     fn authenticate(&self, _id_token: &str) -> AppResult<IdClaims> {

@@ -1,5 +1,6 @@
-//! `POST /signin`: parsed credentials reach the use case, its pair answers 200,
-//! and a refusal is the same 401 with a bearer challenge.
+//! `POST /signin`: parsed credentials and the caller's client info reach the
+//! use case, its pair answers 200, and a refusal is the same 401 with a bearer
+//! challenge.
 
 use super::*;
 use crate::error::AppError;
@@ -10,23 +11,25 @@ fn refused() -> AppError {
 }
 
 #[tokio::test]
-async fn a_valid_sign_in_passes_the_lowercased_email_to_the_use_case_and_answers_200_with_its_pair()
-{
+async fn a_valid_sign_in_passes_the_lowercased_email_and_the_user_agent_to_the_use_case_and_answers_200_with_its_pair()
+ {
     let mut account = MockAccountService::new();
     account
         .expect_sign_in()
-        .withf(|email: &Email, password: &Password| {
-            email.as_str() == "alice@example.com" && password.expose() == "correct horse"
+        .withf(|email: &Email, password: &Password, client: &ClientInfo| {
+            email.as_str() == "alice@example.com"
+                && password.expose() == "correct horse"
+                && *client == super::client()
         })
         .times(1)
-        .returning(|_, _| Ok(pair()));
+        .returning(|_, _, _| Ok(pair()));
 
     let (status, headers, body) = send(
         app(account),
-        post_json(
+        with_user_agent(post_json(
             &url("/signin"),
             json!({"email": "ALICE@example.com", "password": "correct horse"}),
-        ),
+        )),
     )
     .await;
 
@@ -41,7 +44,7 @@ async fn a_sign_in_the_use_case_refuses_answers_401_authorization_with_a_bearer_
     account
         .expect_sign_in()
         .times(1)
-        .returning(|_, _| Err(refused()));
+        .returning(|_, _, _| Err(refused()));
 
     let (status, headers, body) = send(
         app(account),
@@ -66,9 +69,9 @@ async fn a_sign_in_with_a_password_under_the_minimum_length_reaches_the_use_case
     let mut account = MockAccountService::new();
     account
         .expect_sign_in()
-        .withf(|_: &Email, password: &Password| password.expose() == "abc")
+        .withf(|_: &Email, password: &Password, _: &ClientInfo| password.expose() == "abc")
         .times(1)
-        .returning(|_, _| Err(refused()));
+        .returning(|_, _, _| Err(refused()));
 
     let (status, headers, body) = send(
         app(account),

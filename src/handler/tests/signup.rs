@@ -1,5 +1,5 @@
-//! `POST /signup`: parsed credentials reach the use case, its pair answers 201,
-//! its failures answer in the JSON shape.
+//! `POST /signup`: parsed credentials and the caller's client info reach the
+//! use case, its pair answers 201, its failures answer in the JSON shape.
 
 use super::*;
 use crate::error::AppError;
@@ -13,23 +13,25 @@ fn signup_request() -> Request<Body> {
 }
 
 #[tokio::test]
-async fn a_valid_sign_up_passes_the_trimmed_lowercased_email_to_the_use_case_and_answers_201_with_its_pair()
+async fn a_valid_sign_up_passes_the_trimmed_lowercased_email_and_the_user_agent_to_the_use_case_and_answers_201_with_its_pair()
  {
     let mut account = MockAccountService::new();
     account
         .expect_sign_up()
-        .withf(|email: &Email, password: &Password| {
-            email.as_str() == "alice@example.com" && password.expose() == "correct horse"
+        .withf(|email: &Email, password: &Password, client: &ClientInfo| {
+            email.as_str() == "alice@example.com"
+                && password.expose() == "correct horse"
+                && *client == super::client()
         })
         .times(1)
-        .returning(|_, _| Ok(pair()));
+        .returning(|_, _, _| Ok(pair()));
 
     let (status, headers, body) = send(
         app(account),
-        post_json(
+        with_user_agent(post_json(
             &url("/signup"),
             json!({"email": "  Alice@Example.COM ", "password": "correct horse"}),
-        ),
+        )),
     )
     .await;
 
@@ -107,7 +109,7 @@ async fn a_sign_up_with_a_taken_email_answers_409_conflict_with_the_use_case_mes
     account
         .expect_sign_up()
         .times(1)
-        .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
+        .returning(|_, _, _| Err(AppError::Conflict("email already registered".into())));
 
     let (status, headers, body) = send(app(account), signup_request()).await;
 
@@ -122,7 +124,7 @@ async fn a_sign_up_with_a_taken_email_answers_409_conflict_with_the_use_case_mes
 async fn a_sign_up_the_use_case_finds_unavailable_answers_503_in_the_json_shape_without_the_cause()
 {
     let mut account = MockAccountService::new();
-    account.expect_sign_up().times(1).returning(|_, _| {
+    account.expect_sign_up().times(1).returning(|_, _, _| {
         Err(AppError::store_unavailable(
             "token store",
             &"connection to 10.0.0.7:6379 refused",
@@ -146,7 +148,7 @@ async fn a_sign_up_the_use_case_finds_unavailable_answers_503_in_the_json_shape_
 #[tokio::test]
 async fn an_internal_error_of_the_use_case_answers_500_without_leaking_the_cause() {
     let mut account = MockAccountService::new();
-    account.expect_sign_up().times(1).returning(|_, _| {
+    account.expect_sign_up().times(1).returning(|_, _, _| {
         Err(AppError::Internal(anyhow::anyhow!(
             "connection to 10.0.0.5 refused: secret detail"
         )))

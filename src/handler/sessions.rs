@@ -1,0 +1,166 @@
+//! Sessions: sign-out by scope, the session list, ending one session.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::openapi::{BearerErrors, tags};
+use super::{AppState, AuthUser};
+use crate::error::{AppError, AppResult, InvalidArg};
+use crate::model::{SessionInfo, SignOutScope};
+use crate::web::ErrorBody;
+
+/// A confirmation for humans.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessageResponse {
+    #[schema(example = "signed out on every device")]
+    message: &'static str,
+}
+
+/// `?scope=` of a sign-out.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignOutParams {
+    /// `global` (the default): every session; `local`: only the session of
+    /// the presented ID token; `others`: every session but that one.
+    #[param(value_type = Option<String>, example = "global")]
+    scope: Option<SignOutScope>,
+}
+
+/// `POST /signout[?scope=global|local|others]` → 200.
+#[utoipa::path(
+    post,
+    path = "/signout",
+    tag = tags::ACCOUNT,
+    summary = "Sign out",
+    description = "Ends the sessions the scope names: every session of the user (the default, \
+                   removing every refresh token of the user), only the caller's, or all but the \
+                   caller's. ID tokens already handed out stay valid until they expire.",
+    security(("bearer" = [])),
+    params(SignOutParams),
+    responses(
+        (status = 200, description = "Signed out", body = MessageResponse),
+        (status = 400, description = "An unknown `scope`, or `local`/`others` with an ID token issued before sessions", body = ErrorBody),
+        BearerErrors,
+    )
+)]
+pub async fn signout(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    params: Result<Query<SignOutParams>, QueryRejection>,
+) -> AppResult<Json<MessageResponse>> {
+    let Query(params) = params.map_err(|_| {
+        AppError::invalid_args(vec![InvalidArg::new(
+            "scope",
+            "scope must be global, local or others",
+        )])
+    })?;
+    let scope = params.scope.unwrap_or_default();
+    state.account.sign_out(&claims, scope).await?;
+    Ok(Json(MessageResponse {
+        message: match scope {
+            SignOutScope::Global => "signed out on every device",
+            SignOutScope::Local => "signed out of this session",
+            SignOutScope::Others => "signed out on every other device",
+        },
+    }))
+}
+
+/// The caller's sessions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionsResponse {
+    sessions: Vec<SessionView>,
+}
+
+/// A session as clients see it. Times are Unix seconds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    id: Uuid,
+    /// When the session started (the sign-in).
+    created_at: u64,
+    /// When its refresh token was last used (or the sign-in).
+    last_used_at: u64,
+    /// The `User-Agent` of the last sign-in or refresh; may be empty.
+    user_agent: String,
+    /// The client address of the last sign-in or refresh; may be empty.
+    ip: String,
+    /// Whether this is the session of the presented ID token.
+    current: bool,
+}
+
+impl SessionView {
+    fn new(session: SessionInfo, current: Option<Uuid>) -> Self {
+        let is_current = current == Some(session.id);
+        Self {
+            id: session.id,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            user_agent: session.user_agent,
+            ip: session.ip,
+            current: is_current,
+        }
+    }
+}
+
+/// `GET /sessions` → 200 with the caller's live sessions.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = tags::ACCOUNT,
+    summary = "The caller's sessions",
+    description = "Every live session of the user, most recently used first; `current` marks \
+                   the session of the presented ID token.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The sessions", body = SessionsResponse),
+        BearerErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> AppResult<Json<SessionsResponse>> {
+    let sessions = state.account.sessions(&claims).await?;
+    let current = claims
+        .sid
+        .as_deref()
+        .and_then(|sid| Uuid::parse_str(sid).ok());
+    Ok(Json(SessionsResponse {
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView::new(s, current))
+            .collect(),
+    }))
+}
+
+/// `DELETE /sessions/{id}` → 204; 404 unless it is one of the caller's.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = tags::ACCOUNT,
+    summary = "End one session",
+    description = "Ends one of the caller's sessions: its refresh token stops working.",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "No such session of the caller's", body = ErrorBody),
+        BearerErrors,
+    )
+)]
+pub async fn end(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    id: Result<Path<String>, PathRejection>,
+) -> AppResult<StatusCode> {
+    let sid = id
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or_else(|| AppError::NotFound("no such session".into()))?;
+    state.account.end_session(&claims, sid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,62 @@
+//! The Lua scripts: one per store step, each the shared prelude
+//! (`lua/prelude.lua`: ending, pruning, starting a session, index TTL) followed
+//! by its body. `redis::Script` runs them by EVALSHA (loading on NOSCRIPT).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! session_script {
+    ($body:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!($body)
+            ))
+        })
+    };
+}
+
+/// KEYS: index, `<uid>:<jti>`. ARGV: sid, jti, exp, now, ends, ua, ip, max.
+pub(super) static START_SESSION: LazyLock<Script> = session_script!("lua/start_session.lua");
+
+/// KEYS: index, marker, `<uid>:<jti>`, `<uid>:<new jti>`, `<uid>:grace:<jti>`.
+/// ARGV: sid, jti, new_jti, new_exp, now, grace_secs, sealed, ua, ip.
+pub(super) static REFRESH: LazyLock<Script> = session_script!("lua/refresh.lua");
+
+/// KEYS: index, marker, `<uid>:<legacy jti>`, `<uid>:<new jti>`. ARGV: as
+/// [`START_SESSION`].
+pub(super) static ROTATE_LEGACY: LazyLock<Script> = session_script!("lua/rotate_legacy.lua");
+
+/// KEYS: index. ARGV: now.
+pub(super) static LIST_SESSIONS: LazyLock<Script> = session_script!("lua/list_sessions.lua");
+
+/// KEYS: index. ARGV: sid.
+pub(super) static END_SESSION: LazyLock<Script> = session_script!("lua/end_session.lua");
+
+/// KEYS: index. ARGV: the sid to keep.
+pub(super) static END_OTHER_SESSIONS: LazyLock<Script> =
+    session_script!("lua/end_other_sessions.lua");
+
+/// Opens a sign-out sweep. The marker counts the sweeps in progress, so that
+/// two concurrent sign-outs of one user each stay protected until both have
+/// finished. KEYS: marker. ARGV: its TTL.
+pub(super) static SWEEP_BEGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"redis.call('INCR', KEYS[1])
+          redis.call('EXPIRE', KEYS[1], ARGV[1])
+          return 1",
+    )
+});
+
+/// Closes a sign-out sweep. KEYS: marker.
+pub(super) static SWEEP_END: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local left = redis.call('DECR', KEYS[1])
+          if left <= 0 then
+            redis.call('DEL', KEYS[1])
+          end
+          return left",
+    )
+});

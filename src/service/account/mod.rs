@@ -1,0 +1,217 @@
+//! The use cases: each endpoint's flow, composed of the user and token services.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
+use crate::jwks::JwkSet;
+use crate::model::{
+    AccountService, ClientInfo, Email, IdClaims, Password, Rotation, SessionInfo, SignOutScope,
+    TokenPair, TokenService, User, UserDetails, UserService,
+};
+
+/// [`AccountService`] over a [`UserService`] and a [`TokenService`].
+#[derive(Clone)]
+pub struct AccountServiceImpl {
+    users: Arc<dyn UserService>,
+    tokens: Arc<dyn TokenService>,
+}
+
+/// The session an ID token was issued in; tokens from before sessions have
+/// none, and cannot name "this session".
+fn session_of(caller: &IdClaims) -> AppResult<Uuid> {
+    caller
+        .sid
+        .as_deref()
+        .and_then(|sid| Uuid::parse_str(sid).ok())
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "this ID token belongs to no session (issued before sessions): sign in again",
+            )
+        })
+}
+
+impl AccountServiceImpl {
+    pub fn new(users: Arc<dyn UserService>, tokens: Arc<dyn TokenService>) -> Self {
+        Self { users, tokens }
+    }
+
+    /// Creates the user and its first session; without a pair the account is
+    /// removed again, so a retry once the token store is back succeeds.
+    async fn sign_up_to_the_end(
+        self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        let user = self.users.signup(email, password).await?;
+        match self.tokens.issue(&user, &client).await {
+            Ok(pair) => Ok(pair),
+            Err(err) => {
+                if let Err(undo) = self.users.delete(user.uid).await {
+                    tracing::error!(uid = %user.uid, error = ?undo, "cannot undo a failed sign-up");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Ends every session of the caller's user but the caller's own (after a
+    /// change a stolen session must not outlive). A caller without a session
+    /// ends them all.
+    async fn end_other_sessions(&self, caller: &IdClaims) -> AppResult<()> {
+        match session_of(caller) {
+            Ok(sid) => self.tokens.end_other_sessions(caller.sub, sid).await?,
+            Err(_) => self.tokens.revoke_all(caller.sub).await?,
+        };
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountService for AccountServiceImpl {
+    async fn sign_up(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        // On a task of its own, so it runs to its end even when the request is
+        // dropped (handler timeout, client gone): never left half done.
+        tokio::spawn(self.clone().sign_up_to_the_end(email, password, client))
+            .await
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("sign-up task failed")))?
+    }
+
+    async fn sign_in(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        let user = self.users.signin(email, password).await?;
+        self.tokens.issue(&user, &client).await
+    }
+
+    async fn refresh(&self, refresh_token: &str, client: ClientInfo) -> AppResult<TokenPair> {
+        let previous = self.tokens.validate_refresh_token(refresh_token)?;
+        let user = match self.users.get(previous.sub).await {
+            // A deleted user's tokens are refused like any other unusable token.
+            Err(AppError::NotFound(_)) => {
+                return Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED));
+            }
+            other => other?,
+        };
+        match self
+            .tokens
+            .rotate(&user, &previous, refresh_token, &client)
+            .await?
+        {
+            Rotation::Rotated(pair) | Rotation::Replayed(pair) => Ok(pair),
+            Rotation::Reused => {
+                tracing::warn!(uid = %user.uid, "refresh token reuse: session ended");
+                Err(AppError::RefreshTokenReused)
+            }
+            Rotation::Ended => Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED)),
+        }
+    }
+
+    async fn sign_out(&self, caller: &IdClaims, scope: SignOutScope) -> AppResult<()> {
+        match scope {
+            SignOutScope::Global => {
+                self.tokens.revoke_all(caller.sub).await?;
+            }
+            SignOutScope::Local => {
+                self.tokens
+                    .end_session(caller.sub, session_of(caller)?)
+                    .await?;
+            }
+            SignOutScope::Others => {
+                self.tokens
+                    .end_other_sessions(caller.sub, session_of(caller)?)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sessions(&self, caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {
+        self.tokens.sessions(caller.sub).await
+    }
+
+    async fn end_session(&self, caller: &IdClaims, sid: Uuid) -> AppResult<()> {
+        if self.tokens.end_session(caller.sub, sid).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound("no such session".into()))
+        }
+    }
+
+    async fn me(&self, uid: Uuid) -> AppResult<User> {
+        self.users.get(uid).await
+    }
+
+    async fn update_details(
+        &self,
+        caller: &IdClaims,
+        details: UserDetails,
+        current_password: Option<Password>,
+    ) -> AppResult<User> {
+        let user = self.users.get(caller.sub).await?;
+        let email_changes = user.email != details.email.as_str();
+        if email_changes {
+            let Some(password) = current_password else {
+                return Err(AppError::invalid_args(vec![InvalidArg::new(
+                    "currentPassword",
+                    "currentPassword is required to change the email",
+                )]));
+            };
+            self.users.check_password(&user, password).await?;
+            // As for a password change: the other sessions end before the
+            // new email is stored, so an outage of the token store refuses
+            // the change rather than leave a stolen session alive after it.
+            self.end_other_sessions(caller).await?;
+        }
+        self.users.update_details(caller.sub, details).await
+    }
+
+    async fn change_password(
+        &self,
+        caller: &IdClaims,
+        current: Password,
+        new: Password,
+    ) -> AppResult<()> {
+        let user = self.users.get(caller.sub).await?;
+        self.users.check_password(&user, current).await?;
+        // The new hash is stored first, then the other sessions end in one
+        // store step that also refuses any session a sign-in that read the
+        // previous hash would start later: no order of a racing sign-in
+        // leaves a session on the old password. Should the token store be
+        // down then, the answer is 503 with the password already changed:
+        // repeating the change (new password as the current one) finishes it.
+        let hash = self.users.set_password(caller.sub, new).await?;
+        let keep = session_of(caller).ok();
+        self.tokens
+            .password_changed(caller.sub, keep, &hash)
+            .await
+            .map(drop)
+    }
+
+    fn authenticate(&self, id_token: &str) -> AppResult<IdClaims> {
+        self.tokens.validate_id_token(id_token)
+    }
+
+    fn jwks(&self) -> JwkSet {
+        self.tokens.jwks()
+    }
+
+    async fn ready(&self) -> AppResult<()> {
+        let (users, tokens) = tokio::join!(self.users.ready(), self.tokens.ready());
+        users.and(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests;

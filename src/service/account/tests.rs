@@ -1,0 +1,515 @@
+//! The use cases against mocked user and token services.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mockall::predicate::eq;
+
+use super::*;
+use crate::model::interfaces::{MockTokenService, MockUserService};
+use crate::model::{Audience, RefreshClaims};
+
+const SID: Uuid = Uuid::from_u128(0x5e55);
+
+fn user() -> User {
+    User {
+        uid: Uuid::from_u128(0x1234),
+        email: "ada@example.com".into(),
+        password_hash: "$argon2id$…".into(),
+        name: String::new(),
+        image_url: String::new(),
+        website: String::new(),
+    }
+}
+
+fn pair() -> TokenPair {
+    TokenPair {
+        id_token: "id".into(),
+        refresh_token: "refresh".into(),
+    }
+}
+
+fn client() -> ClientInfo {
+    ClientInfo::new("curl/8", "10.0.0.1")
+}
+
+fn caller(sid: Option<Uuid>) -> IdClaims {
+    IdClaims {
+        sub: user().uid,
+        iss: "account".into(),
+        aud: Audience::One("domain-services".into()),
+        iat: 1,
+        exp: 2,
+        nbf: None,
+        jti: None,
+        email: user().email,
+        name: String::new(),
+        sid: sid.map(|s| s.to_string()),
+    }
+}
+
+fn refresh_claims() -> RefreshClaims {
+    RefreshClaims {
+        sub: user().uid,
+        jti: Uuid::from_u128(0x77),
+        iat: 1,
+        exp: 2,
+        sid: Some(SID),
+        auth_time: Some(1),
+    }
+}
+
+fn service(users: MockUserService, tokens: MockTokenService) -> AccountServiceImpl {
+    AccountServiceImpl::new(Arc::new(users), Arc::new(tokens))
+}
+
+fn credentials() -> (Email, Password) {
+    (
+        Email::parse("ada@example.com").unwrap(),
+        Password::parse("correct horse").unwrap(),
+    )
+}
+
+fn password(s: &str) -> Password {
+    Password::parse(s).unwrap()
+}
+
+fn is_invalid_token(err: &AppError) -> bool {
+    matches!(
+        err,
+        AppError::Authorization { message, invalid_token: true } if message == REFRESH_TOKEN_REFUSED
+    )
+}
+
+// ------------------------------------------------------------ sign-up / sign-in
+
+#[tokio::test]
+async fn sign_up_creates_the_user_and_starts_its_first_session_with_the_client() {
+    let mut users = MockUserService::new();
+    users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    users.expect_delete().never();
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_issue()
+        .withf(|u, c| u.uid == user().uid && *c == client())
+        .times(1)
+        .returning(|_, _| Ok(pair()));
+    let (email, password) = credentials();
+    let got = service(users, tokens)
+        .sign_up(email, password, client())
+        .await
+        .unwrap();
+    assert_eq!(got, pair());
+}
+
+#[tokio::test]
+async fn a_sign_up_whose_pair_cannot_be_issued_is_undone_and_the_error_passed_on() {
+    let mut users = MockUserService::new();
+    users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    users
+        .expect_delete()
+        .with(eq(user().uid))
+        .times(1)
+        .returning(|_| Ok(()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_issue()
+        .times(1)
+        .returning(|_, _| Err(AppError::unavailable("token store is unavailable")));
+    let (email, password) = credentials();
+    let err = service(users, tokens)
+        .sign_up(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::ServiceUnavailable { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_sign_up_issues_nothing_and_undoes_nothing() {
+    let mut users = MockUserService::new();
+    users
+        .expect_signup()
+        .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
+    users.expect_delete().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().never();
+    let (email, password) = credentials();
+    let err = service(users, tokens)
+        .sign_up(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_up_runs_to_its_end_and_undoes_itself_even_when_the_caller_goes_away() {
+    let deleted = Arc::new(AtomicBool::new(false));
+    let mut users = MockUserService::new();
+    users.expect_signup().returning(|_, _| Ok(user()));
+    users.expect_delete().times(1).returning({
+        let deleted = Arc::clone(&deleted);
+        move |_| {
+            deleted.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let mut tokens = MockTokenService::new();
+    // Issuing is slow and then fails: the caller gives up before that.
+    tokens.expect_issue().returning(|_, _| {
+        std::thread::sleep(Duration::from_millis(200));
+        Err(AppError::unavailable("token store is unavailable"))
+    });
+    let svc = service(users, tokens);
+    let (email, password) = credentials();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        svc.sign_up(email, password, client()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !deleted.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "never undone");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sign_in_starts_a_session_for_the_user_the_credentials_match() {
+    let mut users = MockUserService::new();
+    users.expect_signin().times(1).returning(|_, _| Ok(user()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_issue()
+        .withf(|u, c| u.uid == user().uid && *c == client())
+        .times(1)
+        .returning(|_, _| Ok(pair()));
+    let (email, password) = credentials();
+    assert_eq!(
+        service(users, tokens)
+            .sign_in(email, password, client())
+            .await
+            .unwrap(),
+        pair()
+    );
+}
+
+// ------------------------------------------------------------ refresh: the decision table
+
+/// A refresh whose store step comes to `rotation`.
+async fn refresh_coming_to(rotation: Rotation) -> AppResult<TokenPair> {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_validate_refresh_token()
+        .with(eq("the-refresh-token"))
+        .times(1)
+        .returning(|_| Ok(refresh_claims()));
+    tokens
+        .expect_rotate()
+        .withf(|u, previous, presented, c| {
+            u.uid == user().uid
+                && *previous == refresh_claims()
+                && presented == "the-refresh-token"
+                && *c == client()
+        })
+        .times(1)
+        .return_once(move |_, _, _, _| Ok(rotation));
+    let mut users = MockUserService::new();
+    users
+        .expect_get()
+        .with(eq(user().uid))
+        .times(1)
+        .returning(|_| Ok(user()));
+    service(users, tokens)
+        .refresh("the-refresh-token", client())
+        .await
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_answers_the_new_pair() {
+    assert_eq!(
+        refresh_coming_to(Rotation::Rotated(pair())).await.unwrap(),
+        pair()
+    );
+}
+
+#[tokio::test]
+async fn a_replay_within_the_grace_window_answers_the_same_successor() {
+    assert_eq!(
+        refresh_coming_to(Rotation::Replayed(pair())).await.unwrap(),
+        pair()
+    );
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_is_refresh_token_reused() {
+    let err = refresh_coming_to(Rotation::Reused).await.unwrap_err();
+    assert!(matches!(err, AppError::RefreshTokenReused), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_of_an_ended_session_is_an_ordinary_invalid_token() {
+    let err = refresh_coming_to(Rotation::Ended).await.unwrap_err();
+    assert!(is_invalid_token(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_token_that_does_not_verify_touches_neither_users_nor_the_store() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_validate_refresh_token()
+        .returning(|_| Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED)));
+    tokens.expect_rotate().never();
+    let mut users = MockUserService::new();
+    users.expect_get().never();
+    let err = service(users, tokens)
+        .refresh("forged", client())
+        .await
+        .unwrap_err();
+    assert!(is_invalid_token(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_for_a_user_that_no_longer_exists_is_an_invalid_token_not_a_404() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_validate_refresh_token()
+        .returning(|_| Ok(refresh_claims()));
+    tokens.expect_rotate().never();
+    let mut users = MockUserService::new();
+    users
+        .expect_get()
+        .returning(|_| Err(AppError::NotFound("no such user".into())));
+    let err = service(users, tokens)
+        .refresh("token", client())
+        .await
+        .unwrap_err();
+    assert!(is_invalid_token(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_while_a_store_is_down_is_unavailable_not_unauthorized() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_validate_refresh_token()
+        .returning(|_| Ok(refresh_claims()));
+    tokens.expect_rotate().never();
+    let mut users = MockUserService::new();
+    users
+        .expect_get()
+        .returning(|_| Err(AppError::unavailable("database is unavailable")));
+    let err = service(users, tokens)
+        .refresh("token", client())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::ServiceUnavailable { .. }),
+        "{err:?}"
+    );
+}
+
+// ------------------------------------------------------------ sign-out and sessions
+
+#[tokio::test]
+async fn global_sign_out_revokes_every_key_of_the_user() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_revoke_all()
+        .with(eq(user().uid))
+        .times(1)
+        .returning(|_| Ok(4));
+    service(MockUserService::new(), tokens)
+        .sign_out(&caller(Some(SID)), SignOutScope::Global)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn local_sign_out_ends_the_callers_session_and_others_every_other() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_end_session()
+        .with(eq(user().uid), eq(SID))
+        .times(1)
+        .returning(|_, _| Ok(true));
+    tokens
+        .expect_end_other_sessions()
+        .with(eq(user().uid), eq(SID))
+        .times(1)
+        .returning(|_, _| Ok(2));
+    tokens.expect_revoke_all().never();
+    let svc = service(MockUserService::new(), tokens);
+    svc.sign_out(&caller(Some(SID)), SignOutScope::Local)
+        .await
+        .unwrap();
+    svc.sign_out(&caller(Some(SID)), SignOutScope::Others)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_scoped_sign_out_with_an_id_token_from_before_sessions_is_a_400() {
+    let mut tokens = MockTokenService::new();
+    tokens.expect_end_session().never();
+    tokens.expect_end_other_sessions().never();
+    let svc = service(MockUserService::new(), tokens);
+    for scope in [SignOutScope::Local, SignOutScope::Others] {
+        let err = svc.sign_out(&caller(None), scope).await.unwrap_err();
+        assert!(matches!(err, AppError::BadRequest { .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn ending_a_session_that_is_not_the_callers_is_not_found() {
+    let mut tokens = MockTokenService::new();
+    tokens.expect_end_session().returning(|_, _| Ok(false));
+    let err = service(MockUserService::new(), tokens)
+        .end_session(&caller(Some(SID)), Uuid::from_u128(9))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+}
+
+// ------------------------------------------------------------ re-authentication
+
+#[tokio::test]
+async fn a_password_change_checks_the_current_one_stores_the_new_one_and_ends_the_other_sessions() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .withf(|u, p| u.uid == user().uid && p.expose() == "old password")
+        .times(1)
+        .returning(|_, _| Ok(()));
+    users
+        .expect_set_password()
+        .withf(|uid, p| *uid == user().uid && p.expose() == "new password")
+        .times(1)
+        .returning(|_, _| Ok("$argon2id$new".into()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_password_changed()
+        .withf(|uid, keep, hash| {
+            *uid == user().uid && *keep == Some(SID) && hash == "$argon2id$new"
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(3));
+    service(users, tokens)
+        .change_password(
+            &caller(Some(SID)),
+            password("old password"),
+            password("new password"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_changes_nothing_and_is_forbidden() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .returning(|_, _| Err(AppError::Forbidden("the current password is wrong".into())));
+    users.expect_set_password().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_end_other_sessions().never();
+    tokens.expect_password_changed().never();
+    let err = service(users, tokens)
+        .change_password(
+            &caller(Some(SID)),
+            password("wrong password"),
+            password("new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+}
+
+fn details(email: &str) -> UserDetails {
+    UserDetails {
+        email: Email::parse(email).unwrap(),
+        name: "Ada".into(),
+        website: crate::model::Website::parse("").unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn changing_the_email_without_the_current_password_is_a_400_naming_it() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users.expect_update_details().never();
+    let err = service(users, MockTokenService::new())
+        .update_details(&caller(Some(SID)), details("eve@example.com"), None)
+        .await
+        .unwrap_err();
+    match err {
+        AppError::BadRequest { invalid_args, .. } => {
+            assert_eq!(invalid_args[0].field, "currentPassword")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn changing_the_email_with_the_current_password_ends_the_other_sessions() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    users
+        .expect_update_details()
+        .times(1)
+        .returning(|_, _| Ok(user()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_end_other_sessions()
+        .with(eq(user().uid), eq(SID))
+        .times(1)
+        .returning(|_, _| Ok(1));
+    service(users, tokens)
+        .update_details(
+            &caller(Some(SID)),
+            details("eve@example.com"),
+            Some(password("correct horse")),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn keeping_the_email_needs_no_password_and_ends_no_session() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users.expect_check_password().never();
+    users
+        .expect_update_details()
+        .times(1)
+        .returning(|_, _| Ok(user()));
+    let mut tokens = MockTokenService::new();
+    tokens.expect_end_other_sessions().never();
+    service(users, tokens)
+        .update_details(&caller(Some(SID)), details("ada@example.com"), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn ready_needs_both_stores() {
+    let mut users = MockUserService::new();
+    users.expect_ready().returning(|| Ok(()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_ready()
+        .returning(|| Err(AppError::unavailable("token store is unavailable")));
+    let err = service(users, tokens).ready().await.unwrap_err();
+    assert!(
+        matches!(err, AppError::ServiceUnavailable { .. }),
+        "{err:?}"
+    );
+}
