@@ -281,8 +281,11 @@ pub async fn details(
     let email = v.check("email", Email::parse(&body.email));
     let name = v.check("name", parse_name(&body.name));
     let website = v.check("website", Website::parse(&body.website));
+    // Absent or empty: a form that always sends the field must still edit a
+    // profile without a password; the use case asks for it when the email
+    // changes.
     let current_password = match body.current_password.as_deref() {
-        None => None,
+        None | Some("") => None,
         Some(password) => v.check("currentPassword", Password::parse_for_signin(password)),
     };
     v.finish()?;

@@ -184,6 +184,37 @@ fn refresh_outcome(reply: Vec<Vec<u8>>) -> AppResult<RefreshOutcome> {
     Ok(outcome)
 }
 
+/// SCAN `<uid>:*` with a large COUNT and UNLINK each batch; how many keys.
+async fn sweep(conn: &mut ConnectionManager, uid: Uuid) -> AppResult<u64> {
+    // A uid is a hyphenated UUID: no glob metacharacters to escape.
+    let pattern = format!("{uid}:*");
+    let mut cursor: u64 = 0;
+    let mut deleted: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await
+            .map_err(map_redis_error)?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(conn)
+                .await
+                .map_err(map_redis_error)?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
 #[async_trait]
 impl TokenRepository for RedisTokenRepository {
     async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool> {
@@ -270,38 +301,16 @@ impl TokenRepository for RedisTokenRepository {
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(map_redis_error)?;
-        // A uid is a hyphenated UUID: no glob metacharacters to escape.
-        let pattern = format!("{uid}:*");
-        let mut cursor: u64 = 0;
-        let mut deleted: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_redis_error)?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(map_redis_error)?;
-                deleted += n;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        SWEEP_END
+        let swept = sweep(&mut conn, uid).await;
+        // Released on failure too: a sweep that stopped half-way must not
+        // keep refusing the user's refreshes until the marker expires.
+        let released = SWEEP_END
             .key(&marker)
             .invoke_async::<i64>(&mut conn)
             .await
-            .map_err(map_redis_error)?;
+            .map_err(map_redis_error);
+        let deleted = swept?;
+        released?;
         Ok(deleted)
     }
 
