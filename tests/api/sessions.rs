@@ -313,6 +313,22 @@ fn legacy_refresh_token(uid: Uuid, jti: Uuid) -> String {
     sign_refresh_token(&json!({"sub": uid, "jti": jti, "iat": now, "exp": now + 600}))
 }
 
+/// Writes a whitelist entry as the service did before sessions (`<uid>:<jti>`
+/// → `1`, in Redis); returns its jti.
+async fn write_legacy_entry(app: &TestApp, uid: Uuid) -> Uuid {
+    let jti = Uuid::new_v4();
+    let mut redis = app.redis().unwrap();
+    redis::cmd("SET")
+        .arg(format!("{uid}:{jti}"))
+        .arg("1")
+        .arg("EX")
+        .arg(600)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    jti
+}
+
 /// Rotates a legacy token: once, into a new session; then it is refused.
 async fn assert_legacy_token_rotates_once(app: &TestApp, uid: Uuid, legacy: &str) {
     let before = unix_now();
@@ -348,16 +364,7 @@ crate::on_every_backend!(
 async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_in_redis() {
     let app = spawn_app!(Backend::Real);
     let (uid, tokens) = app.signup(&unique_email()).await;
-    let jti = Uuid::new_v4();
-    let mut redis = app.redis().unwrap();
-    redis::cmd("SET")
-        .arg(format!("{uid}:{jti}"))
-        .arg("1")
-        .arg("EX")
-        .arg(600)
-        .query_async::<()>(&mut redis)
-        .await
-        .unwrap();
+    let jti = write_legacy_entry(&app, uid).await;
     assert_legacy_token_rotates_once(&app, uid, &legacy_refresh_token(uid, jti)).await;
     assert_eq!(app.sessions(&tokens.id_token).await.len(), 2);
     app.signout(&tokens.id_token).await;
@@ -391,16 +398,7 @@ async fn a_refresh_token_from_before_sessions_is_refused_once_the_other_sessions
     let (uid, tokens) = app.signup(&email).await;
     let mut legacy = Vec::new();
     for _ in 0..2 {
-        let jti = Uuid::new_v4();
-        let mut redis = app.redis().unwrap();
-        redis::cmd("SET")
-            .arg(format!("{uid}:{jti}"))
-            .arg("1")
-            .arg("EX")
-            .arg(600)
-            .query_async::<()>(&mut redis)
-            .await
-            .unwrap();
+        let jti = write_legacy_entry(&app, uid).await;
         legacy.push(legacy_refresh_token(uid, jti));
     }
     // Signing out the others, then changing the password: each must leave

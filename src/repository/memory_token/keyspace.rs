@@ -40,6 +40,18 @@ pub(super) enum Value {
 }
 
 impl Value {
+    /// The whitelist entry of session `sid`'s current token: what its index
+    /// `entry` says of it now.
+    pub(super) fn token_of(sid: Uuid, entry: &SessionEntry) -> Self {
+        Self::Token {
+            sid: Some(sid),
+            created: entry.created,
+            last: entry.last,
+            ua: entry.ua.clone(),
+            ip: entry.ip.clone(),
+        }
+    }
+
     /// An entry from before sessions.
     pub(super) fn legacy_token() -> Self {
         Self::Token {

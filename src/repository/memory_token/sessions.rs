@@ -90,14 +90,6 @@ impl Keyspace {
 
     fn start_session(&mut self, uid: Uuid, start: &SessionStart, at: Instant) {
         let expires = at + ttl_until(start.exp, start.now);
-        let record = Value::Token {
-            sid: Some(start.sid),
-            created: start.now,
-            last: start.now,
-            ua: start.client.user_agent.clone(),
-            ip: start.client.ip.clone(),
-        };
-        self.set(token_key(uid, start.jti), record, expires);
         let entry = SessionEntry {
             jti: start.jti,
             exp: start.exp,
@@ -109,6 +101,8 @@ impl Keyspace {
             ua: start.client.user_agent.clone(),
             ip: start.client.ip.clone(),
         };
+        let record = Value::token_of(start.sid, &entry);
+        self.set(token_key(uid, start.jti), record, expires);
         self.hset(uid, start.sid, entry, expires, at);
         self.prune(uid, start.now, at);
         let cap = usize::try_from(start.max_sessions).unwrap_or(usize::MAX);
@@ -144,14 +138,6 @@ impl Keyspace {
                 return RefreshOutcome::Unknown;
             }
             let expires = at + ttl_until(step.new_exp, step.now);
-            let record = Value::Token {
-                sid: Some(step.sid),
-                created: entry.created,
-                last: step.now,
-                ua: step.client.user_agent.clone(),
-                ip: step.client.ip.clone(),
-            };
-            self.set(token_key(uid, step.new_jti), record, expires);
             let rotated = SessionEntry {
                 jti: step.new_jti,
                 exp: step.new_exp,
@@ -162,6 +148,8 @@ impl Keyspace {
                 ip: step.client.ip.clone(),
                 ..entry.clone()
             };
+            let record = Value::token_of(step.sid, &rotated);
+            self.set(token_key(uid, step.new_jti), record, expires);
             self.hset(uid, step.sid, rotated, expires, at);
             if step.grace_secs > 0 {
                 let sealed = Value::Grace(step.sealed_successor.clone());
