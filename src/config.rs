@@ -59,6 +59,9 @@ pub struct Config {
     pub api_base_path: String,
     /// Maximum connections in the PostgreSQL pool.
     pub database_max_connections: u32,
+    /// Most password hashes waiting for a hashing thread; past it, sign-in
+    /// and sign-up answer 503 with `Retry-After` at once.
+    pub hash_queue_limit: usize,
 }
 
 /// Defaults of the configuration table (README).
@@ -87,6 +90,7 @@ pub mod defaults {
     /// store is not SQLite (beside the SQLite file when it is).
     pub const DATA_DIR: &str = "data";
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
+    pub const HASH_QUEUE_LIMIT: usize = 32;
 }
 
 /// Upper bounds: beyond these a value is a mistake (and timestamps would overflow).
@@ -104,6 +108,8 @@ pub mod limits {
     pub const HANDLER_TIMEOUT: u64 = 3_600;
     /// 16 MiB.
     pub const MAX_BODY_BYTES: usize = 16 << 20;
+    /// Each waiting hash holds a request; beyond this the queue is the outage.
+    pub const HASH_QUEUE_LIMIT: usize = 10_000;
 }
 
 impl Config {
@@ -167,6 +173,7 @@ impl Config {
                 "DATABASE_MAX_CONNECTIONS",
                 defaults::DATABASE_MAX_CONNECTIONS,
             )?,
+            hash_queue_limit: env.parse("HASH_QUEUE_LIMIT", defaults::HASH_QUEUE_LIMIT)?,
         };
         config.check()?;
         Ok(config)
@@ -222,6 +229,12 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS: must be at least 1");
+        }
+        if self.hash_queue_limit == 0 || self.hash_queue_limit > limits::HASH_QUEUE_LIMIT {
+            bail!(
+                "HASH_QUEUE_LIMIT: must be between 1 and {}",
+                limits::HASH_QUEUE_LIMIT
+            );
         }
         Ok(())
     }
@@ -399,6 +412,7 @@ mod tests {
         assert_eq!(c.keys.private_key, PathBuf::from("keys/private.pem"));
         assert_eq!(c.keys.public_key, PathBuf::from("keys/public.pem"));
         assert!(c.keys.refresh_secret.is_none());
+        assert_eq!(c.hash_queue_limit, 32);
     }
 
     #[test]
@@ -441,6 +455,8 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_variable() {
         assert!(error_of(&[("PORT", "eighty")]).starts_with("PORT:"));
+        assert!(error_of(&[("HASH_QUEUE_LIMIT", "0")]).starts_with("HASH_QUEUE_LIMIT:"));
+        assert!(error_of(&[("HASH_QUEUE_LIMIT", "10001")]).starts_with("HASH_QUEUE_LIMIT:"));
         assert!(error_of(&[("ID_TOKEN_EXP", "-1")]).starts_with("ID_TOKEN_EXP:"));
         assert!(error_of(&[("REFRESH_TOKEN_EXP", "0")]).starts_with("REFRESH_TOKEN_EXP:"));
         assert!(error_of(&[("HANDLER_TIMEOUT", "soon")]).starts_with("HANDLER_TIMEOUT:"));

@@ -44,6 +44,10 @@ pub enum AppError {
     /// Too many attempts; try again after `retry_after_secs`.
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Too much work queued (password hashing): try again after
+    /// `retry_after_secs`. Answered at once, never after a wait.
+    #[error("the service is busy, try again shortly")]
+    Overloaded { retry_after_secs: u64 },
     /// A store is down or the request timed out. `message` is public,
     /// `cause` is only logged.
     #[error("{message}")]

@@ -264,7 +264,10 @@ fn services(
     ring: Arc<SharedKeyRing>,
     refresh_secret: &Secret,
 ) -> anyhow::Result<AppState> {
-    let user_service = UserServiceImpl::new(users, PasswordHasher::for_this_machine());
+    let user_service = UserServiceImpl::new(
+        users,
+        PasswordHasher::for_this_machine(config.hash_queue_limit),
+    );
     let token_service = TokenServiceImpl::new(
         tokens,
         ring,

@@ -38,6 +38,10 @@ impl From<AppError> for ApiError {
                 ApiError::new(ErrorKind::TooManyRequests, err.to_string())
                     .with_retry_after(retry_after_secs)
             }
+            err @ AppError::Overloaded { retry_after_secs } => {
+                ApiError::new(ErrorKind::ServiceUnavailable, err.to_string())
+                    .with_retry_after(retry_after_secs)
+            }
             AppError::ServiceUnavailable { message, cause } => {
                 let err = ApiError::new(ErrorKind::ServiceUnavailable, message);
                 match cause {

@@ -83,11 +83,17 @@ pub trait AccountService: Send + Sync {
 pub trait UserService: Send + Sync {
     /// The user with this uid; `NotFound` if there is none.
     async fn get(&self, uid: Uuid) -> AppResult<User>;
-    /// Creates a user; `Conflict` if the email is taken (in any letter case).
-    async fn signup(&self, email: Email, password: Password) -> AppResult<User>;
+    /// The hash a new account stores for `password`. Hashing waits its turn
+    /// among `source`'s (the client's IP) requests; `Overloaded` when the
+    /// queue is full.
+    async fn hash_password(&self, password: &Password, source: &str) -> AppResult<String>;
+    /// Creates a user with a hash from [`UserService::hash_password`];
+    /// `Conflict` if the email is taken (in any letter case).
+    async fn signup(&self, email: Email, password_hash: String) -> AppResult<User>;
     /// The user whose email and password match; the same `Authorization`
-    /// error for an unknown email and a wrong password.
-    async fn signin(&self, email: Email, password: Password) -> AppResult<User>;
+    /// error for an unknown email and a wrong password. `source` as for
+    /// [`UserService::hash_password`].
+    async fn signin(&self, email: Email, password: Password, source: &str) -> AppResult<User>;
     /// `Ok` if `password` is the user's; `Forbidden` if not (a failed
     /// re-authentication is never a 401, which clients read as "refresh").
     async fn check_password(&self, user: &User, password: Password) -> AppResult<()>;

@@ -1,9 +1,26 @@
-//! Argon2id hashing, always off the async reactor and with bounded concurrency.
+//! Argon2id hashing on a small fixed pool of threads, fed by a bounded queue
+//! that serves its callers' sources (client IPs) in turn.
+//!
+//! Why not `spawn_blocking`: every blocking thread that ran a hash kept its
+//! freed 19 MiB block in its allocator arena, so a burst of sign-ins left the
+//! process at a quarter of a GiB. Here each hashing thread allocates one
+//! block of Argon2 memory once and reuses it for every hash and verification.
+//!
+//! Why a queue of its own: a flood of sign-ins from one source must neither
+//! make everyone else wait behind it nor pile up work nobody waits for. The
+//! queue holds at most `limit` waiting hashes (past it: 503 with
+//! `Retry-After` at once), one source at most a quarter of them, and the
+//! threads take the sources in turn, so another client's sign-in waits for a
+//! few hashes, not for the flood. A caller that has gone away before its hash
+//! started (timeout, client hung up) is skipped without hashing.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
-use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
-use tokio::sync::Semaphore;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::oneshot;
 
 use crate::error::{AppError, AppResult};
 use crate::model::Password;
@@ -11,43 +28,61 @@ use crate::model::Password;
 /// A hash verified when the user does not exist, so an unknown email costs the
 /// same time as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Argon2::default()
-        .hash_password(uuid::Uuid::new_v4().as_bytes())
-        .expect("argon2 hashes a 16-byte input")
-        .to_string()
+    let mut memory = Vec::new();
+    hash_with(uuid::Uuid::new_v4().as_bytes(), &mut memory).expect("argon2 hashes a 16-byte input")
 });
 
+/// How long a caller refused by a full queue is told to wait.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The share of the queue one source may hold: a quarter of it.
+const SOURCE_SHARE_DIVISOR: usize = 4;
+
 /// Hashes and verifies passwords with Argon2id (the crate's defaults are the
-/// OWASP parameters: m=19 MiB, t=2, p=1) on the blocking pool. A semaphore
-/// caps how many run at once, so a burst of sign-ins queues here instead of
-/// taking every core from token refreshes and `/me`.
+/// OWASP parameters: m=19 MiB, t=2, p=1). Clones share one pool; the threads
+/// stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    pool: Arc<PoolHandle>,
 }
 
 impl PasswordHasher {
-    /// `concurrency` hashes may run at once (at least one).
-    pub fn new(concurrency: usize) -> Self {
+    /// `threads` hashing threads (at least one) behind a queue of at most
+    /// `queue_limit` waiting hashes (at least one).
+    pub fn new(threads: usize, queue_limit: usize) -> Self {
         LazyLock::force(&DUMMY_HASH);
+        let limit = queue_limit.max(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work_ready: Condvar::new(),
+            limit,
+            per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
+            started: AtomicUsize::new(0),
+        });
+        for n in 0..threads.max(1) {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || shared.work())
+                .expect("cannot start a password-hashing thread");
+        }
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            pool: Arc::new(PoolHandle { shared }),
         }
     }
 
-    /// One hash at a time per core but one, leaving a core for everything else.
-    pub fn for_this_machine() -> Self {
+    /// One hashing thread per core but one, leaving a core for everything else.
+    pub fn for_this_machine(queue_limit: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::new(cores.saturating_sub(1))
+        Self::new(cores.saturating_sub(1), queue_limit)
     }
 
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh salt.
-    pub async fn hash(&self, password: &Password) -> AppResult<String> {
+    /// `source` (the client's IP) decides whose turn it is in the queue.
+    pub async fn hash(&self, password: &Password, source: &str) -> AppResult<String> {
         let password = password.expose().to_owned();
-        self.run_blocking(move || {
-            Argon2::default()
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
+        self.run(source, move |memory| {
+            hash_with(password.as_bytes(), memory)
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("argon2 hash failed: {e}")))
         })
         .await
@@ -55,86 +90,464 @@ impl PasswordHasher {
 
     /// Whether `password` matches `hash`. `None` verifies against a dummy hash
     /// and answers `false`, taking the same time as a real check.
-    pub async fn verify(&self, password: &Password, hash: Option<&str>) -> AppResult<bool> {
+    pub async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&str>,
+        source: &str,
+    ) -> AppResult<bool> {
         let password = password.expose().to_owned();
         let known = hash.is_some();
         let hash = hash.unwrap_or(DUMMY_HASH.as_str()).to_owned();
-        self.run_blocking(move || {
-            match Argon2::default().verify_password(password.as_bytes(), hash.as_str()) {
-                Ok(()) => Ok(known),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                Err(e) => Err(AppError::Internal(anyhow::anyhow!(
-                    "stored password hash is unusable: {e}"
-                ))),
-            }
+        self.run(source, move |memory| {
+            verify_with(password.as_bytes(), &hash, memory)
+                .map(|matches| matches && known)
+                .map_err(|e| {
+                    AppError::Internal(anyhow::anyhow!("stored password hash is unusable: {e}"))
+                })
         })
         .await
     }
 
-    async fn run_blocking<T, F>(&self, work: F) -> AppResult<T>
+    /// Queues `work` and waits for its answer. Dropping the returned future
+    /// before a thread takes the job skips it.
+    async fn run<T, F>(&self, source: &str, work: F) -> AppResult<T>
     where
-        F: FnOnce() -> AppResult<T> + Send + 'static,
+        F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
+        let (answer, answered) = oneshot::channel();
+        self.pool
+            .shared
+            .submit(source, Box::new(Job { answer, work }))?;
+        answered
             .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        // The permit moves into the blocking task: if the request is dropped
-        // (timeout, client gone), the hash still runs to its end and only then
-        // frees its slot, so the cap holds for the CPU actually used.
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("a password-hashing thread stopped")))?
     }
+
+    /// Waiting jobs (for tests and diagnostics).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.pool.shared.lock().waiting
+    }
+}
+
+/// The last clone of a [`PasswordHasher`] stops its threads.
+struct PoolHandle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.work_ready.notify_all();
+    }
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work_ready: Condvar,
+    /// Most jobs waiting at once.
+    limit: usize,
+    /// Most jobs one source may have waiting.
+    per_source: usize,
+    /// Jobs taken and run (skipped ones not counted).
+    started: AtomicUsize,
+}
+
+/// Waiting jobs by source, and the order in which sources take turns.
+#[derive(Default)]
+struct Queue {
+    by_source: HashMap<String, VecDeque<Box<dyn Task>>>,
+    /// Each source with waiting jobs, once; the front one goes next.
+    turns: VecDeque<String>,
+    waiting: usize,
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic inside a job happens outside the lock; the queue stays sound.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn submit(&self, source: &str, task: Box<dyn Task>) -> AppResult<()> {
+        let mut queue = self.lock();
+        if queue.waiting >= self.limit
+            || queue.by_source.get(source).map_or(0, VecDeque::len) >= self.per_source
+        {
+            // Callers that left still count until a thread skips them: drop
+            // them now, and only refuse when the queue is full of live ones.
+            queue.forget_abandoned();
+        }
+        let mine = queue.by_source.get(source).map_or(0, VecDeque::len);
+        if queue.waiting >= self.limit || mine >= self.per_source {
+            return Err(AppError::Overloaded {
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+            });
+        }
+        if mine == 0 {
+            queue.turns.push_back(source.to_owned());
+        }
+        queue
+            .by_source
+            .entry(source.to_owned())
+            .or_default()
+            .push_back(task);
+        queue.waiting += 1;
+        drop(queue);
+        self.work_ready.notify_one();
+        Ok(())
+    }
+
+    /// A hashing thread: takes the next source's oldest job, runs it with the
+    /// thread's own Argon2 memory, until the pool is dropped.
+    fn work(&self) {
+        let mut memory: Vec<Block> = Vec::new();
+        loop {
+            let task = {
+                let mut queue = self.lock();
+                loop {
+                    if queue.closed {
+                        return;
+                    }
+                    if let Some(task) = queue.next_task() {
+                        break task;
+                    }
+                    queue = self
+                        .work_ready
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if !task.abandoned() {
+                self.started.fetch_add(1, Ordering::Relaxed);
+                task.run(&mut memory);
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// The oldest job of the source whose turn it is; that source goes to the
+    /// back of the line if it has more.
+    fn next_task(&mut self) -> Option<Box<dyn Task>> {
+        let source = self.turns.pop_front()?;
+        let jobs = self.by_source.get_mut(&source)?;
+        let task = jobs.pop_front();
+        if jobs.is_empty() {
+            self.by_source.remove(&source);
+        } else {
+            self.turns.push_back(source);
+        }
+        self.waiting -= usize::from(task.is_some());
+        task
+    }
+
+    fn forget_abandoned(&mut self) {
+        let mut forgotten = 0;
+        self.by_source.retain(|_, jobs| {
+            let before = jobs.len();
+            jobs.retain(|job| !job.abandoned());
+            forgotten += before - jobs.len();
+            !jobs.is_empty()
+        });
+        let by_source = &self.by_source;
+        self.turns.retain(|source| by_source.contains_key(source));
+        self.waiting -= forgotten;
+    }
+}
+
+/// A queued hash or verification and where its answer goes.
+trait Task: Send {
+    /// Whether its caller has gone away.
+    fn abandoned(&self) -> bool;
+    fn run(self: Box<Self>, memory: &mut Vec<Block>);
+}
+
+struct Job<T, F> {
+    answer: oneshot::Sender<AppResult<T>>,
+    work: F,
+}
+
+impl<T, F> Task for Job<T, F>
+where
+    F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send,
+    T: Send,
+{
+    fn abandoned(&self) -> bool {
+        self.answer.is_closed()
+    }
+
+    fn run(self: Box<Self>, memory: &mut Vec<Block>) {
+        let Job { answer, work } = *self;
+        // The caller may have left meanwhile; then nobody reads the answer.
+        let _ = answer.send(work(memory));
+    }
+}
+
+/// Argon2id with the default parameters and a fresh 16-byte salt, in `memory`
+/// (grown once to the parameters' size, then reused).
+fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2::Error> {
+    let params = Params::default();
+    let salt = argon2::password_hash::generate_salt();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2.hash_password_into_with_memory(
+        password,
+        &salt,
+        &mut out,
+        blocks(memory, params.block_count()),
+    )?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| argon2::Error::OutputTooLong)?,
+        salt: Some(Salt::new(&salt).map_err(|_| argon2::Error::SaltTooShort)?),
+        hash: Some(Output::new(&out).map_err(|_| argon2::Error::OutputTooShort)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Recomputes the hash of `password` with the algorithm, parameters and salt
+/// of the PHC string `stored` and compares in constant time.
+fn verify_with(
+    password: &[u8],
+    stored: &str,
+    memory: &mut Vec<Block>,
+) -> Result<bool, argon2::password_hash::Error> {
+    use argon2::password_hash::Error;
+    let stored = PasswordHash::new(stored)?;
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return Err(Error::EncodingInvalid);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm.as_str())?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let params = Params::try_from(&stored)?;
+    let block_count = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        blocks(memory, block_count),
+    )?;
+    // `Output`'s equality is constant-time.
+    Ok(&Output::new(&out)? == expected)
+}
+
+/// The first `count` blocks of `memory`, growing it when needed.
+fn blocks(memory: &mut Vec<Block>, count: usize) -> &mut [Block] {
+    if memory.len() < count {
+        memory.resize(count, Block::default());
+    }
+    &mut memory[..count]
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use argon2::{PasswordHasher as _, PasswordVerifier as _};
+
     use super::*;
+
+    fn password(s: &str) -> Password {
+        Password::parse(s).unwrap()
+    }
 
     #[tokio::test]
     async fn hash_is_argon2id_and_verifies_only_the_right_password() {
-        let hasher = PasswordHasher::new(1);
-        let password = Password::parse("correct horse").unwrap();
-        let hash = hasher.hash(&password).await.unwrap();
+        let hasher = PasswordHasher::new(1, 8);
+        let right = password("correct horse");
+        let hash = hasher.hash(&right, "a").await.unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
-        assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
-        let wrong = Password::parse("wrong horse").unwrap();
-        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
+        assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
+        let wrong = password("wrong horse");
+        assert!(!hasher.verify(&wrong, Some(&hash), "a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crates_own_hasher_and_verifier() {
+        let hasher = PasswordHasher::new(1, 8);
+        let pw = password("interoperable");
+        let ours = hasher.hash(&pw, "a").await.unwrap();
+        Argon2::default()
+            .verify_password(b"interoperable", ours.as_str())
+            .expect("the crate verifies our hash");
+        let theirs = Argon2::default()
+            .hash_password(b"interoperable")
+            .unwrap()
+            .to_string();
+        assert!(hasher.verify(&pw, Some(&theirs), "a").await.unwrap());
+        // Other parameters (as an older deployment may have stored) verify too.
+        let params = Params::new(8 * 1024, 3, 1, None).unwrap();
+        let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"interoperable")
+            .unwrap()
+            .to_string();
+        assert!(hasher.verify(&pw, Some(&older), "a").await.unwrap());
     }
 
     #[tokio::test]
     async fn two_hashes_of_one_password_differ_by_salt() {
-        let hasher = PasswordHasher::new(1);
-        let password = Password::parse("same password").unwrap();
+        let hasher = PasswordHasher::new(1, 8);
+        let pw = password("same password");
         assert_ne!(
-            hasher.hash(&password).await.unwrap(),
-            hasher.hash(&password).await.unwrap()
+            hasher.hash(&pw, "a").await.unwrap(),
+            hasher.hash(&pw, "a").await.unwrap()
         );
     }
 
     #[tokio::test]
     async fn unknown_user_verifies_against_the_dummy_and_fails() {
-        let hasher = PasswordHasher::new(1);
-        let password = Password::parse("anything at all").unwrap();
-        assert!(!hasher.verify(&password, None).await.unwrap());
+        let hasher = PasswordHasher::new(1, 8);
+        assert!(
+            !hasher
+                .verify(&password("anything at all"), None, "a")
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn corrupt_stored_hash_is_an_internal_error() {
-        let hasher = PasswordHasher::new(1);
-        let password = Password::parse("anything at all").unwrap();
+        let hasher = PasswordHasher::new(1, 8);
         let err = hasher
-            .verify(&password, Some("not-a-hash"))
+            .verify(&password("anything at all"), Some("not-a-hash"), "a")
             .await
             .unwrap_err();
         assert!(matches!(err, AppError::Internal(_)));
+    }
+
+    /// Starts `n` hashes from `source` that wait in the queue (one thread, kept
+    /// busy by a first job).
+    fn queue_up(
+        hasher: &PasswordHasher,
+        source: &'static str,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<AppResult<String>>> {
+        (0..n)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&password("queued pw"), source).await })
+            })
+            .collect()
+    }
+
+    async fn wait_until_started(hasher: &PasswordHasher, n: usize) {
+        for _ in 0..500 {
+            if hasher.pool.shared.started.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("fewer than {n} jobs started");
+    }
+
+    async fn wait_until_waiting(hasher: &PasswordHasher, n: usize) {
+        for _ in 0..500 {
+            if hasher.waiting() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("{} waiting, expected {n}", hasher.waiting());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_with_retry_after() {
+        let hasher = PasswordHasher::new(1, 4);
+        // One running plus the four-slot queue, from four sources (one each).
+        let mut jobs = queue_up(&hasher, "a", 1);
+        wait_until_started(&hasher, 1).await;
+        for source in ["b", "c", "d", "e"] {
+            jobs.extend(queue_up(&hasher, source, 1));
+        }
+        wait_until_waiting(&hasher, 4).await;
+        let started = std::time::Instant::now();
+        let err = hasher.hash(&password("one more"), "f").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::Overloaded {
+                    retry_after_secs: BUSY_RETRY_AFTER_SECS
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "refused without waiting"
+        );
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_source_holds_at_most_a_quarter_of_the_queue() {
+        let hasher = PasswordHasher::new(1, 8);
+        let results: Vec<_> = futures::future::join_all(queue_up(&hasher, "flood", 6)).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r.as_ref().unwrap(), Err(AppError::Overloaded { .. })))
+            .count();
+        // At most one running and two waiting: the other three are refused.
+        assert!(refused >= 3, "{refused} refused");
+        // Another source still finds room.
+        hasher
+            .hash(&password("someone else"), "other")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sources_take_turns() {
+        let hasher = PasswordHasher::new(1, 40);
+        let warm = queue_up(&hasher, "warm", 1);
+        wait_until_started(&hasher, 1).await;
+        let flood = queue_up(&hasher, "flood", 10);
+        wait_until_waiting(&hasher, 10).await;
+        // Queued behind ten of the flood, the other source goes second.
+        hasher
+            .hash(&password("my turn now"), "other")
+            .await
+            .unwrap();
+        let started = hasher.pool.shared.started.load(Ordering::Relaxed);
+        // warm, one of the flood, ours, and perhaps the flood's next.
+        assert!(started <= 4, "{started} jobs started before ours finished");
+        for job in warm.into_iter().chain(flood) {
+            job.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_left_is_skipped_without_hashing() {
+        let hasher = PasswordHasher::new(1, 40);
+        let warm = queue_up(&hasher, "warm", 1);
+        wait_until_started(&hasher, 1).await;
+        let gone = queue_up(&hasher, "gone", 5);
+        wait_until_waiting(&hasher, 5).await;
+        for job in &gone {
+            job.abort();
+        }
+        hasher.hash(&password("still here"), "other").await.unwrap();
+        for job in warm {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            hasher.pool.shared.started.load(Ordering::Relaxed),
+            2,
+            "only the first job and ours were hashed"
+        );
+        assert_eq!(hasher.waiting(), 0);
     }
 }

@@ -32,8 +32,11 @@ impl UserService for UserServiceImpl {
         self.repo.find_by_id(uid).await
     }
 
-    async fn signup(&self, email: Email, password: Password) -> AppResult<User> {
-        let password_hash = self.hasher.hash(&password).await?;
+    async fn hash_password(&self, password: &Password, source: &str) -> AppResult<String> {
+        self.hasher.hash(password, source).await
+    }
+
+    async fn signup(&self, email: Email, password_hash: String) -> AppResult<User> {
         let user = User {
             uid: Uuid::new_v4(),
             email: email.into_inner(),
@@ -47,11 +50,15 @@ impl UserService for UserServiceImpl {
         Ok(user)
     }
 
-    async fn signin(&self, email: Email, password: Password) -> AppResult<User> {
+    async fn signin(&self, email: Email, password: Password, source: &str) -> AppResult<User> {
         let user = self.repo.find_by_email(email.as_str()).await?;
         let matches = self
             .hasher
-            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify(
+                &password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+                source,
+            )
             .await?;
         match user {
             Some(user) if matches => Ok(user),
@@ -59,10 +66,15 @@ impl UserService for UserServiceImpl {
         }
     }
 
+    /// The caller is signed in: its hashing takes turns as its user's.
     async fn check_password(&self, user: &User, password: Password) -> AppResult<()> {
         if self
             .hasher
-            .verify(&password, Some(user.password_hash.as_str()))
+            .verify(
+                &password,
+                Some(user.password_hash.as_str()),
+                &user.uid.to_string(),
+            )
             .await?
         {
             Ok(())
@@ -72,7 +84,7 @@ impl UserService for UserServiceImpl {
     }
 
     async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String> {
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = self.hasher.hash(&password, &uid.to_string()).await?;
         self.repo.update_password_hash(uid, &password_hash).await?;
         Ok(password_hash)
     }
@@ -98,7 +110,7 @@ mod tests {
     use mockall::predicate::eq;
 
     fn service(repo: MockUserRepository) -> UserServiceImpl {
-        UserServiceImpl::new(Arc::new(repo), PasswordHasher::new(1))
+        UserServiceImpl::new(Arc::new(repo), PasswordHasher::new(1, 8))
     }
 
     fn email(s: &str) -> Email {
@@ -113,7 +125,10 @@ mod tests {
         User {
             uid: Uuid::new_v4(),
             email: "ada@example.com".into(),
-            password_hash: PasswordHasher::new(1).hash(&password(pw)).await.unwrap(),
+            password_hash: PasswordHasher::new(1, 8)
+                .hash(&password(pw), "test")
+                .await
+                .unwrap(),
             name: "Ada".into(),
             image_url: String::new(),
             website: String::new(),
@@ -132,10 +147,12 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(()));
-        let user = service(repo)
-            .signup(email("Ada@Example.com"), password("correct horse"))
+        let svc = service(repo);
+        let hash = svc
+            .hash_password(&password("correct horse"), "203.0.113.9")
             .await
             .unwrap();
+        let user = svc.signup(email("Ada@Example.com"), hash).await.unwrap();
         assert_eq!(user.email, "ada@example.com");
         assert_eq!(user.uid.get_version_num(), 4);
     }
@@ -146,7 +163,7 @@ mod tests {
         repo.expect_create()
             .returning(|_| Err(AppError::Conflict("email already registered".into())));
         let err = service(repo)
-            .signup(email("ada@example.com"), password("correct horse"))
+            .signup(email("ada@example.com"), "$argon2id$stored".into())
             .await
             .unwrap_err();
         assert!(matches!(err, AppError::Conflict(_)));
@@ -161,7 +178,7 @@ mod tests {
             .with(eq("ada@example.com"))
             .returning(move |_| Ok(Some(found.clone())));
         let got = service(repo)
-            .signin(email("ADA@example.com"), password("correct horse"))
+            .signin(email("ADA@example.com"), password("correct horse"), "ip")
             .await
             .unwrap();
         assert_eq!(got, user);
@@ -179,11 +196,11 @@ mod tests {
             .returning(|_| Ok(None));
         let svc = service(repo);
         let wrong = svc
-            .signin(email("ada@example.com"), password("wrong horse"))
+            .signin(email("ada@example.com"), password("wrong horse"), "ip")
             .await
             .unwrap_err();
         let unknown = svc
-            .signin(email("nobody@example.com"), password("correct horse"))
+            .signin(email("nobody@example.com"), password("correct horse"), "ip")
             .await
             .unwrap_err();
         assert_eq!(wrong.to_string(), BAD_CREDENTIALS);

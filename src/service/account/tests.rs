@@ -70,6 +70,16 @@ fn credentials() -> (Email, Password) {
     )
 }
 
+/// A user service that hashes sign-up passwords for the client's IP.
+fn hashing_users() -> MockUserService {
+    let mut users = MockUserService::new();
+    users
+        .expect_hash_password()
+        .withf(|_, source| source == client().ip)
+        .returning(|_, _| Ok("$argon2id$new".into()));
+    users
+}
+
 fn password(s: &str) -> Password {
     Password::parse(s).unwrap()
 }
@@ -85,8 +95,12 @@ fn is_invalid_token(err: &AppError) -> bool {
 
 #[tokio::test]
 async fn sign_up_creates_the_user_and_starts_its_first_session_with_the_client() {
-    let mut users = MockUserService::new();
-    users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    let mut users = hashing_users();
+    users
+        .expect_signup()
+        .withf(|_, hash| hash == "$argon2id$new")
+        .times(1)
+        .returning(|_, _| Ok(user()));
     users.expect_delete().never();
     let mut tokens = MockTokenService::new();
     tokens
@@ -104,7 +118,7 @@ async fn sign_up_creates_the_user_and_starts_its_first_session_with_the_client()
 
 #[tokio::test]
 async fn a_sign_up_whose_pair_cannot_be_issued_is_undone_and_the_error_passed_on() {
-    let mut users = MockUserService::new();
+    let mut users = hashing_users();
     users.expect_signup().times(1).returning(|_, _| Ok(user()));
     users
         .expect_delete()
@@ -129,7 +143,7 @@ async fn a_sign_up_whose_pair_cannot_be_issued_is_undone_and_the_error_passed_on
 
 #[tokio::test]
 async fn a_conflicting_sign_up_issues_nothing_and_undoes_nothing() {
-    let mut users = MockUserService::new();
+    let mut users = hashing_users();
     users
         .expect_signup()
         .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
@@ -147,7 +161,7 @@ async fn a_conflicting_sign_up_issues_nothing_and_undoes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_up_runs_to_its_end_and_undoes_itself_even_when_the_caller_goes_away() {
     let deleted = Arc::new(AtomicBool::new(false));
-    let mut users = MockUserService::new();
+    let mut users = hashing_users();
     users.expect_signup().returning(|_, _| Ok(user()));
     users.expect_delete().times(1).returning({
         let deleted = Arc::clone(&deleted);
@@ -178,9 +192,32 @@ async fn a_sign_up_runs_to_its_end_and_undoes_itself_even_when_the_caller_goes_a
 }
 
 #[tokio::test]
+async fn a_sign_up_refused_by_a_full_hashing_queue_creates_nothing() {
+    let mut users = MockUserService::new();
+    users.expect_hash_password().returning(|_, _| {
+        Err(AppError::Overloaded {
+            retry_after_secs: 1,
+        })
+    });
+    users.expect_signup().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().never();
+    let (email, password) = credentials();
+    let err = service(users, tokens)
+        .sign_up(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Overloaded { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn sign_in_starts_a_session_for_the_user_the_credentials_match() {
     let mut users = MockUserService::new();
-    users.expect_signin().times(1).returning(|_, _| Ok(user()));
+    users
+        .expect_signin()
+        .withf(|_, _, source| source == client().ip)
+        .times(1)
+        .returning(|_, _, _| Ok(user()));
     let mut tokens = MockTokenService::new();
     tokens
         .expect_issue()
