@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -100,13 +100,25 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         // Outside the layers that answer errors themselves, so it sees them all.
         .layer(axum::middleware::from_fn(crate::web::log_errors))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(
-            // Method, path, status and latency only: never headers or bodies,
-            // which carry passwords and tokens.
+            // Method, path, status and latency only: never headers, bodies or
+            // the query string, which carry passwords and tokens.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 // Failures are logged once, with their cause, by `log_errors`.
                 .on_failure(()),
         )
+}
+
+/// The access log's span: method and path, without the query string (a
+/// client may put `?access_token=…` there).
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+    )
 }

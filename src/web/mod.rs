@@ -2,9 +2,10 @@
 //! todo example, so that every one of them answers alike: the one error body
 //! (`{"error": {"type", "message", "invalidArgs"?}}`), the one JSON-body
 //! extractor, `Authorization: Bearer` parsing, the middleware that logs each
-//! error once, and the shutdown signal.
+//! error once, the security headers, and the shutdown signal.
 
 mod error;
+mod headers;
 mod request;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod shutdown;
@@ -13,6 +14,7 @@ pub use error::{
     ApiError, BEARER_CHALLENGE, ErrorBody, ErrorDetail, ErrorKind, INVALID_TOKEN_CHALLENGE,
     InvalidArg, log_errors,
 };
+pub use headers::security_headers;
 pub use request::{BearerError, JsonBody, bearer_token, is_json};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use shutdown::shutdown_signal;

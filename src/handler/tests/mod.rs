@@ -10,6 +10,7 @@
 
 mod body;
 mod client;
+mod headers;
 mod password;
 mod protected;
 mod routing;
