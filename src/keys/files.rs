@@ -42,6 +42,7 @@ impl KeyPaths {
         let refresh_secret = match &self.refresh_secret {
             Some(secret) => secret.clone(),
             None => {
+                warn_if_readable_by_others("REFRESH_SECRET_FILE", &self.refresh_secret_file);
                 let text = fs::read_to_string(&self.refresh_secret_file).with_context(|| {
                     format!(
                         "REFRESH_SECRET is unset and {} cannot be read {KEYS_HINT}",
@@ -89,6 +90,7 @@ impl KeyPaths {
     }
 
     pub(super) fn load_signer(&self) -> anyhow::Result<IdTokenSigner> {
+        warn_if_readable_by_others("PRIV_KEY_FILE", &self.private_key);
         let private_pem = fs::read(&self.private_key).with_context(|| {
             format!(
                 "PRIV_KEY_FILE: cannot read {} {KEYS_HINT}",
@@ -248,10 +250,62 @@ pub(crate) fn generate_refresh_secret(path: &Path) -> anyhow::Result<()> {
     write_private(path, format!("{hex}\n").as_bytes())
 }
 
+/// A warning naming the file when a secret (private key, refresh secret) can
+/// be read by the file's group or by others: anyone on the machine who can
+/// read it can sign ID tokens or refresh tokens. Not an error: a container
+/// may mount it so on purpose, and refusing would stop a running service at
+/// its next reload.
+fn warn_if_readable_by_others(variable: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:o}"),
+                "{variable}: the secret file is readable by group or others; \
+                 make it owner-only (chmod 600)"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn secret_files_readable_by_others_are_named_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = GeneratedKeyFiles::in_dir(&dir.path().join("keys"));
+        generate_keys(&files, false).unwrap();
+        let paths = KeyPaths {
+            private_key: files.private_key.clone(),
+            public_key: files.public_key.clone(),
+            refresh_secret_file: files.refresh_secret.clone(),
+            refresh_secret: None,
+            published_dir: dir.path().join("keys/published"),
+        };
+        let (loaded, logs) = crate::test_logs::logged_during(async { paths.load() }).await;
+        loaded.unwrap();
+        assert!(!logs.contains("WARN"), "owner-only files: {logs}");
+
+        for (path, mode) in [(&files.private_key, 0o644), (&files.refresh_secret, 0o640)] {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let (loaded, logs) = crate::test_logs::logged_during(async { paths.load() }).await;
+        loaded.unwrap();
+        let warnings: Vec<_> = logs.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 2, "{logs}");
+        assert!(warnings[0].contains("PRIV_KEY_FILE"), "{logs}");
+        assert!(
+            warnings[0].contains(&files.private_key.display().to_string()),
+            "{logs}"
+        );
+        assert!(warnings[1].contains("REFRESH_SECRET_FILE"), "{logs}");
+        assert!(warnings[1].contains("mode=640"), "{logs}");
+    }
 
     #[test]
     fn generated_keys_load_sign_and_are_owner_only() {
