@@ -5,7 +5,7 @@ use super::*;
 use crate::error::AppError;
 use crate::jwks::JwkSet;
 
-fn header_of<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
