@@ -7,12 +7,14 @@
 //! block of Argon2 memory once and reuses it for every hash and verification.
 //!
 //! Why a queue of its own: a flood of sign-ins from one source must neither
-//! make everyone else wait behind it nor pile up work nobody waits for. The
-//! queue holds at most `limit` waiting hashes (past it: 503 with
-//! `Retry-After` at once), one source at most a quarter of them, and the
-//! threads take the sources in turn, so another client's sign-in waits for a
-//! few hashes, not for the flood. A caller that has gone away before its hash
-//! started (timeout, client hung up) is skipped without hashing.
+//! make everyone else wait behind it nor pile up work nobody waits for. A
+//! request takes a place in the queue first, before it looks the user up, and
+//! holds it until its hash has run: at most `limit` places (past it: 503 with
+//! `Retry-After` at once, before any other work), one source at most a
+//! quarter of them, and the threads take the sources in turn, so another
+//! client's sign-in waits for a few hashes, not for the flood. A caller that
+//! has gone away before its hash started (timeout, client hung up) is skipped
+//! without hashing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,7 +50,7 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// `threads` hashing threads (at least one) behind a queue of at most
-    /// `queue_limit` waiting hashes (at least one).
+    /// `queue_limit` places (at least one).
     pub fn new(threads: usize, queue_limit: usize) -> Self {
         LazyLock::force(&DUMMY_HASH);
         let limit = queue_limit.max(1);
@@ -77,11 +79,65 @@ impl PasswordHasher {
         Self::new(cores.saturating_sub(1), queue_limit)
     }
 
-    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh salt.
-    /// `source` (the client's IP) decides whose turn it is in the queue.
+    /// Takes a place in the queue for one hash of `source` (the client's IP,
+    /// or the signed-in user: whose turn it is). Take it before any other
+    /// work of the request (the user lookup), so that a request refused for a
+    /// full queue costs nothing else. `Overloaded` when the queue, or the
+    /// source's share of it, is full.
+    pub fn admit(&self, source: &str) -> AppResult<Turn> {
+        let shared = &self.pool.shared;
+        for first_try in [true, false] {
+            if shared.hold(source) {
+                return Ok(Turn {
+                    slot: Slot {
+                        shared: Arc::clone(shared),
+                        source: source.to_owned(),
+                    },
+                });
+            }
+            if first_try {
+                // Callers that left still hold their places until a thread
+                // skips them: let those go, and refuse only for live ones.
+                drop(shared.take_abandoned());
+            }
+        }
+        Err(AppError::Overloaded {
+            retry_after_secs: BUSY_RETRY_AFTER_SECS,
+        })
+    }
+
+    /// [`Self::admit`], then [`Turn::hash`].
     pub async fn hash(&self, password: &Password, source: &str) -> AppResult<String> {
+        self.admit(source)?.hash(password).await
+    }
+
+    /// [`Self::admit`], then [`Turn::verify`].
+    pub async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&str>,
+        source: &str,
+    ) -> AppResult<bool> {
+        self.admit(source)?.verify(password, hash).await
+    }
+
+    /// Jobs waiting for a thread (for tests).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.pool.shared.lock().waiting
+    }
+}
+
+/// A place in the hashing queue: dropped unused, it is given back.
+pub struct Turn {
+    slot: Slot,
+}
+
+impl Turn {
+    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh salt.
+    pub async fn hash(self, password: &Password) -> AppResult<String> {
         let password = password.expose().to_owned();
-        self.run(source, move |memory| {
+        self.run(move |memory| {
             hash_with(password.as_bytes(), memory)
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("argon2 hash failed: {e}")))
         })
@@ -90,16 +146,11 @@ impl PasswordHasher {
 
     /// Whether `password` matches `hash`. `None` verifies against a dummy hash
     /// and answers `false`, taking the same time as a real check.
-    pub async fn verify(
-        &self,
-        password: &Password,
-        hash: Option<&str>,
-        source: &str,
-    ) -> AppResult<bool> {
+    pub async fn verify(self, password: &Password, hash: Option<&str>) -> AppResult<bool> {
         let password = password.expose().to_owned();
         let known = hash.is_some();
         let hash = hash.unwrap_or(DUMMY_HASH.as_str()).to_owned();
-        self.run(source, move |memory| {
+        self.run(move |memory| {
             verify_with(password.as_bytes(), &hash, memory)
                 .map(|matches| matches && known)
                 .map_err(|e| {
@@ -111,53 +162,81 @@ impl PasswordHasher {
 
     /// Queues `work` and waits for its answer. Dropping the returned future
     /// before a thread takes the job skips it.
-    async fn run<T, F>(&self, source: &str, work: F) -> AppResult<T>
+    async fn run<T, F>(self, work: F) -> AppResult<T>
     where
         F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
-        self.pool
-            .shared
-            .submit(source, Box::new(Job { answer, work }))?;
+        let shared = Arc::clone(&self.slot.shared);
+        shared.submit(Box::new(Job {
+            answer,
+            work,
+            _slot: self.slot,
+        }));
         answered
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("a password-hashing thread stopped")))?
     }
+}
 
-    /// Waiting jobs (for tests and diagnostics).
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        self.pool.shared.lock().waiting
+/// A source's place in the queue, from admission until its job has run (or
+/// was skipped, or the turn was dropped unused).
+struct Slot {
+    shared: Arc<Shared>,
+    source: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.held_total -= 1;
+        if let Some(held) = queue.held.get_mut(&self.source) {
+            *held -= 1;
+            if *held == 0 {
+                queue.held.remove(&self.source);
+            }
+        }
     }
 }
 
-/// The last clone of a [`PasswordHasher`] stops its threads.
+/// The last clone of a [`PasswordHasher`] stops its threads; jobs still
+/// waiting are dropped, so their callers get an error instead of waiting.
 struct PoolHandle {
     shared: Arc<Shared>,
 }
 
 impl Drop for PoolHandle {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let waiting: Vec<_> = {
+            let mut queue = self.shared.lock();
+            queue.closed = true;
+            queue.turns.clear();
+            queue.waiting = 0;
+            queue.by_source.drain().flat_map(|(_, jobs)| jobs).collect()
+        };
         self.shared.work_ready.notify_all();
+        drop(waiting);
     }
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     work_ready: Condvar,
-    /// Most jobs waiting at once.
+    /// Most places held at once (waiting or being hashed).
     limit: usize,
-    /// Most jobs one source may have waiting.
+    /// Most places one source may hold.
     per_source: usize,
     /// Jobs taken and run (skipped ones not counted).
     started: AtomicUsize,
 }
 
-/// Waiting jobs by source, and the order in which sources take turns.
+/// Places held by source, waiting jobs by source, and the order in which
+/// sources take turns.
 #[derive(Default)]
 struct Queue {
+    held: HashMap<String, usize>,
+    held_total: usize,
     by_source: HashMap<String, VecDeque<Box<dyn Task>>>,
     /// Each source with waiting jobs, once; the front one goes next.
     turns: VecDeque<String>,
@@ -167,37 +246,59 @@ struct Queue {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // A panic inside a job happens outside the lock; the queue stays sound.
+        // Jobs run outside the lock; a panic cannot leave the queue half-changed.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn submit(&self, source: &str, task: Box<dyn Task>) -> AppResult<()> {
+    /// Takes a place for `source` if the queue and its share have room.
+    fn hold(&self, source: &str) -> bool {
         let mut queue = self.lock();
-        if queue.waiting >= self.limit
-            || queue.by_source.get(source).map_or(0, VecDeque::len) >= self.per_source
-        {
-            // Callers that left still count until a thread skips them: drop
-            // them now, and only refuse when the queue is full of live ones.
-            queue.forget_abandoned();
+        let mine = queue.held.get(source).copied().unwrap_or(0);
+        if queue.held_total >= self.limit || mine >= self.per_source {
+            return false;
         }
-        let mine = queue.by_source.get(source).map_or(0, VecDeque::len);
-        if queue.waiting >= self.limit || mine >= self.per_source {
-            return Err(AppError::Overloaded {
-                retry_after_secs: BUSY_RETRY_AFTER_SECS,
-            });
+        *queue.held.entry(source.to_owned()).or_default() += 1;
+        queue.held_total += 1;
+        true
+    }
+
+    fn submit(&self, task: Box<dyn Task>) {
+        let mut queue = self.lock();
+        if queue.closed {
+            // Dropped outside the lock: its caller learns the pool stopped.
+            drop(queue);
+            drop(task);
+            return;
         }
-        if mine == 0 {
-            queue.turns.push_back(source.to_owned());
+        let source = task.source().to_owned();
+        let jobs = queue.by_source.entry(source.clone()).or_default();
+        jobs.push_back(task);
+        if jobs.len() == 1 {
+            queue.turns.push_back(source);
         }
-        queue
-            .by_source
-            .entry(source.to_owned())
-            .or_default()
-            .push_back(task);
         queue.waiting += 1;
         drop(queue);
         self.work_ready.notify_one();
-        Ok(())
+    }
+
+    /// Removes the waiting jobs whose callers have gone; the caller drops
+    /// them (their places are given back) once the lock is released.
+    fn take_abandoned(&self) -> Vec<Box<dyn Task>> {
+        let mut queue = self.lock();
+        let mut gone = Vec::new();
+        for jobs in queue.by_source.values_mut() {
+            let (keep, leave): (VecDeque<_>, VecDeque<_>) =
+                jobs.drain(..).partition(|job| !job.abandoned());
+            *jobs = keep;
+            gone.extend(leave);
+        }
+        queue.by_source.retain(|_, jobs| !jobs.is_empty());
+        let Queue {
+            by_source, turns, ..
+        } = &mut *queue;
+        turns.retain(|source| by_source.contains_key(source));
+        queue.waiting -= gone.len();
+        gone
     }
 
     /// A hashing thread: takes the next source's oldest job, runs it with the
@@ -243,23 +344,12 @@ impl Queue {
         self.waiting -= usize::from(task.is_some());
         task
     }
-
-    fn forget_abandoned(&mut self) {
-        let mut forgotten = 0;
-        self.by_source.retain(|_, jobs| {
-            let before = jobs.len();
-            jobs.retain(|job| !job.abandoned());
-            forgotten += before - jobs.len();
-            !jobs.is_empty()
-        });
-        let by_source = &self.by_source;
-        self.turns.retain(|source| by_source.contains_key(source));
-        self.waiting -= forgotten;
-    }
 }
 
 /// A queued hash or verification and where its answer goes.
 trait Task: Send {
+    /// Whose it is.
+    fn source(&self) -> &str;
     /// Whether its caller has gone away.
     fn abandoned(&self) -> bool;
     fn run(self: Box<Self>, memory: &mut Vec<Block>);
@@ -268,6 +358,8 @@ trait Task: Send {
 struct Job<T, F> {
     answer: oneshot::Sender<AppResult<T>>,
     work: F,
+    /// Given back when the job has run or is dropped.
+    _slot: Slot,
 }
 
 impl<T, F> Task for Job<T, F>
@@ -275,14 +367,23 @@ where
     F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send,
     T: Send,
 {
+    fn source(&self) -> &str {
+        &self._slot.source
+    }
+
     fn abandoned(&self) -> bool {
         self.answer.is_closed()
     }
 
     fn run(self: Box<Self>, memory: &mut Vec<Block>) {
-        let Job { answer, work } = *self;
+        let Job {
+            answer,
+            work,
+            _slot,
+        } = *self;
         // The caller may have left meanwhile; then nobody reads the answer.
         let _ = answer.send(work(memory));
+        // `_slot` is given back here, after the work.
     }
 }
 
@@ -465,13 +566,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once_with_retry_after() {
         let hasher = PasswordHasher::new(1, 4);
-        // One running plus the four-slot queue, from four sources (one each).
+        // Four places, from four sources (one each): one running, three waiting.
         let mut jobs = queue_up(&hasher, "a", 1);
         wait_until_started(&hasher, 1).await;
-        for source in ["b", "c", "d", "e"] {
+        for source in ["b", "c", "d"] {
             jobs.extend(queue_up(&hasher, source, 1));
         }
-        wait_until_waiting(&hasher, 4).await;
+        wait_until_waiting(&hasher, 3).await;
         let started = std::time::Instant::now();
         let err = hasher.hash(&password("one more"), "f").await.unwrap_err();
         assert!(
@@ -500,8 +601,8 @@ mod tests {
             .iter()
             .filter(|r| matches!(r.as_ref().unwrap(), Err(AppError::Overloaded { .. })))
             .count();
-        // At most one running and two waiting: the other three are refused.
-        assert!(refused >= 3, "{refused} refused");
+        // Two places: one running and one waiting; the other four are refused.
+        assert_eq!(refused, 4);
         // Another source still finds room.
         hasher
             .hash(&password("someone else"), "other")

@@ -51,14 +51,12 @@ impl UserService for UserServiceImpl {
     }
 
     async fn signin(&self, email: Email, password: Password, source: &str) -> AppResult<User> {
+        // A place in the hashing queue before the lookup: a flood the queue
+        // refuses never reaches the database.
+        let turn = self.hasher.admit(source)?;
         let user = self.repo.find_by_email(email.as_str()).await?;
-        let matches = self
-            .hasher
-            .verify(
-                &password,
-                user.as_ref().map(|u| u.password_hash.as_str()),
-                source,
-            )
+        let matches = turn
+            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         match user {
             Some(user) if matches => Ok(user),

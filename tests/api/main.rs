@@ -2,6 +2,7 @@
 
 mod embedded;
 mod errors;
+mod flood;
 mod helpers;
 mod keys;
 mod lifecycle;

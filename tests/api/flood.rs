@@ -1,0 +1,136 @@
+//! A flood of sign-ins from one client must not lock everyone else out: the
+//! password-hashing queue is bounded and takes client IPs in turn.
+//!
+//! Clients on loopback bind their own source address (127.0.0.2 floods,
+//! 127.0.0.3 signs in), so the server sees two peers, as it would two hosts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, spawn_app, unique_email};
+use crate::on_every_backend;
+
+/// The rate limits out of the way: this measures the queue, not the limits.
+const NO_LIMITS: &[(&str, &str)] = &[
+    ("SIGNIN_RATE_LIMIT", "1000000"),
+    ("SIGNIN_IP_RATE_LIMIT", "1000000"),
+    ("SIGNIN_EMAIL_RATE_LIMIT", "1000000"),
+];
+
+fn client_from(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet)))
+        .pool_max_idle_per_host(400)
+        .build()
+        .unwrap()
+}
+
+async fn one_sources_flood_leaves_another_sources_sign_in_answering_within_a_second(
+    backend: Backend,
+) {
+    let app = spawn_app!(backend, NO_LIMITS);
+    let ada = unique_email();
+    app.signup(&ada).await;
+    let victim = unique_email();
+    app.signup(&victim).await;
+
+    // 300 connections guessing the victim's password as fast as answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (busy, refused, other) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    // The attacker runs on a runtime (and thread) of its own, as it would on
+    // another machine, not on the server's workers.
+    let url = app.url("/signin");
+    let attacker = {
+        let (stop, busy, refused, other) = (
+            Arc::clone(&stop),
+            Arc::clone(&busy),
+            Arc::clone(&refused),
+            Arc::clone(&other),
+        );
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = client_from(2);
+                let flood: Vec<_> = (0..300)
+                    .map(|_| {
+                        let (client, url, victim) = (client.clone(), url.clone(), victim.clone());
+                        let (stop, busy, refused, other) = (
+                            Arc::clone(&stop),
+                            Arc::clone(&busy),
+                            Arc::clone(&refused),
+                            Arc::clone(&other),
+                        );
+                        tokio::spawn(async move {
+                            while !stop.load(Ordering::Relaxed) {
+                                let body = json!({"email": victim, "password": "wrong guess 123"});
+                                let counter = match client.post(&url).json(&body).send().await {
+                                    Ok(r) if r.status() == 503 => {
+                                        let retry = r.headers().get("retry-after").cloned();
+                                        assert_eq!(
+                                            retry.as_ref().and_then(|v| v.to_str().ok()),
+                                            Some("1"),
+                                            "a full queue tells when to come back: {}",
+                                            r.text().await.unwrap_or_default()
+                                        );
+                                        &busy
+                                    }
+                                    Ok(r) if r.status() == 401 || r.status() == 429 => &refused,
+                                    _ => &other,
+                                };
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                for task in flood {
+                    task.await.unwrap();
+                }
+            });
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let legit = client_from(3);
+    for attempt in 0..5 {
+        let started = Instant::now();
+        let response = legit
+            .post(app.url("/signin"))
+            .json(&json!({"email": ada, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(response.status(), 200, "attempt {attempt} during the flood");
+        assert!(
+            took < Duration::from_secs(1),
+            "attempt {attempt} took {took:?} during the flood"
+        );
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || attacker.join())
+        .await
+        .unwrap()
+        .expect("the attacker saw only the expected answers");
+    assert!(
+        busy.load(Ordering::Relaxed) > 0,
+        "the flood filled its share of the queue"
+    );
+    assert!(refused.load(Ordering::Relaxed) > 0, "and was hashed too");
+    assert_eq!(other.load(Ordering::Relaxed), 0, "nothing else (no 500)");
+}
+
+on_every_backend!(multi_thread:
+    one_sources_flood_leaves_another_sources_sign_in_answering_within_a_second
+);
