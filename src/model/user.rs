@@ -210,6 +210,122 @@ mod tests {
         assert!(Email::parse(&long).is_err());
     }
 
+    fn parsed(raw: &str) -> String {
+        Email::parse(raw)
+            .unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}"))
+            .into_inner()
+    }
+
+    #[test]
+    fn ordinary_addresses_are_unchanged() {
+        for ok in [
+            "ada@example.com",
+            "first.last+tag@sub.example.co.uk",
+            "o'brien@example.org",
+            "x_y-z.0@example.io",
+            "ada@xn--bcher-kva.example",
+        ] {
+            assert_eq!(parsed(ok), ok);
+        }
+    }
+
+    #[test]
+    fn decomposed_characters_are_composed() {
+        // NFD `e` + U+0301 COMBINING ACUTE ACCENT → NFC U+00E9.
+        assert_eq!(parsed("jose\u{301}@example.com"), "jos\u{e9}@example.com");
+        assert_eq!(parsed("jos\u{e9}@example.com"), "jos\u{e9}@example.com");
+    }
+
+    #[test]
+    fn fullwidth_and_halfwidth_forms_become_ordinary_ones() {
+        assert_eq!(parsed("\u{ff41}da@example.com"), "ada@example.com");
+        assert_eq!(
+            parsed("\u{ff41}\u{ff44}\u{ff41}\u{ff20}\u{ff45}xample\u{ff0e}com"),
+            "ada@example.com",
+            "fullwidth at sign and full stop too"
+        );
+        assert_eq!(parsed("ada@\u{ff45}xample.com"), "ada@example.com");
+        // U+FF76 HALFWIDTH KATAKANA LETTER KA → U+30AB.
+        assert_eq!(parsed("\u{ff76}@example.com"), "\u{30ab}@example.com");
+    }
+
+    #[test]
+    fn non_ascii_letters_are_lowercased() {
+        assert_eq!(parsed("JOS\u{c9}@EXAMPLE.COM"), "jos\u{e9}@example.com");
+        assert_eq!(
+            parsed("\u{416}\u{41e}\u{420}\u{410}@example.com"),
+            "\u{436}\u{43e}\u{440}\u{430}@example.com"
+        );
+    }
+
+    #[test]
+    fn an_international_domain_is_stored_in_its_ascii_form() {
+        assert_eq!(
+            parsed("ada@b\u{fc}cher.example"),
+            "ada@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            parsed("ada@B\u{dc}CHER.example"),
+            "ada@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            parsed("ada@bu\u{308}cher.example"),
+            "ada@xn--bcher-kva.example",
+            "decomposed in the domain too"
+        );
+    }
+
+    #[test]
+    fn the_normal_form_is_a_fixed_point() {
+        for raw in [
+            "Ada@Example.COM",
+            "jose\u{301}@example.com",
+            "\u{ff41}da@b\u{fc}cher.example",
+            "\u{5e9}\u{5dc}\u{5d5}\u{5dd}@example.com",
+        ] {
+            let once = parsed(raw);
+            assert_eq!(parsed(&once), once, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_and_control_characters_are_refused_with_a_clear_message() {
+        for bad in [
+            "ada\u{200b}@example.com", // zero-width space
+            "ada@exa\u{200b}mple.com", // … in the domain
+            "a\u{ad}da@example.com",   // soft hyphen
+            "ada@ex\u{ad}ample.com",   // … in the domain
+            "\u{202e}ada@example.com", // right-to-left override
+            "ada\u{200f}@example.com", // right-to-left mark
+            "a\u{200d}da@example.com", // zero-width joiner
+            "\u{feff}ada@example.com", // byte order mark
+            "a\u{2060}da@example.com", // word joiner
+            "a\u{3164}da@example.com", // Hangul filler (default ignorable)
+            "a\u{fe0f}da@example.com", // variation selector
+            "a\u{7}da@example.com",    // BEL
+            "a\tda@example.com",       // tab inside
+            "a\u{2028}da@example.com", // line separator
+        ] {
+            let err = Email::parse(bad).expect_err(&format!("{bad:?} should be refused"));
+            assert!(
+                err.contains("invisible or control characters"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_characters_outside_the_profile_are_refused() {
+        for bad in [
+            "a\u{2603}@example.com",  // snowman: a symbol
+            "\u{ff41} b@example.com", // a space inside
+            "ada@exam_ple.com",       // not a host name
+            "ada@\u{2603}.example",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
     #[test]
     fn password_length_is_bounded_both_ways() {
         assert!(Password::parse("short").is_err());
