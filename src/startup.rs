@@ -151,6 +151,10 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .migrate()
                 .await
                 .context("cannot run the PostgreSQL migrations")?;
+            users
+                .normalise_emails()
+                .await
+                .context("cannot normalise stored emails")?;
             Ok((Arc::new(users), "PostgreSQL".to_owned()))
         }
         UserStoreConfig::Sqlite { url } => {
@@ -200,6 +204,10 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .migrate()
                 .await
                 .context("cannot run the SQLite migrations")?;
+            users
+                .normalise_emails()
+                .await
+                .context("cannot normalise stored emails")?;
             let description = match file {
                 Some(file) => format!("SQLite {}", file.display()),
                 None => "SQLite in memory".to_owned(),

@@ -17,7 +17,9 @@ use crate::web::{ErrorBody, JsonBody};
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CredentialsRequest {
-    /// A valid address; compared and stored lowercased.
+    /// A valid address; compared and stored in its normal form (lowercase, NFC,
+    /// fullwidth forms mapped, the domain in IDNA ASCII form); invisible or
+    /// control characters are refused.
     #[schema(required = true, format = "email", example = "ada@example.com")]
     email: String,
     /// 8 characters to 256 bytes at sign-up; sign-in only requires it to be non-empty.
@@ -42,7 +44,8 @@ pub struct DetailsRequest {
     /// Up to 100 characters, trimmed.
     #[schema(example = "Ada Lovelace")]
     name: String,
-    /// A valid address not used by another user; stored lowercased.
+    /// A valid address not used by another user, in any spelling; stored in
+    /// its normal form (as at sign-up).
     #[schema(required = true, format = "email", example = "ada@example.com")]
     email: String,
     /// Empty, or an `http://` or `https://` URL.
@@ -171,7 +174,7 @@ pub async fn signup(
     tag = tags::ACCOUNT,
     summary = "Sign in",
     description = "Checks the credentials and answers with a new token pair. The email is \
-                   case-insensitive; an unknown email and a wrong password answer the same 401.",
+                   compared in its normal form (any case, composition or width); an unknown email and a wrong password answer the same 401.",
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Signed in", body = TokensResponse),

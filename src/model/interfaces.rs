@@ -155,7 +155,8 @@ pub trait TokenService: Send + Sync {
 pub trait UserRepository: Send + Sync {
     /// `NotFound` if no user has this uid.
     async fn find_by_id(&self, uid: Uuid) -> AppResult<User>;
-    /// Case-insensitive lookup; `None` if no user has this email.
+    /// Lookup of an address in its normal form ([`crate::model::Email`]),
+    /// case-insensitive; `None` if no user has this email.
     async fn find_by_email(&self, email: &str) -> AppResult<Option<User>>;
     /// Inserts a user; `Conflict` if the email is taken.
     async fn create(&self, user: &User) -> AppResult<()>;

@@ -6,7 +6,8 @@ use uuid::Uuid;
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub uid: Uuid,
-    /// Always lowercase.
+    /// In the normal form of [`Email`] (rows from before it was introduced
+    /// are brought to it at start-up, see `repository::normalise_emails`).
     pub email: String,
     /// Argon2id PHC string; never serialized, never logged.
     pub password_hash: String,
@@ -47,23 +48,51 @@ pub const MAX_NAME_CHARS: usize = 100;
 /// Longest accepted website URL, in bytes.
 pub const MAX_WEBSITE_BYTES: usize = 2048;
 
-/// A syntactically valid email address, lowercased.
+/// A syntactically valid email address in its normal form, the one stored and
+/// looked up, so that look-alike spellings are one address:
+///
+/// - the local part as RFC 8265's `UsernameCaseMapped` profile prepares and
+///   enforces it: fullwidth and halfwidth forms mapped to their ordinary forms,
+///   lowercased, Unicode NFC, only the characters of the PRECIS
+///   `IdentifierClass` (letters, digits, printable ASCII);
+/// - the domain in its IDNA ASCII form (UTS 46 ToASCII, punycode `xn--`
+///   labels), which lowercases, composes and width-maps it too;
+/// - invisible and control characters (zero-width characters, the soft
+///   hyphen, bidi controls, other format and control characters, default
+///   ignorable code points) are refused anywhere, never silently dropped.
+///
+/// The normal form of a normal form is itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
+/// The message for an address with an invisible or control character.
+pub const EMAIL_INVISIBLE: &str = "email must not contain invisible or control characters \
+     (zero-width characters, soft hyphens, direction marks and the like)";
+const EMAIL_INVALID: &str = "email must be a valid email address";
+
 impl Email {
-    /// Validates and lowercases an address; the error is a message for the client.
+    /// Validates an address and returns it in its normal form (see [`Email`]);
+    /// the error is a message for the client.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err("email is required".into());
         }
-        if trimmed.len() > MAX_EMAIL_LEN {
-            return Err(format!("email must be at most {MAX_EMAIL_LEN} characters"));
+        let too_long = || format!("email must be at most {MAX_EMAIL_LEN} characters");
+        // Bounds the work before any Unicode processing (a character is at most
+        // four bytes); the normal form is held to the limit below.
+        if trimmed.len() > 4 * MAX_EMAIL_LEN {
+            return Err(too_long());
         }
-        let lowered = trimmed.to_lowercase();
+        if trimmed.chars().any(is_invisible_or_control) {
+            return Err(EMAIL_INVISIBLE.into());
+        }
+        let normal = normal_form(trimmed).ok_or(EMAIL_INVALID)?;
+        if normal.len() > MAX_EMAIL_LEN {
+            return Err(too_long());
+        }
         let valid = email_address::EmailAddress::parse_with_options(
-            &lowered,
+            &normal,
             email_address::Options::default()
                 .without_display_text()
                 .without_domain_literal(),
@@ -71,13 +100,13 @@ impl Email {
         .is_ok();
         // A domain needs a dot: `a@localhost` is valid per RFC 5322 but never a
         // deliverable address for our users.
-        let domain_has_dot = lowered
+        let domain_has_dot = normal
             .rsplit_once('@')
             .is_some_and(|(_, domain)| domain.contains('.') && !domain.ends_with('.'));
         if valid && domain_has_dot {
-            Ok(Self(lowered))
+            Ok(Self(normal))
         } else {
-            Err("email must be a valid email address".into())
+            Err(EMAIL_INVALID.into())
         }
     }
 
@@ -88,6 +117,46 @@ impl Email {
     pub fn into_inner(self) -> String {
         self.0
     }
+}
+
+/// Whether `c` is invisible or a control: general category Cc (controls), Cf
+/// (format: zero-width characters, the soft hyphen, bidi controls, the byte
+/// order mark), Zl, Zp, or a default ignorable code point (fillers, variation
+/// selectors), which renders as nothing.
+fn is_invisible_or_control(c: char) -> bool {
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    matches!(
+        CodePointMapData::<GeneralCategory>::new().get(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    ) || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+}
+
+/// `local@domain` with the local part through RFC 8265 `UsernameCaseMapped`
+/// and the domain through UTS 46 ToASCII; `None` if either refuses it.
+fn normal_form(address: &str) -> Option<String> {
+    use precis_profiles::UsernameCaseMapped;
+    use precis_profiles::precis_core::profile::{Profile as _, Rules as _};
+
+    let profile = UsernameCaseMapped::new();
+    // Width-map the whole address first, so that a fullwidth `＠` or `．`
+    // separates as the ordinary one does.
+    let mapped = profile.width_mapping_rule(address).ok()?;
+    let (local, domain) = mapped.rsplit_once('@')?;
+    let local = profile.enforce(local).ok()?;
+    let domain = idna::uts46::Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            // Host names: letters, digits and hyphens only.
+            idna::uts46::AsciiDenyList::STD3,
+            idna::uts46::Hyphens::Allow,
+            idna::uts46::DnsLength::Verify,
+        )
+        .ok()?;
+    Some(format!("{local}@{domain}"))
 }
 
 /// A password that meets the length rules. `Debug` never prints it.
@@ -208,6 +277,121 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(Email::parse(&long).is_err());
+    }
+
+    fn parsed(raw: &str) -> String {
+        Email::parse(raw)
+            .unwrap_or_else(|e| panic!("{raw:?} should be accepted: {e}"))
+            .into_inner()
+    }
+
+    #[test]
+    fn ordinary_addresses_are_unchanged() {
+        for ok in [
+            "ada@example.com",
+            "first.last+tag@sub.example.co.uk",
+            "o'brien@example.org",
+            "x_y-z.0@example.io",
+            "ada@xn--bcher-kva.example",
+        ] {
+            assert_eq!(parsed(ok), ok);
+        }
+    }
+
+    #[test]
+    fn decomposed_characters_are_composed() {
+        // NFD `e` + U+0301 COMBINING ACUTE ACCENT → NFC U+00E9.
+        assert_eq!(parsed("jose\u{301}@example.com"), "jos\u{e9}@example.com");
+        assert_eq!(parsed("jos\u{e9}@example.com"), "jos\u{e9}@example.com");
+    }
+
+    #[test]
+    fn fullwidth_and_halfwidth_forms_become_ordinary_ones() {
+        assert_eq!(parsed("\u{ff41}da@example.com"), "ada@example.com");
+        assert_eq!(
+            parsed("\u{ff41}\u{ff44}\u{ff41}\u{ff20}\u{ff45}xample\u{ff0e}com"),
+            "ada@example.com",
+            "fullwidth at sign and full stop too"
+        );
+        assert_eq!(parsed("ada@\u{ff45}xample.com"), "ada@example.com");
+        // U+FF76 HALFWIDTH KATAKANA LETTER KA → U+30AB.
+        assert_eq!(parsed("\u{ff76}@example.com"), "\u{30ab}@example.com");
+    }
+
+    #[test]
+    fn non_ascii_letters_are_lowercased() {
+        assert_eq!(parsed("JOS\u{c9}@EXAMPLE.COM"), "jos\u{e9}@example.com");
+        assert_eq!(
+            parsed("\u{416}\u{41e}\u{420}\u{410}@example.com"),
+            "\u{436}\u{43e}\u{440}\u{430}@example.com"
+        );
+    }
+
+    #[test]
+    fn an_international_domain_is_stored_in_its_ascii_form() {
+        assert_eq!(
+            parsed("ada@b\u{fc}cher.example"),
+            "ada@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            parsed("ada@B\u{dc}CHER.example"),
+            "ada@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            parsed("ada@bu\u{308}cher.example"),
+            "ada@xn--bcher-kva.example",
+            "decomposed in the domain too"
+        );
+    }
+
+    #[test]
+    fn the_normal_form_is_a_fixed_point() {
+        for raw in [
+            "Ada@Example.COM",
+            "jose\u{301}@example.com",
+            "\u{ff41}da@b\u{fc}cher.example",
+            "\u{5e9}\u{5dc}\u{5d5}\u{5dd}@example.com",
+        ] {
+            let once = parsed(raw);
+            assert_eq!(parsed(&once), once, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_and_control_characters_are_refused_with_a_clear_message() {
+        for bad in [
+            "ada\u{200b}@example.com", // zero-width space
+            "ada@exa\u{200b}mple.com", // … in the domain
+            "a\u{ad}da@example.com",   // soft hyphen
+            "ada@ex\u{ad}ample.com",   // … in the domain
+            "\u{202e}ada@example.com", // right-to-left override
+            "ada\u{200f}@example.com", // right-to-left mark
+            "a\u{200d}da@example.com", // zero-width joiner
+            "\u{feff}ada@example.com", // byte order mark
+            "a\u{2060}da@example.com", // word joiner
+            "a\u{3164}da@example.com", // Hangul filler (default ignorable)
+            "a\u{fe0f}da@example.com", // variation selector
+            "a\u{7}da@example.com",    // BEL
+            "a\tda@example.com",       // tab inside
+            "a\u{2028}da@example.com", // line separator
+        ] {
+            let err = Email::parse(bad).expect_err(&format!("{bad:?} should be refused"));
+            assert!(
+                err.contains("invisible or control characters"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_characters_outside_the_profile_are_refused() {
+        for bad in [
+            "a\u{2603}@example.com",  // snowman: a symbol
+            "\u{ff41} b@example.com", // a space inside
+            "ada@exam_ple.com",       // not a host name
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! driver's errors into [`crate::error::AppError`]: an unreachable store
 //! becomes 503, a unique violation 409, anything else 500.
 
+mod email_pass;
 mod memory_token;
 mod redis_token;
 mod sql_user;

@@ -90,7 +90,8 @@ macro_rules! sql_user_repository {
     ($(#[$doc:meta])* $name:ident, $pool:ty, $migrator:path) => {
         $(#[$doc])*
         pub struct $name {
-            pool: $pool,
+            /// Also used by the start-up pass of `email_pass`.
+            pub(super) pool: $pool,
         }
 
         impl $name {

@@ -739,6 +739,72 @@ impl TestApp {
         .await
     }
 
+    /// Inserts a user row behind the service's back, as rows from before a
+    /// rule change are: `email` as given, `created_at` an SQL timestamp
+    /// (`2020-01-01 00:00:00`, UTC). The user is tracked.
+    pub async fn insert_user_row(
+        &self,
+        uid: Uuid,
+        email: &str,
+        password_hash: &str,
+        created_at: &str,
+    ) {
+        match self.store() {
+            TestStore::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO users (uid, email, password, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz)",
+                )
+                .bind(uid)
+                .bind(email)
+                .bind(password_hash)
+                .bind(format!("{created_at}+00"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            TestStore::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO users (uid, email, password, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(uid)
+                .bind(email)
+                .bind(password_hash)
+                .bind(created_at)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+        }
+        self.track(uid);
+    }
+
+    /// The email stored for a user, exactly as stored (`None`: no such user).
+    pub async fn stored_email(&self, uid: Uuid) -> Option<String> {
+        let sql = "SELECT email FROM users WHERE uid = $1";
+        match self.store() {
+            TestStore::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .bind(uid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            TestStore::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql)
+                    .bind(uid)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     /// One value from the user store, by a query with the email as `$1`.
     async fn query_by_email<T>(&self, sql: &'static str, email: &str) -> T
     where
