@@ -5,6 +5,7 @@ mod errors;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod limits;
 mod outage;
 mod profile;
 mod reauth;
