@@ -275,6 +275,7 @@ pub async fn me(
 pub async fn details(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     JsonBody(body): JsonBody<DetailsRequest>,
 ) -> AppResult<Json<UserResponse>> {
     let mut v = Validator::default();
@@ -296,7 +297,7 @@ pub async fn details(
     };
     let user = state
         .account
-        .update_details(&claims, details, current_password)
+        .update_details(&claims, details, current_password, client)
         .await?;
     Ok(Json(user.into()))
 }
@@ -323,6 +324,7 @@ pub async fn details(
 pub async fn password(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     JsonBody(body): JsonBody<PasswordRequest>,
 ) -> AppResult<StatusCode> {
     let mut v = Validator::default();
@@ -334,7 +336,7 @@ pub async fn password(
     v.finish()?;
     state
         .account
-        .change_password(&claims, accepted(current)?, accepted(new)?)
+        .change_password(&claims, accepted(current)?, accepted(new)?, client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
