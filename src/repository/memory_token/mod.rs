@@ -87,8 +87,8 @@ impl MemoryTokenRepository {
         self.step(|keys, at| keys.sweep(at))
     }
 
-    /// How many keys are held (whitelist entries, indexes, grace successors),
-    /// expired-but-not-yet-swept ones included.
+    /// How many keys are held (whitelist entries, indexes, grace successors,
+    /// guards, attempt counters), expired-but-not-yet-swept ones included.
     pub fn len(&self) -> usize {
         self.keys().len()
     }
