@@ -2,13 +2,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::bail;
+use ipnet::IpNet;
 
 use crate::keys::KeyPaths;
+use crate::service::RateLimitConfig;
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
 // re-exported so that `crate::config::Secret` keeps working.
@@ -62,6 +65,10 @@ pub struct Config {
     /// Most password hashes waiting for a hashing thread; past it, sign-in
     /// and sign-up answer 503 with `Retry-After` at once.
     pub hash_queue_limit: usize,
+    /// Sign-in and sign-up limits, counted in the token store (issue 9).
+    pub rate_limits: RateLimitConfig,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Defaults of the configuration table (README).
@@ -91,6 +98,16 @@ pub mod defaults {
     pub const DATA_DIR: &str = "data";
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
     pub const HASH_QUEUE_LIMIT: usize = 32;
+    // Limits (issue 9): attempts per RATE_LIMIT_WINDOW seconds.
+    pub const RATE_LIMIT_WINDOW: u64 = 300;
+    /// Per (email, client address): one source guessing one account.
+    pub const SIGNIN_RATE_LIMIT: u64 = 10;
+    /// Per client address: one source trying many accounts.
+    pub const SIGNIN_IP_RATE_LIMIT: u64 = 30;
+    /// Per email: many sources guessing one account.
+    pub const SIGNIN_EMAIL_RATE_LIMIT: u64 = 100;
+    /// Sign-ups per client address.
+    pub const SIGNUP_RATE_LIMIT: u64 = 10;
 }
 
 /// Upper bounds: beyond these a value is a mistake (and timestamps would overflow).
@@ -110,6 +127,8 @@ pub mod limits {
     pub const MAX_BODY_BYTES: usize = 16 << 20;
     /// Each waiting hash holds a request; beyond this the queue is the outage.
     pub const HASH_QUEUE_LIMIT: usize = 10_000;
+    /// One day.
+    pub const RATE_LIMIT_WINDOW: u64 = 86_400;
 }
 
 impl Config {
@@ -174,6 +193,8 @@ impl Config {
                 defaults::DATABASE_MAX_CONNECTIONS,
             )?,
             hash_queue_limit: env.parse("HASH_QUEUE_LIMIT", defaults::HASH_QUEUE_LIMIT)?,
+            rate_limits: rate_limits(&env)?,
+            trusted_proxies: trusted_proxies(&env)?,
         };
         config.check()?;
         Ok(config)
@@ -266,6 +287,50 @@ fn key_paths(env: &Vars) -> KeyPaths {
             env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
         ),
     }
+}
+
+/// `RATE_LIMIT_WINDOW` and the limits counted in it, each at least 1 (a
+/// very high one is never reached: that turns it off).
+fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
+    let limit = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match env.parse(name, default)? {
+            0 => bail!("{name}: must be at least 1 (a very high value turns the limit off)"),
+            limit => Ok(limit),
+        }
+    };
+    Ok(RateLimitConfig {
+        window: env.seconds(
+            "RATE_LIMIT_WINDOW",
+            defaults::RATE_LIMIT_WINDOW,
+            limits::RATE_LIMIT_WINDOW,
+        )?,
+        signin_per_email_and_ip: limit("SIGNIN_RATE_LIMIT", defaults::SIGNIN_RATE_LIMIT)?,
+        signin_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
+        signin_per_email: limit("SIGNIN_EMAIL_RATE_LIMIT", defaults::SIGNIN_EMAIL_RATE_LIMIT)?,
+        signup_per_ip: limit("SIGNUP_RATE_LIMIT", defaults::SIGNUP_RATE_LIMIT)?,
+    })
+}
+
+/// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`) or single
+/// addresses; unset, nobody's `X-Forwarded-For` is believed.
+fn trusted_proxies(env: &Vars) -> anyhow::Result<Vec<IpNet>> {
+    let Some(list) = env.optional("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "TRUSTED_PROXIES: {entry:?} is not a network like 10.0.0.0/8 or an address"
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_user_store(url: Option<String>) -> anyhow::Result<UserStoreConfig> {
@@ -471,6 +536,61 @@ mod tests {
         assert!(error_of(&[("ACCOUNT_API_URL", "/:api")]).starts_with("ACCOUNT_API_URL:"));
         assert!(error_of(&[("ACCOUNT_API_URL", "/api//account")]).starts_with("ACCOUNT_API_URL:"));
         assert!(Config::from_vars(vars(&[("ACCOUNT_API_URL", "/v2/acct-x")])).is_ok());
+    }
+
+    #[test]
+    fn limit_settings_have_defaults_and_bounds() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(
+            c.rate_limits,
+            RateLimitConfig {
+                window: Duration::from_secs(300),
+                signin_per_email_and_ip: 10,
+                signin_per_ip: 30,
+                signin_per_email: 100,
+                signup_per_ip: 10,
+            }
+        );
+        assert!(c.trusted_proxies.is_empty());
+        let c = Config::from_vars(vars(&[
+            ("RATE_LIMIT_WINDOW", "60"),
+            ("SIGNIN_RATE_LIMIT", "1"),
+            ("SIGNIN_IP_RATE_LIMIT", "1000000000000"),
+            ("SIGNIN_EMAIL_RATE_LIMIT", "7"),
+            ("SIGNUP_RATE_LIMIT", "2"),
+            (
+                "TRUSTED_PROXIES",
+                "127.0.0.1/32, 10.1.2.3/8,::1 ,2001:db8::/32",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.rate_limits.window, Duration::from_secs(60));
+        assert_eq!(c.rate_limits.signin_per_email_and_ip, 1);
+        assert_eq!(c.rate_limits.signin_per_ip, 1_000_000_000_000);
+        assert_eq!(c.rate_limits.signin_per_email, 7);
+        assert_eq!(c.rate_limits.signup_per_ip, 2);
+        let proxies: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            proxies,
+            ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "2001:db8::/32"]
+        );
+        for (name, value) in [
+            ("RATE_LIMIT_WINDOW", "0"),
+            ("RATE_LIMIT_WINDOW", "86401"),
+            ("SIGNIN_RATE_LIMIT", "0"),
+            ("SIGNIN_IP_RATE_LIMIT", "-1"),
+            ("SIGNIN_EMAIL_RATE_LIMIT", "many"),
+            ("SIGNUP_RATE_LIMIT", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,"),
+            ("TRUSTED_PROXIES", "localhost"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -16,16 +16,17 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
-use crate::handler::{AppState, HttpSettings, router};
+use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
-use crate::model::{TokenRepository, UserRepository};
+use crate::model::{RateLimitRepository, TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
 use crate::secret::Secret;
 use crate::service::{
-    AccountServiceImpl, PasswordHasher, TokenConfig, TokenServiceImpl, UserServiceImpl,
+    AccountServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
+    UserServiceImpl,
 };
 
 use crate::keys::KeyReloader;
@@ -52,7 +53,14 @@ impl Application {
         let tokens = open_token_store(&config)?;
         log_start(&config, &user_store, &tokens.description, &keys.origin);
 
-        let state = services(&config, users, tokens.repo, keys.ring, &keys.refresh_secret)?;
+        let state = services(
+            &config,
+            users,
+            tokens.repo,
+            tokens.limits,
+            keys.ring,
+            &keys.refresh_secret,
+        )?;
         let router = router(state, &http_settings(&config));
         let listener = bind(&config).await?;
         Ok(Self {
@@ -220,6 +228,8 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
 /// The refresh-token whitelist chosen by `REDIS_URL`.
 struct TokenStore {
     repo: Arc<dyn TokenRepository>,
+    /// The same store, counting sign-in and sign-up attempts.
+    limits: Arc<dyn RateLimitRepository>,
     /// The in-process store and where it is saved on shutdown (`None` with Redis).
     memory: Option<(MemoryTokenRepository, PathBuf)>,
     /// What the start-up line calls it.
@@ -233,8 +243,10 @@ fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
         TokenStoreConfig::Redis { url } => {
             let redis = redis_connection_manager(url.expose())
                 .context("REDIS_URL: not a usable Redis URL")?;
+            let store = RedisTokenRepository::new(redis);
             TokenStore {
-                repo: Arc::new(RedisTokenRepository::new(redis)),
+                repo: Arc::new(store.clone()),
+                limits: Arc::new(store),
                 memory: None,
                 description: "Redis".to_owned(),
             }
@@ -245,6 +257,7 @@ fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
             let description = format!("in-process (saved to {})", snapshot.display());
             TokenStore {
                 repo: Arc::new(store.clone()),
+                limits: Arc::new(store.clone()),
                 memory: Some((store, snapshot.clone())),
                 description,
             }
@@ -269,6 +282,7 @@ fn services(
     config: &Config,
     users: Arc<dyn UserRepository>,
     tokens: Arc<dyn TokenRepository>,
+    limits: Arc<dyn RateLimitRepository>,
     ring: Arc<SharedKeyRing>,
     refresh_secret: &Secret,
 ) -> anyhow::Result<AppState> {
@@ -294,6 +308,10 @@ fn services(
         account: Arc::new(AccountServiceImpl::new(
             Arc::new(user_service),
             Arc::new(token_service),
+            Arc::new(RateLimitServiceImpl::new(
+                limits,
+                config.rate_limits.clone(),
+            )),
         )),
     })
 }
@@ -304,6 +322,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         base_path: config.api_base_path.clone(),
         handler_timeout: config.handler_timeout,
         max_body_bytes: config.max_body_bytes,
+        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
     }
 }
 

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, tags};
+use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, LimitErrors, tags};
 use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
@@ -147,7 +147,9 @@ fn parse_credentials(
     path = "/signup",
     tag = tags::ACCOUNT,
     summary = "Sign up",
-    description = "Creates the user and answers with a token pair, as a sign-in would.",
+    description = "Creates the user and answers with a token pair, as a sign-in would. \
+                   Sign-ups are limited per client address (`SIGNUP_RATE_LIMIT` per \
+                   `RATE_LIMIT_WINDOW`).",
     request_body = CredentialsRequest,
     responses(
         (status = 201, description = "Signed up", body = TokensResponse),
@@ -155,6 +157,7 @@ fn parse_credentials(
         (status = 409, description = "The email is already registered", body = ErrorBody,
          example = json!({"error": {"type": "CONFLICT", "message": "email already registered"}})),
         BodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn signup(
@@ -174,7 +177,11 @@ pub async fn signup(
     tag = tags::ACCOUNT,
     summary = "Sign in",
     description = "Checks the credentials and answers with a new token pair. The email is \
-                   compared in its normal form (any case, composition or width); an unknown email and a wrong password answer the same 401.",
+                   compared in its normal form (any case, composition or width); an unknown email and a wrong password answer the same 401. \
+                   Attempts are limited per `RATE_LIMIT_WINDOW`: per email and client address \
+                   (`SIGNIN_RATE_LIMIT`), per client address (`SIGNIN_IP_RATE_LIMIT`) and per \
+                   email (`SIGNIN_EMAIL_RATE_LIMIT`); a successful one gives back what it \
+                   counted for its client address.",
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Signed in", body = TokensResponse),
@@ -183,6 +190,7 @@ pub async fn signup(
          headers(("WWW-Authenticate" = String, description = "`Bearer`")),
          example = json!({"error": {"type": "AUTHORIZATION", "message": "invalid email and password combination"}})),
         BodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn signin(
@@ -263,7 +271,9 @@ pub async fn me(
     summary = "Update the profile",
     description = "A full update of name, email and website. Changing the email needs \
                    `currentPassword` (a stolen ID token alone must not take over the sign-in) \
-                   and ends every other session.",
+                   and ends every other session. Checking `currentPassword` counts as a \
+                   sign-in attempt of the user's email from the caller's address (429 over \
+                   a limit).",
     security(("bearer" = [])),
     request_body = DetailsRequest,
     responses(
@@ -273,11 +283,13 @@ pub async fn me(
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
         (status = 409, description = "The email is registered to another user", body = ErrorBody),
         BearerBodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn details(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     JsonBody(body): JsonBody<DetailsRequest>,
 ) -> AppResult<Json<UserResponse>> {
     let mut v = Validator::default();
@@ -299,7 +311,7 @@ pub async fn details(
     };
     let user = state
         .account
-        .update_details(&claims, details, current_password)
+        .update_details(&claims, details, current_password, client)
         .await?;
     Ok(Json(user.into()))
 }
@@ -311,7 +323,9 @@ pub async fn details(
     tag = tags::ACCOUNT,
     summary = "Change the password",
     description = "Checks the current password, stores the new one, and ends every session \
-                   but the caller's (the caller's refresh token keeps working).",
+                   but the caller's (the caller's refresh token keeps working). Checking the \
+                   current password counts as a sign-in attempt of the user's email from the \
+                   caller's address (429 over a limit).",
     security(("bearer" = [])),
     request_body = PasswordRequest,
     responses(
@@ -321,11 +335,13 @@ pub async fn details(
          example = json!({"error": {"type": "FORBIDDEN", "message": "the current password is wrong"}})),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
         BearerBodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn password(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     JsonBody(body): JsonBody<PasswordRequest>,
 ) -> AppResult<StatusCode> {
     let mut v = Validator::default();
@@ -337,7 +353,7 @@ pub async fn password(
     v.finish()?;
     state
         .account
-        .change_password(&claims, accepted(current)?, accepted(new)?)
+        .change_password(&claims, accepted(current)?, accepted(new)?, client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

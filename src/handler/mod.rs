@@ -30,7 +30,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use extract::{AuthUser, Client};
+pub use extract::{AuthUser, Client, TrustedProxies};
 
 use crate::model::AccountService;
 
@@ -47,6 +47,8 @@ pub struct HttpSettings {
     pub base_path: String,
     pub handler_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Every route, each registered with its OpenAPI operation (the handler's
@@ -93,6 +95,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .layer(Extension(doc))
+        .layer(Extension(settings.trusted_proxies.clone()))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::timeout(timeout, req, next)

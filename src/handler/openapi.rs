@@ -79,7 +79,7 @@ impl Modify for SecuritySchemes {
 
 /// The error responses many operations share, each one component under
 /// `#/components/responses`: (name, status, description).
-const SHARED_RESPONSES: [(&str, &str, &str); 5] = [
+const SHARED_RESPONSES: [(&str, &str, &str); 6] = [
     (
         "Unauthorized",
         "401",
@@ -95,6 +95,14 @@ const SHARED_RESPONSES: [(&str, &str, &str); 5] = [
         "UnsupportedMediaType",
         "415",
         "Body not `application/json` (`UNSUPPORTED_MEDIA_TYPE`)",
+    ),
+    (
+        "TooManyRequests",
+        "429",
+        "Too many attempts in the window (`TOO_MANY_REQUESTS`): sign-ins and \
+         re-authentications per email and client address, per client address and per \
+         email; sign-ups per client address. Nothing was checked or counted; retry after \
+         `Retry-After` seconds",
     ),
     (
         "Internal",
@@ -129,6 +137,22 @@ impl Modify for SharedResponses {
                         .description(Some(
                             "`Bearer`, or `Bearer error=\"invalid_token\"` for a token that \
                              does not verify",
+                        ))
+                        .build(),
+                );
+            }
+            if status == "429" {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some(
+                            "Seconds until the window lets the caller in again (at most \
+                             `RATE_LIMIT_WINDOW`)",
                         ))
                         .build(),
                 );
@@ -187,6 +211,16 @@ pub struct BearerErrors;
 impl IntoResponses for BearerErrors {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         shared(&["Unauthorized", "Internal", "ServiceUnavailable"])
+    }
+}
+
+/// 429: what an operation that checks a password (or signs up) may answer
+/// once a limit is reached.
+pub struct LimitErrors;
+
+impl IntoResponses for LimitErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        shared(&["TooManyRequests"])
     }
 }
 

@@ -3,12 +3,15 @@
 //! repositories. Implementations are private types behind constructors; unit
 //! tests use the mockall mocks generated here.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ClientInfo, CredentialChange, Email, IdClaims, Password, RefreshClaims, RefreshOutcome,
-    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, TokenPair, User, UserDetails,
+    ClientInfo, CredentialChange, Email, IdClaims, Password, RateCounter, RateDecision,
+    RefreshClaims, RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
+    TokenPair, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -22,7 +25,8 @@ use crate::jwks::JwkSet;
 pub trait AccountService: Send + Sync {
     /// Creates the user and starts its first session. Runs to its end even
     /// when the caller goes away; if the pair cannot be issued, the user is
-    /// removed again (so a retry is a sign-up, not a conflict).
+    /// removed again (so a retry is a sign-up, not a conflict). Counted per
+    /// source first: `TooManyRequests` over the limit.
     async fn sign_up(
         &self,
         email: Email,
@@ -30,7 +34,9 @@ pub trait AccountService: Send + Sync {
         client: ClientInfo,
     ) -> AppResult<TokenPair>;
     /// Checks the credentials and starts a session; the same `Authorization`
-    /// error for an unknown email and a wrong password.
+    /// error for an unknown email and a wrong password. Counted first (per
+    /// email and source, per source, per email): `TooManyRequests` over a
+    /// limit, before any password is hashed.
     async fn sign_in(
         &self,
         email: Email,
@@ -53,21 +59,25 @@ pub trait AccountService: Send + Sync {
     async fn me(&self, uid: Uuid) -> AppResult<User>;
     /// Replaces name, email and website; `Conflict` if the email is taken. A
     /// new email needs the current password (`BadRequest` naming
-    /// `currentPassword` without it, `Forbidden` when wrong) and ends every
+    /// `currentPassword` without it, `Forbidden` when wrong, counted as a
+    /// sign-in attempt of the user's email from `client`) and ends every
     /// other session.
     async fn update_details(
         &self,
         caller: &IdClaims,
         details: UserDetails,
         current_password: Option<Password>,
+        client: ClientInfo,
     ) -> AppResult<User>;
-    /// Checks the current password (`Forbidden` when wrong), stores the new
+    /// Checks the current password (`Forbidden` when wrong; counted as a
+    /// sign-in attempt of the user's email from `client`), stores the new
     /// one, and ends every session but the caller's.
     async fn change_password(
         &self,
         caller: &IdClaims,
         current: Password,
         new: Password,
+        client: ClientInfo,
     ) -> AppResult<()>;
     /// The claims of a bearer ID token that passes the one validator.
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims>;
@@ -149,6 +159,23 @@ pub trait TokenService: Send + Sync {
     async fn ready(&self) -> AppResult<()>;
 }
 
+/// The sign-in and sign-up limits: which counters an attempt is counted
+/// against, and their limits.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RateLimitService: Send + Sync {
+    /// Counts a sign-in attempt (or a re-authentication) of `email` from
+    /// `ip` per (email, address), per address and per email; once one of them
+    /// is full, `TooManyRequests` and nothing is counted.
+    async fn sign_in_attempt(&self, email: &str, ip: &str) -> AppResult<()>;
+    /// Gives back what a successful attempt counted for its source: the
+    /// (email, address) and the address counts.
+    async fn sign_in_succeeded(&self, email: &str, ip: &str) -> AppResult<()>;
+    /// Counts a sign-up from `ip`; once the address's counter is full,
+    /// `TooManyRequests` and nothing is counted.
+    async fn sign_up_attempt(&self, ip: &str) -> AppResult<()>;
+}
+
 /// Where users are stored.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
@@ -214,4 +241,21 @@ pub trait TokenRepository: Send + Sync {
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64>;
     /// Answers when the store is reachable.
     async fn ping(&self) -> AppResult<()>;
+}
+
+/// Attempt counters, kept by the token store so that replicas share them:
+/// one key `ratelimit:…` per counter, in fixed windows (a counter lives one
+/// window from its first count). Each method is one atomic step.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RateLimitRepository: Send + Sync {
+    /// If no counter has reached its limit, counts the attempt on every one
+    /// (a counter's window starts with its first count) and answers
+    /// `Allowed`; otherwise counts nothing (a refused attempt does not burn
+    /// more) and answers `Limited` with the longest wait until a full
+    /// counter's window ends.
+    async fn attempt(&self, counters: &[RateCounter], window: Duration) -> AppResult<RateDecision>;
+    /// Takes one count back from each counter, never below zero; a counter
+    /// whose window has ended stays gone.
+    async fn refund(&self, keys: &[String]) -> AppResult<()>;
 }

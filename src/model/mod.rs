@@ -5,11 +5,16 @@
 //! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
 
 pub mod interfaces;
+mod limit;
 mod session;
 mod token;
 mod user;
 
-pub use interfaces::{AccountService, TokenRepository, TokenService, UserRepository, UserService};
+pub use interfaces::{
+    AccountService, RateLimitRepository, RateLimitService, TokenRepository, TokenService,
+    UserRepository, UserService,
+};
+pub use limit::{RateCounter, RateDecision};
 pub use session::{
     CREDENTIAL_GUARD_SECS, ClientInfo, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
     RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,

@@ -13,12 +13,14 @@ use uuid::Uuid;
 
 use super::TokenPair;
 
-/// Who is calling, as recorded with a session (never used to decide anything).
+/// Who is calling, as recorded with a session; its address is also what
+/// sign-in and sign-up limits count per source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// The `User-Agent` header, truncated; empty when absent.
     pub user_agent: String,
-    /// The peer address of the connection; empty when unknown.
+    /// The client's address: the connection's peer, or behind a trusted
+    /// proxy the address it forwarded (`TRUSTED_PROXIES`); empty when unknown.
     pub ip: String,
 }
 

@@ -7,10 +7,12 @@
 mod account;
 mod grace;
 mod password;
+mod rate_limit;
 mod token;
 mod user;
 
 pub use account::AccountServiceImpl;
 pub use password::PasswordHasher;
+pub use rate_limit::{RateLimitConfig, RateLimitServiceImpl};
 pub use token::{TokenConfig, TokenServiceImpl};
 pub use user::UserServiceImpl;

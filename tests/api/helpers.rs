@@ -167,8 +167,18 @@ fn base_env() -> HashMap<String, String> {
             key_files().refresh_secret.display().to_string(),
         ),
         ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+        // Limits out of the way: every test signs in and up from 127.0.0.1,
+        // and on Redis the counters of that address are shared by every test
+        // app and run. `limits.rs` sets small ones, for sources of its own.
+        ("SIGNIN_RATE_LIMIT".into(), NO_LIMIT.into()),
+        ("SIGNIN_IP_RATE_LIMIT".into(), NO_LIMIT.into()),
+        ("SIGNIN_EMAIL_RATE_LIMIT".into(), NO_LIMIT.into()),
+        ("SIGNUP_RATE_LIMIT".into(), NO_LIMIT.into()),
     ])
 }
+
+/// A limit no test reaches.
+const NO_LIMIT: &str = "1000000000";
 
 /// The name of the function this is used in, without its module path: the
 /// enclosing test's (or scenario's) own name.
@@ -620,7 +630,11 @@ impl TestApp {
     /// whitelist entries, the session index `<uid>:sessions` and grace
     /// successors `<uid>:grace:<jti>`.
     pub async fn user_keys(&self, uid: Uuid) -> Vec<String> {
-        let pattern = format!("{uid}:");
+        self.live_keys(&format!("{uid}:")).await
+    }
+
+    /// Every live key starting with `pattern` (in Redis found with SCAN), sorted.
+    pub async fn live_keys(&self, pattern: &str) -> Vec<String> {
         let mut keys: Vec<String> = match (&self.redis, &self.memory) {
             (Some(redis), _) => {
                 let mut conn = redis.clone();
@@ -644,7 +658,7 @@ impl TestApp {
                 }
             }
             (None, Some(memory)) => memory
-                .live_entries(&pattern)
+                .live_entries(pattern)
                 .into_iter()
                 .map(|e| e.0)
                 .collect(),

@@ -7,6 +7,7 @@ mod flood;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod limits;
 mod outage;
 mod profile;
 mod reauth;

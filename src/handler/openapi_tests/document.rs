@@ -1,6 +1,7 @@
 //! The document itself: valid OpenAPI 3.1 whose references all resolve, the
-//! schemas of sign-up, the shared error responses, the bearer scheme, and the
-//! session routes (sign-out scope, session list, password change).
+//! schemas of sign-up, the shared error responses, the bearer scheme, the
+//! session routes (sign-out scope, session list, password change) and the
+//! limits (429).
 
 use oas3::spec::{ObjectSchema, RefError, SecurityScheme};
 use serde_json::json;
@@ -415,4 +416,46 @@ async fn the_session_and_password_routes_document_their_answers() {
             .is_some_and(|d| d.contains("REFRESH_TOKEN_REUSED")),
         "the refresh documents REFRESH_TOKEN_REUSED"
     );
+}
+
+#[tokio::test]
+async fn the_operations_that_check_a_password_or_sign_up_document_429_with_retry_after() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let component = &raw["components"]["responses"]["TooManyRequests"];
+    assert_eq!(
+        component["content"]["application/json"]["schema"]["$ref"],
+        ERROR_SCHEMA
+    );
+    let retry_after = &component["headers"]["Retry-After"];
+    assert_eq!(retry_after["schema"]["type"], "integer", "{component}");
+    assert_eq!(retry_after["schema"]["minimum"], 1, "{component}");
+    assert!(
+        component["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("TOO_MANY_REQUESTS")),
+        "{component}"
+    );
+
+    let limited: BTreeSet<(String, String)> = spec
+        .operations()
+        .filter(|(_, _, op)| documented_statuses(op).contains(&429))
+        .map(|(path, method, _)| (method.to_string(), path))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("POST", "signup"),
+        ("POST", "signin"),
+        ("PUT", "details"),
+        ("PUT", "password"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))
+    .collect();
+    assert_eq!(limited, expected, "refreshes and the rest are not limited");
+    for (method, path) in &expected {
+        assert_eq!(
+            raw["paths"][path][method.to_lowercase()]["responses"]["429"],
+            json!({"$ref": "#/components/responses/TooManyRequests"}),
+            "{method} {path}"
+        );
+    }
 }

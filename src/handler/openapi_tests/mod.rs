@@ -100,10 +100,10 @@ fn app(base_path: &str) -> Router {
         .returning(|_| Err(AppError::NotFound("user not found".into())));
     account
         .expect_update_details()
-        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
+        .returning(|_, _, _, _| Err(AppError::NotFound("user not found".into())));
     account
         .expect_change_password()
-        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
+        .returning(|_, _, _, _| Err(AppError::NotFound("user not found".into())));
     account.expect_jwks().returning(JwkSet::default);
     account.expect_ready().returning(|| Ok(()));
 
@@ -116,6 +116,7 @@ fn app(base_path: &str) -> Router {
             base_path: base_path.into(),
             handler_timeout: Duration::from_secs(5),
             max_body_bytes: MAX_BODY_BYTES,
+            trusted_proxies: Default::default(),
         },
     )
 }

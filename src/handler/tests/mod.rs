@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use super::{AppState, HttpSettings, router};
+use super::{AppState, HttpSettings, TrustedProxies, router};
 use crate::model::interfaces::MockAccountService;
 use crate::model::{AccountService, Audience, ClientInfo, IdClaims, TokenPair, User};
 
@@ -51,6 +51,7 @@ fn settings(base_path: &str) -> HttpSettings {
         base_path: base_path.into(),
         handler_timeout: Duration::from_millis(200),
         max_body_bytes: MAX_BODY_BYTES,
+        trusted_proxies: Default::default(),
     }
 }
 

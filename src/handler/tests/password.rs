@@ -7,14 +7,15 @@
 use super::protected::put_details;
 use super::*;
 use crate::error::{AppError, InvalidArg};
-use crate::model::{Password, UserDetails};
+use crate::model::{ClientInfo, Password, UserDetails};
 
+/// `PUT /password` with the bearer ID token and [`USER_AGENT`].
 fn put_password(body: Value) -> Request<Body> {
-    authorized(json_request(
+    with_user_agent(authorized(json_request(
         Method::PUT,
         &url("/password"),
         body.to_string(),
-    ))
+    )))
 }
 
 fn wrong_password() -> AppError {
@@ -31,14 +32,15 @@ async fn a_valid_password_change_passes_the_caller_and_both_passwords_to_the_use
     account
         .expect_change_password()
         .withf(
-            move |caller: &IdClaims, current: &Password, new: &Password| {
+            move |caller: &IdClaims, current: &Password, new: &Password, from: &ClientInfo| {
                 are_claims_of(caller, &alice)
                     && current.expose() == "old"
                     && new.expose() == "correct horse battery"
+                    && *from == client()
             },
         )
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(()));
 
     let (status, _, body) = send(
         app(account),
@@ -105,7 +107,7 @@ async fn a_password_change_with_a_wrong_current_password_answers_403_forbidden_w
     account
         .expect_change_password()
         .times(1)
-        .returning(|_, _, _| Err(wrong_password()));
+        .returning(|_, _, _, _| Err(wrong_password()));
 
     let (status, headers, body) = send(
         app(account),
@@ -128,7 +130,7 @@ async fn a_password_change_for_a_user_that_no_longer_exists_answers_404() {
     account
         .expect_change_password()
         .times(1)
-        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
+        .returning(|_, _, _, _| Err(AppError::NotFound("user not found".into())));
 
     let (status, _, body) = send(
         app(account),
@@ -150,14 +152,18 @@ fn updating_details_with(current_password: Option<&'static str>) -> MockAccountS
     account
         .expect_update_details()
         .withf(
-            move |caller: &IdClaims, details: &UserDetails, current: &Option<Password>| {
+            move |caller: &IdClaims,
+                  details: &UserDetails,
+                  current: &Option<Password>,
+                  from: &ClientInfo| {
                 are_claims_of(caller, &alice)
                     && details.email.as_str() == "alice@new.example"
                     && current.as_ref().map(Password::expose) == current_password
+                    && *from == client()
             },
         )
         .times(1)
-        .returning(|_, _, _| Ok(user()));
+        .returning(|_, _, _, _| Ok(user()));
     account
 }
 
@@ -194,9 +200,9 @@ async fn details_with_an_empty_current_password_pass_none_so_a_form_that_always_
     let mut account = authenticating(&user());
     account
         .expect_update_details()
-        .withf(|_, _, password| password.is_none())
+        .withf(|_, _, password, _| password.is_none())
         .times(1)
-        .returning(|_, _, _| Ok(user()));
+        .returning(|_, _, _, _| Ok(user()));
 
     let (status, _, _) = send(
         app(account),
@@ -215,7 +221,7 @@ async fn an_email_change_the_use_case_refuses_without_a_current_password_answers
     account
         .expect_update_details()
         .times(1)
-        .returning(|_, _, _| {
+        .returning(|_, _, _, _| {
             Err(AppError::invalid_args(vec![InvalidArg::new(
                 "currentPassword",
                 "currentPassword is required to change the email",
@@ -244,7 +250,7 @@ async fn details_with_a_wrong_current_password_answer_403_forbidden_without_a_ch
     account
         .expect_update_details()
         .times(1)
-        .returning(|_, _, _| Err(wrong_password()));
+        .returning(|_, _, _, _| Err(wrong_password()));
 
     let (status, headers, body) = send(
         app(account),

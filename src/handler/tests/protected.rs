@@ -34,12 +34,13 @@ fn unreachable_use_cases() -> MockAccountService {
     account
 }
 
+/// `PUT /details` with the bearer ID token and [`USER_AGENT`].
 pub(super) fn put_details(body: Value) -> Request<Body> {
-    authorized(json_request(
+    with_user_agent(authorized(json_request(
         Method::PUT,
         &url("/details"),
         body.to_string(),
-    ))
+    )))
 }
 
 // ---------------------------------------------------------------- the bearer extractor
@@ -247,7 +248,10 @@ async fn valid_details_update_the_user_of_the_token_with_the_parsed_fields_and_a
     account
         .expect_update_details()
         .withf(
-            move |caller: &IdClaims, details: &UserDetails, current: &Option<Password>| {
+            move |caller: &IdClaims,
+                  details: &UserDetails,
+                  current: &Option<Password>,
+                  _: &ClientInfo| {
                 are_claims_of(caller, &alice)
                     && details.email.as_str() == "alice@new.example"
                     && details.name == "Alice Liddell"
@@ -256,7 +260,7 @@ async fn valid_details_update_the_user_of_the_token_with_the_parsed_fields_and_a
             },
         )
         .times(1)
-        .returning(|caller, details, _| {
+        .returning(|caller, details, _, _| {
             Ok(User {
                 email: details.email.into_inner(),
                 name: details.name,
@@ -295,7 +299,7 @@ async fn details_with_an_email_taken_by_another_user_answer_409_conflict() {
     account
         .expect_update_details()
         .times(1)
-        .returning(|_, _, _| Err(AppError::Conflict("email already registered".into())));
+        .returning(|_, _, _, _| Err(AppError::Conflict("email already registered".into())));
 
     let (status, _, body) = send(
         app(account),

@@ -135,6 +135,7 @@ impl AccountService for SignInOnly {
         _caller: &IdClaims,
         _details: UserDetails,
         _current_password: Option<Password>,
+        _client: ClientInfo,
     ) -> AppResult<User> {
         unreachable!("only sign-in is called")
     }
@@ -143,6 +144,7 @@ impl AccountService for SignInOnly {
         _caller: &IdClaims,
         _current: Password,
         _new: Password,
+        _client: ClientInfo,
     ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }

@@ -1,6 +1,6 @@
 //! `POST /signin`: parsed credentials and the caller's client info reach the
-//! use case, its pair answers 200, and a refusal is the same 401 with a bearer
-//! challenge.
+//! use case, its pair answers 200, a refusal is the same 401 with a bearer
+//! challenge, and a limit is a 429 with `Retry-After`.
 
 use super::*;
 use crate::error::AppError;
@@ -61,6 +61,31 @@ async fn a_sign_in_the_use_case_refuses_answers_401_authorization_with_a_bearer_
         body,
         error_body("AUTHORIZATION", "invalid email and password combination")
     );
+}
+
+#[tokio::test]
+async fn a_sign_in_over_a_limit_answers_429_with_retry_after_and_no_challenge() {
+    let mut account = MockAccountService::new();
+    account.expect_sign_in().times(1).returning(|_, _, _| {
+        Err(AppError::TooManyRequests {
+            retry_after_secs: 42,
+        })
+    });
+
+    let (status, headers, body) = send(
+        app(account),
+        post_json(
+            &url("/signin"),
+            json!({"email": "alice@example.com", "password": "guess"}),
+        ),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[header::RETRY_AFTER], "42");
+    assert!(www_authenticate(&headers).is_none());
+    assert_json_content_type(&headers);
+    assert_eq!(body, error_body("TOO_MANY_REQUESTS", "too many requests"));
 }
 
 #[tokio::test]

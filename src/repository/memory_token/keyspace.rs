@@ -37,6 +37,9 @@ pub(super) enum Value {
     /// `<uid>:credential` (the fingerprint a password change guards session
     /// starts with) and `<uid>:nolegacy`.
     Guard(String),
+    /// `ratelimit:…`: an attempt counter (see `limits.rs`); never saved in
+    /// the snapshot.
+    Counter(u64),
 }
 
 impl Value {
@@ -137,6 +140,14 @@ impl Keyspace {
             .get(key)
             .filter(|item| item.expires > now)
             .map(|item| &item.value)
+    }
+
+    /// The value of a live key and when it expires (`PTTL`).
+    pub(super) fn get_with_expiry(&self, key: &str, now: Instant) -> Option<(&Value, Instant)> {
+        self.items
+            .get(key)
+            .filter(|item| item.expires > now)
+            .map(|item| (&item.value, item.expires))
     }
 
     pub(super) fn exists(&self, key: &str, now: Instant) -> bool {

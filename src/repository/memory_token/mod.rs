@@ -9,9 +9,11 @@
 //! the one lock for its whole step, as a Lua script is atomic in Redis. All of
 //! a user's keys start with `<uid>:`, so sign-out everywhere is a prefix
 //! sweep. The keys are saved to a snapshot file on shutdown and read back on
-//! start, so sessions survive a restart.
+//! start, so sessions survive a restart. The sign-in and sign-up attempt
+//! counters (`ratelimit:…`) live in the same keyspace and are not saved.
 
 mod keyspace;
+mod limits;
 mod sessions;
 mod snapshot;
 #[cfg(test)]
@@ -28,7 +30,8 @@ use uuid::Uuid;
 use crate::error::AppResult;
 use crate::fs_private::write_private;
 use crate::model::{
-    CredentialChange, RefreshOutcome, RefreshStep, SessionInfo, SessionStart, TokenRepository,
+    CredentialChange, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome, RefreshStep,
+    SessionInfo, SessionStart, TokenRepository,
 };
 use keyspace::{Keyspace, user_prefix};
 
@@ -84,8 +87,8 @@ impl MemoryTokenRepository {
         self.step(|keys, at| keys.sweep(at))
     }
 
-    /// How many keys are held (whitelist entries, indexes, grace successors),
-    /// expired-but-not-yet-swept ones included.
+    /// How many keys are held (whitelist entries, indexes, grace successors,
+    /// guards, attempt counters), expired-but-not-yet-swept ones included.
     pub fn len(&self) -> usize {
         self.keys().len()
     }
@@ -168,6 +171,18 @@ impl TokenRepository for MemoryTokenRepository {
     }
 
     async fn ping(&self) -> AppResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RateLimitRepository for MemoryTokenRepository {
+    async fn attempt(&self, counters: &[RateCounter], window: Duration) -> AppResult<RateDecision> {
+        Ok(self.step(|keys, at| keys.rate_attempt(counters, window, at)))
+    }
+
+    async fn refund(&self, keys: &[String]) -> AppResult<()> {
+        self.step(|space, at| space.rate_refund(keys, at));
         Ok(())
     }
 }

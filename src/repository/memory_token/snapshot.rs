@@ -79,6 +79,8 @@ pub(super) fn encode(keys: &Keyspace) -> anyhow::Result<(Vec<u8>, usize)> {
     let (at, unix_now) = (Instant::now(), unix_now());
     let entries: BTreeMap<&str, ItemOut<'_>> = keys
         .live(at)
+        // Attempt counters are not worth keeping: a restart forgets them.
+        .filter(|(_, value, _)| !matches!(value, Value::Counter(_)))
         .map(|(key, value, expires)| {
             let expires_at = unix_now + (expires - at).as_secs().max(1);
             (key, ItemOut { expires_at, value })

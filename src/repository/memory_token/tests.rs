@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::keyspace::{SessionEntry, Value, grace_key, index_key, token_key};
 use super::*;
-use crate::model::{CREDENTIAL_GUARD_SECS, ClientInfo};
+use crate::model::{
+    CREDENTIAL_GUARD_SECS, ClientInfo, RateCounter, RateDecision, RateLimitRepository,
+};
 
 const NOW: u64 = 1_800_000_000;
 const HOUR: u64 = 3600;
@@ -857,5 +859,177 @@ async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_
     assert!(
         entry(&store, uid, start.sid).is_none(),
         "no session started"
+    );
+}
+
+// ------------------------------------------------------------ attempt counters
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
+    pairs
+        .iter()
+        .map(|(key, limit)| RateCounter {
+            key: (*key).to_owned(),
+            limit: *limit,
+        })
+        .collect()
+}
+
+fn count(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
+    match value(store, key) {
+        Some(Value::Counter(count)) => Some(count),
+        None => None,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn limited(retry_after: Duration) -> RateDecision {
+    RateDecision::Limited { retry_after }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_counts_on_every_counter_or_on_none() {
+    let store = MemoryTokenRepository::new();
+    let both = counters(&[("ratelimit:a", 2), ("ratelimit:b", 3)]);
+    for _ in 0..2 {
+        assert_eq!(
+            store.attempt(&both, WINDOW).await.unwrap(),
+            RateDecision::Allowed
+        );
+    }
+    // `a` is full: refused, and `b` is not counted either.
+    assert_eq!(store.attempt(&both, WINDOW).await.unwrap(), limited(WINDOW));
+    assert_eq!(
+        (count(&store, "ratelimit:a"), count(&store, "ratelimit:b")),
+        (Some(2), Some(2))
+    );
+    // Each counter is one key, its window as its TTL.
+    assert_eq!(ttl(&store, "ratelimit:a"), Some(WINDOW.as_secs()));
+    let only_b = counters(&[("ratelimit:b", 3)]);
+    assert_eq!(
+        store.attempt(&only_b, WINDOW).await.unwrap(),
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        store.attempt(&only_b, WINDOW).await.unwrap(),
+        limited(WINDOW)
+    );
+    assert_eq!(
+        store.attempt(&[], WINDOW).await.unwrap(),
+        RateDecision::Allowed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_starts_with_the_first_count_and_the_longest_wait_is_answered() {
+    let store = MemoryTokenRepository::new();
+    let a = counters(&[("ratelimit:a", 2)]);
+    store.attempt(&a, WINDOW).await.unwrap();
+    tokio::time::advance(Duration::from_secs(40)).await;
+    // `b` starts its window now; `a` keeps its own.
+    let both = counters(&[("ratelimit:a", 2), ("ratelimit:b", 1)]);
+    assert_eq!(
+        store.attempt(&both, WINDOW).await.unwrap(),
+        RateDecision::Allowed
+    );
+    assert_eq!(ttl(&store, "ratelimit:a"), Some(20));
+    assert_eq!(
+        store.attempt(&both, WINDOW).await.unwrap(),
+        limited(WINDOW),
+        "the longer of the full counters' windows"
+    );
+    assert_eq!(
+        store.attempt(&a, WINDOW).await.unwrap(),
+        limited(Duration::from_secs(20))
+    );
+    // Once a window ends, its counter lets attempts in again.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(
+        store.attempt(&a, WINDOW).await.unwrap(),
+        RateDecision::Allowed
+    );
+    assert_eq!(count(&store, "ratelimit:a"), Some(1));
+    assert_eq!(ttl(&store, "ratelimit:a"), Some(WINDOW.as_secs()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refund_takes_one_back_never_below_zero_and_keeps_the_window() {
+    let store = MemoryTokenRepository::new();
+    let full = counters(&[("ratelimit:a", 2)]);
+    for _ in 0..2 {
+        store.attempt(&full, WINDOW).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    store.refund(&["ratelimit:a".into()]).await.unwrap();
+    assert_eq!(count(&store, "ratelimit:a"), Some(1));
+    assert_eq!(ttl(&store, "ratelimit:a"), Some(30), "the window is kept");
+    assert_eq!(
+        store.attempt(&full, WINDOW).await.unwrap(),
+        RateDecision::Allowed
+    );
+    for _ in 0..3 {
+        store
+            .refund(&["ratelimit:a".into(), "ratelimit:gone".into()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(&store, "ratelimit:a"), Some(0), "never below zero");
+    assert_eq!(
+        count(&store, "ratelimit:gone"),
+        None,
+        "a gone counter stays gone"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn counters_are_swept_when_their_window_ends_and_never_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = MemoryTokenRepository::new();
+    let _sweeper = store.spawn_sweeper(Duration::from_secs(10));
+    // Let the sweeper start its clock.
+    tokio::task::yield_now().await;
+    let uid = Uuid::new_v4();
+    session(&store, uid, NOW).await;
+    store
+        .attempt(&counters(&[("ratelimit:a", 5)]), WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 3);
+
+    assert_eq!(store.save_snapshot(&path).unwrap(), 2, "no counter saved");
+    let restored = MemoryTokenRepository::load_snapshot(&path).unwrap();
+    assert_eq!(count(&restored, "ratelimit:a"), None);
+    assert_eq!(restored.len(), 2);
+
+    tokio::time::advance(WINDOW + Duration::from_secs(10)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(
+        store.len(),
+        2,
+        "the counter is reclaimed, the session is not"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_attempts_cannot_slip_past_a_limit() {
+    let store = MemoryTokenRepository::new();
+    let both = counters(&[("ratelimit:a", 5), ("ratelimit:b", 100)]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (store, both) = (store.clone(), both.clone());
+        tasks.spawn(async move { store.attempt(&both, WINDOW).await.unwrap() });
+    }
+    let decisions = tasks.join_all().await;
+    let allowed = decisions
+        .iter()
+        .filter(|d| **d == RateDecision::Allowed)
+        .count();
+    assert_eq!(allowed, 5, "{decisions:?}");
+    assert_eq!(
+        count(&store, "ratelimit:b"),
+        Some(5),
+        "the refused burn nothing"
     );
 }

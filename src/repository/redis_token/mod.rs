@@ -15,6 +15,8 @@
 //! - `signout:<uid>`: counts the sign-out sweeps in progress; while it exists
 //!   no refresh writes anything (a key written behind the SCAN cursor would
 //!   survive the sign-out).
+//! - `ratelimit:…`: the sign-in and sign-up attempt counters (`limits.rs`),
+//!   each a count with its window as TTL.
 //!
 //! Every [`TokenRepository`] method is one Lua script (see [`scripts`] and
 //! `lua/`), so each is one atomic step and one round trip; times are the
@@ -22,6 +24,7 @@
 //! scripts derive `<uid>:<jti>` keys read from the index, which Redis Cluster
 //! would only allow with hash tags (`{<uid>}:`), a later issue.
 
+mod limits;
 mod scripts;
 #[cfg(test)]
 mod tests;

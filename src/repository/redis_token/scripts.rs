@@ -60,3 +60,14 @@ pub(super) static SWEEP_END: LazyLock<Script> = LazyLock::new(|| {
           return left",
     )
 });
+
+/// Counts one attempt on every counter, or on none (issue 9). KEYS: the
+/// counters. ARGV: the window (ms), then each counter's limit. Returns 0
+/// (counted) or the longest remaining window (ms) of a full counter.
+pub(super) static RATE_LIMIT_ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/rate_limit_attempt.lua")));
+
+/// Takes one count back from each counter, never below zero. KEYS: the
+/// counters.
+pub(super) static RATE_LIMIT_REFUND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/rate_limit_refund.lua")));

@@ -8,15 +8,17 @@ use uuid::Uuid;
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::model::{
-    AccountService, ClientInfo, Email, IdClaims, Password, Rotation, SessionInfo, SignOutScope,
-    TokenPair, TokenService, User, UserDetails, UserService,
+    AccountService, ClientInfo, Email, IdClaims, Password, RateLimitService, Rotation, SessionInfo,
+    SignOutScope, TokenPair, TokenService, User, UserDetails, UserService,
 };
 
-/// [`AccountService`] over a [`UserService`] and a [`TokenService`].
+/// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
+/// sign-in and sign-up limits of a [`RateLimitService`].
 #[derive(Clone)]
 pub struct AccountServiceImpl {
     users: Arc<dyn UserService>,
     tokens: Arc<dyn TokenService>,
+    limits: Arc<dyn RateLimitService>,
 }
 
 /// The session an ID token was issued in; tokens from before sessions have
@@ -34,8 +36,40 @@ fn session_of(caller: &IdClaims) -> AppResult<Uuid> {
 }
 
 impl AccountServiceImpl {
-    pub fn new(users: Arc<dyn UserService>, tokens: Arc<dyn TokenService>) -> Self {
-        Self { users, tokens }
+    pub fn new(
+        users: Arc<dyn UserService>,
+        tokens: Arc<dyn TokenService>,
+        limits: Arc<dyn RateLimitService>,
+    ) -> Self {
+        Self {
+            users,
+            tokens,
+            limits,
+        }
+    }
+
+    /// After the password of `email` checked out: gives back what the
+    /// attempt counted for its source. A store that fails here fails nothing
+    /// (the attempt stays counted).
+    async fn give_back(&self, email: &str, client: &ClientInfo) {
+        if let Err(err) = self.limits.sign_in_succeeded(email, &client.ip).await {
+            tracing::warn!(error = ?err, "cannot give back a successful sign-in's count");
+        }
+    }
+
+    /// A re-authentication: the user's current password, counted as a
+    /// sign-in attempt of the user's email from the caller's address (a
+    /// stolen ID token must not guess it any faster than a sign-in could).
+    async fn reauthenticate(
+        &self,
+        user: &User,
+        password: Password,
+        client: &ClientInfo,
+    ) -> AppResult<()> {
+        self.limits.sign_in_attempt(&user.email, &client.ip).await?;
+        self.users.check_password(user, password).await?;
+        self.give_back(&user.email, client).await;
+        Ok(())
     }
 
     /// Creates the user and its first session; without a pair the account is
@@ -78,6 +112,8 @@ impl AccountService for AccountServiceImpl {
         password: Password,
         client: ClientInfo,
     ) -> AppResult<TokenPair> {
+        // Counted before anything is hashed.
+        self.limits.sign_up_attempt(&client.ip).await?;
         // Hashing is the request's own work: a client gone before its turn in
         // the queue costs nothing. From the stored row on, the sign-up runs
         // on a task of its own, to its end even when the request is dropped
@@ -97,7 +133,12 @@ impl AccountService for AccountServiceImpl {
         password: Password,
         client: ClientInfo,
     ) -> AppResult<TokenPair> {
+        // Counted before the password is hashed, so that a wave of concurrent
+        // first attempts cannot slip past the limits.
+        let email_key = email.as_str().to_owned();
+        self.limits.sign_in_attempt(&email_key, &client.ip).await?;
         let user = self.users.signin(email, password, &client.ip).await?;
+        self.give_back(&email_key, &client).await;
         self.tokens.issue(&user, &client).await
     }
 
@@ -164,6 +205,7 @@ impl AccountService for AccountServiceImpl {
         caller: &IdClaims,
         details: UserDetails,
         current_password: Option<Password>,
+        client: ClientInfo,
     ) -> AppResult<User> {
         let user = self.users.get(caller.sub).await?;
         let email_changes = user.email != details.email.as_str();
@@ -174,7 +216,7 @@ impl AccountService for AccountServiceImpl {
                     "currentPassword is required to change the email",
                 )]));
             };
-            self.users.check_password(&user, password).await?;
+            self.reauthenticate(&user, password, &client).await?;
             // As for a password change: the other sessions end before the
             // new email is stored, so an outage of the token store refuses
             // the change rather than leave a stolen session alive after it.
@@ -188,9 +230,10 @@ impl AccountService for AccountServiceImpl {
         caller: &IdClaims,
         current: Password,
         new: Password,
+        client: ClientInfo,
     ) -> AppResult<()> {
         let user = self.users.get(caller.sub).await?;
-        self.users.check_password(&user, current).await?;
+        self.reauthenticate(&user, current, &client).await?;
         // The new hash is stored first, then the other sessions end in one
         // store step that also refuses any session a sign-in that read the
         // previous hash would start later: no order of a racing sign-in

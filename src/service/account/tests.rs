@@ -6,7 +6,7 @@ use std::time::Duration;
 use mockall::predicate::eq;
 
 use super::*;
-use crate::model::interfaces::{MockTokenService, MockUserService};
+use crate::model::interfaces::{MockRateLimitService, MockTokenService, MockUserService};
 use crate::model::{Audience, RefreshClaims};
 
 const SID: Uuid = Uuid::from_u128(0x5e55);
@@ -60,7 +60,24 @@ fn refresh_claims() -> RefreshClaims {
 }
 
 fn service(users: MockUserService, tokens: MockTokenService) -> AccountServiceImpl {
-    AccountServiceImpl::new(Arc::new(users), Arc::new(tokens))
+    service_with(users, tokens, no_limits())
+}
+
+fn service_with(
+    users: MockUserService,
+    tokens: MockTokenService,
+    limits: MockRateLimitService,
+) -> AccountServiceImpl {
+    AccountServiceImpl::new(Arc::new(users), Arc::new(tokens), Arc::new(limits))
+}
+
+/// Limits that let every attempt in.
+fn no_limits() -> MockRateLimitService {
+    let mut limits = MockRateLimitService::new();
+    limits.expect_sign_in_attempt().returning(|_, _| Ok(()));
+    limits.expect_sign_in_succeeded().returning(|_, _| Ok(()));
+    limits.expect_sign_up_attempt().returning(|_| Ok(()));
+    limits
 }
 
 fn credentials() -> (Email, Password) {
@@ -439,6 +456,7 @@ async fn a_password_change_checks_the_current_one_stores_the_new_one_and_ends_th
             &caller(Some(SID)),
             password("old password"),
             password("new password"),
+            client(),
         )
         .await
         .unwrap();
@@ -460,6 +478,7 @@ async fn a_wrong_current_password_changes_nothing_and_is_forbidden() {
             &caller(Some(SID)),
             password("wrong password"),
             password("new password"),
+            client(),
         )
         .await
         .unwrap_err();
@@ -480,7 +499,12 @@ async fn changing_the_email_without_the_current_password_is_a_400_naming_it() {
     users.expect_get().returning(|_| Ok(user()));
     users.expect_update_details().never();
     let err = service(users, MockTokenService::new())
-        .update_details(&caller(Some(SID)), details("eve@example.com"), None)
+        .update_details(
+            &caller(Some(SID)),
+            details("eve@example.com"),
+            None,
+            client(),
+        )
         .await
         .unwrap_err();
     match err {
@@ -514,6 +538,7 @@ async fn changing_the_email_with_the_current_password_ends_the_other_sessions() 
             &caller(Some(SID)),
             details("eve@example.com"),
             Some(password("correct horse")),
+            client(),
         )
         .await
         .unwrap();
@@ -531,7 +556,12 @@ async fn keeping_the_email_needs_no_password_and_ends_no_session() {
     let mut tokens = MockTokenService::new();
     tokens.expect_end_other_sessions().never();
     service(users, tokens)
-        .update_details(&caller(Some(SID)), details("ada@example.com"), None)
+        .update_details(
+            &caller(Some(SID)),
+            details("ada@example.com"),
+            None,
+            client(),
+        )
         .await
         .unwrap();
 }
@@ -549,4 +579,257 @@ async fn ready_needs_both_stores() {
         matches!(err, AppError::ServiceUnavailable { .. }),
         "{err:?}"
     );
+}
+
+// ------------------------------------------------------------ limits
+
+fn too_many() -> AppError {
+    AppError::TooManyRequests {
+        retry_after_secs: 42,
+    }
+}
+
+fn is_too_many(err: &AppError) -> bool {
+    matches!(
+        err,
+        AppError::TooManyRequests {
+            retry_after_secs: 42
+        }
+    )
+}
+
+#[tokio::test]
+async fn a_sign_in_over_a_limit_is_refused_before_any_password_is_hashed() {
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_in_attempt()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(1)
+        .returning(|_, _| Err(too_many()));
+    limits.expect_sign_in_succeeded().never();
+    let mut users = MockUserService::new();
+    users.expect_signin().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().never();
+    let (email, password) = credentials();
+    let err = service_with(users, tokens, limits)
+        .sign_in(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(is_too_many(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_sign_in_is_counted_first_and_given_back_once_the_password_checks_out() {
+    let mut seq = mockall::Sequence::new();
+    let mut limits = MockRateLimitService::new();
+    let mut users = MockUserService::new();
+    let mut tokens = MockTokenService::new();
+    limits
+        .expect_sign_in_attempt()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    users
+        .expect_signin()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(user()));
+    limits
+        .expect_sign_in_succeeded()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    tokens
+        .expect_issue()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(pair()));
+    let email = Email::parse("Ada@Example.com").unwrap();
+    let got = service_with(users, tokens, limits)
+        .sign_in(email, password("correct horse"), client())
+        .await
+        .unwrap();
+    assert_eq!(got, pair());
+}
+
+#[tokio::test]
+async fn a_failed_sign_in_stays_counted() {
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_in_attempt()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    limits.expect_sign_in_succeeded().never();
+    let mut users = MockUserService::new();
+    users.expect_signin().returning(|_, _, _| {
+        Err(AppError::unauthorized(
+            "invalid email and password combination",
+        ))
+    });
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().never();
+    let (email, password) = credentials();
+    let err = service_with(users, tokens, limits)
+        .sign_in(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Authorization { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_give_back_that_fails_does_not_fail_the_sign_in() {
+    let mut limits = MockRateLimitService::new();
+    limits.expect_sign_in_attempt().returning(|_, _| Ok(()));
+    limits
+        .expect_sign_in_succeeded()
+        .times(1)
+        .returning(|_, _| Err(AppError::unavailable("token store is unavailable")));
+    let mut users = MockUserService::new();
+    users.expect_signin().returning(|_, _, _| Ok(user()));
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().times(1).returning(|_, _| Ok(pair()));
+    let (email, password) = credentials();
+    let got = service_with(users, tokens, limits)
+        .sign_in(email, password, client())
+        .await
+        .unwrap();
+    assert_eq!(got, pair());
+}
+
+#[tokio::test]
+async fn a_sign_up_over_the_limit_is_refused_before_the_password_is_hashed() {
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_up_attempt()
+        .with(eq("10.0.0.1"))
+        .times(1)
+        .returning(|_| Err(too_many()));
+    let mut users = MockUserService::new();
+    users.expect_signup().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_issue().never();
+    let (email, password) = credentials();
+    let err = service_with(users, tokens, limits)
+        .sign_up(email, password, client())
+        .await
+        .unwrap_err();
+    assert!(is_too_many(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_re_authentication_counts_as_a_sign_in_of_the_users_email_from_the_caller() {
+    // Over the limit: no password is checked, nothing changes.
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_in_attempt()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(2)
+        .returning(|_, _| Err(too_many()));
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users.expect_check_password().never();
+    users.expect_set_password().never();
+    users.expect_update_details().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_end_other_sessions().never();
+    tokens.expect_password_changed().never();
+    let svc = service_with(users, tokens, limits);
+    let err = svc
+        .change_password(
+            &caller(Some(SID)),
+            password("guess one"),
+            password("new password"),
+            client(),
+        )
+        .await
+        .unwrap_err();
+    assert!(is_too_many(&err), "{err:?}");
+    let err = svc
+        .update_details(
+            &caller(Some(SID)),
+            details("eve@example.com"),
+            Some(password("guess two")),
+            client(),
+        )
+        .await
+        .unwrap_err();
+    assert!(is_too_many(&err), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_stays_counted_and_a_right_one_is_given_back() {
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_in_attempt()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(2)
+        .returning(|_, _| Ok(()));
+    limits
+        .expect_sign_in_succeeded()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .withf(|_, p| p.expose() == "wrong password")
+        .returning(|_, _| Err(AppError::Forbidden("the current password is wrong".into())));
+    users
+        .expect_check_password()
+        .withf(|_, p| p.expose() == "old password")
+        .returning(|_, _| Ok(()));
+    users
+        .expect_set_password()
+        .times(1)
+        .returning(|_, _| Ok("$argon2id$new".into()));
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_password_changed()
+        .times(1)
+        .returning(|_, _, _| Ok(0));
+    let svc = service_with(users, tokens, limits);
+    let err = svc
+        .change_password(
+            &caller(Some(SID)),
+            password("wrong password"),
+            password("new password"),
+            client(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    svc.change_password(
+        &caller(Some(SID)),
+        password("old password"),
+        password("new password"),
+        client(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn keeping_the_email_counts_nothing() {
+    let mut limits = MockRateLimitService::new();
+    limits.expect_sign_in_attempt().never();
+    limits.expect_sign_in_succeeded().never();
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_update_details()
+        .times(1)
+        .returning(|_, _| Ok(user()));
+    service_with(users, MockTokenService::new(), limits)
+        .update_details(
+            &caller(Some(SID)),
+            details("ada@example.com"),
+            Some(password("not needed")),
+            client(),
+        )
+        .await
+        .unwrap();
 }
