@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, real PostgreSQL and Redis.
 
+mod connections;
 mod embedded;
 mod errors;
 mod helpers;
@@ -7,6 +8,8 @@ mod keys;
 mod lifecycle;
 mod outage;
 mod profile;
+#[path = "../common/raw_http.rs"]
+mod raw_http;
 mod reauth;
 mod session_list;
 mod sessions;

@@ -6,4 +6,8 @@
 mod agreement;
 mod helpers;
 mod interop;
+// Shared with the api tests; not every item is used here.
+#[allow(dead_code)]
+#[path = "../common/raw_http.rs"]
+mod raw_http;
 mod todos;
