@@ -2,9 +2,13 @@
 //! todo example, so that every one of them answers alike: the one error body
 //! (`{"error": {"type", "message", "invalidArgs"?}}`), the one JSON-body
 //! extractor, `Authorization: Bearer` parsing, the middleware that logs each
-//! error once, and the shutdown signal.
+//! error once; and, for the services themselves (features `server` and
+//! `todo-example`), the handler timeout and panic answer, and the shutdown
+//! signal.
 
 mod error;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+mod middleware;
 mod request;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod shutdown;
@@ -13,6 +17,8 @@ pub use error::{
     ApiError, BEARER_CHALLENGE, ErrorBody, ErrorDetail, ErrorKind, INVALID_TOKEN_CHALLENGE,
     InvalidArg, log_errors,
 };
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub use middleware::{panic_response, timeout};
 pub use request::{BearerError, JsonBody, bearer_token, is_json};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use shutdown::shutdown_signal;
