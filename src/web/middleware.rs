@@ -12,7 +12,9 @@ use super::{ApiError, ErrorKind};
 
 /// Answers 503 in the JSON shape when a handler takes longer than `limit`.
 /// Installed with `axum::middleware::from_fn(move |req, next| timeout(limit,
-/// req, next))`.
+/// req, next))`. The body was received before the request got here (see
+/// [`super::serve`]), so the time counts the handling only: a slow client is
+/// a 408, not a 503.
 pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,

@@ -3,13 +3,15 @@
 //! (`{"error": {"type", "message", "invalidArgs"?}}`), the one JSON-body
 //! extractor, `Authorization: Bearer` parsing, the middleware that logs each
 //! error once; and, for the services themselves (features `server` and
-//! `todo-example`), the handler timeout and panic answer, and the shutdown
-//! signal.
+//! `todo-example`), the handler timeout and panic answer, the shutdown signal
+//! and [`serve`], the accept loop that bounds connections.
 
 mod error;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod middleware;
 mod request;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub mod serve;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod shutdown;
 
