@@ -6,6 +6,7 @@
 mod agreement;
 mod helpers;
 mod interop;
+mod open_files;
 // Shared with the api tests; not every item is used here.
 #[allow(dead_code)]
 #[path = "../common/raw_http.rs"]
