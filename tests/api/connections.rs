@@ -271,3 +271,34 @@ async fn stopping_does_not_wait_for_idle_connections() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// A graceful stop lets a request whose body is still arriving finish.
+#[tokio::test]
+async fn stopping_finishes_a_request_in_flight() {
+    let app = spawn_app!(Backend::Embedded, &[("BODY_READ_TIMEOUT", "10")]);
+    let body = br#"{"email":"in-flight@example.com","password":"correct horse battery"}"#;
+    let mut conn = connect(&app.address).await;
+    let head = format!(
+        "POST /api/account/signup HTTP/1.1\r\nHost: test\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    send(&mut conn, head.as_bytes()).await.unwrap();
+    let request = tokio::spawn(async move {
+        for piece in body.chunks(10) {
+            send(&mut conn, piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        read_response(&mut conn, 10 * SECOND).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let app = app.restart().await;
+    let response = request.await.unwrap();
+    assert_eq!(
+        response.status,
+        201,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(app.count_users_with_email("in-flight@example.com").await, 1);
+}
