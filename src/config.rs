@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use crate::keys::KeyPaths;
 use crate::service::RateLimitConfig;
+use crate::web::serve::ConnectionLimits;
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
 // re-exported so that `crate::config::Secret` keeps working.
@@ -58,6 +59,10 @@ pub struct Config {
     pub id_token_audience: String,
     pub handler_timeout: Duration,
     pub max_body_bytes: usize,
+    /// `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT` and
+    /// `MAX_CONNECTIONS`: defaults, bounds and parsing are shared with the todo
+    /// service, in [`crate::web::serve`].
+    pub connections: ConnectionLimits,
     /// Base path of the account API, e.g. `/api/account`.
     pub api_base_path: String,
     /// Maximum connections in the PostgreSQL pool.
@@ -187,6 +192,8 @@ impl Config {
                 limits::HANDLER_TIMEOUT,
             )?,
             max_body_bytes: env.parse("MAX_BODY_BYTES", defaults::MAX_BODY_BYTES)?,
+            connections: ConnectionLimits::from_vars(|name| env.optional(name))
+                .map_err(anyhow::Error::msg)?,
             api_base_path: env.string("ACCOUNT_API_URL", defaults::ACCOUNT_API_URL),
             database_max_connections: env.parse(
                 "DATABASE_MAX_CONNECTIONS",
@@ -456,6 +463,50 @@ mod tests {
             ("MAX_SESSIONS_PER_USER", "1001"),
             ("SESSION_MAX_AGE", "0"),
             ("SESSION_MAX_AGE", "31536001"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_limits_are_read_with_their_defaults_and_bounds() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.connections, ConnectionLimits::default());
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.connections.keep_alive_timeout, Duration::from_secs(65));
+        assert_eq!(c.connections.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.connections.max_connections, 1024);
+        let c = Config::from_vars(vars(&[
+            ("HEADER_READ_TIMEOUT", "1"),
+            ("KEEP_ALIVE_TIMEOUT", "75"),
+            ("BODY_READ_TIMEOUT", "20"),
+            ("MAX_CONNECTIONS", "4"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                c.connections.header_read_timeout,
+                c.connections.keep_alive_timeout,
+                c.connections.body_read_timeout,
+                c.connections.max_connections
+            ),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(75),
+                Duration::from_secs(20),
+                4
+            )
+        );
+        for (name, value) in [
+            ("HEADER_READ_TIMEOUT", "0"),
+            ("KEEP_ALIVE_TIMEOUT", "3601"),
+            ("BODY_READ_TIMEOUT", "soon"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "1048577"),
         ] {
             let err = error_of(&[(name, value)]);
             assert!(

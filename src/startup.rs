@@ -28,6 +28,7 @@ use crate::service::{
     AccountServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
     UserServiceImpl,
 };
+use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
 use crate::keys::KeyReloader;
 
@@ -35,6 +36,7 @@ use crate::keys::KeyReloader;
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    serve: ServeSettings,
     /// The in-process token store and where it is saved on shutdown.
     memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
     key_reloader: KeyReloader,
@@ -45,6 +47,7 @@ impl Application {
     /// embedded), opens the user store and runs its migrations, prepares the
     /// token store (Redis lazily, so start-up does not need it), and binds.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        check_open_files(&config)?;
         let keys = load_keys(&config)?;
         let key_reloader = KeyReloader::new(config.keys.clone(), Arc::clone(&keys.ring));
         key_reloader.reload_on_sighup();
@@ -66,6 +69,10 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            serve: ServeSettings {
+                limits: config.connections.clone(),
+                max_body_bytes: config.max_body_bytes,
+            },
             memory_tokens: tokens.memory,
             key_reloader,
         })
@@ -92,18 +99,13 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then finishes in-flight requests.
+    /// Connections are bounded as `crate::web::serve` says; handlers get the
+    /// peer address, which sessions record.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // With the peer address, which sessions record.
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await?;
+        serve(self.listener, self.router, self.serve, signal).await?;
         if let Some((store, path)) = self.memory_tokens {
             match store.save_snapshot(&path) {
                 Ok(count) => {
@@ -324,6 +326,20 @@ fn http_settings(config: &Config) -> HttpSettings {
         max_body_bytes: config.max_body_bytes,
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
     }
+}
+
+/// Raises the open-files limit and checks that `MAX_CONNECTIONS` fits in it
+/// besides the PostgreSQL pool and the service's other files.
+fn check_open_files(config: &Config) -> anyhow::Result<()> {
+    let reserved = RESERVED_FILES + u64::from(config.database_max_connections);
+    let limit = reserve_open_files(config.connections.max_connections, reserved)
+        .map_err(anyhow::Error::msg)?;
+    tracing::debug!(
+        max_connections = config.connections.max_connections,
+        open_files_limit = limit,
+        "connections"
+    );
+    Ok(())
 }
 
 /// Binds `HOST:PORT`.

@@ -1,7 +1,10 @@
 //! The example domain service: `account::todo` behind the ID-token verifier.
 //! Configured by `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`,
-//! `JWKS_REFETCH_INTERVAL`, `HOST` and `TODO_PORT`; logs filtered by `RUST_LOG`.
-//! Built with the `todo-example` feature (on by default).
+//! `JWKS_REFETCH_INTERVAL`, `HOST`, `TODO_PORT`, `HANDLER_TIMEOUT`,
+//! `TODO_MAX_PER_USER`, `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,
+//! `BODY_READ_TIMEOUT` and `MAX_CONNECTIONS` (see `account::todo`); logs
+//! filtered by `RUST_LOG`. Built with the `todo-example` feature (on by
+//! default).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

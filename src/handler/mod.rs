@@ -98,9 +98,9 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(Extension(settings.trusted_proxies.clone()))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
-            middleware::timeout(timeout, req, next)
+            crate::web::timeout(timeout, req, next)
         }))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(CatchPanicLayer::custom(crate::web::panic_response))
         // Outside the layers that answer errors themselves, so it sees them all.
         .layer(axum::middleware::from_fn(crate::web::log_errors))
         .layer(axum::middleware::from_fn(crate::web::security_headers))

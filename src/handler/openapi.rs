@@ -79,12 +79,18 @@ impl Modify for SecuritySchemes {
 
 /// The error responses many operations share, each one component under
 /// `#/components/responses`: (name, status, description).
-const SHARED_RESPONSES: [(&str, &str, &str); 6] = [
+const SHARED_RESPONSES: [(&str, &str, &str); 7] = [
     (
         "Unauthorized",
         "401",
         "No `Authorization: Bearer` header, or an ID token that does not verify \
          (`AUTHORIZATION`)",
+    ),
+    (
+        "RequestTimeout",
+        "408",
+        "The body did not arrive within `BODY_READ_TIMEOUT` of the request head \
+         (`REQUEST_TIMEOUT`); the connection is closed",
     ),
     (
         "PayloadTooLarge",
@@ -112,7 +118,9 @@ const SHARED_RESPONSES: [(&str, &str, &str); 6] = [
     (
         "ServiceUnavailable",
         "503",
-        "A store is down, or the request timed out (`SERVICE_UNAVAILABLE`)",
+        "A store is down, the request timed out, or (sign-in, sign-up, \
+         re-authentication) the password-hashing queue is full, then with `Retry-After` \
+         (`SERVICE_UNAVAILABLE`)",
     ),
 ];
 
@@ -189,13 +197,14 @@ impl IntoResponses for ServerErrors {
     }
 }
 
-/// 413, 415, 500 and 503: what any operation with a JSON body may answer
-/// besides its own statuses.
+/// 408, 413, 415, 500 and 503: what any operation with a JSON body may
+/// answer besides its own statuses.
 pub struct BodyErrors;
 
 impl IntoResponses for BodyErrors {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         shared(&[
+            "RequestTimeout",
             "PayloadTooLarge",
             "UnsupportedMediaType",
             "Internal",

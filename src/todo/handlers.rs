@@ -15,7 +15,7 @@ use serde_json::Map;
 
 use super::store::{Todo, TodoChanges, TodoStore};
 use crate::verifier::AuthenticatedUser;
-use crate::web::{ApiError, InvalidArg, JsonBody};
+use crate::web::{ApiError, ErrorKind, InvalidArg, JsonBody};
 
 /// A JSON object body: its fields are checked by the handler, which reports
 /// each bad one in `invalidArgs`.
@@ -47,7 +47,16 @@ pub async fn create(
         Some(value) => parse_title(value),
     }
     .map_err(|arg| ApiError::invalid_args(vec![arg]))?;
-    Ok((StatusCode::CREATED, Json(store.create(user.sub, title))))
+    let todo = store.create(user.sub, title).map_err(|full| {
+        ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "a user keeps at most {} todos: delete one first",
+                full.max_per_user
+            ),
+        )
+    })?;
+    Ok((StatusCode::CREATED, Json(todo)))
 }
 
 pub async fn get(

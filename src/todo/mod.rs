@@ -4,7 +4,7 @@
 //! | method + path | success |
 //! |---|---|
 //! | `GET /api/todos` | `200 {"todos": [...]}`, the caller's own, oldest first |
-//! | `POST /api/todos` `{title}` | `201` the new todo |
+//! | `POST /api/todos` `{title}` | `201` the new todo; `409 CONFLICT` when the caller already has `TODO_MAX_PER_USER` |
 //! | `GET /api/todos/{id}` | `200` the todo |
 //! | `PATCH /api/todos/{id}` `{title?, completed?}` | `200` the updated todo |
 //! | `DELETE /api/todos/{id}` | `204` |
@@ -15,8 +15,19 @@
 //! otherwise). Another user's todo, like an id that is not a UUID, is 404,
 //! never 403. A title is 1 to 200 characters after trimming (400 with
 //! `invalidArgs`); bodies must be JSON objects (415 for another content type,
-//! 400 when malformed, 413 over 16 KiB). Errors use the product's JSON shape.
-//! Todos live in memory and are gone when the process stops.
+//! 400 when malformed, 413 over 16 KiB, 408 when not received within
+//! `BODY_READ_TIMEOUT`). A handler slower than `HANDLER_TIMEOUT` answers 503,
+//! a panic 500. Errors use the product's JSON shape. Connections are bounded
+//! as the account service's are ([`crate::web::serve`]). Todos live in memory
+//! and are gone when the process stops.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `HOST`, `TODO_PORT` | `127.0.0.1`, `8081` |
+//! | `HANDLER_TIMEOUT` | `5` seconds (1 to 3600) |
+//! | `TODO_MAX_PER_USER` | `1000` todos per user (1 to 1,000,000) |
+//! | `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS` | `10`, `65`, `10` seconds, `1024` connections |
+//! | `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP`, `JWKS_REFETCH_INTERVAL` | see [`Verifier::from_env`] |
 //!
 //! Behind the `todo-example` feature (on by default), so domain services
 //! depending on `features = ["verifier"]` build none of it.
@@ -28,7 +39,7 @@ mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
@@ -36,19 +47,54 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use handlers::MAX_TITLE_CHARS;
-pub use store::{Todo, TodoChanges, TodoStore};
+pub use store::{Todo, TodoChanges, TodoStore, TooManyTodos};
 
 use crate::verifier::{ConfigError, Verifier};
+use crate::web::serve::{
+    ConnectionLimits, RESERVED_FILES, ServeSettings, reserve_open_files, whole_number,
+};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Defaults of the todo service's variables.
+/// Defaults of the todo service's variables (the connection ones are
+/// [`crate::web::serve::defaults`]).
 pub mod defaults {
     pub const HOST: &str = "127.0.0.1";
     pub const TODO_PORT: u16 = 8081;
+    /// Seconds, as in the account service.
+    pub const HANDLER_TIMEOUT: u64 = 5;
+    pub const TODO_MAX_PER_USER: usize = 1000;
+}
+
+/// Upper bounds of the same variables.
+pub mod limits {
+    /// One hour, as in the account service.
+    pub const HANDLER_TIMEOUT: u64 = 3_600;
+    pub const TODO_MAX_PER_USER: usize = 1_000_000;
+}
+
+/// How the service bounds its work: `HANDLER_TIMEOUT`, `TODO_MAX_PER_USER`,
+/// and the connections (`HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,
+/// `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoSettings {
+    pub handler_timeout: Duration,
+    pub max_todos_per_user: usize,
+    pub connections: ConnectionLimits,
+}
+
+impl Default for TodoSettings {
+    fn default() -> Self {
+        Self {
+            handler_timeout: Duration::from_secs(defaults::HANDLER_TIMEOUT),
+            max_todos_per_user: defaults::TODO_MAX_PER_USER,
+            connections: ConnectionLimits::default(),
+        }
+    }
 }
 
 /// What the handlers reach: the verifier (for [`crate::verifier::AuthenticatedUser`])
@@ -59,13 +105,23 @@ pub struct TodoState {
     pub store: Arc<TodoStore>,
 }
 
-/// The todo service's routes, with an empty store.
+/// The todo service's routes, with an empty store and the default settings.
 pub fn router(verifier: Verifier) -> Router {
     router_with_store(verifier, Arc::default())
 }
 
-/// The todo service's routes over `store`.
+/// The todo service's routes over `store`, with the default handler timeout.
 pub fn router_with_store(verifier: Verifier, store: Arc<TodoStore>) -> Router {
+    router_with(
+        verifier,
+        store,
+        Duration::from_secs(defaults::HANDLER_TIMEOUT),
+    )
+}
+
+/// The todo service's routes over `store`: handlers slower than
+/// `handler_timeout` answer 503, a panic 500, both in the JSON shape.
+pub fn router_with(verifier: Verifier, store: Arc<TodoStore>, handler_timeout: Duration) -> Router {
     Router::new()
         .route("/api/todos", get(handlers::list).post(handlers::create))
         .route(
@@ -79,7 +135,13 @@ pub fn router_with_store(verifier: Verifier, store: Arc<TodoStore>) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(TodoState { verifier, store })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::web::timeout(handler_timeout, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(crate::web::panic_response))
+        // Outside the layers that answer errors themselves, so it sees them all.
         .layer(axum::middleware::from_fn(crate::web::log_errors))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(axum::middleware::from_fn(log_request))
 }
 
@@ -99,18 +161,20 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Where to listen and how to verify tokens.
+/// Where to listen, how to verify tokens, and how work is bounded.
 #[derive(Debug, Clone)]
 pub struct TodoConfig {
     pub host: String,
     pub port: u16,
     pub verifier: Verifier,
+    pub settings: TodoSettings,
 }
 
 impl TodoConfig {
-    /// `HOST` (default `127.0.0.1`), `TODO_PORT` (default 8081), and the
-    /// verifier's variables (see [`Verifier::from_env`]). Errors name the
-    /// variable.
+    /// `HOST` (default `127.0.0.1`), `TODO_PORT` (default 8081),
+    /// `HANDLER_TIMEOUT`, `TODO_MAX_PER_USER`, the connection variables (see
+    /// [`ConnectionLimits::from_vars`]) and the verifier's (see
+    /// [`Verifier::from_env`]). Errors name the variable.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -129,17 +193,43 @@ impl TodoConfig {
                 ConfigError::new(format!("TODO_PORT: expected a port number, got {port:?}"))
             })?,
         };
+        let handler_timeout = whole_number(
+            &var,
+            "HANDLER_TIMEOUT",
+            defaults::HANDLER_TIMEOUT,
+            limits::HANDLER_TIMEOUT,
+            " of seconds",
+        )
+        .map_err(ConfigError::new)?;
+        let max_todos_per_user = whole_number(
+            &var,
+            "TODO_MAX_PER_USER",
+            defaults::TODO_MAX_PER_USER as u64,
+            limits::TODO_MAX_PER_USER as u64,
+            "",
+        )
+        .map_err(ConfigError::new)?;
+        let settings = TodoSettings {
+            handler_timeout: Duration::from_secs(handler_timeout),
+            max_todos_per_user: usize::try_from(max_todos_per_user)
+                .unwrap_or(limits::TODO_MAX_PER_USER),
+            connections: ConnectionLimits::from_vars(&var).map_err(ConfigError::new)?,
+        };
         Ok(Self {
             host,
             port,
             verifier: Verifier::from_vars(var)?,
+            settings,
         })
     }
 }
 
-/// Binds `HOST:TODO_PORT` and serves until SIGINT or SIGTERM, finishing
-/// in-flight requests.
+/// Raises the open-files limit (refusing a `MAX_CONNECTIONS` that does not
+/// fit it), binds `HOST:TODO_PORT` and serves until SIGINT or SIGTERM,
+/// finishing in-flight requests.
 pub async fn run(config: TodoConfig) -> std::io::Result<()> {
+    reserve_open_files(config.settings.connections.max_connections, RESERVED_FILES)
+        .map_err(std::io::Error::other)?;
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
         .map_err(|e| {
@@ -151,15 +241,32 @@ pub async fn run(config: TodoConfig) -> std::io::Result<()> {
                 ),
             )
         })?;
-    serve(listener, config.verifier, crate::web::shutdown_signal()).await
+    serve_with(
+        listener,
+        config.verifier,
+        config.settings,
+        crate::web::shutdown_signal(),
+    )
+    .await
 }
 
-/// Serves the todo routes on `listener` until `shutdown` completes. The
-/// verification keys are fetched in the background right away, so the first
-/// request does not wait for them (a failure is logged and retried on use).
+/// [`serve_with`] with the default settings.
 pub async fn serve(
     listener: TcpListener,
     verifier: Verifier,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, verifier, TodoSettings::default(), shutdown).await
+}
+
+/// Serves the todo routes on `listener` until `shutdown` completes, then
+/// finishes the requests in flight. The verification keys are fetched in the
+/// background right away, so the first request does not wait for them (a
+/// failure is logged and retried on use).
+pub async fn serve_with(
+    listener: TcpListener,
+    verifier: Verifier,
+    settings: TodoSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let warm = verifier.clone();
@@ -169,9 +276,13 @@ pub async fn serve(
         }
     });
     tracing::info!(address = %listener.local_addr()?, "todo service listening");
-    axum::serve(listener, router(verifier))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let store = Arc::new(TodoStore::with_max_per_user(settings.max_todos_per_user));
+    let app = router_with(verifier, store, settings.handler_timeout);
+    let serve = ServeSettings {
+        limits: settings.connections,
+        max_body_bytes: MAX_BODY_BYTES,
+    };
+    crate::web::serve::serve(listener, app, serve, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

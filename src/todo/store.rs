@@ -25,21 +25,44 @@ pub struct TodoChanges {
     pub completed: Option<bool>,
 }
 
-/// Every user's todos. Only the owner's own list is ever looked at, so
-/// another user's todo is simply not found.
-#[derive(Debug, Default)]
+/// Every user's todos, at most `max_per_user` each. Only the owner's own
+/// list is ever looked at, so another user's todo is simply not found.
+#[derive(Debug)]
 pub struct TodoStore {
     by_owner: RwLock<HashMap<Uuid, Vec<Todo>>>,
+    max_per_user: usize,
+}
+
+/// A user who already has as many todos as the store keeps per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyTodos {
+    pub max_per_user: usize,
+}
+
+impl Default for TodoStore {
+    /// With the default cap, [`super::defaults::TODO_MAX_PER_USER`].
+    fn default() -> Self {
+        Self::with_max_per_user(super::defaults::TODO_MAX_PER_USER)
+    }
 }
 
 impl TodoStore {
+    /// An empty store keeping at most `max_per_user` todos per user.
+    pub fn with_max_per_user(max_per_user: usize) -> Self {
+        Self {
+            by_owner: RwLock::default(),
+            max_per_user,
+        }
+    }
+
     /// The owner's todos, oldest first.
     pub fn list(&self, owner: Uuid) -> Vec<Todo> {
         self.read(|todos| todos.get(&owner).cloned().unwrap_or_default())
     }
 
-    /// Adds a todo (not completed) at the end of the owner's list.
-    pub fn create(&self, owner: Uuid, title: String) -> Todo {
+    /// Adds a todo (not completed) at the end of the owner's list, unless
+    /// the owner already has `max_per_user`.
+    pub fn create(&self, owner: Uuid, title: String) -> Result<Todo, TooManyTodos> {
         let todo = Todo {
             id: Uuid::new_v4(),
             title,
@@ -48,8 +71,16 @@ impl TodoStore {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
-        self.write(|todos| todos.entry(owner).or_default().push(todo.clone()));
-        todo
+        let max_per_user = self.max_per_user;
+        self.write(|todos| {
+            let list = todos.entry(owner).or_default();
+            if list.len() >= max_per_user {
+                return Err(TooManyTodos { max_per_user });
+            }
+            list.push(todo.clone());
+            Ok(())
+        })?;
+        Ok(todo)
     }
 
     pub fn get(&self, owner: Uuid, id: Uuid) -> Option<Todo> {

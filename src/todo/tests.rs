@@ -384,3 +384,110 @@ fn configuration_names_the_bad_variable_and_has_defaults() {
     let config = with(vec![url, ("ID_TOKEN_AUDIENCE", "")]).unwrap();
     assert_eq!(config.verifier.config().rules.audience, "domain-services");
 }
+
+#[test]
+fn limits_are_read_with_the_account_services_names_and_defaults() {
+    let with = |pairs: Vec<(&'static str, &'static str)>| {
+        TodoConfig::from_vars(move |name| {
+            std::iter::once(("JWKS_URL", "http://127.0.0.1:8080/.well-known/jwks.json"))
+                .chain(pairs.iter().copied())
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let settings = with(vec![]).unwrap().settings;
+    assert_eq!(settings, TodoSettings::default());
+    assert_eq!(settings.handler_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(settings.max_todos_per_user, 1000);
+    assert_eq!(
+        settings.connections,
+        crate::web::serve::ConnectionLimits::default()
+    );
+    let settings = with(vec![
+        ("HANDLER_TIMEOUT", "2"),
+        ("TODO_MAX_PER_USER", "3"),
+        ("HEADER_READ_TIMEOUT", "4"),
+        ("KEEP_ALIVE_TIMEOUT", "70"),
+        ("BODY_READ_TIMEOUT", "6"),
+        ("MAX_CONNECTIONS", "16"),
+    ])
+    .unwrap()
+    .settings;
+    assert_eq!(settings.handler_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(settings.max_todos_per_user, 3);
+    assert_eq!(
+        settings.connections.header_read_timeout,
+        std::time::Duration::from_secs(4)
+    );
+    assert_eq!(
+        settings.connections.keep_alive_timeout,
+        std::time::Duration::from_secs(70)
+    );
+    assert_eq!(
+        settings.connections.body_read_timeout,
+        std::time::Duration::from_secs(6)
+    );
+    assert_eq!(settings.connections.max_connections, 16);
+    for (name, value) in [
+        ("HANDLER_TIMEOUT", "0"),
+        ("HANDLER_TIMEOUT", "3601"),
+        ("TODO_MAX_PER_USER", "0"),
+        ("TODO_MAX_PER_USER", "many"),
+        ("HEADER_READ_TIMEOUT", "0"),
+        ("KEEP_ALIVE_TIMEOUT", "x"),
+        ("BODY_READ_TIMEOUT", "301"),
+        ("MAX_CONNECTIONS", "-4"),
+    ] {
+        let err = with(vec![(name, value)]).unwrap_err();
+        assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_max_todos_gets_409_and_a_deleted_todo_frees_its_place() {
+    let store = Arc::new(TodoStore::with_max_per_user(2));
+    let app = router_with_store(static_verifier(), store);
+    let ada = Caller::new(&app);
+    let first = ada.create("one").await;
+    ada.create("two").await;
+    let answer = ada
+        .call(Method::POST, "/api/todos", Some(json!({"title": "three"})))
+        .await;
+    assert_error(&answer, StatusCode::CONFLICT, "CONFLICT");
+    assert!(
+        answer.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most 2 todos")),
+        "{}",
+        answer.body
+    );
+    // Another user is not affected; a deletion frees a place.
+    Caller::new(&app).create("bob's").await;
+    let uri = format!("/api/todos/{}", first["id"].as_str().unwrap());
+    assert_eq!(
+        ada.call(Method::DELETE, &uri, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    ada.create("three").await;
+}
+
+#[tokio::test]
+async fn todos_are_never_cached_and_no_response_is_sniffed() {
+    let app = app();
+    let caller = Caller::new(&app);
+    caller.create("private").await;
+    let listed = caller.call(Method::GET, "/api/todos", None).await;
+    let refused = send(&app, Method::GET, "/api/todos", None, None, None).await;
+    for (name, answer) in [("list", &listed), ("401", &refused)] {
+        assert_eq!(
+            answer.headers.get(header::CACHE_CONTROL).unwrap(),
+            "no-store",
+            "{name}"
+        );
+        assert_eq!(
+            answer.headers.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff",
+            "{name}"
+        );
+    }
+}

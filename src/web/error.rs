@@ -31,6 +31,9 @@ pub enum ErrorKind {
     NotFound,
     /// 405
     MethodNotAllowed,
+    /// 408: the request (its body) did not arrive in time; the connection
+    /// is closed.
+    RequestTimeout,
     /// 409
     Conflict,
     /// 413
@@ -54,6 +57,7 @@ impl ErrorKind {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -72,6 +76,7 @@ impl ErrorKind {
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::Conflict => "CONFLICT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -123,7 +128,8 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `BAD_REQUEST` (400), `AUTHORIZATION` (401),
-    /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405), `CONFLICT` (409),
+    /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
+    /// `REQUEST_TIMEOUT` (408), `CONFLICT` (409),
     /// `PAYLOAD_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415),
     /// `TOO_MANY_REQUESTS` (429), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
     #[serde(rename = "type")]
@@ -415,6 +421,7 @@ mod tests {
             (ErrorKind::Forbidden, 403, "FORBIDDEN"),
             (ErrorKind::NotFound, 404, "NOT_FOUND"),
             (ErrorKind::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
+            (ErrorKind::RequestTimeout, 408, "REQUEST_TIMEOUT"),
             (ErrorKind::Conflict, 409, "CONFLICT"),
             (ErrorKind::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
             (

@@ -2,11 +2,18 @@
 //! todo example, so that every one of them answers alike: the one error body
 //! (`{"error": {"type", "message", "invalidArgs"?}}`), the one JSON-body
 //! extractor, `Authorization: Bearer` parsing, the middleware that logs each
-//! error once, the security headers, and the shutdown signal.
+//! error once; and, for the services themselves (features `server` and
+//! `todo-example`), the handler timeout, the panic answer, the security headers, the shutdown signal
+//! and [`serve`], the accept loop that bounds connections.
 
 mod error;
+#[cfg(any(feature = "server", feature = "todo-example"))]
 mod headers;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+mod middleware;
 mod request;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub mod serve;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod shutdown;
 
@@ -14,7 +21,10 @@ pub use error::{
     ApiError, BEARER_CHALLENGE, ErrorBody, ErrorDetail, ErrorKind, INVALID_TOKEN_CHALLENGE,
     InvalidArg, log_errors,
 };
+#[cfg(any(feature = "server", feature = "todo-example"))]
 pub use headers::security_headers;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub use middleware::{panic_response, timeout};
 pub use request::{BearerError, JsonBody, bearer_token, is_json};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use shutdown::shutdown_signal;

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, real PostgreSQL and Redis.
 
+mod connections;
 mod emails;
 mod embedded;
 mod errors;
@@ -10,6 +11,8 @@ mod lifecycle;
 mod limits;
 mod outage;
 mod profile;
+#[path = "../common/raw_http.rs"]
+mod raw_http;
 mod reauth;
 mod session_list;
 mod sessions;

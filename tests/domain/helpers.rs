@@ -261,13 +261,22 @@ pub struct TodoService {
 
 impl TodoService {
     pub async fn start(jwks_url: &str) -> Self {
+        Self::start_with(jwks_url, &[]).await
+    }
+
+    /// [`Self::start`] with more environment variables (e.g. `HANDLER_TIMEOUT`).
+    pub async fn start_with(jwks_url: &str, vars: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let env = [
+        let mut env = vec![
             ("HOST", "127.0.0.1".to_owned()),
             ("TODO_PORT", "0".to_owned()),
             ("JWKS_URL", jwks_url.to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ];
+        env.extend(
+            vars.iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
         let (process, base) = Process::start(
             "todo-service",
             env!("CARGO_BIN_EXE_todo-service"),

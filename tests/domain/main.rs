@@ -6,4 +6,9 @@
 mod agreement;
 mod helpers;
 mod interop;
+mod open_files;
+// Shared with the api tests; not every item is used here.
+#[allow(dead_code)]
+#[path = "../common/raw_http.rs"]
+mod raw_http;
 mod todos;

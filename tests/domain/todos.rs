@@ -1,9 +1,12 @@
 //! A domain service trusting the account service's ID tokens, and nothing else.
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{AccountService, TodoService, claims_of, http, kid_of, now, sign, unsigned};
+use crate::raw_http::{closed_within, connect, read_response, send};
 
 /// Calls the todo service with an optional bearer token.
 async fn call(
@@ -196,4 +199,133 @@ async fn the_todo_service_never_logs_the_credentials_of_its_jwks_url() {
         assert!(!output.contains("jwks-user"), "{output}");
         assert!(output.contains(&format!("url={url}")), "{output}");
     }
+}
+
+#[tokio::test]
+async fn the_todo_service_cuts_off_silent_connections_and_slow_bodies() {
+    let account = AccountService::start().await;
+    let ada = account.sign_up().await;
+    let todo = TodoService::start_with(
+        &account.jwks_url(),
+        &[("HEADER_READ_TIMEOUT", "1"), ("BODY_READ_TIMEOUT", "1")],
+    )
+    .await;
+
+    // A connection that never sends a byte.
+    let started = Instant::now();
+    let mut silent = connect(&todo.base).await;
+    let closed = closed_within(&mut silent, started, Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed");
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
+
+    // A valid token and a body that never completes.
+    let (mut reader, mut writer) = connect(&todo.base).await.into_split();
+    let head = format!(
+        "POST /api/todos HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {ada}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"title\":"
+    );
+    send(&mut writer, head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let response = read_response(&mut reader, Duration::from_secs(5)).await;
+    let answered = started.elapsed();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(response.json()["error"]["type"], "REQUEST_TIMEOUT");
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(
+        answered >= Duration::from_millis(900) && answered < Duration::from_secs(3),
+        "answered after {answered:?}"
+    );
+    assert!(
+        closed_within(&mut reader, Instant::now(), Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the connection stays open after the 408"
+    );
+}
+
+#[tokio::test]
+async fn a_todo_handler_slower_than_handler_timeout_answers_503() {
+    let account = AccountService::start().await;
+    let ada = account.sign_up().await;
+    // A key set that never answers: the verifier waits for it (up to its
+    // fetch timeout) before it can check Ada's token.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!(
+        "http://{}/.well-known/jwks.json",
+        black_hole.local_addr().unwrap()
+    );
+    let todo = TodoService::start_with(&jwks_url, &[("HANDLER_TIMEOUT", "1")]).await;
+    let started = Instant::now();
+    let (status, _, body) = call(&todo, Method::GET, "/api/todos", Some(&ada), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["type"], "SERVICE_UNAVAILABLE");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("timed out")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(black_hole);
+}
+
+#[tokio::test]
+async fn a_user_keeps_at_most_todo_max_per_user_todos() {
+    let account = AccountService::start().await;
+    let ada = account.sign_up().await;
+    let bob = account.sign_up().await;
+    let todo = TodoService::start_with(&account.jwks_url(), &[("TODO_MAX_PER_USER", "3")]).await;
+    let create = |token: String, title: &'static str| {
+        let todo = &todo;
+        async move {
+            call(
+                todo,
+                Method::POST,
+                "/api/todos",
+                Some(&token),
+                Some(json!({"title": title})),
+            )
+            .await
+        }
+    };
+    let mut ids = Vec::new();
+    for title in ["one", "two", "three"] {
+        let (status, _, created) = create(ada.clone(), title).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _, error) = create(ada.clone(), "four").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error["error"]["type"], "CONFLICT");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains('3')),
+        "the message names the cap: {error}"
+    );
+    let (_, _, listed) = call(&todo, Method::GET, "/api/todos", Some(&ada), None).await;
+    assert_eq!(listed["todos"].as_array().map(Vec::len), Some(3));
+
+    // The cap is per user, and a deleted todo frees its place.
+    let (status, _, _) = create(bob.clone(), "bob's").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, _) = call(
+        &todo,
+        Method::DELETE,
+        &format!("/api/todos/{}", ids[0]),
+        Some(&ada),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = create(ada.clone(), "four").await;
+    assert_eq!(status, StatusCode::CREATED);
 }

@@ -10,7 +10,8 @@ use super::*;
 
 /// The shared error responses, `(component, status)`: each a component under
 /// `#/components/responses` with the error schema, referenced by operations.
-const SHARED_RESPONSES: [(&str, &str); 4] = [
+const SHARED_RESPONSES: [(&str, &str); 5] = [
+    ("RequestTimeout", "408"),
     ("PayloadTooLarge", "413"),
     ("UnsupportedMediaType", "415"),
     ("Internal", "500"),
@@ -247,7 +248,10 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
         me["503"]["$ref"],
         "#/components/responses/ServiceUnavailable"
     );
-    assert!(me.get("413").is_none() && me.get("415").is_none(), "{me}");
+    assert!(
+        me.get("408").is_none() && me.get("413").is_none() && me.get("415").is_none(),
+        "{me}"
+    );
 }
 
 #[tokio::test]
