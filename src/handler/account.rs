@@ -68,6 +68,15 @@ pub struct PasswordRequest {
     new_password: String,
 }
 
+/// `{currentPassword}` of an account deletion.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeleteAccountRequest {
+    /// The account's current password.
+    #[schema(required = true, format = "password")]
+    current_password: String,
+}
+
 /// A fresh token pair.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokensResponse {
@@ -354,6 +363,49 @@ pub async fn password(
     state
         .account
         .change_password(&claims, accepted(current)?, accepted(new)?, client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /me` → 204; the account and every session are gone.
+#[utoipa::path(
+    delete,
+    path = "/me",
+    tag = tags::ACCOUNT,
+    summary = "Delete the account",
+    description = "Checks the current password, signs the user out everywhere (every refresh \
+                   token stops working), then removes the user, so the email can be signed up \
+                   again. ID tokens already issued stay valid until they expire, but `/me` \
+                   answers 404 for them. Checking the password counts as a sign-in attempt of \
+                   the user's email from the caller's address (429 over a limit). With the \
+                   token store down the answer is 503 and nothing is deleted.",
+    security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "Deleted; every session is ended"),
+        (status = 400, description = "Malformed body, or `currentPassword` missing (`invalidArgs`)", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: the current password is wrong", body = ErrorBody,
+         example = json!({"error": {"type": "FORBIDDEN", "message": "the current password is wrong"}})),
+        (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
+        BearerBodyErrors,
+        LimitErrors,
+    )
+)]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    Client(client): Client,
+    JsonBody(body): JsonBody<DeleteAccountRequest>,
+) -> AppResult<StatusCode> {
+    let mut v = Validator::default();
+    let current = v.check(
+        "currentPassword",
+        Password::parse_for_signin(&body.current_password),
+    );
+    v.finish()?;
+    state
+        .account
+        .delete_account(&claims, accepted(current)?, client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,7 +61,7 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(account::signin))
         .routes(routes!(account::tokens))
         .routes(routes!(sessions::signout))
-        .routes(routes!(account::me))
+        .routes(routes!(account::me, account::delete_me))
         .routes(routes!(account::details))
         .routes(routes!(account::password))
         .routes(routes!(sessions::list))

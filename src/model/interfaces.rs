@@ -79,6 +79,18 @@ pub trait AccountService: Send + Sync {
         new: Password,
         client: ClientInfo,
     ) -> AppResult<()>;
+    /// Deletes the caller's account after checking its current password
+    /// (`Forbidden` when wrong, counted as a failed sign-in): every key of the
+    /// user goes first (sign-out everywhere; `ServiceUnavailable` with the
+    /// token store down, and nothing is deleted), then the user row, so the
+    /// email can be signed up again. ID tokens already issued live out their
+    /// lifetime; the user's `/me` is `NotFound` and refresh is refused.
+    async fn delete_account(
+        &self,
+        caller: &IdClaims,
+        current_password: Password,
+        client: ClientInfo,
+    ) -> AppResult<()>;
     /// The claims of a bearer ID token that passes the one validator.
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims>;
     /// Every public key ID tokens may be verified with (RFC 7517).

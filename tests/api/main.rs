@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real PostgreSQL and Redis.
 
 mod connections;
+mod deletion;
 mod emails;
 mod embedded;
 mod errors;

@@ -230,6 +230,7 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
     assert_eq!(schema_ref(&unauthorized).as_deref(), Some(ERROR_SCHEMA));
     for (path, method) in [
         ("/api/account/me", "get"),
+        ("/api/account/me", "delete"),
         ("/api/account/signout", "post"),
         ("/api/account/details", "put"),
         ("/api/account/password", "put"),
@@ -286,6 +287,7 @@ async fn the_profile_session_and_password_routes_require_the_bearer_scheme_and_n
         .collect();
     let expected: BTreeSet<(String, String)> = [
         ("GET", "/api/account/me"),
+        ("DELETE", "/api/account/me"),
         ("POST", "/api/account/signout"),
         ("PUT", "/api/account/details"),
         ("PUT", "/api/account/password"),
@@ -450,6 +452,7 @@ async fn the_operations_that_check_a_password_or_sign_up_document_429_with_retry
         ("POST", "signin"),
         ("PUT", "details"),
         ("PUT", "password"),
+        ("DELETE", "me"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))

@@ -36,12 +36,13 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 13] = [
+const EXPECTED_ROUTES: [(&str, &str); 14] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
     ("POST", "{base}/signout"),
     ("GET", "{base}/me"),
+    ("DELETE", "{base}/me"),
     ("PUT", "{base}/details"),
     ("PUT", "{base}/password"),
     ("GET", "{base}/sessions"),
@@ -104,6 +105,9 @@ fn app(base_path: &str) -> Router {
     account
         .expect_change_password()
         .returning(|_, _, _, _| Err(AppError::NotFound("user not found".into())));
+    account
+        .expect_delete_account()
+        .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
     account.expect_jwks().returning(JwkSet::default);
     account.expect_ready().returning(|| Ok(()));
 

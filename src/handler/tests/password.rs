@@ -265,3 +265,60 @@ async fn details_with_a_wrong_current_password_answer_403_forbidden_without_a_ch
         error_body("FORBIDDEN", "the current password is wrong")
     );
 }
+
+// ---------------------------------------------------------------- DELETE /me
+
+fn delete_me(body: Value) -> Request<Body> {
+    with_user_agent(authorized(json_request(
+        Method::DELETE,
+        &url("/me"),
+        body.to_string(),
+    )))
+}
+
+#[tokio::test]
+async fn an_account_deletion_passes_the_caller_and_the_password_to_the_use_case_and_answers_204() {
+    let alice = user();
+    let mut account = authenticating(&alice);
+    account
+        .expect_delete_account()
+        .withf(
+            move |caller: &IdClaims, current: &Password, from: &ClientInfo| {
+                are_claims_of(caller, &alice) && current.expose() == "old" && *from == client()
+            },
+        )
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let (status, _, body) = send(app(account), delete_me(json!({"currentPassword": "old"}))).await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, Value::Null);
+}
+
+#[tokio::test]
+async fn an_account_deletion_without_the_password_is_400_and_never_reaches_the_use_case() {
+    let mut account = authenticating(&user());
+    account.expect_delete_account().never();
+
+    let (status, _, body) = send(app(account), delete_me(json!({}))).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        invalid_args_body(&[("currentPassword", "password is required")])
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_at_deletion_is_403_forbidden() {
+    let mut account = authenticating(&user());
+    account
+        .expect_delete_account()
+        .returning(|_, _, _| Err(wrong_password()));
+
+    let (status, _, body) = send(app(account), delete_me(json!({"currentPassword": "nope"}))).await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error_type(&body), "FORBIDDEN");
+}

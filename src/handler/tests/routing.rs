@@ -148,6 +148,14 @@ impl AccountService for SignInOnly {
     ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
+    async fn delete_account(
+        &self,
+        _caller: &IdClaims,
+        _current_password: Password,
+        _client: ClientInfo,
+    ) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
     fn authenticate(&self, _id_token: &str) -> AppResult<IdClaims> {
         unreachable!("only sign-in is called")
     }

@@ -833,3 +833,108 @@ async fn keeping_the_email_counts_nothing() {
         .await
         .unwrap();
 }
+
+// ------------------------------------------------------------ account deletion
+
+#[tokio::test]
+async fn deleting_the_account_checks_the_password_signs_out_everywhere_then_removes_the_user() {
+    let mut seq = mockall::Sequence::new();
+    let mut users = MockUserService::new();
+    let mut tokens = MockTokenService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .withf(|u, p| u.uid == user().uid && p.expose() == "correct horse")
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    tokens
+        .expect_revoke_all()
+        .with(eq(user().uid))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(2));
+    users
+        .expect_delete()
+        .with(eq(user().uid))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    // Again, for a sign-in that raced the deletion.
+    tokens
+        .expect_revoke_all()
+        .with(eq(user().uid))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(0));
+    service(users, tokens)
+        .delete_account(&caller(Some(SID)), password("correct horse"), client())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_password_deletes_nothing_is_forbidden_and_stays_counted() {
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_sign_in_attempt()
+        .with(eq("ada@example.com"), eq("10.0.0.1"))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    limits.expect_sign_in_succeeded().never();
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users
+        .expect_check_password()
+        .returning(|_, _| Err(AppError::Forbidden("the current password is wrong".into())));
+    users.expect_delete().never();
+    let mut tokens = MockTokenService::new();
+    tokens.expect_revoke_all().never();
+    let err = service_with(users, tokens, limits)
+        .delete_account(&caller(Some(SID)), password("wrong horse"), client())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn with_the_token_store_down_nothing_is_deleted() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users.expect_check_password().returning(|_, _| Ok(()));
+    users.expect_delete().never();
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_revoke_all()
+        .returning(|_| Err(AppError::unavailable("token store is unavailable")));
+    let err = service(users, tokens)
+        .delete_account(&caller(Some(SID)), password("correct horse"), client())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::ServiceUnavailable { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_second_sweep_does_not_fail_the_deletion() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    users.expect_check_password().returning(|_, _| Ok(()));
+    users.expect_delete().times(1).returning(|_| Ok(()));
+    let mut tokens = MockTokenService::new();
+    let mut calls = 0;
+    tokens.expect_revoke_all().times(2).returning(move |_| {
+        calls += 1;
+        if calls == 1 {
+            Ok(1)
+        } else {
+            Err(AppError::unavailable("token store is unavailable"))
+        }
+    });
+    service(users, tokens)
+        .delete_account(&caller(Some(SID)), password("correct horse"), client())
+        .await
+        .unwrap();
+}
