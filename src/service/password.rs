@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -36,6 +37,9 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// How long a caller refused by a full queue is told to wait.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// How often, at most, refusals are logged.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The share of the queue one source may hold: a quarter of it.
 const SOURCE_SHARE_DIVISOR: usize = 4;
@@ -60,6 +64,7 @@ impl PasswordHasher {
             limit,
             per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
             started: AtomicUsize::new(0),
+            refusals: Mutex::new((None, 0)),
         });
         for n in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
@@ -101,6 +106,7 @@ impl PasswordHasher {
                 drop(shared.take_abandoned());
             }
         }
+        shared.warn_full();
         Err(AppError::Overloaded {
             retry_after_secs: BUSY_RETRY_AFTER_SECS,
         })
@@ -229,6 +235,8 @@ struct Shared {
     per_source: usize,
     /// Jobs taken and run (skipped ones not counted).
     started: AtomicUsize,
+    /// When a refusal was last logged, and how many since.
+    refusals: Mutex<(Option<Instant>, u64)>,
 }
 
 /// Places held by source, waiting jobs by source, and the order in which
@@ -248,6 +256,27 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Jobs run outside the lock; a panic cannot leave the queue half-changed.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A warning that requests are being refused, at most every
+    /// [`REFUSAL_LOG_INTERVAL`], with how many were refused since the last.
+    fn warn_full(&self) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        refusals.1 += 1;
+        if refusals
+            .0
+            .is_none_or(|last| last.elapsed() >= REFUSAL_LOG_INTERVAL)
+        {
+            let held = self.lock().held_total;
+            tracing::warn!(
+                refused = refusals.1,
+                held,
+                limit = self.limit,
+                "password-hashing queue full: sign-ins and sign-ups answered 503 \
+                 (a source's share is a quarter of HASH_QUEUE_LIMIT)"
+            );
+            *refusals = (Some(Instant::now()), 0);
+        }
     }
 
     /// Takes a place for `source` if the queue and its share have room.
@@ -451,8 +480,6 @@ fn blocks(memory: &mut Vec<Block>, count: usize) -> &mut [Block] {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use argon2::{PasswordHasher as _, PasswordVerifier as _};
 
     use super::*;
@@ -670,6 +697,23 @@ mod tests {
             hasher.pool.shared.lock().held_total,
             0,
             "every place given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_are_logged_once_per_interval_not_once_per_request() {
+        let hasher = PasswordHasher::new(1, 4);
+        let _held = hasher.admit("flood").unwrap();
+        let (refused, logs) = crate::test_logs::logged_during(async {
+            (0..50).filter(|_| hasher.admit("flood").is_err()).count()
+        })
+        .await;
+        assert_eq!(refused, 50);
+        let warnings: Vec<_> = logs.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{logs}");
+        assert!(
+            warnings[0].contains("password-hashing queue full"),
+            "{logs}"
         );
     }
 }

@@ -274,6 +274,8 @@ struct ErrorReport {
     kind: ErrorKind,
     message: String,
     cause: Option<String>,
+    /// Whether the client was told when to come back (`Retry-After`).
+    retry_after: bool,
 }
 
 impl IntoResponse for ApiError {
@@ -293,14 +295,18 @@ impl IntoResponse for ApiError {
             kind: self.kind,
             message: self.message,
             cause: self.cause,
+            retry_after: self.retry_after_secs.is_some(),
         });
         response
     }
 }
 
 /// Middleware: logs every error response once, with its cause: a 500 as an
-/// error, a 503 as a warning, a client error at debug level. Install it
-/// outside every layer that can answer an error (timeout, panic catcher).
+/// error, a 503 as a warning, a client error at debug level. A 503 with
+/// `Retry-After` is load shed on purpose (a full queue): one line per request
+/// would let a flood flood the log too, so it goes at debug level and the
+/// queue warns itself, at most now and then. Install it outside every layer
+/// that can answer an error (timeout, panic catcher).
 pub async fn log_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -312,6 +318,9 @@ pub async fn log_errors(req: Request, next: Next) -> Response {
         match report.kind {
             ErrorKind::Internal => {
                 tracing::error!(%method, %path, kind, message, cause, "request failed")
+            }
+            ErrorKind::ServiceUnavailable if report.retry_after => {
+                tracing::debug!(%method, %path, kind, message, cause, "request shed")
             }
             ErrorKind::ServiceUnavailable => {
                 tracing::warn!(%method, %path, kind, message, cause, "request failed")
@@ -410,6 +419,31 @@ mod tests {
         );
         assert!(logs.contains("WARN"), "{logs}");
         assert!(logs.contains("/down"), "{logs}");
+    }
+
+    #[cfg(feature = "server")]
+    #[tokio::test]
+    async fn a_503_that_sheds_load_with_retry_after_is_no_warning() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::http::Request;
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+
+        let app = Router::new()
+            .route(
+                "/busy",
+                get(|| async {
+                    ApiError::new(ErrorKind::ServiceUnavailable, "the service is busy")
+                        .with_retry_after(1)
+                }),
+            )
+            .layer(axum::middleware::from_fn(log_errors));
+        let request = Request::get("/busy").body(Body::empty()).unwrap();
+        let (response, logs) = crate::test_logs::logged_during(app.oneshot(request)).await;
+        assert_eq!(response.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!logs.contains("WARN"), "{logs}");
+        assert!(logs.contains("DEBUG"), "{logs}");
     }
 
     #[test]
