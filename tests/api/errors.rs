@@ -142,7 +142,7 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_error_shape(backend: Bac
     assert_error(response, 404, "NOT_FOUND").await;
     let response = app.client.get(app.url("/signup")).send().await.unwrap();
     assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
-    let response = app.client.delete(app.url("/me")).send().await.unwrap();
+    let response = app.client.patch(app.url("/me")).send().await.unwrap();
     assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
 }
 

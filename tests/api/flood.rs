@@ -22,10 +22,12 @@ const NO_LIMITS: &[(&str, &str)] = &[
 ];
 
 /// How long another client's sign-in may take during the flood. The release
-/// build answers within a second on two cores (README, Performance); this
-/// test build is unoptimised and shares its two cores with the attacker and
-/// with the other tests.
-const BOUND: Duration = Duration::from_secs(2);
+/// build answers within half a second on two cores (README, Performance);
+/// this test build is unoptimised and shares its two cores with the attacker
+/// and with the other tests, so the bound is loose. It still tells a fair
+/// queue from an unfair one: behind the whole flood (300 hashes of ~30 ms
+/// each) a sign-in would wait ten seconds or more, or be refused.
+const BOUND: Duration = Duration::from_secs(5);
 
 fn client_from(last_octet: u8) -> reqwest::Client {
     reqwest::Client::builder()
