@@ -18,15 +18,16 @@ use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
-use crate::model::{RateLimitRepository, TokenRepository, UserRepository};
+use crate::mail::{Mail, Mailer};
+use crate::model::{AccountTokenRepository, RateLimitRepository, TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
 use crate::secret::Secret;
 use crate::service::{
-    AccountServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
-    UserServiceImpl,
+    AccountServiceImpl, AccountTokenServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig,
+    TokenServiceImpl, UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
@@ -52,9 +53,14 @@ impl Application {
         let key_reloader = KeyReloader::new(config.keys.clone(), Arc::clone(&keys.ring));
         key_reloader.reload_on_sighup();
 
-        let (users, user_store) = open_user_store(&config).await?;
+        let users = open_user_store(&config).await?;
         let tokens = open_token_store(&config)?;
-        log_start(&config, &user_store, &tokens.description, &keys.origin);
+        log_start(
+            &config,
+            &users.description,
+            &tokens.description,
+            &keys.origin,
+        );
 
         let state = services(
             &config,
@@ -63,6 +69,7 @@ impl Application {
             tokens.limits,
             keys.ring,
             &keys.refresh_secret,
+            Arc::new(LogMailer),
         )?;
         let router = router(state, &http_settings(&config));
         let listener = bind(&config).await?;
@@ -146,8 +153,17 @@ fn load_keys(config: &Config) -> anyhow::Result<LoadedKeys> {
     })
 }
 
+/// The user store chosen by `DATABASE_URL`.
+struct UserStore {
+    repo: Arc<dyn UserRepository>,
+    /// The same store, keeping the single-use tokens of the account flows.
+    account_tokens: Arc<dyn AccountTokenRepository>,
+    /// What the start-up line calls it.
+    description: String,
+}
+
 /// Opens the user store chosen by `DATABASE_URL` and runs its migrations.
-async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserRepository>, String)> {
+async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
     match &config.user_store {
         UserStoreConfig::Postgres { url } => {
             let pool = PgPoolOptions::new()
@@ -165,7 +181,12 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .normalise_emails()
                 .await
                 .context("cannot normalise stored emails")?;
-            Ok((Arc::new(users), "PostgreSQL".to_owned()))
+            let users = Arc::new(users);
+            Ok(UserStore {
+                repo: users.clone(),
+                account_tokens: users,
+                description: "PostgreSQL".to_owned(),
+            })
         }
         UserStoreConfig::Sqlite { url } => {
             let file = sqlite_file(url);
@@ -222,7 +243,12 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 Some(file) => format!("SQLite {}", file.display()),
                 None => "SQLite in memory".to_owned(),
             };
-            Ok((Arc::new(users), description))
+            let users = Arc::new(users);
+            Ok(UserStore {
+                repo: users.clone(),
+                account_tokens: users,
+                description,
+            })
         }
     }
 }
@@ -279,18 +305,39 @@ fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &
     }
 }
 
+/// Until SMTP delivery lands (`SMTP_URL`): every mail is written to the log,
+/// link included, so a development setup can follow it.
+struct LogMailer;
+
+impl Mailer for LogMailer {
+    fn send(&self, mail: Mail) {
+        tracing::info!(
+            to = %mail.to,
+            subject = %mail.subject,
+            body = %mail.body,
+            "mail not sent (no SMTP_URL): logged instead"
+        );
+    }
+}
+
 /// The use cases behind the handlers, over the user and token services.
 fn services(
     config: &Config,
-    users: Arc<dyn UserRepository>,
+    users: UserStore,
     tokens: Arc<dyn TokenRepository>,
     limits: Arc<dyn RateLimitRepository>,
     ring: Arc<SharedKeyRing>,
     refresh_secret: &Secret,
+    mailer: Arc<dyn Mailer>,
 ) -> anyhow::Result<AppState> {
     let user_service = UserServiceImpl::new(
-        users,
+        users.repo,
         PasswordHasher::for_this_machine(config.hash_queue_limit),
+    );
+    let account_tokens = AccountTokenServiceImpl::new(
+        users.account_tokens,
+        config.flows.verify_token_ttl,
+        config.flows.reset_token_ttl,
     );
     let token_service = TokenServiceImpl::new(
         tokens,
@@ -314,6 +361,9 @@ fn services(
                 limits,
                 config.rate_limits.clone(),
             )),
+            Arc::new(account_tokens),
+            mailer,
+            config.flows.clone(),
         )),
     })
 }
