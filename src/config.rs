@@ -70,6 +70,8 @@ pub struct Config {
     /// Most password hashes waiting for a hashing thread; past it, sign-in
     /// and sign-up answer 503 with `Retry-After` at once.
     pub hash_queue_limit: usize,
+    /// Outgoing mail: `SMTP_URL`, `MAIL_FROM` (issue 10).
+    pub mail: MailConfig,
     /// Sign-in and sign-up limits, counted in the token store (issue 9).
     pub rate_limits: RateLimitConfig,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
@@ -77,6 +79,16 @@ pub struct Config {
     /// Email verification and password reset (issue 10): the pages the
     /// mails link to, and how long their tokens work.
     pub flows: FlowConfig,
+}
+
+/// How mail leaves (issue 10).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `SMTP_URL` (`smtp://…` or `smtps://…`, may hold a password); unset:
+    /// mails are written to the log (development only).
+    pub smtp_url: Option<Secret>,
+    /// `MAIL_FROM`: `a@b` or `Name <a@b>`.
+    pub from: lettre::message::Mailbox,
 }
 
 /// Defaults of the configuration table (README).
@@ -106,6 +118,7 @@ pub mod defaults {
     pub const DATA_DIR: &str = "data";
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
     pub const HASH_QUEUE_LIMIT: usize = 32;
+    pub const MAIL_FROM: &str = "account@localhost";
     // Limits (issue 9): attempts per RATE_LIMIT_WINDOW seconds.
     pub const RATE_LIMIT_WINDOW: u64 = 300;
     /// Per (email, client address): one source guessing one account.
@@ -219,6 +232,7 @@ impl Config {
                 defaults::DATABASE_MAX_CONNECTIONS,
             )?,
             hash_queue_limit: env.parse("HASH_QUEUE_LIMIT", defaults::HASH_QUEUE_LIMIT)?,
+            mail: mail(&env)?,
             rate_limits: rate_limits(&env)?,
             trusted_proxies: trusted_proxies(&env)?,
             flows: flows(&env)?,
@@ -314,6 +328,24 @@ fn key_paths(env: &Vars) -> KeyPaths {
             env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
         ),
     }
+}
+
+/// `SMTP_URL` (set but empty is a mistake: it must not silently write mails,
+/// tokens included, to the log) and `MAIL_FROM`. Errors never repeat the URL.
+fn mail(env: &Vars) -> anyhow::Result<MailConfig> {
+    let smtp_url = match env.0.get("SMTP_URL").map(|url| url.trim()) {
+        None => None,
+        Some("") => bail!("SMTP_URL: is set but empty (unset it to write mails to the log)"),
+        Some(url) => {
+            crate::mail::describe_smtp_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
+            Some(Secret::new(url.to_owned()))
+        }
+    };
+    let from = env.string("MAIL_FROM", defaults::MAIL_FROM);
+    let from = from.parse().map_err(|e| {
+        anyhow::anyhow!("MAIL_FROM: {from:?} is not an address like a@b or Name <a@b>: {e}")
+    })?;
+    Ok(MailConfig { smtp_url, from })
 }
 
 /// `RATE_LIMIT_WINDOW` and the limits counted in it, each at least 1 (a
@@ -796,6 +828,39 @@ mod tests {
                 err.starts_with(&format!("{name}:")),
                 "{name}={value}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn mail_settings_have_defaults_and_name_their_variable() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert!(c.mail.smtp_url.is_none(), "unset: the log");
+        assert_eq!(c.mail.from.to_string(), "account@localhost");
+        let c = Config::from_vars(vars(&[
+            ("SMTP_URL", " smtps://user:hunter2@mail.example "),
+            ("MAIL_FROM", "Account <no-reply@example.com>"),
+        ]))
+        .unwrap();
+        let url = c.mail.smtp_url.as_ref().map(Secret::expose);
+        assert_eq!(url, Some("smtps://user:hunter2@mail.example"));
+        assert_eq!(c.mail.from.email.to_string(), "no-reply@example.com");
+        assert_eq!(c.mail.from.name.as_deref(), Some("Account"));
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        for (name, value) in [
+            ("SMTP_URL", ""),
+            ("SMTP_URL", "http://u:hunter2@mail.example"),
+            ("SMTP_URL", "smtp://u:hunter2@"),
+            ("SMTP_URL", "smtp://u:hunter2@mail.example?tls=maybe"),
+            ("SMTP_URL", "mail.example:25"),
+            ("MAIL_FROM", "not an address"),
+            ("MAIL_FROM", "Account <no-reply>"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
         }
     }
 

@@ -18,7 +18,7 @@ use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
-use crate::mail::{Mail, Mailer};
+use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{AccountTokenRepository, RateLimitRepository, TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
@@ -41,6 +41,8 @@ pub struct Application {
     /// The in-process token store and where it is saved on shutdown.
     memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
     key_reloader: KeyReloader,
+    /// The SMTP sender, drained on shutdown (`None`: mails go to the log).
+    mail_drain: Option<MailDrain>,
 }
 
 impl Application {
@@ -55,11 +57,13 @@ impl Application {
 
         let users = open_user_store(&config).await?;
         let tokens = open_token_store(&config)?;
+        let mail = mailer_from_config(&config)?;
         log_start(
             &config,
             &users.description,
             &tokens.description,
             &keys.origin,
+            &mail.description,
         );
 
         let state = services(
@@ -69,7 +73,7 @@ impl Application {
             tokens.limits,
             keys.ring,
             &keys.refresh_secret,
-            Arc::new(LogMailer),
+            mail.mailer,
         )?;
         let router = router(state, &http_settings(&config));
         let listener = bind(&config).await?;
@@ -82,6 +86,7 @@ impl Application {
             },
             memory_tokens: tokens.memory,
             key_reloader,
+            mail_drain: mail.drain,
         })
     }
 
@@ -105,7 +110,9 @@ impl Application {
         self.run_until(crate::web::shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then finishes in-flight requests.
+    /// Serves until `signal` completes, then finishes in-flight requests,
+    /// saves the in-process whitelist and gives pending mails up to
+    /// [`DRAIN_TIMEOUT`] to go out.
     /// Connections are bounded as `crate::web::serve` says; handlers get the
     /// peer address, which sessions record.
     pub async fn run_until(
@@ -122,6 +129,9 @@ impl Application {
                     tracing::error!(error = %format!("{e:#}"), "cannot save the refresh-token whitelist")
                 }
             }
+        }
+        if let Some(mail) = self.mail_drain {
+            mail.drain(DRAIN_TIMEOUT).await;
         }
         Ok(())
     }
@@ -293,30 +303,16 @@ fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
     })
 }
 
-/// The start-up line: which stores and keys this instance uses.
-fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &str) {
+/// The start-up line: which stores and keys this instance uses, and where
+/// mail goes.
+fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &str, mail: &str) {
     if config.is_embedded() {
         tracing::info!(
-            users = %user_store, refresh_tokens = %token_store, keys = %key_origin,
+            users = %user_store, refresh_tokens = %token_store, keys = %key_origin, mail = %mail,
             "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
         );
     } else {
-        tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
-    }
-}
-
-/// Until SMTP delivery lands (`SMTP_URL`): every mail is written to the log,
-/// link included, so a development setup can follow it.
-struct LogMailer;
-
-impl Mailer for LogMailer {
-    fn send(&self, mail: Mail) {
-        tracing::info!(
-            to = %mail.to,
-            subject = %mail.subject,
-            body = %mail.body,
-            "mail not sent (no SMTP_URL): logged instead"
-        );
+        tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, mail = %mail, "stores");
     }
 }
 

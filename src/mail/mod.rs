@@ -5,6 +5,13 @@
 //! request wait on a mail server: delivery happens in the background (SMTP with
 //! retries, or the log when `SMTP_URL` is unset).
 
+mod log;
+mod setup;
+mod smtp;
+
+pub(crate) use setup::{DRAIN_TIMEOUT, describe_smtp_url, mailer_from_config};
+pub(crate) use smtp::MailDrain;
+
 /// One plain-text message to one recipient.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Mail {

@@ -17,6 +17,11 @@ mod reauth;
 mod session_list;
 mod sessions;
 mod signout_scopes;
+mod smtp_sink_selftest;
+// The test SMTP server; not every item is used here.
+#[allow(dead_code)]
+#[path = "../common/smtp_sink.rs"]
+mod smtp_sink;
 // Shared with the benchmark; not every item is used here.
 #[allow(dead_code)]
 #[path = "../common/stores.rs"]
