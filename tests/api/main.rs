@@ -14,6 +14,7 @@ mod profile;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
 mod reauth;
+mod reset;
 mod session_list;
 mod sessions;
 mod signout_scopes;
@@ -27,3 +28,4 @@ mod smtp_sink;
 #[path = "../common/stores.rs"]
 mod stores;
 mod tokens;
+mod verification;
