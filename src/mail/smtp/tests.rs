@@ -5,11 +5,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::test_logs::logged_during;
 
-#[path = "../../../tests/common/smtp_sink.rs"]
-#[allow(dead_code)]
-mod smtp_sink;
-
-use smtp_sink::{SmtpSink, free_port, link_in};
+use crate::mail::smtp_sink::{SmtpSink, free_port, link_in};
 
 const LINK: &str = "http://localhost:3000/verify-email?token=SECRET-TOKEN-abc_123";
 const WAIT: Duration = Duration::from_secs(10);
