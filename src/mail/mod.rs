@@ -12,6 +12,12 @@ mod smtp;
 pub(crate) use setup::{DRAIN_TIMEOUT, describe_smtp_url, mailer_from_config};
 pub(crate) use smtp::MailDrain;
 
+/// The test SMTP server the integration tests use too.
+#[cfg(test)]
+#[path = "../../tests/common/smtp_sink.rs"]
+#[allow(dead_code)]
+mod smtp_sink;
+
 /// One plain-text message to one recipient.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Mail {

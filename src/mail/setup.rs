@@ -81,7 +81,62 @@ pub(crate) fn describe_smtp_url(url: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::mail::Mail;
+    use crate::mail::smtp_sink::SmtpSink;
+    use crate::test_logs::logged_during;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(vars).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_smtp_url_mail_goes_to_the_log() {
+        let setup = mailer_from_config(&config(&[])).unwrap();
+        assert_eq!(setup.description, LOG_DESCRIPTION);
+        assert!(setup.drain.is_none());
+    }
+
+    #[tokio::test]
+    async fn with_smtp_url_mail_goes_to_that_server_from_mail_from() {
+        let sink = SmtpSink::start().await;
+        let url = format!("smtp://mailer:hunter2@127.0.0.1:{}", sink.port());
+        let (setup, logs) = logged_during(async {
+            mailer_from_config(&config(&[
+                ("SMTP_URL", &url),
+                ("MAIL_FROM", "Account <no-reply@example.com>"),
+            ]))
+            .unwrap()
+        })
+        .await;
+        assert_eq!(
+            setup.description,
+            format!("SMTP 127.0.0.1:{} (no TLS)", sink.port())
+        );
+        assert!(
+            logs.contains("WARN") && logs.contains("without TLS"),
+            "{logs}"
+        );
+        assert!(!logs.contains("hunter2"), "{logs}");
+        setup.mailer.send(Mail {
+            to: "ada@example.com".into(),
+            subject: "Verify your email".into(),
+            body: "Open http://localhost/verify?token=t".into(),
+        });
+        let mail = sink
+            .next_mail(Duration::from_secs(10))
+            .await
+            .expect("a mail");
+        assert_eq!(mail.from, "no-reply@example.com");
+        assert_eq!(mail.subject, "Verify your email");
+        setup.drain.expect("a drain").drain(DRAIN_TIMEOUT).await;
+    }
 
     #[test]
     fn smtp_urls_are_described_with_lettres_ports_and_tls_modes() {

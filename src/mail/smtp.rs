@@ -201,12 +201,18 @@ async fn run(
         }
         while sending.join_next().await.is_some() {}
     };
-    let finished = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, rest).await.is_ok(),
-        None => {
-            rest.await;
-            true
-        }
+    // Every SmtpMailer gone (the app stopping) leaves no deadline yet: the
+    // drain that follows sets it.
+    let deadline_passed = async {
+        let deadline = match deadline {
+            Some(deadline) => deadline,
+            None => stop_requested(&mut stop).await,
+        };
+        tokio::time::sleep_until(deadline).await;
+    };
+    let finished = tokio::select! {
+        () = rest => true,
+        () = deadline_passed => false,
     };
     if !finished {
         // Each aborted delivery logs its mail as undelivered (`Pending`).

@@ -9,6 +9,7 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod limits;
+mod mail;
 mod outage;
 mod profile;
 #[path = "../common/raw_http.rs"]
