@@ -210,6 +210,7 @@ fn signing_rows(files: &GeneratedKeyFiles) -> anyhow::Result<Vec<SigningRow>> {
         nbf: None,
         jti: Some(Uuid::new_v4().to_string()),
         email: "bench@example.com".into(),
+        email_verified: true,
         name: "Bench User".into(),
         sid: Some(Uuid::new_v4().to_string()),
     };

@@ -11,7 +11,7 @@ use anyhow::bail;
 use ipnet::IpNet;
 
 use crate::keys::KeyPaths;
-use crate::service::RateLimitConfig;
+use crate::service::{FlowConfig, RateLimitConfig};
 use crate::web::serve::ConnectionLimits;
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
@@ -70,10 +70,25 @@ pub struct Config {
     /// Most password hashes waiting for a hashing thread; past it, sign-in
     /// and sign-up answer 503 with `Retry-After` at once.
     pub hash_queue_limit: usize,
+    /// Outgoing mail: `SMTP_URL`, `MAIL_FROM` (issue 10).
+    pub mail: MailConfig,
     /// Sign-in and sign-up limits, counted in the token store (issue 9).
     pub rate_limits: RateLimitConfig,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpNet>,
+    /// Email verification and password reset (issue 10): the pages the
+    /// mails link to, and how long their tokens work.
+    pub flows: FlowConfig,
+}
+
+/// How mail leaves (issue 10).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `SMTP_URL` (`smtp://…` or `smtps://…`, may hold a password); unset:
+    /// mails are written to the log (development only).
+    pub smtp_url: Option<Secret>,
+    /// `MAIL_FROM`: `a@b` or `Name <a@b>`.
+    pub from: lettre::message::Mailbox,
 }
 
 /// Defaults of the configuration table (README).
@@ -103,6 +118,7 @@ pub mod defaults {
     pub const DATA_DIR: &str = "data";
     pub const DATABASE_MAX_CONNECTIONS: u32 = 10;
     pub const HASH_QUEUE_LIMIT: usize = 32;
+    pub const MAIL_FROM: &str = "account@localhost";
     // Limits (issue 9): attempts per RATE_LIMIT_WINDOW seconds.
     pub const RATE_LIMIT_WINDOW: u64 = 300;
     /// Per (email, client address): one source guessing one account.
@@ -113,6 +129,18 @@ pub mod defaults {
     pub const SIGNIN_EMAIL_RATE_LIMIT: u64 = 100;
     /// Sign-ups per client address.
     pub const SIGNUP_RATE_LIMIT: u64 = 10;
+    /// Reset mails per email, and verification mails resent per user.
+    pub const MAIL_RATE_LIMIT: u64 = 3;
+    // Email verification and password reset (issue 10).
+    pub const PUBLIC_URL: &str = "http://127.0.0.1:8080";
+    /// Appended to `PUBLIC_URL` for `VERIFY_EMAIL_URL`.
+    pub const VERIFY_EMAIL_PATH: &str = "/verify-email";
+    /// Appended to `PUBLIC_URL` for `RESET_PASSWORD_URL`.
+    pub const RESET_PASSWORD_PATH: &str = "/reset-password";
+    /// One day.
+    pub const VERIFY_TOKEN_EXP: u64 = 86_400;
+    /// One hour.
+    pub const RESET_TOKEN_EXP: u64 = 3_600;
 }
 
 /// Upper bounds: beyond these a value is a mistake (and timestamps would overflow).
@@ -134,6 +162,10 @@ pub mod limits {
     pub const HASH_QUEUE_LIMIT: usize = 10_000;
     /// One day.
     pub const RATE_LIMIT_WINDOW: u64 = 86_400;
+    /// 30 days.
+    pub const VERIFY_TOKEN_EXP: u64 = 2_592_000;
+    /// One day: a reset link is a key to the account.
+    pub const RESET_TOKEN_EXP: u64 = 86_400;
 }
 
 impl Config {
@@ -200,8 +232,10 @@ impl Config {
                 defaults::DATABASE_MAX_CONNECTIONS,
             )?,
             hash_queue_limit: env.parse("HASH_QUEUE_LIMIT", defaults::HASH_QUEUE_LIMIT)?,
+            mail: mail(&env)?,
             rate_limits: rate_limits(&env)?,
             trusted_proxies: trusted_proxies(&env)?,
+            flows: flows(&env)?,
         };
         config.check()?;
         Ok(config)
@@ -296,6 +330,24 @@ fn key_paths(env: &Vars) -> KeyPaths {
     }
 }
 
+/// `SMTP_URL` (set but empty is a mistake: it must not silently write mails,
+/// tokens included, to the log) and `MAIL_FROM`. Errors never repeat the URL.
+fn mail(env: &Vars) -> anyhow::Result<MailConfig> {
+    let smtp_url = match env.0.get("SMTP_URL").map(|url| url.trim()) {
+        None => None,
+        Some("") => bail!("SMTP_URL: is set but empty (unset it to write mails to the log)"),
+        Some(url) => {
+            crate::mail::describe_smtp_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
+            Some(Secret::new(url.to_owned()))
+        }
+    };
+    let from = env.string("MAIL_FROM", defaults::MAIL_FROM);
+    let from = from.parse().map_err(|e| {
+        anyhow::anyhow!("MAIL_FROM: {from:?} is not an address like a@b or Name <a@b>: {e}")
+    })?;
+    Ok(MailConfig { smtp_url, from })
+}
+
 /// `RATE_LIMIT_WINDOW` and the limits counted in it, each at least 1 (a
 /// very high one is never reached: that turns it off).
 fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
@@ -315,7 +367,62 @@ fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
         signin_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
         signin_per_email: limit("SIGNIN_EMAIL_RATE_LIMIT", defaults::SIGNIN_EMAIL_RATE_LIMIT)?,
         signup_per_ip: limit("SIGNUP_RATE_LIMIT", defaults::SIGNUP_RATE_LIMIT)?,
+        // A reset request names an account, as a sign-in attempt does.
+        reset_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
+        mails_per_account: limit("MAIL_RATE_LIMIT", defaults::MAIL_RATE_LIMIT)?,
     })
+}
+
+/// `PUBLIC_URL`, the pages the mails link to (by default under it) and the
+/// lifetimes of their tokens.
+fn flows(env: &Vars) -> anyhow::Result<FlowConfig> {
+    let public = http_url(
+        "PUBLIC_URL",
+        &env.string("PUBLIC_URL", defaults::PUBLIC_URL),
+    )?;
+    if public.contains('?') {
+        bail!("PUBLIC_URL: must not have a query (it is the base of the links)");
+    }
+    let public = public.trim_end_matches('/');
+    let page = |name: &str, path: &str| match env.optional(name) {
+        Some(url) => http_url(name, &url),
+        None => Ok(format!("{public}{path}")),
+    };
+    Ok(FlowConfig {
+        verify_email_url: page("VERIFY_EMAIL_URL", defaults::VERIFY_EMAIL_PATH)?,
+        reset_password_url: page("RESET_PASSWORD_URL", defaults::RESET_PASSWORD_PATH)?,
+        verify_token_ttl: env.seconds(
+            "VERIFY_TOKEN_EXP",
+            defaults::VERIFY_TOKEN_EXP,
+            limits::VERIFY_TOKEN_EXP,
+        )?,
+        reset_token_ttl: env.seconds(
+            "RESET_TOKEN_EXP",
+            defaults::RESET_TOKEN_EXP,
+            limits::RESET_TOKEN_EXP,
+        )?,
+    })
+}
+
+/// An absolute `http(s)` URL with a host (no user info), no fragment (the
+/// token is appended as a query parameter) and no whitespace.
+fn http_url(name: &str, raw: &str) -> anyhow::Result<String> {
+    let url = raw.trim();
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
+    let valid = host
+        .is_some_and(|host| !host.is_empty() && !host.starts_with(':') && !host.contains('@'))
+        && !url.contains('#')
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        bail!(
+            "{name}: must be an http:// or https:// URL with a host and no #fragment, \
+             like https://app.example/verify-email"
+        );
+    }
+    Ok(url.to_owned())
 }
 
 /// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`) or single
@@ -600,6 +707,8 @@ mod tests {
                 signin_per_ip: 30,
                 signin_per_email: 100,
                 signup_per_ip: 10,
+                reset_per_ip: 30,
+                mails_per_account: 3,
             }
         );
         assert!(c.trusted_proxies.is_empty());
@@ -609,6 +718,7 @@ mod tests {
             ("SIGNIN_IP_RATE_LIMIT", "1000000000000"),
             ("SIGNIN_EMAIL_RATE_LIMIT", "7"),
             ("SIGNUP_RATE_LIMIT", "2"),
+            ("MAIL_RATE_LIMIT", "5"),
             (
                 "TRUSTED_PROXIES",
                 "127.0.0.1/32, 10.1.2.3/8,::1 ,2001:db8::/32",
@@ -620,6 +730,11 @@ mod tests {
         assert_eq!(c.rate_limits.signin_per_ip, 1_000_000_000_000);
         assert_eq!(c.rate_limits.signin_per_email, 7);
         assert_eq!(c.rate_limits.signup_per_ip, 2);
+        assert_eq!(
+            c.rate_limits.reset_per_ip, 1_000_000_000_000,
+            "reset requests per source: SIGNIN_IP_RATE_LIMIT"
+        );
+        assert_eq!(c.rate_limits.mails_per_account, 5);
         let proxies: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
         assert_eq!(
             proxies,
@@ -632,6 +747,7 @@ mod tests {
             ("SIGNIN_IP_RATE_LIMIT", "-1"),
             ("SIGNIN_EMAIL_RATE_LIMIT", "many"),
             ("SIGNUP_RATE_LIMIT", "0"),
+            ("MAIL_RATE_LIMIT", "0"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "10.0.0.0/8,"),
             ("TRUSTED_PROXIES", "localhost"),
@@ -641,6 +757,110 @@ mod tests {
                 err.starts_with(&format!("{name}:")),
                 "{name}={value}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_links_default_to_pages_under_public_url() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(
+            c.flows,
+            FlowConfig {
+                verify_email_url: "http://127.0.0.1:8080/verify-email".into(),
+                reset_password_url: "http://127.0.0.1:8080/reset-password".into(),
+                verify_token_ttl: Duration::from_secs(86_400),
+                reset_token_ttl: Duration::from_secs(3_600),
+            }
+        );
+        let c = Config::from_vars(vars(&[("PUBLIC_URL", "https://app.example/base/")])).unwrap();
+        assert_eq!(
+            c.flows.verify_email_url,
+            "https://app.example/base/verify-email"
+        );
+        assert_eq!(
+            c.flows.reset_password_url,
+            "https://app.example/base/reset-password"
+        );
+        let c = Config::from_vars(vars(&[
+            ("PUBLIC_URL", "https://ignored.example"),
+            ("VERIFY_EMAIL_URL", "https://app.example/#/x"),
+        ]));
+        assert!(c.is_err(), "a fragment would swallow the token");
+        let c = Config::from_vars(vars(&[
+            (
+                "VERIFY_EMAIL_URL",
+                "https://app.example/account?step=verify",
+            ),
+            ("RESET_PASSWORD_URL", "http://localhost:3000/reset"),
+            ("VERIFY_TOKEN_EXP", "600"),
+            ("RESET_TOKEN_EXP", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                c.flows.verify_email_url.as_str(),
+                c.flows.reset_password_url.as_str()
+            ),
+            (
+                "https://app.example/account?step=verify",
+                "http://localhost:3000/reset"
+            )
+        );
+        assert_eq!(c.flows.verify_token_ttl, Duration::from_secs(600));
+        assert_eq!(c.flows.reset_token_ttl, Duration::from_secs(1));
+        for (name, value) in [
+            ("PUBLIC_URL", "app.example"),
+            ("PUBLIC_URL", "ftp://app.example"),
+            ("PUBLIC_URL", "https://"),
+            ("PUBLIC_URL", "https://app.example?x=1"),
+            ("PUBLIC_URL", "https://user@app.example"),
+            ("VERIFY_EMAIL_URL", "https://app .example/verify"),
+            ("VERIFY_EMAIL_URL", "/verify-email"),
+            ("RESET_PASSWORD_URL", "https:///reset"),
+            ("RESET_PASSWORD_URL", "https://app.example/reset#x"),
+            ("VERIFY_TOKEN_EXP", "0"),
+            ("VERIFY_TOKEN_EXP", "2592001"),
+            ("RESET_TOKEN_EXP", "0"),
+            ("RESET_TOKEN_EXP", "86401"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn mail_settings_have_defaults_and_name_their_variable() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert!(c.mail.smtp_url.is_none(), "unset: the log");
+        assert_eq!(c.mail.from.to_string(), "account@localhost");
+        let c = Config::from_vars(vars(&[
+            ("SMTP_URL", " smtps://user:hunter2@mail.example "),
+            ("MAIL_FROM", "Account <no-reply@example.com>"),
+        ]))
+        .unwrap();
+        let url = c.mail.smtp_url.as_ref().map(Secret::expose);
+        assert_eq!(url, Some("smtps://user:hunter2@mail.example"));
+        assert_eq!(c.mail.from.email.to_string(), "no-reply@example.com");
+        assert_eq!(c.mail.from.name.as_deref(), Some("Account"));
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        for (name, value) in [
+            ("SMTP_URL", ""),
+            ("SMTP_URL", "http://u:hunter2@mail.example"),
+            ("SMTP_URL", "smtp://u:hunter2@"),
+            ("SMTP_URL", "smtp://u:hunter2@mail.example?tls=maybe"),
+            ("SMTP_URL", "mail.example:25"),
+            ("MAIL_FROM", "not an address"),
+            ("MAIL_FROM", "Account <no-reply>"),
+        ] {
+            let err = error_of(&[(name, value)]);
+            assert!(
+                err.starts_with(&format!("{name}:")),
+                "{name}={value}: {err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
         }
     }
 

@@ -43,6 +43,8 @@ mod handler;
 #[cfg(feature = "server")]
 mod keys;
 #[cfg(feature = "server")]
+mod mail;
+#[cfg(feature = "server")]
 mod model;
 #[cfg(feature = "server")]
 mod repository;

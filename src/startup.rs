@@ -18,15 +18,16 @@ use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
-use crate::model::{RateLimitRepository, TokenRepository, UserRepository};
+use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
+use crate::model::{AccountTokenRepository, RateLimitRepository, TokenRepository, UserRepository};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
 use crate::secret::Secret;
 use crate::service::{
-    AccountServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
-    UserServiceImpl,
+    AccountServiceImpl, AccountTokenServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig,
+    TokenServiceImpl, UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
@@ -40,6 +41,8 @@ pub struct Application {
     /// The in-process token store and where it is saved on shutdown.
     memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
     key_reloader: KeyReloader,
+    /// The SMTP sender, drained on shutdown (`None`: mails go to the log).
+    mail_drain: Option<MailDrain>,
 }
 
 impl Application {
@@ -52,9 +55,16 @@ impl Application {
         let key_reloader = KeyReloader::new(config.keys.clone(), Arc::clone(&keys.ring));
         key_reloader.reload_on_sighup();
 
-        let (users, user_store) = open_user_store(&config).await?;
+        let users = open_user_store(&config).await?;
         let tokens = open_token_store(&config)?;
-        log_start(&config, &user_store, &tokens.description, &keys.origin);
+        let mail = mailer_from_config(&config)?;
+        log_start(
+            &config,
+            &users.description,
+            &tokens.description,
+            &keys.origin,
+            &mail.description,
+        );
 
         let state = services(
             &config,
@@ -63,6 +73,7 @@ impl Application {
             tokens.limits,
             keys.ring,
             &keys.refresh_secret,
+            mail.mailer,
         )?;
         let router = router(state, &http_settings(&config));
         let listener = bind(&config).await?;
@@ -75,6 +86,7 @@ impl Application {
             },
             memory_tokens: tokens.memory,
             key_reloader,
+            mail_drain: mail.drain,
         })
     }
 
@@ -98,7 +110,9 @@ impl Application {
         self.run_until(crate::web::shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then finishes in-flight requests.
+    /// Serves until `signal` completes, then finishes in-flight requests,
+    /// saves the in-process whitelist and gives pending mails up to
+    /// [`DRAIN_TIMEOUT`] to go out.
     /// Connections are bounded as `crate::web::serve` says; handlers get the
     /// peer address, which sessions record.
     pub async fn run_until(
@@ -115,6 +129,9 @@ impl Application {
                     tracing::error!(error = %format!("{e:#}"), "cannot save the refresh-token whitelist")
                 }
             }
+        }
+        if let Some(mail) = self.mail_drain {
+            mail.drain(DRAIN_TIMEOUT).await;
         }
         Ok(())
     }
@@ -146,8 +163,17 @@ fn load_keys(config: &Config) -> anyhow::Result<LoadedKeys> {
     })
 }
 
+/// The user store chosen by `DATABASE_URL`.
+struct UserStore {
+    repo: Arc<dyn UserRepository>,
+    /// The same store, keeping the single-use tokens of the account flows.
+    account_tokens: Arc<dyn AccountTokenRepository>,
+    /// What the start-up line calls it.
+    description: String,
+}
+
 /// Opens the user store chosen by `DATABASE_URL` and runs its migrations.
-async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserRepository>, String)> {
+async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
     match &config.user_store {
         UserStoreConfig::Postgres { url } => {
             let pool = PgPoolOptions::new()
@@ -165,7 +191,12 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 .normalise_emails()
                 .await
                 .context("cannot normalise stored emails")?;
-            Ok((Arc::new(users), "PostgreSQL".to_owned()))
+            let users = Arc::new(users);
+            Ok(UserStore {
+                repo: users.clone(),
+                account_tokens: users,
+                description: "PostgreSQL".to_owned(),
+            })
         }
         UserStoreConfig::Sqlite { url } => {
             let file = sqlite_file(url);
@@ -222,7 +253,12 @@ async fn open_user_store(config: &Config) -> anyhow::Result<(Arc<dyn UserReposit
                 Some(file) => format!("SQLite {}", file.display()),
                 None => "SQLite in memory".to_owned(),
             };
-            Ok((Arc::new(users), description))
+            let users = Arc::new(users);
+            Ok(UserStore {
+                repo: users.clone(),
+                account_tokens: users,
+                description,
+            })
         }
     }
 }
@@ -267,30 +303,37 @@ fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
     })
 }
 
-/// The start-up line: which stores and keys this instance uses.
-fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &str) {
+/// The start-up line: which stores and keys this instance uses, and where
+/// mail goes.
+fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &str, mail: &str) {
     if config.is_embedded() {
         tracing::info!(
-            users = %user_store, refresh_tokens = %token_store, keys = %key_origin,
+            users = %user_store, refresh_tokens = %token_store, keys = %key_origin, mail = %mail,
             "embedded stores: for a single instance (several replicas need PostgreSQL and Redis)"
         );
     } else {
-        tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, "stores");
+        tracing::info!(users = %user_store, refresh_tokens = %token_store, keys = %key_origin, mail = %mail, "stores");
     }
 }
 
 /// The use cases behind the handlers, over the user and token services.
 fn services(
     config: &Config,
-    users: Arc<dyn UserRepository>,
+    users: UserStore,
     tokens: Arc<dyn TokenRepository>,
     limits: Arc<dyn RateLimitRepository>,
     ring: Arc<SharedKeyRing>,
     refresh_secret: &Secret,
+    mailer: Arc<dyn Mailer>,
 ) -> anyhow::Result<AppState> {
     let user_service = UserServiceImpl::new(
-        users,
+        users.repo,
         PasswordHasher::for_this_machine(config.hash_queue_limit),
+    );
+    let account_tokens = AccountTokenServiceImpl::new(
+        users.account_tokens,
+        config.flows.verify_token_ttl,
+        config.flows.reset_token_ttl,
     );
     let token_service = TokenServiceImpl::new(
         tokens,
@@ -314,6 +357,9 @@ fn services(
                 limits,
                 config.rate_limits.clone(),
             )),
+            Arc::new(account_tokens),
+            mailer,
+            config.flows.clone(),
         )),
     })
 }

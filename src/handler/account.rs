@@ -98,6 +98,9 @@ pub struct UserView {
     name: String,
     image_url: String,
     website: String,
+    /// Whether the person proved they read mail at `email` (a verification
+    /// link, or a password reset). An email change sets it back to `false`.
+    email_verified: bool,
 }
 
 impl From<User> for UserResponse {
@@ -109,6 +112,7 @@ impl From<User> for UserResponse {
                 name: user.name,
                 image_url: user.image_url,
                 website: user.website,
+                email_verified: user.email_verified,
             },
         }
     }
@@ -116,16 +120,16 @@ impl From<User> for UserResponse {
 
 /// Collects field errors so one response reports all of them.
 #[derive(Default)]
-struct Validator(Vec<InvalidArg>);
+pub(super) struct Validator(Vec<InvalidArg>);
 
 impl Validator {
-    fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
         parsed
             .map_err(|message| self.0.push(InvalidArg::new(field, message)))
             .ok()
     }
 
-    fn finish(self) -> AppResult<()> {
+    pub(super) fn finish(self) -> AppResult<()> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -135,7 +139,7 @@ impl Validator {
 }
 
 /// Unwraps values a finished [`Validator`] has accepted.
-fn accepted<T>(value: Option<T>) -> AppResult<T> {
+pub(super) fn accepted<T>(value: Option<T>) -> AppResult<T> {
     value.ok_or_else(|| AppError::Internal(anyhow::anyhow!("validated value missing")))
 }
 
@@ -156,7 +160,9 @@ fn parse_credentials(
     path = "/signup",
     tag = tags::ACCOUNT,
     summary = "Sign up",
-    description = "Creates the user and answers with a token pair, as a sign-in would. \
+    description = "Creates the user and answers with a token pair, as a sign-in would, and \
+                   mails a verification link to the address (`POST /verify-email`); an \
+                   unverified account can sign in, its ID token says `email_verified: false`. \
                    Sign-ups are limited per client address (`SIGNUP_RATE_LIMIT` per \
                    `RATE_LIMIT_WINDOW`).",
     request_body = CredentialsRequest,
@@ -279,10 +285,11 @@ pub async fn me(
     tag = tags::ACCOUNT,
     summary = "Update the profile",
     description = "A full update of name, email and website. Changing the email needs \
-                   `currentPassword` (a stolen ID token alone must not take over the sign-in) \
-                   and ends every other session. Checking `currentPassword` counts as a \
-                   sign-in attempt of the user's email from the caller's address (429 over \
-                   a limit).",
+                   `currentPassword` (a stolen ID token alone must not take over the sign-in), \
+                   ends every other session, and mails a verification link to the new address \
+                   (`emailVerified` is `false` until it is followed). Checking \
+                   `currentPassword` counts as a sign-in attempt of the user's email from the \
+                   caller's address (429 over a limit).",
     security(("bearer" = [])),
     request_body = DetailsRequest,
     responses(

@@ -8,6 +8,7 @@
 mod account;
 mod error;
 mod extract;
+mod flows;
 mod health;
 mod jwks;
 mod middleware;
@@ -64,6 +65,10 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(account::me, account::delete_me))
         .routes(routes!(account::details))
         .routes(routes!(account::password))
+        .routes(routes!(flows::verify_email))
+        .routes(routes!(flows::resend_verification))
+        .routes(routes!(flows::request_password_reset))
+        .routes(routes!(flows::confirm_password_reset))
         .routes(routes!(sessions::list))
         .routes(routes!(sessions::end))
         .routes(routes!(openapi::openapi_json));

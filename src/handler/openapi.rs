@@ -34,8 +34,8 @@ pub mod tags {
 /// added by the router registration.
 #[derive(OpenApi)]
 #[openapi(
-    info(description = "JWT account service: sign-up, sign-in, refresh-token rotation and \
-sign-out on every device.
+    info(description = "JWT account service: sign-up, sign-in, refresh-token rotation, \
+sign-out on every device, email verification and password reset.
 
 Bodies are JSON in camelCase. Every error, whatever its origin (handler, extractor, \
 unknown route, wrong method, body limit, timeout), has one shape, the `ErrorBody` schema: \
@@ -47,7 +47,7 @@ Besides the statuses listed on each operation: a path the service does not serve
 an `Allow` header."),
     modifiers(&SecuritySchemes, &SharedResponses),
     tags(
-        (name = tags::ACCOUNT, description = "Sign-up, sign-in, token refresh, sign-out and profile, under the configured base path (`ACCOUNT_API_URL`)."),
+        (name = tags::ACCOUNT, description = "Sign-up, sign-in, token refresh, sign-out, profile, email verification and password reset, under the configured base path (`ACCOUNT_API_URL`)."),
         (name = tags::PROBES, description = "Liveness and readiness probes."),
         (name = tags::KEYS, description = "The public keys that verify ID tokens (RFC 7517)."),
         (name = tags::OPENAPI, description = "This document."),
@@ -107,8 +107,9 @@ const SHARED_RESPONSES: [(&str, &str, &str); 7] = [
         "429",
         "Too many attempts in the window (`TOO_MANY_REQUESTS`): sign-ins and \
          re-authentications per email and client address, per client address and per \
-         email; sign-ups per client address. Nothing was checked or counted; retry after \
-         `Retry-After` seconds",
+         email; sign-ups and password-reset requests per client address; verification \
+         mails resent per user. Nothing was checked or counted; retry after `Retry-After` \
+         seconds",
     ),
     (
         "Internal",
@@ -223,8 +224,8 @@ impl IntoResponses for BearerErrors {
     }
 }
 
-/// 429: what an operation that checks a password (or signs up) may answer
-/// once a limit is reached.
+/// 429: what an operation that checks a password, signs up or sends a mail
+/// may answer once a limit is reached.
 pub struct LimitErrors;
 
 impl IntoResponses for LimitErrors {

@@ -17,7 +17,7 @@ use crate::web::ErrorBody;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageResponse {
     #[schema(example = "signed out on every device")]
-    message: &'static str,
+    pub(super) message: &'static str,
 }
 
 /// `?scope=` of a sign-out.

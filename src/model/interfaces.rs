@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ClientInfo, CredentialChange, Email, IdClaims, Password, RateCounter, RateDecision,
-    RefreshClaims, RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
-    TokenPair, User, UserDetails,
+    AccountToken, ClientInfo, CredentialChange, Email, IdClaims, Password, RateCounter,
+    RateDecision, RefreshClaims, RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart,
+    SignOutScope, TokenHolder, TokenPair, TokenPurpose, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
+use crate::secret::Secret;
 
 /// The use cases, one per endpoint: what the HTTP layer calls. Flows that span
 /// users and tokens (sign-up then the first pair, refresh then rotation,
@@ -91,6 +92,28 @@ pub trait AccountService: Send + Sync {
         current_password: Password,
         client: ClientInfo,
     ) -> AppResult<()>;
+    /// Redeems a verification token: the address it was sent to is verified
+    /// if it is still the user's. A bad, used or expired token (or one for
+    /// an address the user no longer has) is `BadRequest` naming `token`.
+    async fn verify_email(&self, token: &str) -> AppResult<()>;
+    /// Sends the caller a new verification mail (the older link stops
+    /// working). Counted per user first (`TooManyRequests`); `Conflict` when
+    /// the address is already verified, `NotFound` when the user is gone.
+    async fn resend_verification(&self, caller: &IdClaims) -> AppResult<()>;
+    /// Asks for a reset mail to `email`. The same `Ok` whether or not an
+    /// account has it, in about the same time: the token is stored and the
+    /// mail sent off the request's path. Counted per source
+    /// (`TooManyRequests`), then per email (over it: `Ok`, nothing sent).
+    async fn request_password_reset(&self, email: Email, client: ClientInfo) -> AppResult<()>;
+    /// Redeems a reset token: stores `new` (hashed), ends every session of
+    /// the user, marks the address verified and clears its sign-in limits. A
+    /// bad, used or expired token is `BadRequest` naming `token`.
+    async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new: Password,
+        client: ClientInfo,
+    ) -> AppResult<()>;
     /// The claims of a bearer ID token that passes the one validator.
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims>;
     /// Every public key ID tokens may be verified with (RFC 7517).
@@ -122,7 +145,15 @@ pub trait UserService: Send + Sync {
     /// Stores a new password (hashed); returns the stored hash.
     async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String>;
     /// Replaces name, email and website; `Conflict` if the email is taken.
+    /// A new email is not verified.
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
+    /// The user with this email, if any (no password is checked).
+    async fn find_by_email(&self, email: &Email) -> AppResult<Option<User>>;
+    /// Marks `email` verified if it is still the user's; whether it was.
+    async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool>;
+    /// Stores a hash from [`UserService::hash_password`] and marks `email`
+    /// verified, if `email` is still the user's; whether it was.
+    async fn reset_password(&self, uid: Uuid, email: &str, password_hash: &str) -> AppResult<bool>;
     /// Removes a user (a sign-up whose tokens could not be issued is undone).
     async fn delete(&self, uid: Uuid) -> AppResult<()>;
     /// Whether the user store answers.
@@ -186,6 +217,36 @@ pub trait RateLimitService: Send + Sync {
     /// Counts a sign-up from `ip`; once the address's counter is full,
     /// `TooManyRequests` and nothing is counted.
     async fn sign_up_attempt(&self, ip: &str) -> AppResult<()>;
+    /// Counts a password-reset request from `ip`; `TooManyRequests` once
+    /// the address's counter is full.
+    async fn reset_request_attempt(&self, ip: &str) -> AppResult<()>;
+    /// Counts a reset mail to `email`; `TooManyRequests` once the email's
+    /// counter is full (the caller then sends nothing, and says nothing).
+    async fn reset_mail_attempt(&self, email: &str) -> AppResult<()>;
+    /// Counts a resent verification mail of user `uid`; `TooManyRequests`
+    /// once the user's counter is full.
+    async fn verification_mail_attempt(&self, uid: Uuid) -> AppResult<()>;
+    /// Forgets the sign-in attempts of `email`: its per-email counter and
+    /// its (email, `ip`) counter (after a password reset proved the
+    /// person reads its mail).
+    async fn clear_sign_in(&self, email: &str, ip: &str) -> AppResult<()>;
+}
+
+/// The single-use tokens of the account flows (see [`AccountToken`]):
+/// made, stored by their hash only, and redeemed.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AccountTokenService: Send + Sync {
+    /// A new token of `purpose` for `user`'s current email, stored (by its
+    /// hash) in place of the user's older token of that purpose; its text,
+    /// to send in a link.
+    async fn issue(&self, user: &User, purpose: TokenPurpose) -> AppResult<Secret>;
+    /// What a live token of `purpose` proves, without using it up; `None`
+    /// for a bad, used or expired one.
+    async fn peek(&self, token: &str, purpose: TokenPurpose) -> AppResult<Option<TokenHolder>>;
+    /// Uses a live token of `purpose` up (of concurrent calls with one
+    /// token, one gets it); `None` for a bad, used or expired one.
+    async fn redeem(&self, token: &str, purpose: TokenPurpose) -> AppResult<Option<TokenHolder>>;
 }
 
 /// Where users are stored.
@@ -199,11 +260,17 @@ pub trait UserRepository: Send + Sync {
     async fn find_by_email(&self, email: &str) -> AppResult<Option<User>>;
     /// Inserts a user; `Conflict` if the email is taken.
     async fn create(&self, user: &User) -> AppResult<()>;
-    /// Replaces name, email and website of an existing user and returns it;
-    /// `NotFound` if it does not exist, `Conflict` if the email is taken.
+    /// Replaces name, email and website of an existing user and returns it
+    /// (a changed email is no longer verified); `NotFound` if it does not
+    /// exist, `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
     /// Replaces the password hash; `NotFound` if the user does not exist.
     async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()>;
+    /// Sets `email_verified` if the user's email is `email`; whether it is.
+    async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool>;
+    /// Replaces the password hash and sets `email_verified`, in one step, if
+    /// the user's email is `email`; whether it is.
+    async fn reset_password(&self, uid: Uuid, email: &str, password_hash: &str) -> AppResult<bool>;
     /// Removes a user; removing one that does not exist is not an error.
     async fn delete(&self, uid: Uuid) -> AppResult<()>;
     /// Answers when the store is reachable.
@@ -270,4 +337,33 @@ pub trait RateLimitRepository: Send + Sync {
     /// Takes one count back from each counter, never below zero; a counter
     /// whose window has ended stays gone.
     async fn refund(&self, keys: &[String]) -> AppResult<()>;
+    /// Removes the counters: their next attempt starts a new window.
+    async fn clear(&self, keys: &[String]) -> AppResult<()>;
+}
+
+/// The single-use tokens of the account flows, in the user store (table
+/// `account_tokens`, removed with their user). Each method is one statement.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AccountTokenRepository: Send + Sync {
+    /// Stores a token in place of the user's token of the same purpose, if
+    /// any; `NotFound` if the user does not exist.
+    async fn store_token(&self, token: &AccountToken) -> AppResult<()>;
+    /// The holder of the token with this hash and purpose, if it has not
+    /// expired at `now` (Unix seconds).
+    async fn find_token(
+        &self,
+        token_hash: &[u8],
+        purpose: TokenPurpose,
+        now: u64,
+    ) -> AppResult<Option<TokenHolder>>;
+    /// Deletes the token with this hash and purpose and returns its holder
+    /// if it had not expired at `now`: of concurrent calls, only one gets it.
+    /// An expired token is deleted too.
+    async fn take_token(
+        &self,
+        token_hash: &[u8],
+        purpose: TokenPurpose,
+        now: u64,
+    ) -> AppResult<Option<TokenHolder>>;
 }

@@ -4,15 +4,17 @@
 //! the user and token services, and services on the repository traits;
 //! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
 
+mod account_token;
 pub mod interfaces;
 mod limit;
 mod session;
 mod token;
 mod user;
 
+pub use account_token::{AccountToken, TokenHolder, TokenPurpose};
 pub use interfaces::{
-    AccountService, RateLimitRepository, RateLimitService, TokenRepository, TokenService,
-    UserRepository, UserService,
+    AccountService, AccountTokenRepository, AccountTokenService, RateLimitRepository,
+    RateLimitService, TokenRepository, TokenService, UserRepository, UserService,
 };
 pub use limit::{RateCounter, RateDecision};
 pub use session::{

@@ -14,6 +14,9 @@ pub struct User {
     pub name: String,
     pub image_url: String,
     pub website: String,
+    /// Whether the person proved they read mail at `email` (a verification
+    /// link, or a password reset); an email change clears it.
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -25,6 +28,7 @@ impl std::fmt::Debug for User {
             .field("name", &self.name)
             .field("image_url", &self.image_url)
             .field("website", &self.website)
+            .field("email_verified", &self.email_verified)
             .finish()
     }
 }

@@ -1,14 +1,19 @@
-//! Users in an SQL database: PostgreSQL in production, SQLite when embedded.
+//! Users in an SQL database: PostgreSQL in production, SQLite when embedded,
+//! with the single-use tokens of the account flows (`account_tokens`).
 //!
 //! Both speak the same SQL here (`$n` placeholders, `RETURNING`,
-//! `CURRENT_TIMESTAMP`), so one macro writes both repositories.
+//! `ON CONFLICT … DO UPDATE`, `CURRENT_TIMESTAMP`), so one macro writes both
+//! repositories.
 
 use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::model::{User, UserDetails, UserRepository};
+use crate::model::{
+    AccountToken, AccountTokenRepository, TokenHolder, TokenPurpose, User, UserDetails,
+    UserRepository,
+};
 
 /// The PostgreSQL migrations (`migrations/postgres`), embedded in the binary.
 pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -23,6 +28,7 @@ struct UserRow {
     name: String,
     image_url: String,
     website: String,
+    email_verified: bool,
 }
 
 impl From<UserRow> for User {
@@ -34,8 +40,32 @@ impl From<UserRow> for User {
             name: row.name,
             image_url: row.image_url,
             website: row.website,
+            email_verified: row.email_verified,
         }
     }
+}
+
+/// A token's row as redeeming reads it.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    uid: Uuid,
+    email: String,
+    expires_at: i64,
+}
+
+impl TokenRow {
+    /// Its holder, if the token had not expired at `now`.
+    fn live_at(self, now: u64) -> Option<TokenHolder> {
+        (u64::try_from(self.expires_at).unwrap_or(0) > now).then_some(TokenHolder {
+            uid: self.uid,
+            email: self.email,
+        })
+    }
+}
+
+/// Unix seconds as the token table stores them (BIGINT).
+fn stored_seconds(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// Maps a driver error: unreachable or busy → 503, unique violation → 409, else 500.
@@ -46,6 +76,10 @@ fn map_sqlx_error(err: sqlx::Error) -> AppError {
         }
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             AppError::Conflict("email already registered".into())
+        }
+        // A token for a user deleted meanwhile.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            AppError::NotFound("user not found".into())
         }
         sqlx::Error::Database(db) if is_transient(db.as_ref()) => {
             AppError::store_unavailable("database", &err)
@@ -81,7 +115,7 @@ fn sqlite_code_is_transient(code: &str) -> bool {
 /// refuses dynamically built SQL unless it is explicitly audited).
 macro_rules! user_columns {
     () => {
-        "uid, email, password, name, image_url, website"
+        "uid, email, password, name, image_url, website, email_verified"
     };
 }
 
@@ -136,8 +170,9 @@ macro_rules! sql_user_repository {
 
             async fn create(&self, user: &User) -> AppResult<()> {
                 sqlx::query(
-                    "INSERT INTO users (uid, email, password, name, image_url, website) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO users \
+                     (uid, email, password, name, image_url, website, email_verified) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(user.uid)
                 .bind(&user.email)
@@ -145,6 +180,7 @@ macro_rules! sql_user_repository {
                 .bind(&user.name)
                 .bind(&user.image_url)
                 .bind(&user.website)
+                .bind(user.email_verified)
                 .execute(&self.pool)
                 .await
                 .map_err(map_sqlx_error)?;
@@ -152,8 +188,11 @@ macro_rules! sql_user_repository {
             }
 
             async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User> {
+                // The right-hand sides read the row as it was: an address
+                // other than the stored one is not verified.
                 sqlx::query_as::<_, UserRow>(concat!(
                     "UPDATE users SET email = $2, name = $3, website = $4, ",
+                    "email_verified = (email_verified AND email = $2), ",
                     "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
                     user_columns!()
                 ))
@@ -183,6 +222,38 @@ macro_rules! sql_user_repository {
                 Ok(())
             }
 
+            async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET email_verified = TRUE, updated_at = CURRENT_TIMESTAMP \
+                     WHERE uid = $1 AND email = $2",
+                )
+                .bind(uid)
+                .bind(email)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn reset_password(
+                &self,
+                uid: Uuid,
+                email: &str,
+                password_hash: &str,
+            ) -> AppResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET password = $3, email_verified = TRUE, \
+                     updated_at = CURRENT_TIMESTAMP WHERE uid = $1 AND email = $2",
+                )
+                .bind(uid)
+                .bind(email)
+                .bind(password_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn delete(&self, uid: Uuid) -> AppResult<()> {
                 sqlx::query("DELETE FROM users WHERE uid = $1")
                     .bind(uid)
@@ -198,6 +269,70 @@ macro_rules! sql_user_repository {
                     .await
                     .map_err(map_sqlx_error)?;
                 Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl AccountTokenRepository for $name {
+            async fn store_token(&self, token: &AccountToken) -> AppResult<()> {
+                // One statement: the user's older token of this purpose is
+                // replaced, so only the newest link works.
+                sqlx::query(
+                    "INSERT INTO account_tokens \
+                     (token_hash, uid, purpose, email, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (uid, purpose) DO UPDATE SET \
+                     token_hash = excluded.token_hash, email = excluded.email, \
+                     expires_at = excluded.expires_at, created_at = excluded.created_at",
+                )
+                .bind(&token.token_hash)
+                .bind(token.uid)
+                .bind(token.purpose.as_str())
+                .bind(&token.email)
+                .bind(stored_seconds(token.expires_at))
+                .bind(stored_seconds(token.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(())
+            }
+
+            async fn find_token(
+                &self,
+                token_hash: &[u8],
+                purpose: TokenPurpose,
+                now: u64,
+            ) -> AppResult<Option<TokenHolder>> {
+                let row = sqlx::query_as::<_, TokenRow>(
+                    "SELECT uid, email, expires_at FROM account_tokens \
+                     WHERE token_hash = $1 AND purpose = $2",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(row.and_then(|row| row.live_at(now)))
+            }
+
+            async fn take_token(
+                &self,
+                token_hash: &[u8],
+                purpose: TokenPurpose,
+                now: u64,
+            ) -> AppResult<Option<TokenHolder>> {
+                // One statement: of concurrent redemptions one deletes the
+                // row and gets it, the others find nothing.
+                let row = sqlx::query_as::<_, TokenRow>(
+                    "DELETE FROM account_tokens WHERE token_hash = $1 AND purpose = $2 \
+                     RETURNING uid, email, expires_at",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(row.and_then(|row| row.live_at(now)))
             }
         }
     };
@@ -216,6 +351,9 @@ sql_user_repository!(
     SqlitePool,
     SQLITE_MIGRATOR
 );
+
+#[cfg(test)]
+mod token_tests;
 
 #[cfg(test)]
 mod tests {
@@ -241,6 +379,7 @@ mod tests {
             name: String::new(),
             image_url: String::new(),
             website: String::new(),
+            email_verified: false,
         }
     }
 

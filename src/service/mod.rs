@@ -5,13 +5,15 @@
 //! against mockall mocks.
 
 mod account;
+mod account_token;
 mod grace;
 mod password;
 mod rate_limit;
 mod token;
 mod user;
 
-pub use account::AccountServiceImpl;
+pub use account::{AccountServiceImpl, FlowConfig};
+pub use account_token::AccountTokenServiceImpl;
 pub use password::PasswordHasher;
 pub use rate_limit::{RateLimitConfig, RateLimitServiceImpl};
 pub use token::{TokenConfig, TokenServiceImpl};

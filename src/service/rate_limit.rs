@@ -1,5 +1,6 @@
-//! The sign-in and sign-up limits (issue 9): which counters an attempt is
-//! counted against, and their limits. The counting is the token store's
+//! The limits (issues 9 and 10) of sign-ins, sign-ups, password-reset
+//! requests and the mails they send: which counters an attempt is counted
+//! against, and their limits. The counting is the token store's
 //! ([`RateLimitRepository`]: Redis, or the in-process store), so replicas
 //! share it.
 //!
@@ -12,7 +13,16 @@
 //! - `ratelimit:signin:email:<sha256(email)>`: many sources guessing one
 //!   account (`SIGNIN_EMAIL_RATE_LIMIT`);
 //! - `ratelimit:signup:ip:<source>`: sign-ups from one source
-//!   (`SIGNUP_RATE_LIMIT`).
+//!   (`SIGNUP_RATE_LIMIT`);
+//! - `ratelimit:reset:ip:<source>`: password-reset requests from one source
+//!   (`SIGNIN_IP_RATE_LIMIT`: like a sign-in, a request names an account);
+//! - `ratelimit:reset:email:<sha256(email)>`: reset mails to one address
+//!   (`MAIL_RATE_LIMIT`);
+//! - `ratelimit:verify:user:<uid>`: verification mails a user asked to be
+//!   sent again (`MAIL_RATE_LIMIT`).
+//!
+//! A password reset clears the email's sign-in counters: its own and its
+//! (email, source) one for the source that confirmed the reset.
 //!
 //! A source is an IPv4 address, or an IPv6 address's /64 (one host, or one
 //! customer, commonly holds a whole /64 and could otherwise pick a new
@@ -24,6 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lc_rs::digest;
+use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::model::{RateCounter, RateDecision, RateLimitRepository, RateLimitService};
@@ -41,6 +52,11 @@ pub struct RateLimitConfig {
     pub signin_per_email: u64,
     /// `SIGNUP_RATE_LIMIT`: sign-ups per source.
     pub signup_per_ip: u64,
+    /// `SIGNIN_IP_RATE_LIMIT` too: password-reset requests per source.
+    pub reset_per_ip: u64,
+    /// `MAIL_RATE_LIMIT`: reset mails per email, and verification mails
+    /// resent per user.
+    pub mails_per_account: u64,
 }
 
 /// Every counter key starts with this.
@@ -92,6 +108,10 @@ impl RateLimitServiceImpl {
         format!("{KEY_PREFIX}signin:ip:{}", source(ip))
     }
 
+    fn signin_email_key(email: &str) -> String {
+        format!("{KEY_PREFIX}signin:email:{}", email_digest(email))
+    }
+
     /// Counts an attempt on `counters`, or refuses it with the whole seconds
     /// (at least 1, at most the window) after which it would be let in.
     async fn attempt(&self, counters: &[RateCounter]) -> AppResult<()> {
@@ -124,7 +144,7 @@ impl RateLimitService for RateLimitServiceImpl {
                 limit: c.signin_per_ip,
             },
             RateCounter {
-                key: format!("{KEY_PREFIX}signin:email:{}", email_digest(email)),
+                key: Self::signin_email_key(email),
                 limit: c.signin_per_email,
             },
         ])
@@ -143,6 +163,39 @@ impl RateLimitService for RateLimitServiceImpl {
             limit: self.config.signup_per_ip,
         }])
         .await
+    }
+
+    async fn reset_request_attempt(&self, ip: &str) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: format!("{KEY_PREFIX}reset:ip:{}", source(ip)),
+            limit: self.config.reset_per_ip,
+        }])
+        .await
+    }
+
+    async fn reset_mail_attempt(&self, email: &str) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: format!("{KEY_PREFIX}reset:email:{}", email_digest(email)),
+            limit: self.config.mails_per_account,
+        }])
+        .await
+    }
+
+    async fn verification_mail_attempt(&self, uid: Uuid) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: format!("{KEY_PREFIX}verify:user:{uid}"),
+            limit: self.config.mails_per_account,
+        }])
+        .await
+    }
+
+    async fn clear_sign_in(&self, email: &str, ip: &str) -> AppResult<()> {
+        self.store
+            .clear(&[
+                Self::signin_email_key(email),
+                Self::email_and_ip_key(email, ip),
+            ])
+            .await
     }
 }
 
@@ -165,6 +218,8 @@ mod tests {
             signin_per_ip: 30,
             signin_per_email: 100,
             signup_per_ip: 5,
+            reset_per_ip: 30,
+            mails_per_account: 3,
         }
     }
 
@@ -247,6 +302,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reset_request_is_counted_per_source_and_its_mail_per_email() {
+        let (store, seen) = recording();
+        service(store)
+            .reset_request_attempt("::ffff:192.0.2.7")
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [RateCounter {
+                key: "ratelimit:reset:ip:192.0.2.7".into(),
+                limit: 30,
+            }]
+        );
+        let (store, seen) = recording();
+        service(store)
+            .reset_mail_attempt("Ada@Example.com")
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [RateCounter {
+                key: format!("ratelimit:reset:email:{EMAIL_SHA256}"),
+                limit: 3,
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resent_verification_mail_is_counted_per_user() {
+        let (store, seen) = recording();
+        let uid = Uuid::from_u128(0x1234);
+        service(store).verification_mail_attempt(uid).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [RateCounter {
+                key: format!("ratelimit:verify:user:{uid}"),
+                limit: 3,
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn clearing_a_sign_in_removes_the_email_and_the_email_and_source_counters() {
+        let mut store = MockRateLimitRepository::new();
+        store
+            .expect_clear()
+            .withf(|keys| {
+                keys == [
+                    format!("ratelimit:signin:email:{EMAIL_SHA256}"),
+                    format!("ratelimit:signin:email-ip:{EMAIL_SHA256}:192.0.2.7"),
+                ]
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        service(store)
+            .clear_sign_in(EMAIL, "192.0.2.7")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_refused_attempt_is_too_many_requests_with_whole_seconds_to_wait() {
         for (wait, secs) in [
             (Duration::from_millis(2_300), 2 + 1),
@@ -257,12 +373,17 @@ mod tests {
             let mut store = MockRateLimitRepository::new();
             store
                 .expect_attempt()
-                .times(2)
+                .times(5)
                 .returning(move |_, _| Ok(RateDecision::Limited { retry_after: wait }));
             let svc = service(store);
             for err in [
                 svc.sign_in_attempt(EMAIL, "192.0.2.7").await.unwrap_err(),
                 svc.sign_up_attempt("192.0.2.7").await.unwrap_err(),
+                svc.reset_request_attempt("192.0.2.7").await.unwrap_err(),
+                svc.reset_mail_attempt(EMAIL).await.unwrap_err(),
+                svc.verification_mail_attempt(Uuid::nil())
+                    .await
+                    .unwrap_err(),
             ] {
                 assert!(
                     matches!(err, AppError::TooManyRequests { retry_after_secs } if retry_after_secs == secs),

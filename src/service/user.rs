@@ -44,6 +44,7 @@ impl UserService for UserServiceImpl {
             name: String::new(),
             image_url: String::new(),
             website: String::new(),
+            email_verified: false,
         };
         // The database's unique index decides a duplicate, also under a race.
         self.repo.create(&user).await?;
@@ -91,6 +92,18 @@ impl UserService for UserServiceImpl {
         self.repo.update_details(uid, &details).await
     }
 
+    async fn find_by_email(&self, email: &Email) -> AppResult<Option<User>> {
+        self.repo.find_by_email(email.as_str()).await
+    }
+
+    async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool> {
+        self.repo.mark_email_verified(uid, email).await
+    }
+
+    async fn reset_password(&self, uid: Uuid, email: &str, password_hash: &str) -> AppResult<bool> {
+        self.repo.reset_password(uid, email, password_hash).await
+    }
+
     async fn delete(&self, uid: Uuid) -> AppResult<()> {
         self.repo.delete(uid).await
     }
@@ -130,6 +143,7 @@ mod tests {
             name: "Ada".into(),
             image_url: String::new(),
             website: String::new(),
+            email_verified: false,
         }
     }
 
@@ -142,6 +156,7 @@ mod tests {
                     && u.password_hash.starts_with("$argon2id$")
                     && !u.password_hash.contains("correct horse")
                     && u.name.is_empty()
+                    && !u.email_verified
             })
             .times(1)
             .returning(|_| Ok(()));
@@ -228,6 +243,7 @@ mod tests {
                     name: d.name.clone(),
                     image_url: String::new(),
                     website: d.website.as_str().into(),
+                    email_verified: false,
                 })
             });
         let user = service(repo).update_details(uid, details).await.unwrap();

@@ -11,7 +11,7 @@
 //!    expired; `nbf`, when present, reached; `iat` not in the future; and
 //!    `exp − iat` at most the maximum lifetime — all with the leeway.
 //!
-//! Other claims (`email`, `name`, `jti`, `sid`) are exposed in [`IdClaims`] but not
+//! Other claims (`email`, `email_verified`, `name`, `jti`, `sid`) are exposed in [`IdClaims`] but not
 //! required. [`IdTokenValidator::header`] runs steps 1 and 2 and
 //! [`IdTokenValidator::claims`] steps 3 and 4 on what it returns, so a caller
 //! that fetches keys in between (the verifier's cache) cannot skip a step.
@@ -162,6 +162,12 @@ pub struct IdClaims {
     /// The user's email; empty when the token carries none.
     #[serde(default)]
     pub email: String,
+    /// Whether the user proved they read mail at `email` (OIDC's
+    /// `email_verified`); `false` when the token carries none (tokens from
+    /// before verification). The service signs in unverified users too: a
+    /// domain service decides what to require.
+    #[serde(default)]
+    pub email_verified: bool,
     /// The user's name; empty when the token carries none.
     #[serde(default)]
     pub name: String,
@@ -183,6 +189,7 @@ struct RawClaims {
     nbf: Option<u64>,
     jti: Option<String>,
     email: Option<String>,
+    email_verified: Option<bool>,
     name: Option<String>,
     sid: Option<String>,
 }
@@ -334,6 +341,7 @@ impl IdTokenValidator {
             nbf: raw.nbf,
             jti: raw.jti,
             email: raw.email.unwrap_or_default(),
+            email_verified: raw.email_verified.unwrap_or(false),
             name: raw.name.unwrap_or_default(),
             sid: raw.sid,
         })

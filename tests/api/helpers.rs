@@ -872,6 +872,89 @@ impl TestApp {
     }
 }
 
+// ---------------------------------------------------------------- mail
+
+/// `PUBLIC_URL` of the apps that mail links: every link starts with it.
+pub const PUBLIC_URL: &str = "http://app.test";
+/// How long a test waits for a mail to reach the sink.
+pub const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The token of the link to `page` (`/verify-email`, `/reset-password`)
+/// under [`PUBLIC_URL`] in `mail`.
+pub fn token_in(mail: &crate::smtp_sink::ReceivedMail, page: &str) -> String {
+    let prefix = format!("{PUBLIC_URL}{page}?token=");
+    let link = crate::smtp_sink::link_in(&mail.body, &prefix)
+        .unwrap_or_else(|| panic!("a link to {prefix}… in {:?}", mail.body));
+    let token = link[prefix.len()..].to_owned();
+    assert_eq!(token.len(), 43, "32 bytes in base64url: {link}");
+    token
+}
+
+/// The `n`th mail (from 1) to `address`, waiting for it.
+pub async fn nth_mail_to(
+    sink: &crate::smtp_sink::SmtpSink,
+    address: &str,
+    n: usize,
+) -> crate::smtp_sink::ReceivedMail {
+    let mails = sink.wait_for_mails_to(address, n, MAIL_WAIT).await;
+    assert!(
+        mails.len() >= n,
+        "mail {n} to {address} never came: {mails:?}"
+    );
+    mails[n - 1].clone()
+}
+
+impl TestApp {
+    /// `POST /verify-email {token}`
+    pub async fn verify_email(&self, token: &str) -> reqwest::Response {
+        self.post_json("/verify-email", &json!({"token": token}))
+            .await
+    }
+
+    /// `POST /verify-email/resend` with the bearer ID token.
+    pub async fn resend_verification(&self, id_token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/verify-email/resend"))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /password-reset {email}`
+    pub async fn request_reset(&self, email: &str) -> reqwest::Response {
+        self.post_json("/password-reset", &json!({"email": email}))
+            .await
+    }
+
+    /// `POST /password-reset/confirm {token, newPassword}`
+    pub async fn confirm_reset(&self, token: &str, new_password: &str) -> reqwest::Response {
+        self.post_json(
+            "/password-reset/confirm",
+            &json!({"token": token, "newPassword": new_password}),
+        )
+        .await
+    }
+
+    /// `GET /me`: the `user` of a 200.
+    pub async fn me_user(&self, id_token: &str) -> Value {
+        let response = self.me(id_token).await;
+        assert_eq!(response.status(), 200, "GET /me");
+        let body: Value = response.json().await.unwrap();
+        body["user"].clone()
+    }
+}
+
+/// Asserts a 400 whose only field error names `token`.
+pub async fn assert_invalid_token(response: reqwest::Response) {
+    let body = assert_error(response, 400, "BAD_REQUEST").await;
+    assert_eq!(
+        body["error"]["invalidArgs"],
+        json!([{"field": "token", "message": "the token is invalid, used or expired"}]),
+        "{body}"
+    );
+}
+
 /// Asserts the error shape and returns the body.
 pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> Value {
     assert_eq!(response.status(), status, "status");

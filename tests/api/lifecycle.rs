@@ -41,7 +41,10 @@ async fn signup_me_refresh_signout_lifecycle(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"user": {"uid": uid, "email": email, "name": "", "imageUrl": "", "website": ""}})
+        json!({"user": {
+            "uid": uid, "email": email, "name": "", "imageUrl": "", "website": "",
+            "emailVerified": false,
+        }})
     );
 
     // Refresh rotates: a new pair; the old refresh token, presented again

@@ -10,16 +10,24 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod limits;
+mod mail;
 mod outage;
 mod profile;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
 mod reauth;
+mod reset;
 mod session_list;
 mod sessions;
 mod signout_scopes;
+mod smtp_sink_selftest;
+// The test SMTP server; not every item is used here.
+#[allow(dead_code)]
+#[path = "../common/smtp_sink.rs"]
+mod smtp_sink;
 // Shared with the benchmark; not every item is used here.
 #[allow(dead_code)]
 #[path = "../common/stores.rs"]
 mod stores;
 mod tokens;
+mod verification;

@@ -23,7 +23,7 @@ async fn details_update_the_profile_and_the_new_email_signs_in(backend: Backend)
     assert_eq!(response.status(), 200);
     let expected = json!({"user": {
         "uid": uid, "email": new_email, "name": "Ada Lovelace",
-        "imageUrl": "", "website": "https://ada.example"
+        "imageUrl": "", "website": "https://ada.example", "emailVerified": false,
     }});
     assert_eq!(response.json::<Value>().await.unwrap(), expected);
     assert_eq!(

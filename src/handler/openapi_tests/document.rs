@@ -1,7 +1,7 @@
 //! The document itself: valid OpenAPI 3.1 whose references all resolve, the
 //! schemas of sign-up, the shared error responses, the bearer scheme, the
-//! session routes (sign-out scope, session list, password change) and the
-//! limits (429).
+//! session routes (sign-out scope, session list, password change), the
+//! limits (429), and email verification and password reset.
 
 use oas3::spec::{ObjectSchema, RefError, SecurityScheme};
 use serde_json::json;
@@ -256,7 +256,8 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
 }
 
 #[tokio::test]
-async fn the_profile_session_and_password_routes_require_the_bearer_scheme_and_nothing_else_does() {
+async fn the_profile_session_password_and_resend_routes_require_the_bearer_scheme_and_nothing_else_does()
+ {
     let (raw, spec) = served_document(&app(BASE), BASE).await;
 
     let scheme = spec
@@ -293,6 +294,7 @@ async fn the_profile_session_and_password_routes_require_the_bearer_scheme_and_n
         ("PUT", "/api/account/password"),
         ("GET", "/api/account/sessions"),
         ("DELETE", "/api/account/sessions/{id}"),
+        ("POST", "/api/account/verify-email/resend"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -425,7 +427,8 @@ async fn the_session_and_password_routes_document_their_answers() {
 }
 
 #[tokio::test]
-async fn the_operations_that_check_a_password_or_sign_up_document_429_with_retry_after() {
+async fn the_operations_that_check_a_password_sign_up_or_send_a_mail_document_429_with_retry_after()
+{
     let (raw, spec) = served_document(&app(BASE), BASE).await;
     let component = &raw["components"]["responses"]["TooManyRequests"];
     assert_eq!(
@@ -453,6 +456,8 @@ async fn the_operations_that_check_a_password_or_sign_up_document_429_with_retry
         ("PUT", "details"),
         ("PUT", "password"),
         ("DELETE", "me"),
+        ("POST", "password-reset"),
+        ("POST", "verify-email/resend"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))
@@ -465,4 +470,76 @@ async fn the_operations_that_check_a_password_or_sign_up_document_429_with_retry
             "{method} {path}"
         );
     }
+}
+
+#[tokio::test]
+async fn verification_and_reset_document_their_answers_bodies_and_the_verified_flag() {
+    let (raw, spec) = served_document(&app(BASE), BASE).await;
+    let schemas = &raw["components"]["schemas"];
+    for (method, path, statuses, request) in [
+        (
+            Method::POST,
+            "verify-email",
+            &[204, 400][..],
+            Some("VerifyEmailRequest"),
+        ),
+        (
+            Method::POST,
+            "verify-email/resend",
+            &[202, 404, 409, 429][..],
+            None,
+        ),
+        (
+            Method::POST,
+            "password-reset",
+            &[202, 400, 429][..],
+            Some("PasswordResetRequest"),
+        ),
+        (
+            Method::POST,
+            "password-reset/confirm",
+            &[204, 400][..],
+            Some("PasswordResetConfirmRequest"),
+        ),
+    ] {
+        let path = format!("{BASE}/{path}");
+        let op = spec
+            .operation(&method, &path)
+            .unwrap_or_else(|| panic!("{method} {path}"));
+        let documented = documented_statuses(op);
+        for status in statuses {
+            assert!(documented.contains(status), "{method} {path}: {status}");
+        }
+        assert!(
+            documented.contains(&503),
+            "{method} {path}: stores behind it"
+        );
+        let body = &raw["paths"][&path]["post"]["requestBody"];
+        match request {
+            Some(schema) => assert_eq!(
+                body["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{schema}"),
+                "{method} {path}"
+            ),
+            None => assert!(body.is_null(), "{method} {path}: no body"),
+        }
+    }
+    for (schema, field) in [
+        ("VerifyEmailRequest", "token"),
+        ("PasswordResetRequest", "email"),
+        ("PasswordResetConfirmRequest", "token"),
+        ("PasswordResetConfirmRequest", "newPassword"),
+    ] {
+        assert!(
+            schemas[schema]["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!(field))),
+            "{schema}.{field} required: {}",
+            schemas[schema]
+        );
+    }
+    assert_eq!(
+        schemas["UserView"]["properties"]["emailVerified"]["type"],
+        "boolean"
+    );
 }

@@ -36,7 +36,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 14] = [
+const EXPECTED_ROUTES: [(&str, &str); 18] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -45,6 +45,10 @@ const EXPECTED_ROUTES: [(&str, &str); 14] = [
     ("DELETE", "{base}/me"),
     ("PUT", "{base}/details"),
     ("PUT", "{base}/password"),
+    ("POST", "{base}/verify-email"),
+    ("POST", "{base}/verify-email/resend"),
+    ("POST", "{base}/password-reset"),
+    ("POST", "{base}/password-reset/confirm"),
     ("GET", "{base}/sessions"),
     ("DELETE", "{base}/sessions/{id}"),
     ("GET", "{base}/openapi.json"),
@@ -58,8 +62,9 @@ const EXPECTED_ROUTES: [(&str, &str); 14] = [
 /// A router whose use cases answer every call without panicking: [`ID_TOKEN`]
 /// authenticates, every user is unknown (sign-up conflicts, sign-in and
 /// refresh are refused, the profile and the password are not found), sign-out
-/// succeeds, the caller has no sessions (so ending one is not found), the
-/// stores are ready.
+/// succeeds, the caller has no sessions (so ending one is not found), every
+/// verification and reset token is refused, a resend finds the address
+/// verified, a reset request is accepted, the stores are ready.
 fn app(base_path: &str) -> Router {
     let mut account = MockAccountService::new();
     account.expect_authenticate().returning(|token| {
@@ -73,6 +78,7 @@ fn app(base_path: &str) -> Router {
                 nbf: None,
                 jti: Some(Uuid::from_u128(0xabcd).to_string()),
                 email: "alice@example.com".into(),
+                email_verified: false,
                 name: String::new(),
                 sid: Some(Uuid::from_u128(0x5e55).to_string()),
             })
@@ -108,6 +114,18 @@ fn app(base_path: &str) -> Router {
     account
         .expect_delete_account()
         .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
+    account
+        .expect_verify_email()
+        .returning(|_| Err(invalid_token_arg()));
+    account
+        .expect_resend_verification()
+        .returning(|_| Err(AppError::Conflict("the email is already verified".into())));
+    account
+        .expect_request_password_reset()
+        .returning(|_, _| Ok(()));
+    account
+        .expect_confirm_password_reset()
+        .returning(|_, _, _| Err(invalid_token_arg()));
     account.expect_jwks().returning(JwkSet::default);
     account.expect_ready().returning(|| Ok(()));
 
@@ -123,6 +141,13 @@ fn app(base_path: &str) -> Router {
             trusted_proxies: Default::default(),
         },
     )
+}
+
+fn invalid_token_arg() -> AppError {
+    AppError::invalid_args(vec![crate::error::InvalidArg::new(
+        "token",
+        "the token is invalid, used or expired",
+    )])
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {

@@ -69,6 +69,7 @@ fn valid_body() -> String {
         "email": "alice@example.com",
         "password": "correct horse",
         "refreshToken": "some-refresh-token",
+        "token": "some-mailed-token",
         "name": "Alice",
         "website": "",
         "currentPassword": "correct horse",

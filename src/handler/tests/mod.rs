@@ -10,6 +10,7 @@
 
 mod body;
 mod client;
+mod flows;
 mod headers;
 mod password;
 mod protected;
@@ -82,6 +83,7 @@ fn user() -> User {
         name: String::new(),
         image_url: String::new(),
         website: String::new(),
+        email_verified: false,
     }
 }
 
@@ -95,6 +97,7 @@ fn claims_for(user: &User) -> IdClaims {
         nbf: None,
         jti: Some(Uuid::from_u128(0xabcd).to_string()),
         email: user.email.clone(),
+        email_verified: false,
         name: user.name.clone(),
         sid: Some(SESSION.to_string()),
     }

@@ -175,6 +175,7 @@ async fn me_answers_200_with_the_user_of_the_token_in_camel_case_with_empty_stri
             "name": "",
             "imageUrl": "",
             "website": "",
+            "emailVerified": false,
         }})
     );
     assert!(
@@ -289,6 +290,7 @@ async fn valid_details_update_the_user_of_the_token_with_the_parsed_fields_and_a
             "name": "Alice Liddell",
             "imageUrl": "",
             "website": "https://alice.dev",
+            "emailVerified": false,
         }})
     );
 }

@@ -156,6 +156,23 @@ impl AccountService for SignInOnly {
     ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
+    async fn verify_email(&self, _token: &str) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn resend_verification(&self, _caller: &IdClaims) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn request_password_reset(&self, _email: Email, _client: ClientInfo) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn confirm_password_reset(
+        &self,
+        _token: &str,
+        _new: Password,
+        _client: ClientInfo,
+    ) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
     fn authenticate(&self, _id_token: &str) -> AppResult<IdClaims> {
         unreachable!("only sign-in is called")
     }

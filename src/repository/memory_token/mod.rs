@@ -185,4 +185,13 @@ impl RateLimitRepository for MemoryTokenRepository {
         self.step(|space, at| space.rate_refund(keys, at));
         Ok(())
     }
+
+    async fn clear(&self, keys: &[String]) -> AppResult<()> {
+        self.step(|space, at| {
+            for key in keys {
+                space.del(key, at);
+            }
+        });
+        Ok(())
+    }
 }

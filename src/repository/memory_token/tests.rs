@@ -983,6 +983,38 @@ async fn a_refund_takes_one_back_never_below_zero_and_keeps_the_window() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn cleared_counters_are_gone_and_others_kept() {
+    let store = MemoryTokenRepository::new();
+    let all = counters(&[
+        ("ratelimit:a", 1),
+        ("ratelimit:b", 1),
+        ("ratelimit:kept", 1),
+    ]);
+    store.attempt(&all, WINDOW).await.unwrap();
+    store
+        .clear(&[
+            "ratelimit:a".into(),
+            "ratelimit:b".into(),
+            "ratelimit:never".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        (count(&store, "ratelimit:a"), count(&store, "ratelimit:b")),
+        (None, None)
+    );
+    assert_eq!(count(&store, "ratelimit:kept"), Some(1));
+    assert_eq!(
+        store
+            .attempt(&counters(&[("ratelimit:a", 1)]), WINDOW)
+            .await
+            .unwrap(),
+        RateDecision::Allowed,
+        "a cleared counter starts a new window"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn counters_are_swept_when_their_window_ends_and_never_saved() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");

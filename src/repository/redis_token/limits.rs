@@ -47,4 +47,14 @@ impl RateLimitRepository for RedisTokenRepository {
         }
         self.invoke::<i64>(&invocation).await.map(drop)
     }
+
+    async fn clear(&self, keys: &[String]) -> AppResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // One command: every counter goes at once.
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(keys);
+        self.query::<i64>(&cmd).await.map(drop)
+    }
 }

@@ -15,7 +15,7 @@
 //! - `signout:<uid>`: counts the sign-out sweeps in progress; while it exists
 //!   no refresh writes anything (a key written behind the SCAN cursor would
 //!   survive the sign-out).
-//! - `ratelimit:…`: the sign-in and sign-up attempt counters (`limits.rs`),
+//! - `ratelimit:…`: the attempt counters of the limits (`limits.rs`),
 //!   each a count with its window as TTL.
 //!
 //! Every [`TokenRepository`] method is one Lua script (see [`scripts`] and
@@ -107,6 +107,12 @@ impl RedisTokenRepository {
             .invoke_async(&mut conn)
             .await
             .map_err(map_redis_error)
+    }
+
+    /// Runs one command.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> AppResult<T> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(map_redis_error)
     }
 }
 

@@ -992,6 +992,32 @@ async fn a_refund_takes_one_back_never_below_zero_and_keeps_the_window() {
 }
 
 #[tokio::test]
+async fn cleared_counters_are_gone_and_others_kept() {
+    let Some(f) = fixture("cleared_counters_are_gone_and_others_kept").await else {
+        return;
+    };
+    let (a, b, kept) = (f.counter("a"), f.counter("b"), f.counter("kept"));
+    let all = counters(&[(&a, 1), (&b, 1), (&kept, 1)]);
+    f.repo.attempt(&all, WINDOW).await.unwrap();
+    f.repo
+        .clear(&[a.clone(), b.clone(), f.counter("never")])
+        .await
+        .unwrap();
+    assert_eq!((f.count(&a).await, f.count(&b).await), (None, None));
+    assert_eq!(f.count(&kept).await, Some(1));
+    assert_eq!(
+        f.repo
+            .attempt(&counters(&[(&a, 1), (&b, 1)]), WINDOW)
+            .await
+            .unwrap(),
+        RateDecision::Allowed,
+        "a cleared counter starts a new window"
+    );
+    f.repo.clear(&[]).await.unwrap();
+    f.finish().await;
+}
+
+#[tokio::test]
 async fn a_full_counter_without_an_expiry_gets_one_window() {
     let Some(f) = fixture("a_full_counter_without_an_expiry_gets_one_window").await else {
         return;

@@ -1,24 +1,34 @@
 //! The use cases: each endpoint's flow, composed of the user and token services.
+//! Email verification and password reset are in `flows.rs`.
+
+mod flows;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use flows::FlowConfig;
+
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
+use crate::mail::Mailer;
 use crate::model::{
-    AccountService, ClientInfo, Email, IdClaims, Password, RateLimitService, Rotation, SessionInfo,
-    SignOutScope, TokenPair, TokenService, User, UserDetails, UserService,
+    AccountService, AccountTokenService, ClientInfo, Email, IdClaims, Password, RateLimitService,
+    Rotation, SessionInfo, SignOutScope, TokenPair, TokenService, User, UserDetails, UserService,
 };
 
 /// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
-/// sign-in and sign-up limits of a [`RateLimitService`].
+/// limits of a [`RateLimitService`], and the single-use tokens of an
+/// [`AccountTokenService`] mailed through a [`Mailer`].
 #[derive(Clone)]
 pub struct AccountServiceImpl {
     users: Arc<dyn UserService>,
     tokens: Arc<dyn TokenService>,
     limits: Arc<dyn RateLimitService>,
+    account_tokens: Arc<dyn AccountTokenService>,
+    mailer: Arc<dyn Mailer>,
+    flows: Arc<FlowConfig>,
 }
 
 /// The session an ID token was issued in; tokens from before sessions have
@@ -40,11 +50,17 @@ impl AccountServiceImpl {
         users: Arc<dyn UserService>,
         tokens: Arc<dyn TokenService>,
         limits: Arc<dyn RateLimitService>,
+        account_tokens: Arc<dyn AccountTokenService>,
+        mailer: Arc<dyn Mailer>,
+        flows: FlowConfig,
     ) -> Self {
         Self {
             users,
             tokens,
             limits,
+            account_tokens,
+            mailer,
+            flows: Arc::new(flows),
         }
     }
 
@@ -72,8 +88,9 @@ impl AccountServiceImpl {
         Ok(())
     }
 
-    /// Creates the user and its first session; without a pair the account is
-    /// removed again, so a retry once the token store is back succeeds.
+    /// Creates the user and its first session, and mails the verification
+    /// link; without a pair the account is removed again, so a retry once
+    /// the token store is back succeeds.
     async fn sign_up_to_the_end(
         self,
         email: Email,
@@ -82,7 +99,10 @@ impl AccountServiceImpl {
     ) -> AppResult<TokenPair> {
         let user = self.users.signup(email, password_hash).await?;
         match self.tokens.issue(&user, &client).await {
-            Ok(pair) => Ok(pair),
+            Ok(pair) => {
+                self.send_verification_or_log(&user).await;
+                Ok(pair)
+            }
             Err(err) => {
                 if let Err(undo) = self.users.delete(user.uid).await {
                     tracing::error!(uid = %user.uid, error = ?undo, "cannot undo a failed sign-up");
@@ -222,7 +242,13 @@ impl AccountService for AccountServiceImpl {
             // the change rather than leave a stolen session alive after it.
             self.end_other_sessions(caller).await?;
         }
-        self.users.update_details(caller.sub, details).await
+        let user = self.users.update_details(caller.sub, details).await?;
+        // The new address is not verified: its own link, which also
+        // replaces the link sent to the previous one.
+        if email_changes {
+            self.send_verification_or_log(&user).await;
+        }
+        Ok(user)
     }
 
     async fn change_password(
@@ -269,6 +295,27 @@ impl AccountService for AccountServiceImpl {
         }
         tracing::info!(uid = %user.uid, "account deleted");
         Ok(())
+    }
+
+    async fn verify_email(&self, token: &str) -> AppResult<()> {
+        self.verify_email_flow(token).await
+    }
+
+    async fn resend_verification(&self, caller: &IdClaims) -> AppResult<()> {
+        self.resend_verification_flow(caller).await
+    }
+
+    async fn request_password_reset(&self, email: Email, client: ClientInfo) -> AppResult<()> {
+        self.request_password_reset_flow(email, client).await
+    }
+
+    async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new: Password,
+        client: ClientInfo,
+    ) -> AppResult<()> {
+        self.confirm_password_reset_flow(token, new, client).await
     }
 
     fn authenticate(&self, id_token: &str) -> AppResult<IdClaims> {

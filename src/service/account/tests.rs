@@ -6,12 +6,16 @@ use std::time::Duration;
 use mockall::predicate::eq;
 
 use super::*;
-use crate::model::interfaces::{MockRateLimitService, MockTokenService, MockUserService};
+use crate::mail::MockMailer;
+use crate::model::interfaces::{
+    MockAccountTokenService, MockRateLimitService, MockTokenService, MockUserService,
+};
 use crate::model::{Audience, RefreshClaims};
+use crate::secret::Secret;
 
-const SID: Uuid = Uuid::from_u128(0x5e55);
+pub(super) const SID: Uuid = Uuid::from_u128(0x5e55);
 
-fn user() -> User {
+pub(super) fn user() -> User {
     User {
         uid: Uuid::from_u128(0x1234),
         email: "ada@example.com".into(),
@@ -19,21 +23,22 @@ fn user() -> User {
         name: String::new(),
         image_url: String::new(),
         website: String::new(),
+        email_verified: false,
     }
 }
 
-fn pair() -> TokenPair {
+pub(super) fn pair() -> TokenPair {
     TokenPair {
         id_token: "id".into(),
         refresh_token: "refresh".into(),
     }
 }
 
-fn client() -> ClientInfo {
+pub(super) fn client() -> ClientInfo {
     ClientInfo::new("curl/8", "10.0.0.1")
 }
 
-fn caller(sid: Option<Uuid>) -> IdClaims {
+pub(super) fn caller(sid: Option<Uuid>) -> IdClaims {
     IdClaims {
         sub: user().uid,
         iss: "account".into(),
@@ -43,6 +48,7 @@ fn caller(sid: Option<Uuid>) -> IdClaims {
         nbf: None,
         jti: None,
         email: user().email,
+        email_verified: false,
         name: String::new(),
         sid: sid.map(|s| s.to_string()),
     }
@@ -68,19 +74,82 @@ fn service_with(
     tokens: MockTokenService,
     limits: MockRateLimitService,
 ) -> AccountServiceImpl {
-    AccountServiceImpl::new(Arc::new(users), Arc::new(tokens), Arc::new(limits))
+    build(
+        users,
+        tokens,
+        limits,
+        issuing(),
+        MockMailer::new().accepting(),
+    )
+}
+
+/// The use cases over these mocks, with the links of [`flow_config`].
+pub(super) fn build(
+    users: MockUserService,
+    tokens: MockTokenService,
+    limits: MockRateLimitService,
+    account_tokens: MockAccountTokenService,
+    mailer: MockMailer,
+) -> AccountServiceImpl {
+    AccountServiceImpl::new(
+        Arc::new(users),
+        Arc::new(tokens),
+        Arc::new(limits),
+        Arc::new(account_tokens),
+        Arc::new(mailer),
+        flow_config(),
+    )
+}
+
+pub(super) fn flow_config() -> FlowConfig {
+    FlowConfig {
+        verify_email_url: "https://app.example/verify-email".into(),
+        reset_password_url: "https://app.example/reset-password?lang=en".into(),
+        verify_token_ttl: Duration::from_secs(86_400),
+        reset_token_ttl: Duration::from_secs(3_600),
+    }
+}
+
+/// The token [`issuing`] hands out.
+pub(super) const TOKEN: &str = "Tq3lk1zq8gE6b4C1y8wJf0K3o9N2xS7vR5uA4mD6hPe";
+
+/// Account tokens that issue [`TOKEN`] for anything.
+pub(super) fn issuing() -> MockAccountTokenService {
+    let mut account_tokens = MockAccountTokenService::new();
+    account_tokens
+        .expect_issue()
+        .returning(|_, _| Ok(Secret::new(TOKEN.into())));
+    account_tokens
+}
+
+pub(super) trait Accepting {
+    /// Takes every mail it is given.
+    fn accepting(self) -> Self;
+}
+
+impl Accepting for MockMailer {
+    fn accepting(mut self) -> Self {
+        self.expect_send().returning(|_| ());
+        self
+    }
 }
 
 /// Limits that let every attempt in.
-fn no_limits() -> MockRateLimitService {
+pub(super) fn no_limits() -> MockRateLimitService {
     let mut limits = MockRateLimitService::new();
     limits.expect_sign_in_attempt().returning(|_, _| Ok(()));
     limits.expect_sign_in_succeeded().returning(|_, _| Ok(()));
     limits.expect_sign_up_attempt().returning(|_| Ok(()));
+    limits.expect_reset_request_attempt().returning(|_| Ok(()));
+    limits.expect_reset_mail_attempt().returning(|_| Ok(()));
+    limits
+        .expect_verification_mail_attempt()
+        .returning(|_| Ok(()));
+    limits.expect_clear_sign_in().returning(|_, _| Ok(()));
     limits
 }
 
-fn credentials() -> (Email, Password) {
+pub(super) fn credentials() -> (Email, Password) {
     (
         Email::parse("ada@example.com").unwrap(),
         Password::parse("correct horse").unwrap(),
@@ -88,7 +157,7 @@ fn credentials() -> (Email, Password) {
 }
 
 /// A user service that hashes sign-up passwords for the client's IP.
-fn hashing_users() -> MockUserService {
+pub(super) fn hashing_users() -> MockUserService {
     let mut users = MockUserService::new();
     users
         .expect_hash_password()
@@ -97,7 +166,7 @@ fn hashing_users() -> MockUserService {
     users
 }
 
-fn password(s: &str) -> Password {
+pub(super) fn password(s: &str) -> Password {
     Password::parse(s).unwrap()
 }
 
@@ -485,7 +554,7 @@ async fn a_wrong_current_password_changes_nothing_and_is_forbidden() {
     assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
 }
 
-fn details(email: &str) -> UserDetails {
+pub(super) fn details(email: &str) -> UserDetails {
     UserDetails {
         email: Email::parse(email).unwrap(),
         name: "Ada".into(),
@@ -583,13 +652,13 @@ async fn ready_needs_both_stores() {
 
 // ------------------------------------------------------------ limits
 
-fn too_many() -> AppError {
+pub(super) fn too_many() -> AppError {
     AppError::TooManyRequests {
         retry_after_secs: 42,
     }
 }
 
-fn is_too_many(err: &AppError) -> bool {
+pub(super) fn is_too_many(err: &AppError) -> bool {
     matches!(
         err,
         AppError::TooManyRequests {

@@ -100,6 +100,7 @@ impl TokenServiceImpl {
             nbf: None,
             jti: Some(Uuid::new_v4().to_string()),
             email: user.email.clone(),
+            email_verified: user.email_verified,
             name: user.name.clone(),
             sid: Some(sid.to_string()),
         };

@@ -43,6 +43,7 @@ fn user() -> User {
         name: "Ada".into(),
         image_url: String::new(),
         website: String::new(),
+        email_verified: false,
     }
 }
 
@@ -91,6 +92,8 @@ async fn an_issued_pair_starts_a_session_both_tokens_name() {
         (id.email.as_str(), id.name.as_str()),
         ("ada@example.com", "Ada")
     );
+    assert!(!id.email_verified);
+    assert_eq!(decode_part(&pair.id_token, 1)["email_verified"], false);
     assert_eq!(id.iss, "test-issuer");
     assert_eq!(id.aud, Audience::One("test-audience".into()));
     assert_eq!(id.exp - id.iat, 900);
@@ -109,6 +112,21 @@ async fn an_issued_pair_starts_a_session_both_tokens_name() {
     assert_eq!(start.ends_at, refresh.iat + 2_592_000);
     assert_eq!(start.client, client());
     assert_eq!(start.max_sessions, 10);
+}
+
+#[tokio::test]
+async fn the_id_token_says_whether_the_users_email_is_verified() {
+    let verified = User {
+        email_verified: true,
+        ..user()
+    };
+    let (svc, pair, _) = issued(&verified).await;
+    assert!(
+        svc.validate_id_token(&pair.id_token)
+            .unwrap()
+            .email_verified
+    );
+    assert_eq!(decode_part(&pair.id_token, 1)["email_verified"], true);
 }
 
 #[tokio::test]

@@ -340,3 +340,21 @@ async fn jti_email_and_name_are_exposed_but_not_required() {
         }
     }
 }
+
+#[tokio::test]
+async fn email_verified_is_exposed_and_false_when_absent() {
+    let older = key(0).sign(&claims_for(user()));
+    assert!(
+        !static_verifier()
+            .verify(&older)
+            .await
+            .unwrap()
+            .email_verified,
+        "a token from before verification still verifies, unverified"
+    );
+    for verified in [true, false] {
+        let token = key(0).sign(&claims_with("email_verified", Value::Bool(verified)));
+        let claims = static_verifier().verify(&token).await.unwrap();
+        assert_eq!(claims.email_verified, verified);
+    }
+}

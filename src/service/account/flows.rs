@@ -1,0 +1,225 @@
+//! The rest of an account's life (issue 10): email verification and password
+//! reset. Each mail carries a link to the app's own page (`VERIFY_EMAIL_URL`,
+//! `RESET_PASSWORD_URL`) with `?token=…`; the page reads the token and calls
+//! the API. Tokens are single-use, expire, and are stored by their hash only
+//! ([`AccountTokenService`](crate::model::AccountTokenService)).
+
+use std::time::Duration;
+
+use super::AccountServiceImpl;
+use crate::error::{AppError, AppResult, InvalidArg};
+use crate::mail::Mail;
+use crate::model::{ClientInfo, Email, IdClaims, Password, TokenPurpose, User};
+use crate::secret::Secret;
+
+/// Where the mails' links point and how long their tokens work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// `VERIFY_EMAIL_URL`: the page that verifies, `?token=…` appended.
+    pub verify_email_url: String,
+    /// `RESET_PASSWORD_URL`: the page that asks for the new password.
+    pub reset_password_url: String,
+    /// `VERIFY_TOKEN_EXP`
+    pub verify_token_ttl: Duration,
+    /// `RESET_TOKEN_EXP`
+    pub reset_token_ttl: Duration,
+}
+
+/// The one answer to a token that cannot be used, whatever the reason.
+pub const INVALID_TOKEN: &str = "the token is invalid, used or expired";
+/// The answer to a resend for an address already verified.
+pub const ALREADY_VERIFIED: &str = "the email is already verified";
+
+fn invalid_token() -> AppError {
+    AppError::invalid_args(vec![InvalidArg::new("token", INVALID_TOKEN)])
+}
+
+/// `base` with the token appended as the `token` query parameter (the
+/// token is base64url: nothing to escape).
+fn link(base: &str, token: &Secret) -> String {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}token={}", token.expose())
+}
+
+/// A lifetime for a mail's reader: `24 hours`, `1 hour`, `90 minutes`.
+fn lifetime(ttl: Duration) -> String {
+    let secs = ttl.as_secs();
+    let (n, unit) = if secs.is_multiple_of(3600) {
+        (secs / 3600, "hour")
+    } else if secs.is_multiple_of(60) {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn verification_mail(to: &str, link: &str, ttl: Duration) -> Mail {
+    Mail {
+        to: to.to_owned(),
+        subject: "Verify your email address".into(),
+        body: format!(
+            "Please confirm that {to} is your email address by opening this link:\n\n\
+             {link}\n\n\
+             The link works once, within {}. If you did not sign up or change your \
+             email, ignore this mail.\n",
+            lifetime(ttl)
+        ),
+    }
+}
+
+fn reset_mail(to: &str, link: &str, ttl: Duration) -> Mail {
+    Mail {
+        to: to.to_owned(),
+        subject: "Reset your password".into(),
+        body: format!(
+            "Someone asked to reset the password of the account {to}. To choose a new \
+             password, open this link:\n\n\
+             {link}\n\n\
+             The link works once, within {}; a newer request replaces it. Setting the new \
+             password signs the account out everywhere. If you did not ask for this, ignore \
+             this mail: your password stays as it is.\n",
+            lifetime(ttl)
+        ),
+    }
+}
+
+impl AccountServiceImpl {
+    /// A verification token for the user's current email (the older one
+    /// stops working) and the mail with its link.
+    async fn send_verification(&self, user: &User) -> AppResult<()> {
+        let token = self
+            .account_tokens
+            .issue(user, TokenPurpose::Verify)
+            .await?;
+        let link = link(&self.flows.verify_email_url, &token);
+        self.mailer.send(verification_mail(
+            &user.email,
+            &link,
+            self.flows.verify_token_ttl,
+        ));
+        Ok(())
+    }
+
+    /// [`Self::send_verification`] after a sign-up or an email change, which
+    /// a failure here must not undo: logged (the user can ask again).
+    pub(super) async fn send_verification_or_log(&self, user: &User) {
+        if let Err(err) = self.send_verification(user).await {
+            tracing::warn!(uid = %user.uid, error = ?err, "cannot send a verification mail");
+        }
+    }
+
+    /// A reset token (older ones stop working) and the mail with its link.
+    async fn send_reset(&self, user: &User) -> AppResult<()> {
+        let token = self.account_tokens.issue(user, TokenPurpose::Reset).await?;
+        let link = link(&self.flows.reset_password_url, &token);
+        self.mailer
+            .send(reset_mail(&user.email, &link, self.flows.reset_token_ttl));
+        Ok(())
+    }
+
+    pub(super) async fn verify_email_flow(&self, token: &str) -> AppResult<()> {
+        let holder = self
+            .account_tokens
+            .redeem(token, TokenPurpose::Verify)
+            .await?
+            .ok_or_else(invalid_token)?;
+        // Only the address the token was sent to: after an email change it
+        // proves nothing about the new one.
+        if self
+            .users
+            .mark_email_verified(holder.uid, &holder.email)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(invalid_token())
+        }
+    }
+
+    pub(super) async fn resend_verification_flow(&self, caller: &IdClaims) -> AppResult<()> {
+        self.limits.verification_mail_attempt(caller.sub).await?;
+        let user = self.users.get(caller.sub).await?;
+        if user.email_verified {
+            return Err(AppError::Conflict(ALREADY_VERIFIED.into()));
+        }
+        self.send_verification(&user).await
+    }
+
+    pub(super) async fn request_password_reset_flow(
+        &self,
+        email: Email,
+        client: ClientInfo,
+    ) -> AppResult<()> {
+        // Per source: a 429 says nothing about the address.
+        self.limits.reset_request_attempt(&client.ip).await?;
+        // Per address: past it, the same answer as ever, and no mail.
+        match self.limits.reset_mail_attempt(email.as_str()).await {
+            Ok(()) => {}
+            Err(AppError::TooManyRequests { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+        // The lookup is the same work for every address; what only a known
+        // one costs more (storing the token, handing the mail over) runs on
+        // a task of its own, so the answer comes as soon either way.
+        if let Some(user) = self.users.find_by_email(&email).await? {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = this.send_reset(&user).await {
+                    tracing::warn!(uid = %user.uid, error = ?err, "cannot send a reset mail");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn confirm_password_reset_flow(
+        &self,
+        token: &str,
+        new: Password,
+        client: ClientInfo,
+    ) -> AppResult<()> {
+        // A look first, so that a bad token costs no hash and a full hashing
+        // queue (503) does not use a good one up.
+        if self
+            .account_tokens
+            .peek(token, TokenPurpose::Reset)
+            .await?
+            .is_none()
+        {
+            return Err(invalid_token());
+        }
+        let hash = self.users.hash_password(&new, &client.ip).await?;
+        let holder = self
+            .account_tokens
+            .redeem(token, TokenPurpose::Reset)
+            .await?
+            .ok_or_else(invalid_token)?;
+        // The new hash, and the address verified (the person read its mail),
+        // only while it is still the user's: a reset mailed to an address
+        // the account has left takes nothing over.
+        if !self
+            .users
+            .reset_password(holder.uid, &holder.email, &hash)
+            .await?
+        {
+            return Err(invalid_token());
+        }
+        // Every session ends, and in the same store step any session a
+        // sign-in that checked the previous password would still start is
+        // refused (as for a password change, keeping none). Should the token
+        // store be down here, the answer is 503 with the password set: a new
+        // reset request finishes it.
+        self.tokens
+            .password_changed(holder.uid, None, &hash)
+            .await?;
+        if let Err(err) = self.limits.clear_sign_in(&holder.email, &client.ip).await {
+            tracing::warn!(uid = %holder.uid, error = ?err, "cannot clear the sign-in limits after a reset");
+        }
+        tracing::info!(uid = %holder.uid, "password reset");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
