@@ -873,4 +873,25 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter"));
     }
+
+    /// `env.dev` is what docker-compose passes to the container: it must be
+    /// a configuration the service starts with.
+    #[test]
+    fn the_compose_settings_file_is_a_valid_configuration() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/env.dev"))
+            .expect("env.dev");
+        let vars: HashMap<String, String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (k, v) = line.split_once('=').expect("KEY=VALUE");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let c = Config::from_vars(vars).expect("env.dev is a valid configuration");
+        assert_eq!(c.host, "0.0.0.0", "reachable from outside the container");
+        assert!(!c.is_embedded());
+        assert!(c.mail.smtp_url.is_some());
+    }
 }
