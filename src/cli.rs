@@ -1,4 +1,5 @@
-//! The `account` command line: serve (the default) or manage development keys.
+//! The `account` command line: serve (the default), manage development keys,
+//! or manage machine clients.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use crate::config::{Config, key_paths_from_env};
 use crate::keys::{
     GeneratedKeyFiles, generate_keys, list_keys, retire_key, rotate_keys, stage_next_key,
 };
-use crate::startup::Application;
+use crate::startup::{Application, client_registry};
 
 #[derive(Debug, Parser)]
 #[command(name = "account", version, about = "JWT account service")]
@@ -26,6 +27,33 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage machine clients of the client-credentials grant
+    /// (`POST /oauth/token`), in the user store of DATABASE_URL.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints its client_id and client_secret (the secret
+    /// only this once: only its hash is stored).
+    Add {
+        /// A name for people (what the client is).
+        name: String,
+        /// The scopes it may ask for, space-separated (e.g. "todos:read").
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    /// List the registered clients: id, name, scopes.
+    List,
+    /// Remove a client: it gets no new token (tokens already issued live out
+    /// their lifetime, CLIENT_TOKEN_EXP).
+    Remove {
+        /// The client's id (`cl_…`).
+        client_id: String,
     },
 }
 
@@ -62,6 +90,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Keys { command } => keys(command),
+        Command::Clients { command } => clients(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +151,51 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let output = match command {
+        ClientsCommand::Add { name, scope } => clients_add(&config, &name, &scope).await?,
+        ClientsCommand::List => clients_list(&config).await?,
+        ClientsCommand::Remove { client_id } => clients_remove(&config, &client_id).await?,
+    };
+    print!("{output}");
+    Ok(())
+}
+
+/// `account clients add NAME --scope SCOPE`: registers a client in the user
+/// store of `config`; the text it prints, `client_id: …` and
+/// `client_secret: …` on lines of their own.
+pub async fn clients_add(config: &Config, name: &str, scope: &str) -> anyhow::Result<String> {
+    let credentials = client_registry(config).await?.register(name, scope).await?;
+    Ok(format!(
+        "client_id: {}\nclient_secret: {}\nscope: {}\n\
+         the secret is shown only this once: only its hash is stored\n",
+        credentials.client_id,
+        credentials.client_secret.expose(),
+        credentials.scope,
+    ))
+}
+
+/// `account clients list`: one line per client, `<id>  <name>  <scope>`.
+pub async fn clients_list(config: &Config) -> anyhow::Result<String> {
+    let clients = client_registry(config).await?.list().await?;
+    Ok(clients
+        .iter()
+        .map(|c| format!("{}  {}  {}\n", c.client_id, c.name, c.scope))
+        .collect())
+}
+
+/// `account clients remove CLIENT_ID`; an unknown id is an error.
+pub async fn clients_remove(config: &Config, client_id: &str) -> anyhow::Result<String> {
+    if client_registry(config).await?.remove(client_id).await? {
+        Ok(format!(
+            "removed {client_id}; its tokens already issued expire within CLIENT_TOKEN_EXP\n"
+        ))
+    } else {
+        anyhow::bail!("no client {client_id}")
+    }
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -47,6 +47,8 @@ pub struct Config {
     pub token_store: TokenStoreConfig,
     pub keys: KeyPaths,
     pub id_token_ttl: Duration,
+    /// Lifetime of client access tokens (`CLIENT_TOKEN_EXP`, issue 11).
+    pub client_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// How long a rotated refresh token may be presented again and get the
     /// same successor (0: never).
@@ -101,6 +103,8 @@ pub mod defaults {
     pub const PUBLISHED_KEYS_DIR: &str = "keys/published";
     /// The verifier's default too: both sides agree unless told otherwise.
     pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME.as_secs();
+    /// The verifier's default too.
+    pub const CLIENT_TOKEN_EXP: u64 = crate::verifier::defaults::CLIENT_MAX_LIFETIME.as_secs();
     pub const REFRESH_TOKEN_EXP: u64 = 259_200;
     pub const REFRESH_REUSE_GRACE: u64 = 10;
     pub const MAX_SESSIONS_PER_USER: u32 = 10;
@@ -147,6 +151,8 @@ pub mod defaults {
 pub mod limits {
     /// One day.
     pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME_LIMIT.as_secs();
+    /// One day, as the verifier's bound.
+    pub const CLIENT_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME_LIMIT.as_secs();
     /// One year.
     pub const REFRESH_TOKEN_EXP: u64 = 31_536_000;
     /// One minute: a replay window, not a second lifetime.
@@ -200,6 +206,11 @@ impl Config {
                 "ID_TOKEN_EXP",
                 defaults::ID_TOKEN_EXP,
                 limits::ID_TOKEN_EXP,
+            )?,
+            client_token_ttl: env.seconds(
+                "CLIENT_TOKEN_EXP",
+                defaults::CLIENT_TOKEN_EXP,
+                limits::CLIENT_TOKEN_EXP,
             )?,
             refresh_token_ttl: env.seconds(
                 "REFRESH_TOKEN_EXP",
@@ -628,6 +639,7 @@ mod tests {
         let c = Config::from_vars(vars(&[])).unwrap();
         assert_eq!(c.bind_address(), "127.0.0.1:8080");
         assert_eq!(c.id_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.client_token_ttl, Duration::from_secs(3600));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(259_200));
         assert_eq!(c.handler_timeout, Duration::from_secs(5));
         assert_eq!(c.max_body_bytes, 65_536);
@@ -681,6 +693,8 @@ mod tests {
         assert!(error_of(&[("HASH_QUEUE_LIMIT", "0")]).starts_with("HASH_QUEUE_LIMIT:"));
         assert!(error_of(&[("HASH_QUEUE_LIMIT", "10001")]).starts_with("HASH_QUEUE_LIMIT:"));
         assert!(error_of(&[("ID_TOKEN_EXP", "-1")]).starts_with("ID_TOKEN_EXP:"));
+        assert!(error_of(&[("CLIENT_TOKEN_EXP", "0")]).starts_with("CLIENT_TOKEN_EXP:"));
+        assert!(error_of(&[("CLIENT_TOKEN_EXP", "86401")]).starts_with("CLIENT_TOKEN_EXP:"));
         assert!(error_of(&[("REFRESH_TOKEN_EXP", "0")]).starts_with("REFRESH_TOKEN_EXP:"));
         assert!(error_of(&[("HANDLER_TIMEOUT", "soon")]).starts_with("HANDLER_TIMEOUT:"));
         assert!(error_of(&[("MAX_BODY_BYTES", "1e9")]).starts_with("MAX_BODY_BYTES:"));

@@ -19,15 +19,18 @@ use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
-use crate::model::{AccountTokenRepository, RateLimitRepository, TokenRepository, UserRepository};
+use crate::model::{
+    AccountTokenRepository, ClientRepository, ClientService, RateLimitRepository, TokenRepository,
+    UserRepository,
+};
 use crate::repository::{
     DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
     SqliteUserRepository, redis_connection_manager,
 };
 use crate::secret::Secret;
 use crate::service::{
-    AccountServiceImpl, AccountTokenServiceImpl, PasswordHasher, RateLimitServiceImpl, TokenConfig,
-    TokenServiceImpl, UserServiceImpl,
+    AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig,
+    PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl, UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
@@ -168,6 +171,8 @@ struct UserStore {
     repo: Arc<dyn UserRepository>,
     /// The same store, keeping the single-use tokens of the account flows.
     account_tokens: Arc<dyn AccountTokenRepository>,
+    /// The same store, keeping the machine clients (issue 11).
+    clients: Arc<dyn ClientRepository>,
     /// What the start-up line calls it.
     description: String,
 }
@@ -194,7 +199,8 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
             let users = Arc::new(users);
             Ok(UserStore {
                 repo: users.clone(),
-                account_tokens: users,
+                account_tokens: users.clone(),
+                clients: users,
                 description: "PostgreSQL".to_owned(),
             })
         }
@@ -256,11 +262,20 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
             let users = Arc::new(users);
             Ok(UserStore {
                 repo: users.clone(),
-                account_tokens: users,
+                account_tokens: users.clone(),
+                clients: users,
                 description,
             })
         }
     }
+}
+
+/// The machine clients in the user store chosen by `DATABASE_URL` (its
+/// migrations run first), for the `account clients` commands: registering,
+/// listing and removing, never signing.
+pub(crate) async fn client_registry(config: &Config) -> anyhow::Result<Arc<dyn ClientService>> {
+    let users = open_user_store(config).await?;
+    Ok(Arc::new(ClientServiceImpl::registry(users.clients)))
 }
 
 /// The refresh-token whitelist chosen by `REDIS_URL`.
@@ -335,6 +350,15 @@ fn services(
         config.flows.verify_token_ttl,
         config.flows.reset_token_ttl,
     );
+    let clients = ClientServiceImpl::new(
+        users.clients,
+        ring.clone(),
+        ClientTokenConfig {
+            issuer: config.id_token_issuer.clone(),
+            audience: config.id_token_audience.clone(),
+            ttl: config.client_token_ttl,
+        },
+    );
     let token_service = TokenServiceImpl::new(
         tokens,
         ring,
@@ -361,6 +385,7 @@ fn services(
             mailer,
             config.flows.clone(),
         )),
+        clients: Arc::new(clients),
     })
 }
 

@@ -12,6 +12,7 @@ mod flows;
 mod health;
 mod jwks;
 mod middleware;
+mod oauth;
 mod openapi;
 #[cfg(test)]
 mod openapi_tests;
@@ -33,12 +34,14 @@ use utoipa_axum::routes;
 
 pub use extract::{AuthUser, Client, TrustedProxies};
 
-use crate::model::AccountService;
+use crate::model::{AccountService, ClientService};
 
 /// What every handler can reach: the use cases, behind their trait.
 #[derive(Clone)]
 pub struct AppState {
     pub account: Arc<dyn AccountService>,
+    /// The client-credentials grant (`POST /oauth/token`).
+    pub clients: Arc<dyn ClientService>,
 }
 
 /// HTTP settings from the configuration.
@@ -78,6 +81,7 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(jwks::jwks))
+        .routes(routes!(oauth::token))
 }
 
 /// The OpenAPI document of the app built for `base_path`: what

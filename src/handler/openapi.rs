@@ -28,6 +28,7 @@ pub mod tags {
     pub const PROBES: &str = "probes";
     pub const KEYS: &str = "keys";
     pub const OPENAPI: &str = "openapi";
+    pub const OAUTH: &str = "oauth";
 }
 
 /// The document's root: info, tags and security schemes. Paths and schemas are
@@ -51,6 +52,7 @@ an `Allow` header."),
         (name = tags::PROBES, description = "Liveness and readiness probes."),
         (name = tags::KEYS, description = "The public keys that verify ID tokens (RFC 7517)."),
         (name = tags::OPENAPI, description = "This document."),
+        (name = tags::OAUTH, description = "Access tokens for machine clients: the client-credentials grant (RFC 6749 §4.4), at the root. Errors in OAuth's shape (RFC 6749 §5.2)."),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,9 @@ pub struct IdTokenSigner {
     jwk: Jwk,
     /// base64url of `{"alg":"RS256","typ":"JWT","kid":…}`, the same for every token.
     header_b64: String,
+    /// base64url of `{"alg":"RS256","typ":"at+jwt","kid":…}`: client access
+    /// tokens (RFC 9068), which never pass as ID tokens.
+    access_header_b64: String,
 }
 
 impl std::fmt::Debug for IdTokenSigner {
@@ -49,12 +52,15 @@ impl IdTokenSigner {
         let kid = jwk.kid.clone().unwrap_or_default();
         let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
         let header_b64 = B64.encode(serde_json::to_vec(&header)?);
+        let access_header = serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
+        let access_header_b64 = B64.encode(serde_json::to_vec(&access_header)?);
         Ok(Self {
             key_pair,
             rng: SystemRandom::new(),
             kid,
             jwk,
             header_b64,
+            access_header_b64,
         })
     }
 
@@ -78,11 +84,22 @@ impl IdTokenSigner {
         &self.kid
     }
 
-    /// Serializes `claims` and signs them: `header.payload.signature`.
+    /// Serializes `claims` and signs them: `header.payload.signature`, the
+    /// header typed `JWT` (an ID token).
     pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        self.sign_with(&self.header_b64, claims)
+    }
+
+    /// The same with the header typed `at+jwt`: a client's access token
+    /// (RFC 9068).
+    pub fn sign_access_token<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        self.sign_with(&self.access_header_b64, claims)
+    }
+
+    fn sign_with<T: Serialize>(&self, header_b64: &str, claims: &T) -> anyhow::Result<String> {
         let payload = B64.encode(serde_json::to_vec(claims)?);
-        let mut token = String::with_capacity(self.header_b64.len() + payload.len() + 350);
-        token.push_str(&self.header_b64);
+        let mut token = String::with_capacity(header_b64.len() + payload.len() + 350);
+        token.push_str(header_b64);
         token.push('.');
         token.push_str(&payload);
         let mut signature = vec![0; self.key_pair.public_modulus_len()];

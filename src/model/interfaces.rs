@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    AccountToken, ClientInfo, CredentialChange, Email, IdClaims, Password, RateCounter,
-    RateDecision, RefreshClaims, RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart,
-    SignOutScope, TokenHolder, TokenPair, TokenPurpose, User, UserDetails,
+    AccountToken, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, CredentialChange,
+    Email, IdClaims, OAuthClient, Password, RateCounter, RateDecision, RefreshClaims,
+    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, TokenHolder,
+    TokenPair, TokenPurpose, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -366,4 +367,44 @@ pub trait AccountTokenRepository: Send + Sync {
         purpose: TokenPurpose,
         now: u64,
     ) -> AppResult<Option<TokenHolder>>;
+}
+
+/// Machine clients of the client-credentials grant: registering them (the
+/// `account clients` commands) and issuing their access tokens
+/// (`POST /oauth/token`).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ClientService: Send + Sync {
+    /// Registers a client named `name` with `scope` (space-separated); its id
+    /// and its secret, which is stored only as a hash.
+    async fn register(&self, name: &str, scope: &str) -> AppResult<ClientCredentials>;
+    /// Every registered client, oldest first.
+    async fn list(&self) -> AppResult<Vec<OAuthClient>>;
+    /// Removes a client; whether it existed. Its tokens already issued live
+    /// out their lifetime; no new one is issued.
+    async fn remove(&self, client_id: &str) -> AppResult<bool>;
+    /// Authenticates the client by its secret and issues an access token for
+    /// `scope` (space-separated; `None`: every scope of the client), which
+    /// must be among the client's.
+    async fn issue_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<String>,
+    ) -> Result<ClientToken, ClientTokenError>;
+}
+
+/// Where clients are stored (table `oauth_clients`, in the user store). Each
+/// method is one statement.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ClientRepository: Send + Sync {
+    /// Inserts a client; `Conflict` if the id is taken.
+    async fn create_client(&self, client: &OAuthClient) -> AppResult<()>;
+    /// The client with this id, if any.
+    async fn find_client(&self, client_id: &str) -> AppResult<Option<OAuthClient>>;
+    /// Every client, oldest first.
+    async fn list_clients(&self) -> AppResult<Vec<OAuthClient>>;
+    /// Deletes a client; whether it existed.
+    async fn delete_client(&self, client_id: &str) -> AppResult<bool>;
 }

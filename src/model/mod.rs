@@ -5,6 +5,7 @@
 //! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
 
 mod account_token;
+mod client;
 pub mod interfaces;
 mod limit;
 mod session;
@@ -12,9 +13,11 @@ mod token;
 mod user;
 
 pub use account_token::{AccountToken, TokenHolder, TokenPurpose};
+pub use client::{ClientCredentials, ClientToken, ClientTokenError, OAuthClient};
 pub use interfaces::{
-    AccountService, AccountTokenRepository, AccountTokenService, RateLimitRepository,
-    RateLimitService, TokenRepository, TokenService, UserRepository, UserService,
+    AccountService, AccountTokenRepository, AccountTokenService, ClientRepository, ClientService,
+    RateLimitRepository, RateLimitService, TokenRepository, TokenService, UserRepository,
+    UserService,
 };
 pub use limit::{RateCounter, RateDecision};
 pub use session::{

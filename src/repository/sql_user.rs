@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::model::{
-    AccountToken, AccountTokenRepository, TokenHolder, TokenPurpose, User, UserDetails,
-    UserRepository,
+    AccountToken, AccountTokenRepository, ClientRepository, OAuthClient, TokenHolder, TokenPurpose,
+    User, UserDetails, UserRepository,
 };
 
 /// The PostgreSQL migrations (`migrations/postgres`), embedded in the binary.
@@ -61,6 +61,35 @@ impl TokenRow {
             email: self.email,
         })
     }
+}
+
+/// A client's row (`oauth_clients`).
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    client_id: String,
+    name: String,
+    secret_hash: Vec<u8>,
+    scope: String,
+    created_at: i64,
+}
+
+impl From<ClientRow> for OAuthClient {
+    fn from(row: ClientRow) -> Self {
+        Self {
+            client_id: row.client_id,
+            name: row.name,
+            secret_hash: row.secret_hash,
+            scope: row.scope,
+            created_at: u64::try_from(row.created_at).unwrap_or(0),
+        }
+    }
+}
+
+/// The columns of [`ClientRow`].
+macro_rules! client_columns {
+    () => {
+        "client_id, name, secret_hash, scope, created_at"
+    };
 }
 
 /// Unix seconds as the token table stores them (BIGINT).
@@ -333,6 +362,62 @@ macro_rules! sql_user_repository {
                 .await
                 .map_err(map_sqlx_error)?;
                 Ok(row.and_then(|row| row.live_at(now)))
+            }
+        }
+
+        #[async_trait]
+        impl ClientRepository for $name {
+            async fn create_client(&self, client: &OAuthClient) -> AppResult<()> {
+                sqlx::query(
+                    "INSERT INTO oauth_clients (client_id, name, secret_hash, scope, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&client.client_id)
+                .bind(&client.name)
+                .bind(&client.secret_hash)
+                .bind(&client.scope)
+                .bind(stored_seconds(client.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|err| match map_sqlx_error(err) {
+                    AppError::Conflict(_) => AppError::Conflict("client id already taken".into()),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn find_client(&self, client_id: &str) -> AppResult<Option<OAuthClient>> {
+                sqlx::query_as::<_, ClientRow>(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients WHERE client_id = $1"
+                ))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx_error)
+                .map(|row| row.map(OAuthClient::from))
+            }
+
+            async fn list_clients(&self) -> AppResult<Vec<OAuthClient>> {
+                sqlx::query_as::<_, ClientRow>(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients ORDER BY created_at, client_id"
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_sqlx_error)
+                .map(|rows| rows.into_iter().map(OAuthClient::from).collect())
+            }
+
+            async fn delete_client(&self, client_id: &str) -> AppResult<bool> {
+                let done = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_sqlx_error)?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

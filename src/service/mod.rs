@@ -6,6 +6,7 @@
 
 mod account;
 mod account_token;
+mod client;
 mod grace;
 mod password;
 mod rate_limit;
@@ -14,6 +15,7 @@ mod user;
 
 pub use account::{AccountServiceImpl, FlowConfig};
 pub use account_token::AccountTokenServiceImpl;
+pub use client::{ClientServiceImpl, ClientTokenConfig};
 pub use password::PasswordHasher;
 pub use rate_limit::{RateLimitConfig, RateLimitServiceImpl};
 pub use token::{TokenConfig, TokenServiceImpl};

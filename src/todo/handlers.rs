@@ -14,7 +14,7 @@ use uuid::Uuid;
 use serde_json::Map;
 
 use super::store::{Todo, TodoChanges, TodoStore};
-use crate::verifier::AuthenticatedUser;
+use crate::verifier::{AuthenticatedClient, AuthenticatedUser, Scope};
 use crate::web::{ApiError, ErrorKind, InvalidArg, JsonBody};
 
 /// A JSON object body: its fields are checked by the handler, which reports
@@ -28,6 +28,22 @@ const NO_SUCH_TODO: &str = "no such todo";
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// The scope a client's token needs for [`count`].
+pub struct TodosRead;
+
+impl Scope for TodosRead {
+    const SCOPE: &'static str = "todos:read";
+}
+
+/// All users' todos, counted: for machine clients with scope `todos:read`
+/// (a user's ID token is 401 here).
+pub async fn count(
+    _client: AuthenticatedClient<TodosRead>,
+    State(store): State<Arc<TodoStore>>,
+) -> Json<Value> {
+    Json(json!({"count": store.count_all()}))
 }
 
 pub async fn list(

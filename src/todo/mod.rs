@@ -8,11 +8,15 @@
 //! | `GET /api/todos/{id}` | `200` the todo |
 //! | `PATCH /api/todos/{id}` `{title?, completed?}` | `200` the updated todo |
 //! | `DELETE /api/todos/{id}` | `204` |
+//! | `GET /api/todos/count` | `200 {"count": n}`, all users' todos: only for a client's access token with scope `todos:read` |
 //! | `GET /healthz` | `200 {"status": "ok"}` (no token needed) |
 //!
 //! A todo is `{"id": UUID, "title", "completed", "createdAt": Unix seconds}`.
-//! Every `/api/todos` route needs `Authorization: Bearer <ID token>` (401
-//! otherwise). Another user's todo, like an id that is not a UUID, is 404,
+//! Every other `/api/todos` route needs `Authorization: Bearer <ID token>`
+//! (401 otherwise, a client's access token included). `/api/todos/count`
+//! takes a client's access token (the client-credentials grant of the account
+//! service): a user's ID token is 401 there, a client token without
+//! `todos:read` 403 `insufficient_scope`. Another user's todo, like an id that is not a UUID, is 404,
 //! never 403. A title is 1 to 200 characters after trimming (400 with
 //! `invalidArgs`); bodies must be JSON objects (415 for another content type,
 //! 400 when malformed, 413 over 16 KiB, 408 when not received within
@@ -27,7 +31,7 @@
 //! | `HANDLER_TIMEOUT` | `5` seconds (1 to 3600) |
 //! | `TODO_MAX_PER_USER` | `1000` todos per user (1 to 1,000,000) |
 //! | `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS` | `10`, `65`, `10` seconds, `1024` connections |
-//! | `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP`, `JWKS_REFETCH_INTERVAL` | see [`Verifier::from_env`] |
+//! | `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP`, `CLIENT_TOKEN_EXP`, `JWKS_REFETCH_INTERVAL` | see [`Verifier::from_env`] |
 //!
 //! Behind the `todo-example` feature (on by default), so domain services
 //! depending on `features = ["verifier"]` build none of it.
@@ -49,7 +53,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use handlers::MAX_TITLE_CHARS;
+pub use handlers::{MAX_TITLE_CHARS, TodosRead};
 pub use store::{Todo, TodoChanges, TodoStore, TooManyTodos};
 
 use crate::verifier::{ConfigError, Verifier};
@@ -124,6 +128,7 @@ pub fn router_with_store(verifier: Verifier, store: Arc<TodoStore>) -> Router {
 pub fn router_with(verifier: Verifier, store: Arc<TodoStore>, handler_timeout: Duration) -> Router {
     Router::new()
         .route("/api/todos", get(handlers::list).post(handlers::create))
+        .route("/api/todos/count", get(handlers::count))
         .route(
             "/api/todos/{id}",
             get(handlers::get)

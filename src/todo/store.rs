@@ -55,6 +55,11 @@ impl TodoStore {
         }
     }
 
+    /// How many todos all users have together (for a machine client's report).
+    pub fn count_all(&self) -> usize {
+        self.read(|todos| todos.values().map(Vec::len).sum())
+    }
+
     /// The owner's todos, oldest first.
     pub fn list(&self, owner: Uuid) -> Vec<Todo> {
         self.read(|todos| todos.get(&owner).cloned().unwrap_or_default())

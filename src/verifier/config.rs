@@ -33,6 +33,21 @@ pub struct VerifierConfig {
     /// the old keys until the fetch succeeds; while the account service is
     /// unreachable the old keys stay in use.
     pub max_key_age: Duration,
+    /// The longest `exp − iat` a client's access token may have
+    /// (`CLIENT_TOKEN_EXP`, default 3600 s); the other client-token rules are
+    /// those of `rules`.
+    pub client_max_lifetime: Duration,
+}
+
+impl VerifierConfig {
+    /// The rules client access tokens are checked against: `rules` with
+    /// `client_max_lifetime`.
+    pub fn client_rules(&self) -> IdTokenRules {
+        IdTokenRules {
+            max_lifetime: self.client_max_lifetime,
+            ..self.rules.clone()
+        }
+    }
 }
 
 impl Default for VerifierConfig {
@@ -43,6 +58,7 @@ impl Default for VerifierConfig {
             rules: IdTokenRules::default(),
             refetch_interval: defaults::REFETCH_INTERVAL,
             max_key_age: defaults::MAX_KEY_AGE,
+            client_max_lifetime: defaults::CLIENT_MAX_LIFETIME,
         }
     }
 }
@@ -64,8 +80,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             })
     }
 
-    /// `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP` and
-    /// `JWKS_REFETCH_INTERVAL` over the defaults. As in the account service, a
+    /// `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP`,
+    /// `CLIENT_TOKEN_EXP` and `JWKS_REFETCH_INTERVAL` over the defaults. As in the account service, a
     /// variable set to blanks counts as unset.
     pub fn config(&self) -> Result<VerifierConfig, ConfigError> {
         let mut config = VerifierConfig::default();
@@ -77,6 +93,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
         if let Some(secs) = self.seconds("ID_TOKEN_EXP", defaults::MAX_LIFETIME_LIMIT)? {
             config.rules.max_lifetime = secs;
+        }
+        if let Some(secs) = self.seconds("CLIENT_TOKEN_EXP", defaults::MAX_LIFETIME_LIMIT)? {
+            config.client_max_lifetime = secs;
         }
         if let Some(secs) = self.seconds("JWKS_REFETCH_INTERVAL", Duration::MAX)? {
             config.refetch_interval = secs;

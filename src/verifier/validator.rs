@@ -46,6 +46,9 @@ pub mod defaults {
     pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
     /// The largest `ID_TOKEN_EXP` either side accepts (one day).
     pub const MAX_LIFETIME_LIMIT: Duration = Duration::from_secs(86_400);
+    /// `CLIENT_TOKEN_EXP`: the lifetime the service gives client access
+    /// tokens, and the longest a validator accepts.
+    pub const CLIENT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
     /// `JWKS_REFETCH_INTERVAL`
     pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
     /// The JWKS's `Cache-Control: max-age`.
@@ -93,6 +96,9 @@ pub enum VerifyError {
     Algorithm,
     #[error("the token is not an ID token (header typ must be JWT)")]
     TokenType,
+    /// Where a client's access token is required.
+    #[error("the token is not a client access token (header typ must be at+jwt)")]
+    NotAccessToken,
     #[error("the token carries a critical header extension this verifier does not support")]
     CriticalHeader,
     #[error("the token header has no kid")]
@@ -117,6 +123,9 @@ pub enum VerifyError {
     Audience,
     #[error("the token subject is not a user id")]
     Subject,
+    /// A client token's `sub` is a UUID (a user's), or not its `client_id`.
+    #[error("the token subject is not a client id")]
+    ClientSubject,
     /// The token names a key we do not have and the account service's JWKS
     /// could not be fetched: the token may be fine, we cannot tell now.
     #[error("token keys are unavailable, try again later")]
@@ -203,10 +212,14 @@ pub struct CheckedHeader<'t> {
     kid: String,
 }
 
-impl CheckedHeader<'_> {
+impl<'t> CheckedHeader<'t> {
     /// The `kid` naming the key to check the signature with.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    pub(super) fn token(&self) -> &'t str {
+        self.token
     }
 }
 
@@ -228,32 +241,8 @@ impl IdTokenValidator {
     /// Checks the rules themselves: non-empty issuer and audience, a leeway of
     /// at most [`MAX_LEEWAY`], a lifetime of at least one second.
     pub fn new(rules: IdTokenRules) -> Result<Self, ConfigError> {
-        if rules.issuer.trim().is_empty() {
-            return Err(ConfigError::new("issuer: must not be empty"));
-        }
-        if rules.audience.trim().is_empty() {
-            return Err(ConfigError::new("audience: must not be empty"));
-        }
-        if rules.leeway > MAX_LEEWAY {
-            return Err(ConfigError::new(format!(
-                "leeway: must be at most {} seconds",
-                MAX_LEEWAY.as_secs()
-            )));
-        }
-        if rules.max_lifetime.as_secs() == 0 || rules.max_lifetime > defaults::MAX_LIFETIME_LIMIT {
-            return Err(ConfigError::new(format!(
-                "max_lifetime (ID_TOKEN_EXP): must be between 1 and {} seconds",
-                defaults::MAX_LIFETIME_LIMIT.as_secs()
-            )));
-        }
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[&rules.issuer]);
-        validation.set_audience(&[&rules.audience]);
-        validation.leeway = rules.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
+        check_rules(&rules, "ID_TOKEN_EXP")?;
+        let validation = jwt_validation(&rules);
         Ok(Self { rules, validation })
     }
 
@@ -265,44 +254,7 @@ impl IdTokenValidator {
     /// Steps 1 and 2: size, shape and header, before any key is looked up.
     /// The result names the key to check the signature with.
     pub fn header<'t>(&self, token: &'t str) -> Result<CheckedHeader<'t>, VerifyError> {
-        #[derive(Deserialize)]
-        struct RawHeader {
-            alg: Option<String>,
-            typ: Option<String>,
-            kid: Option<String>,
-            #[serde(default, deserialize_with = "present")]
-            crit: bool,
-        }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(VerifyError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(_), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed);
-        };
-        let bytes = B64.decode(header_b64).map_err(|_| VerifyError::Malformed)?;
-        let header: RawHeader =
-            serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
-        if header.alg.as_deref() != Some("RS256") {
-            return Err(VerifyError::Algorithm);
-        }
-        if !header
-            .typ
-            .as_deref()
-            .is_some_and(|typ| typ.eq_ignore_ascii_case("JWT"))
-        {
-            return Err(VerifyError::TokenType);
-        }
-        if header.crit {
-            return Err(VerifyError::CriticalHeader);
-        }
-        let kid = header
-            .kid
-            .filter(|kid| !kid.is_empty())
-            .ok_or(VerifyError::MissingKeyId)?;
-        Ok(CheckedHeader { token, kid })
+        check_header(token, "JWT", VerifyError::TokenType)
     }
 
     /// Steps 3 and 4: the signature with `key`, then the claims.
@@ -359,13 +311,97 @@ impl IdTokenValidator {
     }
 }
 
-fn now_secs() -> u64 {
+/// Size, shape and header of a token: RS256, `typ` equal to `typ` in any
+/// case (else `wrong_type`), a `kid`, no `crit`.
+pub(super) fn check_header<'t>(
+    token: &'t str,
+    typ: &str,
+    wrong_type: VerifyError,
+) -> Result<CheckedHeader<'t>, VerifyError> {
+    #[derive(Deserialize)]
+    struct RawHeader {
+        alg: Option<String>,
+        typ: Option<String>,
+        kid: Option<String>,
+        #[serde(default, deserialize_with = "present")]
+        crit: bool,
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let bytes = B64.decode(header_b64).map_err(|_| VerifyError::Malformed)?;
+    let header: RawHeader = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
+    if header.alg.as_deref() != Some("RS256") {
+        return Err(VerifyError::Algorithm);
+    }
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|found| found.eq_ignore_ascii_case(typ))
+    {
+        return Err(wrong_type);
+    }
+    if header.crit {
+        return Err(VerifyError::CriticalHeader);
+    }
+    let kid = header
+        .kid
+        .filter(|kid| !kid.is_empty())
+        .ok_or(VerifyError::MissingKeyId)?;
+    Ok(CheckedHeader { token, kid })
+}
+
+/// The validation jsonwebtoken runs for `rules` (signature, `exp`, `nbf`,
+/// `iss`, `aud`, presence), the algorithm pinned to RS256.
+pub(super) fn jwt_validation(rules: &IdTokenRules) -> Validation {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[&rules.issuer]);
+    validation.set_audience(&[&rules.audience]);
+    validation.leeway = rules.leeway.as_secs();
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation
+}
+
+/// Checks the rules themselves (see [`IdTokenValidator::new`]); `lifetime`
+/// names the lifetime's variable in the message.
+pub(super) fn check_rules(rules: &IdTokenRules, lifetime: &str) -> Result<(), ConfigError> {
+    if rules.issuer.trim().is_empty() {
+        return Err(ConfigError::new("issuer: must not be empty"));
+    }
+    if rules.audience.trim().is_empty() {
+        return Err(ConfigError::new("audience: must not be empty"));
+    }
+    if rules.leeway > MAX_LEEWAY {
+        return Err(ConfigError::new(format!(
+            "leeway: must be at most {} seconds",
+            MAX_LEEWAY.as_secs()
+        )));
+    }
+    if rules.max_lifetime.as_secs() == 0 || rules.max_lifetime > defaults::MAX_LIFETIME_LIMIT {
+        return Err(ConfigError::new(format!(
+            "max_lifetime ({lifetime}): must be between 1 and {} seconds",
+            defaults::MAX_LIFETIME_LIMIT.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn map_jwt_error(kind: ErrorKind) -> VerifyError {
+pub(super) fn map_jwt_error(kind: ErrorKind) -> VerifyError {
     match kind {
         ErrorKind::InvalidSignature => VerifyError::Signature,
         ErrorKind::ExpiredSignature => VerifyError::Expired,

@@ -36,7 +36,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 18] = [
+const EXPECTED_ROUTES: [(&str, &str); 19] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -55,7 +55,12 @@ const EXPECTED_ROUTES: [(&str, &str); 18] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
+    ("POST", "/oauth/token"),
 ];
+/// The one operation that speaks OAuth's error shape (RFC 6749 §5.2) for
+/// its client errors.
+const OAUTH_TOKEN: &str = "/oauth/token";
+const OAUTH_ERROR_SCHEMA: &str = "#/components/schemas/OAuthErrorBody";
 
 // ---------------------------------------------------------------- the app
 
@@ -131,6 +136,7 @@ fn app(base_path: &str) -> Router {
 
     let state = AppState {
         account: Arc::new(account),
+        clients: Arc::new(crate::model::interfaces::MockClientService::new()),
     };
     router(
         state,

@@ -12,6 +12,7 @@ mod body;
 mod client;
 mod flows;
 mod headers;
+mod oauth;
 mod password;
 mod protected;
 mod routing;
@@ -59,8 +60,18 @@ fn settings(base_path: &str) -> HttpSettings {
 fn app_with(account: impl AccountService + 'static, settings: &HttpSettings) -> Router {
     let state = AppState {
         account: Arc::new(account),
+        clients: Arc::new(crate::model::interfaces::MockClientService::new()),
     };
     router(state, settings)
+}
+
+/// The app with no account expectations and `clients` answering token requests.
+fn app_with_clients(clients: crate::model::interfaces::MockClientService) -> Router {
+    let state = AppState {
+        account: Arc::new(MockAccountService::new()),
+        clients: Arc::new(clients),
+    };
+    router(state, &settings(BASE))
 }
 
 fn app(account: MockAccountService) -> Router {
