@@ -296,6 +296,11 @@ async fn start(backend: Backend, store: TestStore, config: Config) -> TestApp {
 }
 
 impl TestApp {
+    /// The configuration the app was built from (its stores included).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Stops the server gracefully (as SIGTERM would) and starts it again with
     /// the same configuration and stores.
     pub async fn restart(self) -> TestApp {

@@ -246,6 +246,57 @@ impl AccountService {
         std::fs::read(self.dir.path().join("keys/public.pem")).expect("keys/public.pem")
     }
 
+    /// Runs the `account` binary with `args` in the service's directory (so
+    /// on its embedded stores), as an operator would; its exit success and
+    /// standard output.
+    pub fn command(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_account"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the account binary");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Registers a client with `account clients add NAME --scope SCOPE`;
+    /// its id and secret.
+    pub fn add_client(&self, name: &str, scope: &str) -> (String, String) {
+        let (ok, out) = self.command(&["clients", "add", name, "--scope", scope]);
+        assert!(ok, "clients add failed: {out}");
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+                .trim()
+                .to_owned()
+        };
+        (field("client_id:"), field("client_secret:"))
+    }
+
+    /// An access token for the client, from `POST /oauth/token`.
+    pub async fn client_token(&self, id: &str, secret: &str) -> String {
+        let response = http()
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("token body");
+        body["access_token"]
+            .as_str()
+            .expect("an access_token")
+            .to_owned()
+    }
+
     /// Kills the service (its files stay until this value drops).
     pub fn stop(&mut self) {
         self.process.take();

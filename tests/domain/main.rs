@@ -4,6 +4,7 @@
 //! JWT implementation verifies them too.
 
 mod agreement;
+mod clients;
 mod helpers;
 mod interop;
 mod open_files;
