@@ -1,6 +1,7 @@
 //! The verifier's unit tests, by concern: the token rules, its settings, the
 //! extractor, fetching keys, and credentials in the JWKS URL.
 
+mod client;
 mod config;
 mod credentials;
 mod extract;
