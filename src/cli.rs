@@ -1,4 +1,5 @@
-//! The `account` command line: serve (the default) or manage development keys.
+//! The `account` command line: serve (the default), manage development keys,
+//! or print an OAuth2 client's token.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,27 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print a bearer token of an OAuth2 client (client-credentials grant),
+    /// through the token cache: shared in Redis when REDIS_URL is set. The
+    /// secret is read from CLIENT_SECRET, never from the command line.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The token endpoint, e.g. http://127.0.0.1:8080/oauth/token.
+    #[arg(long)]
+    token_url: String,
+    /// The client's id.
+    #[arg(long)]
+    client_id: String,
+    /// The scope to ask for.
+    #[arg(long)]
+    scope: Option<String>,
+    /// The Redis key of the cached token (default:
+    /// oauth-token:<client id>:<hex SHA-256 of the URL and scope>).
+    #[arg(long)]
+    cache_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +84,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Keys { command } => keys(command),
+        Command::Token(args) => token(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +144,32 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("{RELOAD_HINT}");
         }
     }
+    Ok(())
+}
+
+/// Prints the bare token on stdout.
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use crate::token_cache::TokenCache;
+
+    let secret = std::env::var("CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("CLIENT_SECRET: must be set to the client's secret"))?;
+    let mut builder = TokenCache::builder(args.token_url, args.client_id, secret);
+    if let Some(scope) = args.scope {
+        builder = builder.scope(scope);
+    }
+    if let Some(key) = args.cache_key {
+        builder = builder.cache_key(key);
+    }
+    if let Some(url) = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        builder = builder.redis_url(url);
+    }
+    let token = builder.build()?.token().await?;
+    println!("{}", token.secret());
     Ok(())
 }
 

@@ -46,7 +46,8 @@ pub(crate) async fn fetch_with_retries(
             Ok(response) => return Ok(response),
             Err(AttemptError::Fatal(err)) => return Err(err),
             Err(AttemptError::Retryable(reason)) => {
-                tracing::warn!(attempt, attempts, reason = %reason, "token endpoint attempt failed");
+                // At debug: the caller gets the last reason in the error.
+                tracing::debug!(attempt, attempts, reason = %reason, "token endpoint attempt failed");
                 last = reason;
             }
         }
