@@ -1,5 +1,5 @@
 //! The `account` command line: serve (the default), manage development keys,
-//! or manage machine clients.
+//! manage machine clients, or print an OAuth2 client's token.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,10 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Print a bearer token of an OAuth2 client (client-credentials grant),
+    /// through the token cache: shared in Redis when REDIS_URL is set. The
+    /// secret is read from CLIENT_SECRET, never from the command line.
+    Token(TokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +59,23 @@ enum ClientsCommand {
         /// The client's id (`cl_…`).
         client_id: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The token endpoint, e.g. http://127.0.0.1:8080/oauth/token.
+    #[arg(long)]
+    token_url: String,
+    /// The client's id.
+    #[arg(long)]
+    client_id: String,
+    /// The scope to ask for.
+    #[arg(long)]
+    scope: Option<String>,
+    /// The Redis key of the cached token (default:
+    /// oauth-token:<client id>:<hex SHA-256 of the URL and scope>).
+    #[arg(long)]
+    cache_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +112,7 @@ pub async fn run() -> ExitCode {
         Command::Serve => serve().await,
         Command::Keys { command } => keys(command),
         Command::Clients { command } => clients(command).await,
+        Command::Token(args) => token(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,6 +218,32 @@ pub async fn clients_remove(config: &Config, client_id: &str) -> anyhow::Result<
     } else {
         anyhow::bail!("no client {client_id}")
     }
+}
+
+/// Prints the bare token on stdout.
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use crate::token_cache::TokenCache;
+
+    let secret = std::env::var("CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("CLIENT_SECRET: must be set to the client's secret"))?;
+    let mut builder = TokenCache::builder(args.token_url, args.client_id, secret);
+    if let Some(scope) = args.scope {
+        builder = builder.scope(scope);
+    }
+    if let Some(key) = args.cache_key {
+        builder = builder.cache_key(key);
+    }
+    if let Some(url) = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        builder = builder.redis_url(url);
+    }
+    let token = builder.build()?.token().await?;
+    println!("{}", token.secret());
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -6,6 +6,9 @@
 //! - [`verifier`] (feature `verifier`): what a domain service needs to check
 //!   ID tokens offline, with [`jwks`] (the key sets it reads) and [`web`] (the
 //!   error shape and extractors our services share);
+//! - [`token_cache`](mod@token_cache) (feature `token-cache`): what an API
+//!   client needs to call services with OAuth2 client-credentials tokens,
+//!   shared by its replicas through Redis;
 //! - [`startup::Application`] and [`config::Config`] (feature `server`): the
 //!   account service itself, and [`cli`] / [`telemetry`], what its binary's
 //!   `main` calls;
@@ -29,6 +32,8 @@ pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "todo-example")]
 pub mod todo;
+#[cfg(feature = "token-cache")]
+pub mod token_cache;
 #[cfg(feature = "verifier")]
 pub mod verifier;
 #[cfg(feature = "verifier")]
