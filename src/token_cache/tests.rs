@@ -311,3 +311,44 @@ fn the_builder_checks_its_settings_and_keeps_the_secret_out_of_debug() {
         .unwrap();
     assert_eq!(keyed.cache_key(), "mine");
 }
+
+/// Counts the `warn` events of the thread it is the default subscriber of.
+struct WarnCounter(Arc<AtomicU64>);
+
+impl tracing::Subscriber for WarnCounter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn redis_down_is_said_once_however_many_misses_and_invalidations() {
+    let warnings = Arc::new(AtomicU64::new(0));
+    let _guard = tracing::subscriber::set_default(WarnCounter(warnings.clone()));
+    let mut shared = MockSharedCache::new();
+    shared.expect_get().returning(|_| Err(down()));
+    shared
+        .expect_compare_and_delete()
+        .returning(|_, _| Err(down()));
+    let mut source = MockTokenSource::new();
+    // Short-lived: every call is a miss.
+    issues(&mut source, 5, "brief", 10);
+    let cache = cache(source, Some(shared));
+    for _ in 0..5 {
+        let token = cache.token().await.unwrap();
+        cache.invalidate(token.secret()).await;
+    }
+    assert_eq!(warnings.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
