@@ -183,7 +183,17 @@ impl TokenCache {
         {
             return Err(err.clone());
         }
-        let result = self.obtain().await;
+        // On a task of its own: a caller that goes away mid-fetch (a dropped
+        // request) must not leave the Redis lock held until it expires, with
+        // every other replica waiting on it; the fetch finishes, stores the
+        // token and releases the lock whether or not anybody still waits.
+        let this = self.clone();
+        let result = match tokio::spawn(async move { this.obtain().await }).await {
+            Ok(result) => result,
+            Err(err) => Err(TokenError::Protocol(format!(
+                "the token fetch stopped: {err}"
+            ))),
+        };
         flight.last_error = result.as_ref().err().cloned();
         self.inner.completed.fetch_add(1, Ordering::AcqRel);
         result

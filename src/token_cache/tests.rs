@@ -8,7 +8,7 @@ use std::time::Duration;
 use mockall::predicate::eq;
 use tokio::time::Instant;
 
-use super::endpoint::{AttemptError, MockTokenSource, TokenResponse};
+use super::endpoint::{AttemptError, MockTokenSource, TokenResponse, TokenSource};
 use super::shared::MockSharedCache;
 use super::*;
 
@@ -16,6 +16,10 @@ const KEY: &str = "oauth-token:test";
 const LOCK: &str = "oauth-token:test:lock";
 
 fn cache(source: MockTokenSource, shared: Option<MockSharedCache>) -> TokenCache {
+    cache_from(Box::new(source), shared)
+}
+
+fn cache_from(source: Box<dyn TokenSource>, shared: Option<MockSharedCache>) -> TokenCache {
     TokenCache::from_parts(Inner {
         client_id: "client".into(),
         token_url: "http://127.0.0.1/oauth/token".into(),
@@ -26,7 +30,7 @@ fn cache(source: MockTokenSource, shared: Option<MockSharedCache>) -> TokenCache
         retry: RetryPolicy::default(),
         lock_ttl: Duration::from_secs(10),
         wait: Duration::from_secs(3),
-        source: Box::new(source),
+        source,
         shared: shared.map(|s| Arc::new(s) as Arc<dyn SharedCache>),
         local: Mutex::new(None),
         flight: tokio::sync::Mutex::new(Flight::default()),
@@ -351,4 +355,50 @@ async fn redis_down_is_said_once_however_many_misses_and_invalidations() {
         cache.invalidate(token.secret()).await;
     }
     assert_eq!(warnings.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A token endpoint that takes `delay` to answer.
+struct SlowSource {
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl TokenSource for SlowSource {
+    async fn request(&self) -> Result<TokenResponse, AttemptError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(TokenResponse {
+            access_token: "fresh".into(),
+            expires_in: Some(Duration::from_secs(3600)),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_goes_away_mid_fetch_still_stores_the_token_and_releases_the_lock() {
+    let mut shared = MockSharedCache::new();
+    shared.expect_get().returning(|_| Ok(None));
+    shared.expect_lock().times(1).returning(|_, _, _| Ok(true));
+    shared
+        .expect_set()
+        .withf(|key, token, _| key == KEY && token == "fresh")
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    shared
+        .expect_unlock()
+        .withf(|key, _| key == LOCK)
+        .times(1)
+        .returning(|_, _| Ok(true));
+    let cache = cache_from(
+        Box::new(SlowSource {
+            delay: Duration::from_secs(2),
+        }),
+        Some(shared),
+    );
+
+    // The caller gives up one second into a two-second fetch.
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), cache.token()).await;
+    assert!(gave_up.is_err());
+    // The fetch goes on: stored, released, and kept in the process.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cache.token().await.unwrap().secret(), "fresh");
 }
