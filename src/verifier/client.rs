@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use super::ConfigError;
 use super::validator::{
-    Audience, CheckedHeader, IdTokenRules, VerifyError, check_header, check_rules, jwt_validation,
-    map_jwt_error, now_secs,
+    Audience, CheckedHeader, IdTokenRules, VerifyError, check_header, check_rules, check_times,
+    jwt_validation, map_jwt_error,
 };
 
 /// The claims of a client's access token: what the account service signs,
@@ -110,13 +110,7 @@ impl ClientTokenValidator {
             .sub
             .filter(|sub| *sub == client_id && !sub.is_empty() && Uuid::parse_str(sub).is_err())
             .ok_or(VerifyError::ClientSubject)?;
-        let leeway = self.rules.leeway.as_secs();
-        if iat > now_secs().saturating_add(leeway) {
-            return Err(VerifyError::IssuedInFuture);
-        }
-        if exp.saturating_sub(iat) > self.rules.max_lifetime.as_secs() {
-            return Err(VerifyError::LifetimeTooLong);
-        }
+        check_times(&self.rules, iat, exp)?;
         Ok(ClientClaims {
             sub,
             client_id,

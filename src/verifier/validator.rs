@@ -276,14 +276,7 @@ impl IdTokenValidator {
             .as_deref()
             .and_then(|sub| Uuid::parse_str(sub).ok())
             .ok_or(VerifyError::Subject)?;
-        // jsonwebtoken checked exp, nbf, iss and aud; what it has no rule for:
-        let leeway = self.rules.leeway.as_secs();
-        if iat > now_secs().saturating_add(leeway) {
-            return Err(VerifyError::IssuedInFuture);
-        }
-        if exp.saturating_sub(iat) > self.rules.max_lifetime.as_secs() {
-            return Err(VerifyError::LifetimeTooLong);
-        }
+        check_times(&self.rules, iat, exp)?;
         Ok(IdClaims {
             sub,
             iss,
@@ -309,6 +302,19 @@ impl IdTokenValidator {
         let key = keys(header.kid()).ok_or(VerifyError::UnknownKey)?;
         self.claims(&header, key)
     }
+}
+
+/// What jsonwebtoken has no rule for (it checked `exp`, `nbf`, `iss` and
+/// `aud`): `iat` not in the future beyond the leeway, and a lifetime of at
+/// most `rules.max_lifetime`.
+pub(super) fn check_times(rules: &IdTokenRules, iat: u64, exp: u64) -> Result<(), VerifyError> {
+    if iat > now_secs().saturating_add(rules.leeway.as_secs()) {
+        return Err(VerifyError::IssuedInFuture);
+    }
+    if exp.saturating_sub(iat) > rules.max_lifetime.as_secs() {
+        return Err(VerifyError::LifetimeTooLong);
+    }
+    Ok(())
 }
 
 /// Size, shape and header of a token: RS256, `typ` equal to `typ` in any
