@@ -3,185 +3,25 @@
 //! binds port 0 and tells the port it got in its "listening" log line; each
 //! is killed when its guard drops.
 
-use std::io::{BufRead as _, BufReader, Read};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::process::Process;
+
 pub const PASSWORD: &str = "correct horse battery";
-const READY_WITHIN: Duration = Duration::from_secs(60);
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("HTTP client")
-}
-
-/// What a child printed, both streams interleaved by line.
-type Output = Arc<Mutex<String>>;
-
-/// A child process killed (and reaped) on drop. Its stdout and stderr are
-/// read to the end by threads of their own, so it never blocks on a full
-/// pipe.
-pub struct Process {
-    name: &'static str,
-    child: Child,
-    output: Output,
-    drains: [JoinHandle<()>; 2],
-}
-
-impl Process {
-    /// Starts `program` in `dir` with exactly `env` (plus `PATH`), waits for
-    /// the line where it logs `<listening> address=<ip:port>` on stderr, then
-    /// until `GET /healthz` answers 200. Returns the process and its base URL.
-    async fn start(
-        name: &'static str,
-        program: &str,
-        dir: &Path,
-        env: &[(&str, String)],
-        listening: &'static str,
-    ) -> (Self, String) {
-        let mut child = Command::new(program)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let output = Output::default();
-        let (address_tx, address_rx) = oneshot::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let drains = [
-            drain(stdout, output.clone(), None),
-            drain(stderr, output.clone(), Some((listening, address_tx))),
-        ];
-        let mut process = Self {
-            name,
-            child,
-            output,
-            drains,
-        };
-        let address = match tokio::time::timeout(READY_WITHIN, address_rx).await {
-            Ok(Ok(address)) => address,
-            Ok(Err(_)) => panic!(
-                "{name} closed stderr without logging {listening:?}:\n{}",
-                process.wait_output()
-            ),
-            Err(_) => panic!(
-                "{name} did not log {listening:?} within {READY_WITHIN:?}:\n{}",
-                process.output()
-            ),
-        };
-        let base = format!("http://{address}");
-        process.wait_ready(&base).await;
-        (process, base)
-    }
-
-    async fn wait_ready(&mut self, base: &str) {
-        let client = http();
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                panic!("{} exited with {status}:\n{}", self.name, self.output());
-            }
-            if let Ok(response) = client.get(format!("{base}/healthz")).send().await
-                && response.status() == StatusCode::OK
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within {READY_WITHIN:?}:\n{}",
-                self.name,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// What the process printed so far.
-    pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Everything the process printed, once it exited and both streams
-    /// were read to the end (or what there is after 10 s).
-    fn wait_output(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline
-            && (matches!(self.child.try_wait(), Ok(None))
-                || !self.drains.iter().all(JoinHandle::is_finished))
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.output()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads `stream` line by line until it closes, appending to `output`. With
-/// `listening`, sends the address of the first line containing that message
-/// and `address=`.
-fn drain(
-    stream: impl Read + Send + 'static,
-    output: Output,
-    mut listening: Option<(&'static str, oneshot::Sender<SocketAddr>)>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        // Until EOF or a read error: the child exited or was killed.
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let text = String::from_utf8_lossy(&line);
-            output
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push_str(&text);
-            if let Some((message, _)) = &listening
-                && text.contains(message)
-                && let Some(address) = listening_address(&text)
-                && let Some((_, sender)) = listening.take()
-            {
-                let _ = sender.send(address);
-            }
-            line.clear();
-        }
-    })
-}
-
-/// The `address=<ip:port>` field of a log line.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("address=")?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The account service, on embedded stores, with keys generated in its
@@ -346,18 +186,7 @@ impl TodoService {
     /// Waits (60 s at most) until the service has logged a line containing
     /// `message`; returns everything it printed so far.
     pub async fn wait_for_log(&self, message: &str) -> String {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            let output = self.process.output();
-            if output.contains(message) {
-                return output;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "todo-service did not log {message:?} within {READY_WITHIN:?}:\n{output}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.wait_for_log(message).await
     }
 }
 

@@ -8,6 +8,8 @@ mod clients;
 mod helpers;
 mod interop;
 mod open_files;
+#[path = "../common/process.rs"]
+mod process;
 // Shared with the api tests; not every item is used here.
 #[allow(dead_code)]
 #[path = "../common/raw_http.rs"]
