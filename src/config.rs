@@ -32,8 +32,15 @@ pub enum UserStoreConfig {
 pub enum TokenStoreConfig {
     /// `redis://…`
     Redis { url: Secret },
-    /// `REDIS_URL` unset: an in-process whitelist, saved to `snapshot` on shutdown.
-    InProcess { snapshot: PathBuf },
+    /// `REDIS_URL` unset: an in-process whitelist, written through to the
+    /// table `token_keys` of the SQLite `file`: the users file, or with
+    /// PostgreSQL users `tokens.db` in the data directory (`None`: the users
+    /// are in memory, and so are the tokens). A `snapshot` left by an earlier
+    /// version is moved into the table at start-up.
+    InProcess {
+        file: Option<PathBuf>,
+        snapshot: PathBuf,
+    },
 }
 
 /// Everything the service needs to start.
@@ -193,6 +200,7 @@ impl Config {
             }
             Some(_) => bail!("REDIS_URL: must be a redis:// or rediss:// URL"),
             None => TokenStoreConfig::InProcess {
+                file: token_file(&user_store),
                 snapshot: data_dir(&user_store).join("refresh-tokens.json"),
             },
         };
@@ -484,6 +492,15 @@ fn data_dir(user_store: &UserStoreConfig) -> PathBuf {
     }
 }
 
+/// The SQLite file of the in-process token store: the users file, or
+/// `tokens.db` in the data directory with PostgreSQL.
+fn token_file(user_store: &UserStoreConfig) -> Option<PathBuf> {
+    match user_store {
+        UserStoreConfig::Sqlite { url } => sqlite_file(url),
+        UserStoreConfig::Postgres { .. } => Some(data_dir(user_store).join("tokens.db")),
+    }
+}
+
 /// Whether a SQLite URL names an in-memory database (`sqlite::memory:`,
 /// `sqlite://…?mode=memory`).
 pub(crate) fn is_sqlite_memory(url: &str) -> bool {
@@ -550,6 +567,7 @@ impl Vars {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -658,9 +676,10 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!(sqlite_file(url), Some(PathBuf::from("data/account.db")));
-        let TokenStoreConfig::InProcess { snapshot } = &c.token_store else {
+        let TokenStoreConfig::InProcess { file, snapshot } = &c.token_store else {
             panic!("{c:?}")
         };
+        assert_eq!(file.as_deref(), Some(Path::new("data/account.db")));
         assert_eq!(snapshot, &PathBuf::from("data/refresh-tokens.json"));
     }
 
@@ -668,7 +687,10 @@ mod tests {
     fn each_store_is_chosen_on_its_own() {
         let c = Config::from_vars(vars(&[("DATABASE_URL", "postgres://u@h/db")])).unwrap();
         assert!(matches!(c.user_store, UserStoreConfig::Postgres { .. }));
-        assert!(matches!(c.token_store, TokenStoreConfig::InProcess { .. }));
+        let TokenStoreConfig::InProcess { file, .. } = &c.token_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(file.as_deref(), Some(Path::new("data/tokens.db")));
         assert!(!c.is_embedded());
         let c = Config::from_vars(vars(&[
             ("DATABASE_URL", "sqlite:///tmp/x/users.db"),
@@ -681,10 +703,16 @@ mod tests {
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("sqlite://x.db?mode=memory"), None);
         let c = Config::from_vars(vars(&[("DATABASE_URL", "sqlite://state/users.db")])).unwrap();
-        let TokenStoreConfig::InProcess { snapshot } = &c.token_store else {
+        let TokenStoreConfig::InProcess { file, snapshot } = &c.token_store else {
             panic!("{c:?}")
         };
+        assert_eq!(file.as_deref(), Some(Path::new("state/users.db")));
         assert_eq!(snapshot, &PathBuf::from("state/refresh-tokens.json"));
+        let c = Config::from_vars(vars(&[("DATABASE_URL", "sqlite::memory:")])).unwrap();
+        let TokenStoreConfig::InProcess { file, .. } = &c.token_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(file, &None, "in-memory users, in-memory tokens");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use crate::model::{
     UserRepository,
 };
 use crate::repository::{
-    DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository, RedisTokenRepository,
-    SqliteUserRepository, redis_connection_manager,
+    COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
+    RedisTokenRepository, SqliteUserRepository, redis_connection_manager,
 };
 use crate::secret::Secret;
 use crate::service::{
@@ -41,8 +41,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     serve: ServeSettings,
-    /// The in-process token store and where it is saved on shutdown.
-    memory_tokens: Option<(MemoryTokenRepository, PathBuf)>,
+    /// The in-process token store (`None` with Redis), for inspection.
+    memory_tokens: Option<MemoryTokenRepository>,
     key_reloader: KeyReloader,
     /// The SMTP sender, drained on shutdown (`None`: mails go to the log).
     mail_drain: Option<MailDrain>,
@@ -59,7 +59,7 @@ impl Application {
         key_reloader.reload_on_sighup();
 
         let users = open_user_store(&config).await?;
-        let tokens = open_token_store(&config)?;
+        let tokens = open_token_store(&config).await?;
         let mail = mailer_from_config(&config)?;
         log_start(
             &config,
@@ -100,7 +100,7 @@ impl Application {
 
     /// The in-process token store, when `REDIS_URL` is unset (for inspection).
     pub fn memory_token_store(&self) -> Option<MemoryTokenRepository> {
-        self.memory_tokens.as_ref().map(|(store, _)| store.clone())
+        self.memory_tokens.clone()
     }
 
     /// The address actually bound (useful with `PORT=0`).
@@ -113,9 +113,10 @@ impl Application {
         self.run_until(crate::web::shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then finishes in-flight requests,
-    /// saves the in-process whitelist and gives pending mails up to
-    /// [`DRAIN_TIMEOUT`] to go out.
+    /// Serves until `signal` completes, then finishes in-flight requests
+    /// and gives pending mails up to [`DRAIN_TIMEOUT`] to go out. (The
+    /// in-process token store needs nothing: every answered change is
+    /// already committed.)
     /// Connections are bounded as `crate::web::serve` says; handlers get the
     /// peer address, which sessions record.
     pub async fn run_until(
@@ -123,16 +124,6 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         serve(self.listener, self.router, self.serve, signal).await?;
-        if let Some((store, path)) = self.memory_tokens {
-            match store.save_snapshot(&path) {
-                Ok(count) => {
-                    tracing::info!(count, path = %path.display(), "saved refresh-token whitelist")
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot save the refresh-token whitelist")
-                }
-            }
-        }
         if let Some(mail) = self.mail_drain {
             mail.drain(DRAIN_TIMEOUT).await;
         }
@@ -206,22 +197,8 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
         }
         UserStoreConfig::Sqlite { url } => {
             let file = sqlite_file(url);
-            if let Some(dir) = file
-                .as_deref()
-                .and_then(|f| f.parent())
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                create_private_dir(dir).context("DATABASE_URL")?;
-            }
-            // The file holds password hashes: create it owner-only (SQLite
-            // gives its -wal and -shm files the same mode).
-            if let Some(file) = file.as_deref().filter(|f| !f.exists()) {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(file)
-                    .with_context(|| format!("DATABASE_URL: cannot create {}", file.display()))?;
+            if let Some(file) = file.as_deref() {
+                create_private_file(file).context("DATABASE_URL")?;
             }
             let options: SqliteConnectOptions = url
                 .parse()
@@ -270,6 +247,24 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
     }
 }
 
+/// Creates a SQLite file owner-only if it does not exist yet: it holds
+/// password hashes or refresh-token records (SQLite gives its -wal and -shm
+/// files the same mode).
+fn create_private_file(file: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    if !file.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+            .with_context(|| format!("cannot create {}", file.display()))?;
+    }
+    Ok(())
+}
+
 /// The machine clients in the user store chosen by `DATABASE_URL` (its
 /// migrations run first), for the `account clients` commands: registering,
 /// listing and removing, never signing.
@@ -283,15 +278,16 @@ struct TokenStore {
     repo: Arc<dyn TokenRepository>,
     /// The same store, counting sign-in and sign-up attempts.
     limits: Arc<dyn RateLimitRepository>,
-    /// The in-process store and where it is saved on shutdown (`None` with Redis).
-    memory: Option<(MemoryTokenRepository, PathBuf)>,
+    /// The in-process store (`None` with Redis).
+    memory: Option<MemoryTokenRepository>,
     /// What the start-up line calls it.
     description: String,
 }
 
 /// Prepares the token store chosen by `REDIS_URL`: Redis connects lazily (start-up
-/// does not need it); the in-process store reads its snapshot and starts sweeping.
-fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
+/// does not need it); the in-process store reads its SQLite table (moving an
+/// earlier version's snapshot into it) and starts sweeping.
+async fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
     Ok(match &config.token_store {
         TokenStoreConfig::Redis { url } => {
             let redis = redis_connection_manager(url.expose())
@@ -304,14 +300,26 @@ fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
                 description: "Redis".to_owned(),
             }
         }
-        TokenStoreConfig::InProcess { snapshot } => {
-            let store = MemoryTokenRepository::load_snapshot(snapshot)?;
+        TokenStoreConfig::InProcess { file, snapshot } => {
+            let (store, description) = match file {
+                Some(file) => {
+                    create_private_file(file).context("the token store")?;
+                    let store = MemoryTokenRepository::open(file, snapshot, COMMIT_WAIT).await?;
+                    (
+                        store,
+                        format!("in-process, kept in SQLite {}", file.display()),
+                    )
+                }
+                None => (
+                    MemoryTokenRepository::new(),
+                    "in-process, in memory only".to_owned(),
+                ),
+            };
             store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
-            let description = format!("in-process (saved to {})", snapshot.display());
             TokenStore {
                 repo: Arc::new(store.clone()),
                 limits: Arc::new(store.clone()),
-                memory: Some((store, snapshot.clone())),
+                memory: Some(store),
                 description,
             }
         }

@@ -10,6 +10,6 @@ mod memory_token;
 mod redis_token;
 mod sql_user;
 
-pub use memory_token::{DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
+pub use memory_token::{COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
 pub use redis_token::{RedisTokenRepository, redis_connection_manager};
 pub use sql_user::{PgUserRepository, SqliteUserRepository};

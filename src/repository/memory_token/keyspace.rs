@@ -4,6 +4,10 @@
 //! semantics: `GET` misses, `DEL` returns 0); it stays in memory only until a
 //! sweep, or a write to it, reclaims it. An index by expiry lets a sweep touch
 //! only what expired.
+//!
+//! Every method that may change a key records its name among the changed
+//! keys; [`Keyspace::take_changed`] hands them over after each step, so the
+//! durable copy (`durable.rs`) writes exactly what the step changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,16 +121,31 @@ struct Item {
     expires: Instant,
 }
 
-/// Keys by name, plus an index by expiry.
+/// Keys by name, plus an index by expiry, and the names changed since the
+/// last [`Keyspace::take_changed`].
 #[derive(Debug, Default)]
 pub(super) struct Keyspace {
     items: BTreeMap<String, Item>,
     by_expiry: BTreeSet<(Instant, String)>,
+    changed: BTreeSet<String>,
 }
 
 impl Keyspace {
+    /// The names of the keys changed (set, edited, deleted, reclaimed or given
+    /// a new expiry) since the last call, in name order.
+    pub(super) fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// A key's value and expiry as held, expired or not (what a durable copy
+    /// of `key` must now say; `None`: the key is gone).
+    pub(super) fn stored(&self, key: &str) -> Option<(&Value, Instant)> {
+        self.items.get(key).map(|item| (&item.value, item.expires))
+    }
+
     /// `SET key value` with an absolute expiry (replaces any value and expiry).
     pub(super) fn set(&mut self, key: String, value: Value, expires: Instant) {
+        self.changed.insert(key.clone());
         let item = Item { value, expires };
         if let Some(old) = self.items.insert(key.clone(), item) {
             self.by_expiry.remove(&(old.expires, key.clone()));
@@ -156,16 +175,17 @@ impl Keyspace {
 
     /// The value of a live key, to change in place (its expiry stays).
     pub(super) fn get_mut(&mut self, key: &str, now: Instant) -> Option<&mut Value> {
-        self.items
-            .get_mut(key)
-            .filter(|item| item.expires > now)
-            .map(|item| &mut item.value)
+        let item = self.items.get_mut(key).filter(|item| item.expires > now)?;
+        // The caller may edit it: count it as changed.
+        self.changed.insert(key.to_owned());
+        Some(&mut item.value)
     }
 
     /// `DEL key`: whether it was live. An expired key is reclaimed too.
     pub(super) fn del(&mut self, key: &str, now: Instant) -> bool {
         match self.items.remove(key) {
             Some(item) => {
+                self.changed.insert(key.to_owned());
                 self.by_expiry.remove(&(item.expires, key.to_owned()));
                 item.expires > now
             }
@@ -179,6 +199,7 @@ impl Keyspace {
             return;
         };
         if at > item.expires {
+            self.changed.insert(key.to_owned());
             let old = std::mem::replace(&mut item.expires, at);
             self.by_expiry.remove(&(old, key.to_owned()));
             self.by_expiry.insert((at, key.to_owned()));
@@ -194,6 +215,7 @@ impl Keyspace {
             }
             if let Some((_, key)) = self.by_expiry.pop_first() {
                 self.items.remove(&key);
+                self.changed.insert(key);
                 removed += 1;
             }
         }
@@ -216,11 +238,6 @@ impl Keyspace {
             .take_while(move |(k, _)| k.starts_with(prefix))
             .filter(move |(_, item)| item.expires > now)
             .map(|(k, item)| (k.as_str(), &item.value, item.expires))
-    }
-
-    /// Every live key, with value and expiry.
-    pub(super) fn live(&self, now: Instant) -> impl Iterator<Item = (&str, &Value, Instant)> {
-        self.live_with_prefix("", now)
     }
 
     /// Removes every key starting with `prefix`; how many were live.

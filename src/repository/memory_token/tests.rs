@@ -1,5 +1,6 @@
 //! The store contract (issue 8), test for test with the
-//! Redis store, on the in-process keyspace.
+//! Redis store, on the in-process keyspace (in memory only: its durable copy
+//! has its own tests, `tests_durable.rs`).
 
 use std::time::Duration;
 
@@ -9,16 +10,16 @@ use crate::model::{
     CREDENTIAL_GUARD_SECS, ClientInfo, RateCounter, RateDecision, RateLimitRepository,
 };
 
-const NOW: u64 = 1_800_000_000;
-const HOUR: u64 = 3600;
-const DAY: u64 = 24 * HOUR;
-const GRACE: u64 = 10;
+pub(super) const NOW: u64 = 1_800_000_000;
+pub(super) const HOUR: u64 = 3600;
+pub(super) const DAY: u64 = 24 * HOUR;
+pub(super) const GRACE: u64 = 10;
 
-fn client(ua: &str) -> ClientInfo {
+pub(super) fn client(ua: &str) -> ClientInfo {
     ClientInfo::new(ua, "192.0.2.1")
 }
 
-fn start_at(sid: Uuid, jti: Uuid, now: u64) -> SessionStart {
+pub(super) fn start_at(sid: Uuid, jti: Uuid, now: u64) -> SessionStart {
     SessionStart {
         sid,
         jti,
@@ -31,7 +32,7 @@ fn start_at(sid: Uuid, jti: Uuid, now: u64) -> SessionStart {
     }
 }
 
-fn step_at(sid: Uuid, jti: Uuid, now: u64, sealed: &[u8]) -> RefreshStep {
+pub(super) fn step_at(sid: Uuid, jti: Uuid, now: u64, sealed: &[u8]) -> RefreshStep {
     RefreshStep {
         sid,
         jti,
@@ -45,7 +46,7 @@ fn step_at(sid: Uuid, jti: Uuid, now: u64, sealed: &[u8]) -> RefreshStep {
 }
 
 /// A session started at `now`: (sid, its first jti).
-async fn session(store: &MemoryTokenRepository, uid: Uuid, now: u64) -> (Uuid, Uuid) {
+pub(super) async fn session(store: &MemoryTokenRepository, uid: Uuid, now: u64) -> (Uuid, Uuid) {
     let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
     store
         .start_session(uid, &start_at(sid, jti, now))
@@ -55,7 +56,13 @@ async fn session(store: &MemoryTokenRepository, uid: Uuid, now: u64) -> (Uuid, U
 }
 
 /// Rotates the session's current `jti` at `now`; the successor's jti.
-async fn rotate(store: &MemoryTokenRepository, uid: Uuid, sid: Uuid, jti: Uuid, now: u64) -> Uuid {
+pub(super) async fn rotate(
+    store: &MemoryTokenRepository,
+    uid: Uuid,
+    sid: Uuid,
+    jti: Uuid,
+    now: u64,
+) -> Uuid {
     let step = step_at(sid, jti, now, jti.as_bytes());
     assert_eq!(
         store.refresh(uid, &step).await.unwrap(),
@@ -64,16 +71,20 @@ async fn rotate(store: &MemoryTokenRepository, uid: Uuid, sid: Uuid, jti: Uuid, 
     step.new_jti
 }
 
-fn entry(store: &MemoryTokenRepository, uid: Uuid, sid: Uuid) -> Option<SessionEntry> {
-    store.step(|keys, at| keys.index(uid, at).and_then(|i| i.get(&sid)).cloned())
+pub(super) fn entry(store: &MemoryTokenRepository, uid: Uuid, sid: Uuid) -> Option<SessionEntry> {
+    store
+        .quick_step(|keys, at| keys.index(uid, at).and_then(|i| i.get(&sid)).cloned())
+        .unwrap()
 }
 
-fn value(store: &MemoryTokenRepository, key: &str) -> Option<Value> {
-    store.step(|keys, at| keys.get(key, at).cloned())
+pub(super) fn value(store: &MemoryTokenRepository, key: &str) -> Option<Value> {
+    store
+        .quick_step(|keys, at| keys.get(key, at).cloned())
+        .unwrap()
 }
 
 /// Seconds to live of a key, `None` if it does not exist.
-fn ttl(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
+pub(super) fn ttl(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
     store
         .live_entries(key)
         .into_iter()
@@ -81,12 +92,12 @@ fn ttl(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
         .map(|(_, ttl)| ttl.as_secs_f64().round() as u64)
 }
 
-fn names(store: &MemoryTokenRepository, uid: Uuid) -> Vec<String> {
+pub(super) fn names(store: &MemoryTokenRepository, uid: Uuid) -> Vec<String> {
     let entries = store.live_entries(&format!("{uid}:"));
     entries.into_iter().map(|(k, _)| k).collect()
 }
 
-fn sorted(mut keys: Vec<String>) -> Vec<String> {
+pub(super) fn sorted(mut keys: Vec<String>) -> Vec<String> {
     keys.sort();
     keys
 }
@@ -552,13 +563,15 @@ async fn a_legacy_entry_is_taken_once_and_starts_a_session() {
     let store = MemoryTokenRepository::new();
     let uid = Uuid::new_v4();
     let legacy = Uuid::new_v4();
-    store.step(|keys, at| {
-        keys.set(
-            token_key(uid, legacy),
-            Value::legacy_token(),
-            at + Duration::from_secs(HOUR),
-        );
-    });
+    store
+        .quick_step(|keys, at| {
+            keys.set(
+                token_key(uid, legacy),
+                Value::legacy_token(),
+                at + Duration::from_secs(HOUR),
+            );
+        })
+        .unwrap();
     let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
     assert!(store.rotate_legacy(uid, legacy, &start).await.unwrap());
     assert_eq!(
@@ -723,86 +736,6 @@ async fn expired_keys_are_unusable_at_once_and_reclaimed_by_the_sweep() {
     );
 }
 
-#[tokio::test]
-async fn a_snapshot_keeps_sessions_and_grace_successors_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.json");
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
-    let (sid, jti) = session(&store, uid, NOW).await;
-    let first = step_at(sid, jti, NOW + 1, &[0, 1, 2, 255]);
-    assert_eq!(
-        store.refresh(uid, &first).await.unwrap(),
-        RefreshOutcome::Rotated
-    );
-    let (other, _) = session(&store, uid, NOW + 2).await;
-    let sessions = store.list_sessions(uid, NOW + 2).await.unwrap();
-    assert_eq!(store.save_snapshot(&path).unwrap(), 4);
-
-    let restored = MemoryTokenRepository::load_snapshot(&path).unwrap();
-    assert_eq!(names(&restored, uid), names(&store, uid));
-    for (key, ttl) in restored.live_entries(&format!("{uid}:")) {
-        let before = store.live_entries(&key)[0].1;
-        assert!(
-            ttl <= before && ttl + Duration::from_secs(2) >= before,
-            "{key}"
-        );
-    }
-    assert_eq!(entry(&restored, uid, sid), entry(&store, uid, sid));
-    assert_eq!(
-        restored.list_sessions(uid, NOW + 2).await.unwrap(),
-        sessions
-    );
-    assert_eq!(
-        restored
-            .refresh(uid, &step_at(sid, jti, NOW + 2, b"x"))
-            .await
-            .unwrap(),
-        RefreshOutcome::GraceReplay(vec![0, 1, 2, 255])
-    );
-    rotate(&restored, uid, sid, first.new_jti, NOW + 3).await;
-    assert!(restored.end_session(uid, other).await.unwrap());
-
-    let missing = MemoryTokenRepository::load_snapshot(&dir.path().join("missing.json")).unwrap();
-    assert!(missing.is_empty());
-}
-
-#[tokio::test]
-async fn a_snapshot_from_before_sessions_loads_as_legacy_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.json");
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let (uid, live, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let old = serde_json::json!({"entries": {
-        token_key(uid, live): unix_now + 600,
-        token_key(uid, gone): unix_now - 5,
-    }});
-    std::fs::write(&path, old.to_string()).unwrap();
-
-    let store = MemoryTokenRepository::load_snapshot(&path).unwrap();
-    assert_eq!(store.len(), 1, "the expired entry is skipped");
-    assert_eq!(
-        value(&store, &token_key(uid, live)),
-        Some(Value::legacy_token())
-    );
-    let left = ttl(&store, &token_key(uid, live)).unwrap();
-    assert!((598..=600).contains(&left), "{left}");
-    let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
-    assert!(store.rotate_legacy(uid, live, &start).await.unwrap());
-    assert!(!store.rotate_legacy(uid, live, &start).await.unwrap());
-    assert_eq!(store.list_sessions(uid, NOW).await.unwrap().len(), 1);
-
-    std::fs::write(&path, "{\"entries\": {\"k\": \"nonsense\"}}").unwrap();
-    let err = MemoryTokenRepository::load_snapshot(&path).err().unwrap();
-    assert!(
-        format!("{err:#}").contains("not a token-store snapshot"),
-        "{err:#}"
-    );
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_password_change_refuses_sessions_authenticated_with_the_previous_password() {
     let store = MemoryTokenRepository::new();
@@ -847,13 +780,15 @@ async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_
     assert!(value(&store, &token_key(uid, jti)).is_some(), "not taken");
 
     let legacy = Uuid::new_v4();
-    store.step(|keys, at| {
-        keys.set(
-            token_key(uid, legacy),
-            Value::legacy_token(),
-            at + Duration::from_secs(HOUR),
-        );
-    });
+    store
+        .quick_step(|keys, at| {
+            keys.set(
+                token_key(uid, legacy),
+                Value::legacy_token(),
+                at + Duration::from_secs(HOUR),
+            );
+        })
+        .unwrap();
     store.end_other_sessions(uid, None, None).await.unwrap();
     assert!(!store.rotate_legacy(uid, legacy, &start).await.unwrap());
     assert!(
@@ -864,9 +799,9 @@ async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_
 
 // ------------------------------------------------------------ attempt counters
 
-const WINDOW: Duration = Duration::from_secs(60);
+pub(super) const WINDOW: Duration = Duration::from_secs(60);
 
-fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
+pub(super) fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
     pairs
         .iter()
         .map(|(key, limit)| RateCounter {
@@ -876,7 +811,7 @@ fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
         .collect()
 }
 
-fn count(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
+pub(super) fn count(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
     match value(store, key) {
         Some(Value::Counter(count)) => Some(count),
         None => None,
@@ -1015,9 +950,7 @@ async fn cleared_counters_are_gone_and_others_kept() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn counters_are_swept_when_their_window_ends_and_never_saved() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.json");
+async fn counters_are_swept_when_their_window_ends() {
     let store = MemoryTokenRepository::new();
     let _sweeper = store.spawn_sweeper(Duration::from_secs(10));
     // Let the sweeper start its clock.
@@ -1029,11 +962,6 @@ async fn counters_are_swept_when_their_window_ends_and_never_saved() {
         .await
         .unwrap();
     assert_eq!(store.len(), 3);
-
-    assert_eq!(store.save_snapshot(&path).unwrap(), 2, "no counter saved");
-    let restored = MemoryTokenRepository::load_snapshot(&path).unwrap();
-    assert_eq!(count(&restored, "ratelimit:a"), None);
-    assert_eq!(restored.len(), 2);
 
     tokio::time::advance(WINDOW + Duration::from_secs(10)).await;
     tokio::task::yield_now().await;
