@@ -11,6 +11,11 @@
 //!    `BENCH_CONCURRENCY` clients (default 32) for `BENCH_SECONDS` (default 5)
 //!    per endpoint: `GET /me`, `POST /tokens` (each client rotates its own
 //!    refresh-token chain) and `POST /signin`.
+//! 3. `POST /tokens` again on the embedded default (SQLite in a temp dir, the
+//!    in-process token store kept in the same file), and its ratio to the
+//!    refresh rate on PostgreSQL + Redis of the same run.
+//!
+//! `BENCH_MODE=refresh` runs only the two refresh measurements.
 //!
 //! Stores come from `TEST_DATABASE_URL` and `TEST_REDIS_URL` (the same defaults
 //! as the integration tests). When either is unreachable the HTTP part is
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     let concurrency: usize = env_number("BENCH_CONCURRENCY", 32).max(1);
     let seconds: f64 = env_number("BENCH_SECONDS", 5.0_f64).max(0.1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let refresh_only = std::env::var("BENCH_MODE").is_ok_and(|mode| mode == "refresh");
 
     let key_dir = tempfile::tempdir().context("temp dir for keys")?;
     let files = GeneratedKeyFiles::in_dir(key_dir.path());
@@ -80,6 +86,47 @@ fn main() -> anyhow::Result<()> {
     println!();
 
     // 1. Signing and verification, one core.
+    if !refresh_only {
+        signing_table(&files)?;
+    }
+
+    // 2. HTTP, against the real stores, then the embedded default.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Err(store) = runtime.block_on(stores_reachable()) {
+        println!(
+            "HTTP throughput not measured: {store} is unreachable \
+             (set TEST_DATABASE_URL / TEST_REDIS_URL)."
+        );
+        return Ok(());
+    }
+    let scenarios: &[Scenario] = if refresh_only {
+        &[Scenario::Refresh]
+    } else {
+        &[Scenario::Me, Scenario::Refresh, Scenario::Signin]
+    };
+    let mut rows = runtime.block_on(http_rows(
+        &files,
+        concurrency,
+        seconds,
+        Stores::PostgresRedis,
+        scenarios,
+    ))?;
+    rows.extend(runtime.block_on(http_rows(
+        &files,
+        concurrency,
+        seconds,
+        Stores::Embedded,
+        &[Scenario::Refresh],
+    ))?);
+    drop(runtime);
+    http_table(&rows, concurrency, seconds);
+    Ok(())
+}
+
+/// Prints the signing and verification table.
+fn signing_table(files: &GeneratedKeyFiles) -> anyhow::Result<()> {
     progress("measuring RS256 signing and verification (about 2 s each)");
     let signing = signing_rows(&files)?;
     progress("running `openssl speed -seconds 2 rsa2048`");
@@ -104,21 +151,12 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     let _ = std::io::stdout().flush();
+    Ok(())
+}
 
-    // 2. HTTP, against the real stores.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    if let Err(store) = runtime.block_on(stores_reachable()) {
-        println!(
-            "HTTP throughput not measured: {store} is unreachable \
-             (set TEST_DATABASE_URL / TEST_REDIS_URL)."
-        );
-        return Ok(());
-    }
-    let rows = runtime.block_on(http_rows(&files, concurrency, seconds))?;
-    drop(runtime);
-
+/// Prints the HTTP table, and the embedded refresh rate against the one on
+/// PostgreSQL + Redis.
+fn http_table(rows: &[HttpRow], concurrency: usize, seconds: f64) {
     println!(
         "| HTTP endpoint, {concurrency} concurrent clients, {seconds} s | requests | \
          requests/s | p50 | p99 | non-2xx |"
@@ -146,7 +184,22 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    let refresh_rate = |stores: Stores| {
+        rows.iter()
+            .find(|row| row.stores == stores && row.scenario == Scenario::Refresh)
+            .map(|row| row.ok as f64 / row.elapsed.as_secs_f64())
+    };
+    if let (Some(external), Some(embedded)) = (
+        refresh_rate(Stores::PostgresRedis),
+        refresh_rate(Stores::Embedded),
+    ) {
+        println!();
+        println!(
+            "Refresh on the embedded default: {embedded:.0} req/s, {:.2}× its {external:.0} req/s \
+             on PostgreSQL + Redis.",
+            embedded / external
+        );
+    }
 }
 
 fn cpu_model() -> Option<String> {
@@ -344,20 +397,33 @@ enum Scenario {
 }
 
 impl Scenario {
-    fn label(self) -> &'static str {
-        match self {
-            Scenario::Me => "`GET /api/account/me` (RS256 verify + 1 SELECT)",
-            Scenario::Refresh => {
+    fn label(self, stores: Stores) -> &'static str {
+        match (self, stores) {
+            (Scenario::Me, _) => "`GET /api/account/me` (RS256 verify + 1 SELECT)",
+            (Scenario::Refresh, Stores::PostgresRedis) => {
                 "`POST /api/account/tokens`, rotation (HS256 verify + SELECT + RS256 sign + Redis script)"
             }
-            Scenario::Signin => {
+            (Scenario::Refresh, Stores::Embedded) => {
+                "embedded default: `POST /api/account/tokens`, rotation (HS256 verify + SQLite SELECT + RS256 sign + in-process step + SQLite group commit)"
+            }
+            (Scenario::Signin, _) => {
                 "`POST /api/account/signin` (SELECT + Argon2id verify + RS256 sign + Redis SET)"
             }
         }
     }
 }
 
+/// Where the server keeps users and tokens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stores {
+    PostgresRedis,
+    /// SQLite in a temp dir, the in-process token store in the same file.
+    Embedded,
+}
+
 struct HttpRow {
+    stores: Stores,
+    scenario: Scenario,
     label: &'static str,
     ok: u64,
     failures: u64,
@@ -474,13 +540,13 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 async fn run_scenario(
     http: &reqwest::Client,
     base: &Arc<str>,
-    scenario: Scenario,
+    (stores, scenario): (Stores, Scenario),
     clients: &mut Vec<ClientState>,
     seconds: f64,
 ) -> anyhow::Result<HttpRow> {
     progress(&format!(
         "{} for {seconds} s with {} clients",
-        scenario.label(),
+        scenario.label(stores),
         clients.len()
     ));
     let start = Instant::now();
@@ -512,7 +578,9 @@ async fn run_scenario(
     let elapsed = start.elapsed();
     latencies.sort_unstable();
     Ok(HttpRow {
-        label: scenario.label(),
+        stores,
+        scenario,
+        label: scenario.label(stores),
         ok: latencies.len() as u64,
         failures,
         first_failure,
@@ -529,22 +597,37 @@ async fn http_rows(
     files: &GeneratedKeyFiles,
     concurrency: usize,
     seconds: f64,
+    stores: Stores,
+    scenarios: &[Scenario],
 ) -> anyhow::Result<Vec<HttpRow>> {
-    let database = TestDatabase::create("account_bench")
-        .await
-        .context("cannot create the bench database")?;
     let users = Arc::new(Mutex::new(Vec::new()));
-    // Declared after the database: dropped first, while the server still has it.
-    let _cleanup = Cleanup {
-        users: users.clone(),
+    let mut env: HashMap<String, String> = HashMap::new();
+    // Each declared before the cleanup: dropped after it, while the server
+    // still has them.
+    let (_database, _data_dir) = match stores {
+        Stores::PostgresRedis => {
+            let database = TestDatabase::create("account_bench")
+                .await
+                .context("cannot create the bench database")?;
+            env.insert("DATABASE_URL".into(), database.url.clone());
+            env.insert("REDIS_URL".into(), test_redis_url());
+            (Some(database), None)
+        }
+        Stores::Embedded => {
+            let dir = tempfile::tempdir().context("temp dir for the embedded stores")?;
+            let url = format!("sqlite://{}/account.db", dir.path().display());
+            env.insert("DATABASE_URL".into(), url);
+            (None, Some(dir))
+        }
     };
+    let _cleanup = (stores == Stores::PostgresRedis).then(|| Cleanup {
+        users: users.clone(),
+    });
 
     let refresh_secret = std::fs::read_to_string(&files.refresh_secret)?;
-    let env: HashMap<String, String> = HashMap::from([
+    env.extend([
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
-        ("DATABASE_URL".into(), database.url.clone()),
-        ("REDIS_URL".into(), test_redis_url()),
         (
             "PRIV_KEY_FILE".into(),
             files.private_key.display().to_string(),
@@ -610,8 +693,8 @@ async fn http_rows(
     }
 
     let mut rows = Vec::new();
-    for scenario in [Scenario::Me, Scenario::Refresh, Scenario::Signin] {
-        rows.push(run_scenario(&http, &base, scenario, &mut clients, seconds).await?);
+    for scenario in scenarios {
+        rows.push(run_scenario(&http, &base, (stores, *scenario), &mut clients, seconds).await?);
     }
 
     drop(http);

@@ -308,7 +308,7 @@ impl TestApp {
     }
 
     /// [`Self::restart`], running `between` while the server is stopped (to
-    /// edit what it saved, e.g. the in-process store's snapshot).
+    /// edit its files, e.g. leave an earlier version's token-store snapshot).
     pub async fn restart_with(mut self, between: impl FnOnce(&Config)) -> TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -370,7 +370,8 @@ async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_in
     app.signout(&tokens.id_token).await;
 }
 
-/// Embedded only: a snapshot saved before sessions (`<uid>:<jti>` → expiry).
+/// Embedded only: a snapshot an earlier version saved before sessions
+/// (`<uid>:<jti>` → expiry), moved into the token store at start-up.
 #[tokio::test]
 async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_embedded() {
     let app = spawn_app!(Backend::Embedded);
@@ -378,7 +379,7 @@ async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_em
     let jti = Uuid::new_v4();
     let app = app
         .restart_with(|config| {
-            let account::config::TokenStoreConfig::InProcess { snapshot } = &config.token_store
+            let account::config::TokenStoreConfig::InProcess { snapshot, .. } = &config.token_store
             else {
                 panic!("embedded app without an in-process store")
             };
@@ -386,6 +387,11 @@ async fn a_refresh_token_from_before_sessions_rotates_once_into_a_new_session_em
             std::fs::write(snapshot, old.to_string()).unwrap();
         })
         .await;
+    let account::config::TokenStoreConfig::InProcess { snapshot, .. } = &app.config().token_store
+    else {
+        unreachable!()
+    };
+    assert!(!snapshot.exists(), "read once, then removed");
     assert_legacy_token_rotates_once(&app, uid, &legacy_refresh_token(uid, jti)).await;
 }
 

@@ -35,24 +35,40 @@ pub struct AccountService {
 impl AccountService {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let env = [
-            ("HOST", "127.0.0.1".to_owned()),
-            ("PORT", "0".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
-        let (process, base) = Process::start(
-            "account",
-            env!("CARGO_BIN_EXE_account"),
-            dir.path(),
-            &env,
-            "account service listening",
-        )
-        .await;
+        let (process, base) = Self::launch(dir.path()).await;
         Self {
             base,
             process: Some(process),
             dir,
         }
+    }
+
+    /// The binary on the embedded stores of `dir` (its working directory).
+    async fn launch(dir: &std::path::Path) -> (Process, String) {
+        let env = [
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        Process::start(
+            "account",
+            env!("CARGO_BIN_EXE_account"),
+            dir,
+            &env,
+            "account service listening",
+        )
+        .await
+    }
+
+    /// Kills the service with SIGKILL (a crash: no shutdown code runs) and
+    /// starts it again on the same files; `base` is its new address.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+        let (process, base) = Self::launch(self.dir.path()).await;
+        self.process = Some(process);
+        self.base = base;
     }
 
     pub fn jwks_url(&self) -> String {

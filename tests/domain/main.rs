@@ -1,10 +1,12 @@
 //! End to end with real processes: the `account` binary issues ID tokens, the
 //! `todo-service` binary (the example domain service) accepts them by
 //! verifying offline against the account service's JWKS, and an independent
-//! JWT implementation verifies them too.
+//! JWT implementation verifies them too. The embedded default survives
+//! `kill -9` with every answered change (`crash.rs`).
 
 mod agreement;
 mod clients;
+mod crash;
 mod helpers;
 mod interop;
 mod open_files;
