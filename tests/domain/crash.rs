@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{AccountService, PASSWORD, claims_of, http};
+use crate::stores::{TestDatabase, stores_reachable};
 
 /// A signed-in pair.
 struct Pair {
@@ -150,4 +151,40 @@ async fn a_kill_9_right_after_answering_undoes_nothing() {
         refresh(&service, &other_device.refresh_token).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// PostgreSQL users without `REDIS_URL`: the in-process tokens are kept in
+/// `data/tokens.db` of the working directory, and survive a crash as well.
+#[tokio::test]
+async fn beside_postgres_users_the_tokens_survive_a_kill_9_in_data_tokens_db() {
+    if let Err(store) = stores_reachable().await {
+        assert!(
+            std::env::var("REQUIRE_REAL_STORES").as_deref() != Ok("1"),
+            "{store} is unreachable and REQUIRE_REAL_STORES=1"
+        );
+        eprintln!("SKIPPED: {store} is unreachable");
+        return;
+    }
+    let database = TestDatabase::create("account_crash")
+        .await
+        .expect("create a test database");
+    let mut service = AccountService::start_on_postgres(&database.url).await;
+    let email = format!("crash-{}@example.com", Uuid::new_v4());
+    let first = sign_up(&service, &email).await;
+    let latest = rotated(&service, &first).await;
+    assert!(service.path("data/tokens.db").exists());
+
+    service.crash_and_restart().await;
+
+    let next = rotated(&service, &latest).await;
+    assert_eq!(next.sid(), first.sid());
+    assert_eq!(
+        session_ids(&service, &next.id_token).await,
+        vec![first.sid().as_str().expect("sid").to_owned()]
+    );
+    assert_eq!(
+        refresh(&service, &first.refresh_token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    drop(service);
 }

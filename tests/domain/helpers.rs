@@ -30,26 +30,52 @@ pub struct AccountService {
     pub base: String,
     process: Option<Process>,
     dir: TempDir,
+    /// Variables besides the defaults (e.g. `DATABASE_URL`).
+    env: Vec<(&'static str, String)>,
 }
 
 impl AccountService {
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Users in the PostgreSQL database at `database_url`, refresh tokens in
+    /// process (kept in `data/tokens.db` of its working directory), keys
+    /// generated beforehand with `account keys generate`.
+    pub async fn start_on_postgres(database_url: &str) -> Self {
+        Self::start_with(vec![("DATABASE_URL", database_url.to_owned())]).await
+    }
+
+    async fn start_with(env: Vec<(&'static str, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (process, base) = Self::launch(dir.path()).await;
+        if !env.is_empty() {
+            let status = Command::new(env!("CARGO_BIN_EXE_account"))
+                .args(["keys", "generate"])
+                .current_dir(dir.path())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .stdout(Stdio::null())
+                .status()
+                .expect("run account keys generate");
+            assert!(status.success(), "account keys generate: {status}");
+        }
+        let (process, base) = Self::launch(dir.path(), &env).await;
         Self {
             base,
             process: Some(process),
             dir,
+            env,
         }
     }
 
-    /// The binary on the embedded stores of `dir` (its working directory).
-    async fn launch(dir: &std::path::Path) -> (Process, String) {
-        let env = [
+    /// The binary with the stores of `dir` (its working directory).
+    async fn launch(dir: &std::path::Path, extra: &[(&'static str, String)]) -> (Process, String) {
+        let mut env = vec![
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ];
+        env.extend(extra.iter().cloned());
         Process::start(
             "account",
             env!("CARGO_BIN_EXE_account"),
@@ -60,13 +86,18 @@ impl AccountService {
         .await
     }
 
+    /// A file of the service's working directory.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// Kills the service with SIGKILL (a crash: no shutdown code runs) and
     /// starts it again on the same files; `base` is its new address.
     pub async fn crash_and_restart(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
         }
-        let (process, base) = Self::launch(self.dir.path()).await;
+        let (process, base) = Self::launch(self.dir.path(), &self.env).await;
         self.process = Some(process);
         self.base = base;
     }

@@ -16,4 +16,7 @@ mod process;
 #[allow(dead_code)]
 #[path = "../common/raw_http.rs"]
 mod raw_http;
+#[allow(dead_code)]
+#[path = "../common/stores.rs"]
+mod stores;
 mod todos;
