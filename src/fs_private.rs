@@ -1,4 +1,4 @@
-//! Owner-only files written atomically: keys, secrets, the token snapshot.
+//! Owner-only files written atomically: keys, secrets.
 
 use std::fs;
 use std::io::Write as _;

@@ -88,8 +88,9 @@ pub mod limits {
 }
 
 /// Files a service keeps open besides its connections (standard streams, the
-/// listener, the runtime's, SQLite's and Redis's, key and snapshot files,
-/// outgoing JWKS fetches), with room to spare; a PostgreSQL pool comes on top.
+/// listener, the runtime's, SQLite's (the token store's writer too) and
+/// Redis's, key files, outgoing JWKS fetches), with room to spare; a
+/// PostgreSQL pool comes on top.
 pub const RESERVED_FILES: u64 = 64;
 
 /// How connections are bounded: `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,

@@ -42,7 +42,7 @@ pub(super) enum Value {
     /// starts with) and `<uid>:nolegacy`.
     Guard(String),
     /// `ratelimit:…`: an attempt counter (see `limits.rs`); never saved in
-    /// the snapshot.
+    /// the durable copy.
     Counter(u64),
 }
 
@@ -274,7 +274,7 @@ impl Keyspace {
             index.insert(sid, entry);
             self.expire_at_least(&key, expires, now);
         } else {
-            // Absent, expired (or, from a foreign snapshot, not an index): a new hash.
+            // Absent, expired (or, from a foreign row or snapshot, not an index): a new hash.
             self.set(key, Value::Index(BTreeMap::from([(sid, entry)])), expires);
         }
     }
@@ -294,7 +294,8 @@ impl Keyspace {
     }
 }
 
-/// Grace successors in the snapshot: base64, not a JSON array of numbers.
+/// Grace successors as stored (the table's JSON, a snapshot): base64, not a
+/// JSON array of numbers.
 mod base64_bytes {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;

@@ -1,7 +1,8 @@
 //! Attempt counters (issue 9) in the keyspace, as the Redis scripts keep
 //! them: one key `ratelimit:…` per counter holding its count, expiring one
-//! window after its first count. The background sweep reclaims them; the
-//! snapshot leaves them out.
+//! window after its first count. The background sweep reclaims them; they
+//! are never written to the durable copy (`durable.rs`): a restart forgets
+//! them.
 
 use std::time::Duration;
 
