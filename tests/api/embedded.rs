@@ -120,3 +120,70 @@ async fn missing_keys_with_an_external_store_stop_start_up_naming_the_variable()
     assert!(format!("{err:#}").starts_with("PRIV_KEY_FILE:"), "{err:#}");
     assert!(!missing.exists(), "nothing generated for an external store");
 }
+
+/// The SQLite file stops taking writes (here: another connection holds its
+/// write lock, as a full disk or I/O errors would refuse them): what needs
+/// the token store answers 503, nothing uncommitted is answered, and the
+/// service recovers on its own once the file takes writes again.
+#[tokio::test]
+async fn a_token_store_that_cannot_commit_answers_503_and_recovers_on_its_own() {
+    let app = spawn_app!(Backend::Embedded, &[("REFRESH_REUSE_GRACE", "60")]);
+    let (_, tokens) = app.signup(&unique_email()).await;
+    let account::config::TokenStoreConfig::InProcess {
+        file: Some(file), ..
+    } = &app.config().token_store
+    else {
+        panic!("an embedded app keeps its tokens in a file")
+    };
+    let url = format!("sqlite://{}", file.display());
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        503,
+        "SERVICE_UNAVAILABLE",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "a bounded wait");
+    let response = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 503, "SERVICE_UNAVAILABLE").await;
+
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = app
+            .client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The rotation the 503 did not confirm was committed meanwhile: the
+    // client's retry gets its pair (the grace window), which rotates on.
+    let response = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(response.status(), 200);
+    let retried = Tokens::from_body(&response.json().await.unwrap());
+    assert_eq!(retried.sid(), tokens.sid());
+    let response = app.refresh(&retried.refresh_token).await;
+    assert_eq!(response.status(), 200);
+    let next = Tokens::from_body(&response.json().await.unwrap());
+    let app = app.restart().await;
+    assert_eq!(app.refresh(&next.refresh_token).await.status(), 200);
+}
