@@ -1,9 +1,9 @@
 //! Repositories: the stores behind the repository traits of [`crate::model`].
 //!
 //! Users live in PostgreSQL (or an embedded SQLite file), the refresh-token
-//! whitelist in Redis (or in process memory). Each implementation turns its
-//! driver's errors into [`crate::error::AppError`]: an unreachable store
-//! becomes 503, a unique violation 409, anything else 500.
+//! whitelist in Redis (or in process memory, written through to SQLite). Each
+//! implementation turns its driver's errors into [`crate::error::AppError`]:
+//! an unreachable store becomes 503, a unique violation 409, anything else 500.
 
 mod email_pass;
 mod memory_token;

@@ -31,11 +31,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use tokio::time::Instant;
 use uuid::Uuid;
-
-use anyhow::Context as _;
 
 use crate::error::AppResult;
 use crate::model::{
@@ -81,7 +80,12 @@ impl MemoryTokenRepository {
             durable.committed(target).await?;
             std::fs::remove_file(snapshot)
                 .with_context(|| format!("cannot remove {}", snapshot.display()))?;
-            tracing::info!(count, from = %snapshot.display(), to = %file.display(), "moved the refresh-token snapshot into the token store");
+            tracing::info!(
+                count,
+                from = %snapshot.display(),
+                to = %file.display(),
+                "moved the refresh-token snapshot into the token store"
+            );
         }
         Ok(store)
     }
