@@ -239,7 +239,8 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|u| !u.trim().is_empty())
     {
-        builder = builder.redis_url(url);
+        let mode = crate::token_cache::RedisMode::from_env().map_err(anyhow::Error::msg)?;
+        builder = builder.redis_url(url).redis_mode(mode);
     }
     let token = builder.build()?.token().await?;
     println!("{}", token.secret());

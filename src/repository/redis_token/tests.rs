@@ -43,7 +43,8 @@ fn require_real_stores() -> bool {
 async fn fixture(test: &str) -> Option<Fixture> {
     let url = test_redis_url();
     let connect = async {
-        let conn = redis_connection_manager(&url)?;
+        let conn = redis_connection(RedisMode::Standalone, &url)
+            .map_err(|e| RedisError::from((ErrorKind::InvalidClientConfig, "TEST_REDIS_URL", e)))?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn.clone())
             .await?;
@@ -127,15 +128,15 @@ impl Fixture {
     }
 
     fn key(&self, jti: Uuid) -> String {
-        key(self.uid, jti)
+        self.repo.keys.token(self.uid, jti)
     }
 
     fn grace(&self, jti: Uuid) -> String {
-        grace_key(self.uid, jti)
+        self.repo.keys.grace(self.uid, jti)
     }
 
     fn index(&self) -> String {
-        index_key(self.uid)
+        self.repo.keys.index(self.uid)
     }
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
@@ -168,7 +169,7 @@ impl Fixture {
     }
 
     async fn user_keys(&self) -> Vec<String> {
-        self.scan(&format!("{}:*", self.uid)).await
+        self.scan(&self.repo.keys.user_pattern(self.uid)).await
     }
 
     /// Every key matching `pattern`, sorted.
@@ -212,7 +213,7 @@ impl Fixture {
             .await
             .unwrap();
         assert_eq!(self.user_keys().await, Vec::<String>::new());
-        assert!(!self.exists(&signout_marker(self.uid)).await);
+        assert!(!self.exists(&self.repo.keys.signout_marker(self.uid)).await);
     }
 }
 
@@ -247,7 +248,7 @@ impl Drop for Fixture {
                 }
             }
             redis::cmd("DEL")
-                .arg(signout_marker(uid))
+                .arg(KeyScheme::for_mode(RedisMode::Standalone).signout_marker(uid))
                 .query::<()>(&mut conn)
         });
         if let Ok(Err(err)) = cleanup.join() {
@@ -513,7 +514,7 @@ async fn unknown_sessions_and_a_sign_out_in_progress_refuse() {
     let (sid, jti) = f.session_at(f.now).await;
     let legacy = Uuid::new_v4();
     let _: () = f.cmd(redis::cmd("SET").arg(f.key(legacy)).arg("1")).await;
-    let marker = signout_marker(f.uid);
+    let marker = f.repo.keys.signout_marker(f.uid);
     let _: () = f
         .cmd(redis::cmd("SET").arg(&marker).arg(1).arg("EX").arg(60))
         .await;
@@ -797,7 +798,7 @@ async fn a_password_change_refuses_sessions_authenticated_with_the_previous_pass
         ..f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10)
     };
     assert!(f.repo.start_session(f.uid, &fresh).await.unwrap());
-    let guard = f.ttl(&format!("{}:credential", f.uid)).await;
+    let guard = f.ttl(&f.repo.keys.credential_guard(f.uid)).await;
     assert!((1..=3_600).contains(&guard), "guard TTL {guard}");
     f.finish().await;
 }
