@@ -10,6 +10,7 @@
 //! `redis-server` without cluster support, skips with a visible line, or
 //! fails under `REQUIRE_REAL_STORES=1`.
 
+mod cluster;
 mod limits;
 mod sessions;
 
