@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::process::Process;
+use crate::redis_cluster::RedisCluster;
 use crate::stores::{TestDatabase, stores_reachable, test_redis_url};
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -116,6 +117,22 @@ impl RedisTarget {
             env: vec![("REDIS_URL", url.clone())],
             tagged: false,
             node_of: Box::new(move |_| url.clone()),
+        }
+    }
+
+    /// A Redis Cluster: both replicas get `REDIS_MODE=cluster` and every
+    /// node as a seed; a user's keys are looked up on the master of their slot.
+    pub fn cluster<C>(cluster: C) -> Self
+    where
+        C: std::ops::Deref<Target = RedisCluster> + Send + Sync + 'static,
+    {
+        Self {
+            env: vec![
+                ("REDIS_MODE", "cluster".into()),
+                ("REDIS_URL", cluster.seed_url()),
+            ],
+            tagged: true,
+            node_of: Box::new(move |key| cluster.node_url(cluster.master_for_key(key))),
         }
     }
 
@@ -258,6 +275,19 @@ impl Replicas {
         Some(Self::start(RedisTarget::standalone(), vars).await)
     }
 
+    /// A and B on a fresh test database and a Redis Cluster; `None` (after a
+    /// notice) when PostgreSQL is unreachable or `redis-server` has no cluster
+    /// support, and neither is required.
+    pub async fn cluster<C>(test: &str, cluster: C) -> Option<Self>
+    where
+        C: std::ops::Deref<Target = RedisCluster> + Send + Sync + 'static,
+    {
+        if !stores_available(test).await {
+            return None;
+        }
+        Some(Self::start(RedisTarget::cluster(cluster), &[]).await)
+    }
+
     /// A and B on a fresh test database and `redis`.
     pub async fn start(redis: RedisTarget, vars: &[(&'static str, &str)]) -> Self {
         let db = TestDatabase::create("account_replicas")
@@ -293,26 +323,22 @@ impl Replicas {
             _shared_keys: shared_keys,
             _db: db,
         };
-        // One after the other: the first runs the migrations.
-        replicas.a = replicas.spawn("replica-a").await;
-        replicas.b = replicas.spawn("replica-b").await;
+        // Both at once, as a deployment starts them: the migrations and the
+        // start-up email pass run on one database from two processes.
+        let (a, b) = tokio::join!(
+            start_replica("replica-a", &replicas.env),
+            start_replica("replica-b", &replicas.env)
+        );
+        for (process, dir, base) in [a, b] {
+            replicas.processes.push(process);
+            replicas.dirs.push(dir);
+            if replicas.a.is_empty() {
+                replicas.a = base;
+            } else {
+                replicas.b = base;
+            }
+        }
         replicas
-    }
-
-    /// Starts one more replica with the same configuration; its base URL.
-    pub async fn spawn(&mut self, name: &'static str) -> String {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (process, base) = Process::start(
-            name,
-            env!("CARGO_BIN_EXE_account"),
-            dir.path(),
-            &self.env,
-            "account service listening",
-        )
-        .await;
-        self.processes.push(process);
-        self.dirs.push(dir);
-        base
     }
 
     /// The variables every replica starts with.
@@ -343,6 +369,24 @@ impl Replicas {
         self.track(tokens.uid());
         tokens
     }
+}
+
+/// Starts the `account` binary with `env` in a working directory of its own:
+/// the process, that directory and its base URL.
+async fn start_replica(
+    name: &'static str,
+    env: &[(&'static str, String)],
+) -> (Process, TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (process, base) = Process::start(
+        name,
+        env!("CARGO_BIN_EXE_account"),
+        dir.path(),
+        env,
+        "account service listening",
+    )
+    .await;
+    (process, dir, base)
 }
 
 impl Drop for Replicas {
