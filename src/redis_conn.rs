@@ -13,8 +13,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 /// How Redis is deployed: `REDIS_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,6 +157,8 @@ impl RedisConn {
         }
     }
 
+    /// The token store's key scheme follows it.
+    #[cfg(feature = "server")]
     pub fn mode(&self) -> RedisMode {
         match self {
             Self::Standalone(_) => RedisMode::Standalone,
@@ -168,11 +169,13 @@ impl RedisConn {
     /// Runs `cmd` on the master that owns `key`'s hash slot (for a command
     /// whose keys are not among its arguments, such as SCAN); on a single
     /// Redis, simply runs it.
-    pub async fn query_on_master_of<T: FromRedisValue>(
+    #[cfg(feature = "server")]
+    pub async fn query_on_master_of<T: redis::FromRedisValue>(
         &mut self,
         cmd: &Cmd,
         key: &[u8],
-    ) -> RedisResult<T> {
+    ) -> redis::RedisResult<T> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         match self {
             Self::Standalone(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn) => {
