@@ -180,6 +180,12 @@ async fn a_failover_is_unavailable_at_worst_and_keeps_what_was_replicated() {
     // rotates, its predecessor replays within the grace window.
     let next = f.rotate(sid, current, f.now + 3).await;
     assert!(f.exists(&f.key(next)).await);
+
+    // The old master comes back as a replica of the new one; nothing moves.
+    cluster.restart(old).unwrap();
+    assert_eq!(cluster.role(old), redis_cluster::Role::Replica);
+    assert_eq!(cluster.master_for_key(&slot_key), new);
+    assert_eq!(f.listed(f.now + 3).await, vec![sid]);
     assert_eq!(f.repo.delete_user_refresh_tokens(f.uid).await.unwrap(), 3);
 }
 
