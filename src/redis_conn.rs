@@ -116,7 +116,8 @@ pub enum RedisConn {
 
 impl RedisConn {
     /// Connects lazily to `url` (checked with [`node_urls`]): nothing is
-    /// reached until the first command.
+    /// reached until the first command. In cluster mode it starts the
+    /// cluster client's background task, so call it inside a Tokio runtime.
     pub fn open(mode: RedisMode, url: &str, timeouts: Timeouts) -> Result<Self, String> {
         let nodes = node_urls(mode, url)?;
         match mode {
