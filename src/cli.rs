@@ -35,8 +35,9 @@ enum Command {
         command: ClientsCommand,
     },
     /// Print a bearer token of an OAuth2 client (client-credentials grant),
-    /// through the token cache: shared in Redis when REDIS_URL is set. The
-    /// secret is read from CLIENT_SECRET, never from the command line.
+    /// through the token cache: shared in Redis when REDIS_URL is set (Redis
+    /// Cluster seed nodes with REDIS_MODE=cluster). The secret is read from
+    /// CLIENT_SECRET, never from the command line.
     Token(TokenArgs),
 }
 

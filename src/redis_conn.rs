@@ -13,8 +13,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 /// How Redis is deployed: `REDIS_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,7 +116,8 @@ pub enum RedisConn {
 
 impl RedisConn {
     /// Connects lazily to `url` (checked with [`node_urls`]): nothing is
-    /// reached until the first command.
+    /// reached until the first command. In cluster mode it starts the
+    /// cluster client's background task, so call it inside a Tokio runtime.
     pub fn open(mode: RedisMode, url: &str, timeouts: Timeouts) -> Result<Self, String> {
         let nodes = node_urls(mode, url)?;
         match mode {
@@ -158,6 +158,8 @@ impl RedisConn {
         }
     }
 
+    /// The token store's key scheme follows it.
+    #[cfg(feature = "server")]
     pub fn mode(&self) -> RedisMode {
         match self {
             Self::Standalone(_) => RedisMode::Standalone,
@@ -168,11 +170,13 @@ impl RedisConn {
     /// Runs `cmd` on the master that owns `key`'s hash slot (for a command
     /// whose keys are not among its arguments, such as SCAN); on a single
     /// Redis, simply runs it.
-    pub async fn query_on_master_of<T: FromRedisValue>(
+    #[cfg(feature = "server")]
+    pub async fn query_on_master_of<T: redis::FromRedisValue>(
         &mut self,
         cmd: &Cmd,
         key: &[u8],
-    ) -> RedisResult<T> {
+    ) -> redis::RedisResult<T> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         match self {
             Self::Standalone(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn) => {

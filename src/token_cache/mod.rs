@@ -450,7 +450,8 @@ impl TokenCacheBuilder {
 
     /// How the Redis at [`redis_url`](Self::redis_url) is deployed (default
     /// [`RedisMode::Standalone`]); with [`RedisMode::Cluster`] the URL holds
-    /// one or more comma-separated seed nodes.
+    /// one or more comma-separated seed nodes, and [`build`](Self::build)
+    /// must run inside a Tokio runtime (the cluster client starts a task).
     pub fn redis_mode(mut self, mode: RedisMode) -> Self {
         self.redis_mode = mode;
         self

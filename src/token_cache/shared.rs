@@ -66,7 +66,7 @@ impl RedisCache {
     /// [`RedisMode::Cluster`] one or more comma-separated seed nodes. Short
     /// timeouts: a Redis that is down costs a miss at most about a second
     /// before the process fetches for itself. Errors name `REDIS_URL`, never
-    /// show the URL.
+    /// show the URL. In cluster mode, call it inside a Tokio runtime.
     pub fn from_url_in_mode(url: &str, mode: RedisMode) -> Result<Self, String> {
         let conn = RedisConn::open(
             mode,

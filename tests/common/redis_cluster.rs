@@ -15,7 +15,9 @@
 //!   use (about 1–3 s) and reused: tests on it must only touch keys of their
 //!   own (a fresh uid) and never kill its nodes.
 //! - [`RedisCluster::start`] starts a cluster of one's own (e.g. with a replica
-//!   per master, for a failover), killed when dropped.
+//!   per master, for a failover: [`RedisCluster::kill_master`],
+//!   [`RedisCluster::wait_for_failover`], [`RedisCluster::restart`]), killed
+//!   when dropped.
 //!   [`ClusterPorts::pick`] + [`RedisCluster::start_on`] let a test learn the
 //!   ports first and start the cluster later (a service started while the
 //!   cluster is down).
@@ -333,6 +335,21 @@ impl RedisCluster {
             let node = nodes.remove(i);
             sigkill(node.pid);
         }
+    }
+
+    /// Starts the killed node on `port` again, from its own `nodes.conf`: it
+    /// rejoins the cluster (a master that was failed over comes back as a
+    /// replica of its successor). Waits until the cluster is ok.
+    pub fn restart(&self, port: u16) -> Result<(), String> {
+        assert!(
+            !self.live_ports().contains(&port),
+            "node {port} is still running"
+        );
+        let pid = spawn_node(self.dir.path(), port)?;
+        self.nodes().push(Node { port, pid });
+        wait_until(Duration::from_secs(10), || ping(port))
+            .map_err(|_| format!("node {port} did not answer PING\n{}", self.logs()))?;
+        self.wait_until_ok()
     }
 
     /// Kills the master on `port` (see [`kill`](Self::kill)).

@@ -9,7 +9,7 @@
 //! master changes during the sweep (a failover), the sweep starts again
 //! from cursor 0 on the new one (it only removes, so repeating it is safe).
 
-use redis::RedisResult;
+use redis::{ErrorKind, RedisError, RedisResult};
 use uuid::Uuid;
 
 use super::keys::KeyScheme;
@@ -31,8 +31,15 @@ pub(super) async fn sweep(conn: &mut RedisConn, keys: KeyScheme, uid: Uuid) -> R
     loop {
         let master = master_id(conn, &slot_key).await?;
         deleted += sweep_once(conn, &slot_key, &pattern).await?;
-        if master == master_id(conn, &slot_key).await? || restarts == MAX_RESTARTS {
+        if master == master_id(conn, &slot_key).await? {
             return Ok(deleted);
+        }
+        if restarts == MAX_RESTARTS {
+            // An I/O error: the store is unavailable (503), not a bug.
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "sign-out sweep: the user's slot kept changing master",
+            )));
         }
         restarts += 1;
         tracing::info!(%uid, "sign-out sweep: the slot changed master during the SCAN; sweeping again");

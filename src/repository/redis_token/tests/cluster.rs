@@ -153,6 +153,7 @@ async fn a_failover_is_unavailable_at_worst_and_keeps_what_was_replicated() {
 
     let old = cluster.master_for_key(&slot_key);
     cluster.kill_master(old);
+    let killed = Instant::now();
     let mut unavailable = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     let sessions = loop {
@@ -165,17 +166,26 @@ async fn a_failover_is_unavailable_at_worst_and_keeps_what_was_replicated() {
             other => panic!("during the failover, only 503s: {other:?}"),
         }
     };
+    let recovered_after = killed.elapsed();
     let new = cluster.wait_for_failover(slot(&slot_key), old).unwrap();
     assert_ne!(new, old);
     assert_eq!(sessions.iter().map(|s| s.id).collect::<Vec<_>>(), vec![sid]);
     let _ = writeln!(
         std::io::stderr(),
-        "failover: {unavailable} unavailable answers before the new master {new} served"
+        "failover: {unavailable} unavailable answers, served again {:?} after the kill \
+         (node timeout 1 s), by the new master {new}",
+        recovered_after
     );
     // The replicated state decides on the new master: the current token
     // rotates, its predecessor replays within the grace window.
     let next = f.rotate(sid, current, f.now + 3).await;
     assert!(f.exists(&f.key(next)).await);
+
+    // The old master comes back as a replica of the new one; nothing moves.
+    cluster.restart(old).unwrap();
+    assert_eq!(cluster.role(old), redis_cluster::Role::Replica);
+    assert_eq!(cluster.master_for_key(&slot_key), new);
+    assert_eq!(f.listed(f.now + 3).await, vec![sid]);
     assert_eq!(f.repo.delete_user_refresh_tokens(f.uid).await.unwrap(), 3);
 }
 
