@@ -125,7 +125,7 @@ pub enum Role {
 }
 
 /// Free loopback ports for a cluster: each port and its cluster bus port
-/// (port + 10000) free when picked, all below 55536.
+/// (port + 10000) free when picked, below the ephemeral range.
 #[derive(Debug, Clone)]
 pub struct ClusterPorts {
     pub masters: usize,
@@ -136,6 +136,8 @@ pub struct ClusterPorts {
 impl ClusterPorts {
     pub fn pick(masters: usize, replicas_per_master: usize) -> Self {
         let count = masters * (1 + replicas_per_master);
+        let (low, high) = candidate_range();
+        let span = u64::from(high - low);
         let mut ports: Vec<u16> = Vec::with_capacity(count);
         // Start at a pseudo-random point so parallel test binaries rarely try
         // the same ports.
@@ -144,20 +146,23 @@ impl ClusterPorts {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::from(d.subsec_nanos()))
                 .unwrap_or(0);
-        let mut candidate = 20_000 + (seed % 35_000) as u16;
+        let mut candidate = low + (seed % span) as u16;
         let mut tried = 0;
         while ports.len() < count {
             tried += 1;
-            assert!(tried < 40_000, "no free loopback ports for a Redis Cluster");
-            candidate = if candidate >= 55_535 {
-                20_000
+            assert!(
+                tried < 2 * span,
+                "no free loopback ports for a Redis Cluster"
+            );
+            candidate = if candidate + 1 >= high {
+                low
             } else {
                 candidate + 1
             };
-            if ports.contains(&candidate) || ports.contains(&(candidate + 10_000)) {
-                continue;
-            }
-            if free(candidate) && free(candidate + 10_000) {
+            let clashes = ports
+                .iter()
+                .any(|&p| p == candidate || p + 10_000 == candidate || p == candidate + 10_000);
+            if !clashes && free(candidate) && free(candidate + 10_000) {
                 ports.push(candidate);
             }
         }
@@ -171,6 +176,19 @@ impl ClusterPorts {
     /// The `REDIS_URL` of these ports, comma-separated (every node a seed).
     pub fn seed_url(&self) -> String {
         seed_url(&self.ports)
+    }
+}
+
+/// Where ports are picked: below the kernel's ephemeral range (with their
+/// bus ports), so that no outgoing connection or port-0 listener of a
+/// parallel test takes one between the pick and the start; all below 55536.
+fn candidate_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok());
+    match ephemeral_start {
+        Some(start) if start >= 21_000 => (10_000, start - 10_000),
+        _ => (20_000, 55_535),
     }
 }
 
@@ -203,8 +221,17 @@ impl RedisCluster {
     /// Starts `masters` masters with `replicas_per_master` replicas each on
     /// free ports and waits until every node says `cluster_state:ok` (and
     /// every replica is in sync).
+    /// Another process may take a picked port before the node binds it:
+    /// then the cluster is started again on other ports (three tries).
     pub fn start(masters: usize, replicas_per_master: usize) -> Result<Self, String> {
-        Self::start_on(ClusterPorts::pick(masters, replicas_per_master))
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::start_on(ClusterPorts::pick(masters, replicas_per_master)) {
+                Ok(cluster) => return Ok(cluster),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
     }
 
     /// Starts a cluster on ports picked earlier (see [`ClusterPorts::pick`]).
