@@ -35,8 +35,9 @@ enum Command {
         command: ClientsCommand,
     },
     /// Print a bearer token of an OAuth2 client (client-credentials grant),
-    /// through the token cache: shared in Redis when REDIS_URL is set. The
-    /// secret is read from CLIENT_SECRET, never from the command line.
+    /// through the token cache: shared in Redis when REDIS_URL is set (Redis
+    /// Cluster seed nodes with REDIS_MODE=cluster). The secret is read from
+    /// CLIENT_SECRET, never from the command line.
     Token(TokenArgs),
 }
 
@@ -239,7 +240,8 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|u| !u.trim().is_empty())
     {
-        builder = builder.redis_url(url);
+        let mode = crate::token_cache::RedisMode::from_env().map_err(anyhow::Error::msg)?;
+        builder = builder.redis_url(url).redis_mode(mode);
     }
     let token = builder.build()?.token().await?;
     println!("{}", token.secret());

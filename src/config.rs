@@ -18,6 +18,9 @@ use crate::web::serve::ConnectionLimits;
 // re-exported so that `crate::config::Secret` keeps working.
 pub use crate::secret::Secret;
 
+pub use crate::redis_conn::RedisMode;
+use crate::redis_conn::node_urls;
+
 /// The user store chosen by `DATABASE_URL`.
 #[derive(Debug, Clone)]
 pub enum UserStoreConfig {
@@ -30,8 +33,9 @@ pub enum UserStoreConfig {
 /// The token store chosen by `REDIS_URL`.
 #[derive(Debug, Clone)]
 pub enum TokenStoreConfig {
-    /// `redis://…`
-    Redis { url: Secret },
+    /// `redis://…`; in cluster mode (`REDIS_MODE=cluster`) one or more
+    /// comma-separated seed nodes.
+    Redis { url: Secret, mode: RedisMode },
     /// `REDIS_URL` unset: an in-process whitelist, written through to the
     /// table `token_keys` of the SQLite `file`: the users file, or with
     /// PostgreSQL users `tokens.db` in the data directory (`None`: the users
@@ -192,13 +196,16 @@ impl Config {
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
         let env = Vars(vars);
         let user_store = parse_user_store(env.store_url("DATABASE_URL")?)?;
+        let redis_mode = RedisMode::parse(env.0.get("REDIS_MODE").map(String::as_str))
+            .map_err(anyhow::Error::msg)?;
         let token_store = match env.store_url("REDIS_URL")? {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(url) => {
+                node_urls(redis_mode, &url).map_err(anyhow::Error::msg)?;
                 TokenStoreConfig::Redis {
                     url: Secret::new(url),
+                    mode: redis_mode,
                 }
             }
-            Some(_) => bail!("REDIS_URL: must be a redis:// or rediss:// URL"),
             None => TokenStoreConfig::InProcess {
                 file: token_file(&user_store),
                 snapshot: data_dir(&user_store).join("refresh-tokens.json"),
@@ -904,6 +911,48 @@ mod tests {
             );
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn redis_mode_selects_a_single_redis_or_cluster_seeds() {
+        let c = Config::from_vars(vars(&[("REDIS_URL", "redis://h:6379")])).unwrap();
+        assert!(matches!(
+            c.token_store,
+            TokenStoreConfig::Redis {
+                mode: RedisMode::Standalone,
+                ..
+            }
+        ));
+        let c = Config::from_vars(vars(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", "redis://127.0.0.1:7000,redis://127.0.0.1:7001"),
+        ]))
+        .unwrap();
+        let TokenStoreConfig::Redis { url, mode } = &c.token_store else {
+            panic!("{c:?}")
+        };
+        assert_eq!(*mode, RedisMode::Cluster);
+        assert_eq!(
+            url.expose(),
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001"
+        );
+        // Without REDIS_URL the mode changes nothing: the in-process store.
+        let c = Config::from_vars(vars(&[("REDIS_MODE", "cluster")])).unwrap();
+        assert!(matches!(c.token_store, TokenStoreConfig::InProcess { .. }));
+
+        assert!(error_of(&[("REDIS_MODE", "sentinel")]).starts_with("REDIS_MODE:"));
+        let several = error_of(&[("REDIS_URL", "redis://a:1,redis://b:2")]);
+        assert!(several.starts_with("REDIS_URL:"), "{several}");
+        assert!(several.contains("REDIS_MODE=cluster"), "{several}");
+        for bad in ["redis://a:1,", "redis://a:1,http://b:2"] {
+            let err = error_of(&[("REDIS_MODE", "cluster"), ("REDIS_URL", bad)]);
+            assert!(err.contains("REDIS_URL"), "{bad}: {err}");
+        }
+        let err = error_of(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", "redis://:hunter4@a:1,ftp://:hunter4@b:2"),
+        ]);
+        assert!(!err.contains("hunter4"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ mod keys;
 mod mail;
 #[cfg(feature = "server")]
 mod model;
+#[cfg(feature = "token-cache")]
+mod redis_conn;
 #[cfg(feature = "server")]
 mod repository;
 #[cfg(feature = "server")]

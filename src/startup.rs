@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, TokenStoreConfig, UserStoreConfig, sqlite_file};
+use crate::config::{Config, RedisMode, TokenStoreConfig, UserStoreConfig, sqlite_file};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::repository::{
     COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
-    RedisTokenRepository, SqliteUserRepository, redis_connection_manager,
+    RedisTokenRepository, SqliteUserRepository, redis_connection,
 };
 use crate::secret::Secret;
 use crate::service::{
@@ -289,15 +289,17 @@ struct TokenStore {
 /// earlier version's snapshot into it) and starts sweeping.
 async fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
     Ok(match &config.token_store {
-        TokenStoreConfig::Redis { url } => {
-            let redis = redis_connection_manager(url.expose())
-                .context("REDIS_URL: not a usable Redis URL")?;
+        TokenStoreConfig::Redis { url, mode } => {
+            let redis = redis_connection(*mode, url.expose()).map_err(anyhow::Error::msg)?;
             let store = RedisTokenRepository::new(redis);
             TokenStore {
                 repo: Arc::new(store.clone()),
                 limits: Arc::new(store),
                 memory: None,
-                description: "Redis".to_owned(),
+                description: match mode {
+                    RedisMode::Standalone => "Redis".to_owned(),
+                    RedisMode::Cluster => "Redis Cluster".to_owned(),
+                },
             }
         }
         TokenStoreConfig::InProcess { file, snapshot } => {

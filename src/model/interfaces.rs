@@ -280,8 +280,9 @@ pub trait UserRepository: Send + Sync {
 
 /// The refresh-token whitelist and the sessions it records: one entry
 /// `<uid>:<jti>` per live refresh token (its value records the session), and
-/// a per-user index `<uid>:sessions`. Every key of a user starts with `<uid>:`.
-/// Each method is one atomic step of the store.
+/// a per-user index `<uid>:sessions`. Every key of a user starts with `<uid>:`
+/// (on Redis Cluster `{<uid>}:`, so that they share one slot). Each method is
+/// one atomic step of the store.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait TokenRepository: Send + Sync {

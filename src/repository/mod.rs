@@ -11,5 +11,5 @@ mod redis_token;
 mod sql_user;
 
 pub use memory_token::{COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
-pub use redis_token::{RedisTokenRepository, redis_connection_manager};
+pub use redis_token::{RedisTokenRepository, redis_connection};
 pub use sql_user::{PgUserRepository, SqliteUserRepository};

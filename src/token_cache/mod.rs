@@ -68,6 +68,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use crate::redis_conn::RedisMode;
 pub use bearer::{BearerClient, BearerError};
 pub use error::{AccessToken, BuildError, ClientSecret, SharedCacheError, TokenError};
 pub use policy::{Margin, RetryPolicy, cache_ttl, default_cache_key};
@@ -157,6 +158,7 @@ impl TokenCache {
             lock_ttl: None,
             wait: None,
             redis_url: None,
+            redis_mode: RedisMode::Standalone,
             shared: None,
             http: None,
         }
@@ -377,6 +379,7 @@ pub struct TokenCacheBuilder {
     lock_ttl: Option<Duration>,
     wait: Option<Duration>,
     redis_url: Option<String>,
+    redis_mode: RedisMode,
     shared: Option<Arc<dyn SharedCache>>,
     http: Option<reqwest::Client>,
 }
@@ -445,6 +448,15 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// How the Redis at [`redis_url`](Self::redis_url) is deployed (default
+    /// [`RedisMode::Standalone`]); with [`RedisMode::Cluster`] the URL holds
+    /// one or more comma-separated seed nodes, and [`build`](Self::build)
+    /// must run inside a Tokio runtime (the cluster client starts a task).
+    pub fn redis_mode(mut self, mode: RedisMode) -> Self {
+        self.redis_mode = mode;
+        self
+    }
+
     /// Share tokens through an existing Redis connection.
     pub fn redis(self, conn: redis::aio::ConnectionManager) -> Self {
         self.shared_cache(Arc::new(RedisCache::new(conn)))
@@ -503,7 +515,7 @@ impl TokenCacheBuilder {
         let shared = match (self.shared, self.redis_url) {
             (Some(shared), _) => Some(shared),
             (None, Some(redis_url)) => Some(Arc::new(
-                RedisCache::from_url(&redis_url).map_err(|e| err(format!("Redis URL: {e}")))?,
+                RedisCache::from_url_in_mode(&redis_url, self.redis_mode).map_err(err)?,
             ) as Arc<dyn SharedCache>),
             (None, None) => None,
         };

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::error::SharedCacheError;
+use crate::redis_conn::{RedisConn, RedisMode, Timeouts};
 
 /// What the token cache needs from a shared store. [`RedisCache`] is the one
 /// implementation; another store can be plugged in with
@@ -38,32 +39,47 @@ static DELETE_IF_EQUAL: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// [`SharedCache`] on Redis, through a connection manager (it reconnects by
-/// itself; while Redis is down every call fails fast and the cache fetches in
-/// the process).
+/// [`SharedCache`] on Redis or Redis Cluster (it reconnects by itself; while
+/// Redis is down every call fails fast and the cache fetches in the process).
+/// Its keys are single keys and `<key>:lock`, each used on its own, so they
+/// may live in any slot of a cluster.
 #[derive(Clone)]
 pub struct RedisCache {
-    conn: ConnectionManager,
+    conn: RedisConn,
 }
 
 impl RedisCache {
+    /// On an existing connection to a single Redis.
     pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+        Self {
+            conn: RedisConn::Standalone(conn),
+        }
     }
 
-    /// Connects lazily to `url` (`redis://…`), with short timeouts: a Redis
-    /// that is down costs a miss at most about a second before the process
-    /// fetches for itself.
-    pub fn from_url(url: &str) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        Ok(Self::new(ConnectionManager::new_lazy_with_config(
-            client, config,
-        )?))
+    /// Connects lazily to a single Redis at `url` (`redis://…`); see
+    /// [`from_url_in_mode`](Self::from_url_in_mode).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        Self::from_url_in_mode(url, RedisMode::Standalone)
+    }
+
+    /// Connects lazily to `url`: one `redis://…` URL, or in
+    /// [`RedisMode::Cluster`] one or more comma-separated seed nodes. Short
+    /// timeouts: a Redis that is down costs a miss at most about a second
+    /// before the process fetches for itself. Errors name `REDIS_URL`, never
+    /// show the URL. In cluster mode, call it inside a Tokio runtime.
+    pub fn from_url_in_mode(url: &str, mode: RedisMode) -> Result<Self, String> {
+        let conn = RedisConn::open(
+            mode,
+            url,
+            Timeouts {
+                connect: Duration::from_millis(500),
+                response: Duration::from_secs(1),
+                overall: Duration::from_millis(1500),
+                retries: 1,
+                max_retry_wait: Duration::from_millis(200),
+            },
+        )?;
+        Ok(Self { conn })
     }
 }
 

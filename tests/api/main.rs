@@ -2,6 +2,7 @@
 
 mod client_cache;
 mod clients;
+mod cluster;
 mod connections;
 mod deletion;
 mod emails;
@@ -18,6 +19,8 @@ mod profile;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
 mod reauth;
+#[path = "../common/redis_cluster.rs"]
+mod redis_cluster;
 mod reset;
 mod session_list;
 mod sessions;

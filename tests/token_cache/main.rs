@@ -5,12 +5,14 @@
 //! unless `REQUIRE_REAL_STORES=1`.
 
 mod fake;
+#[path = "../common/redis_cluster.rs"]
+mod redis_cluster;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use account::token_cache::{
-    BearerClient, Margin, RedisCache, RetryPolicy, SharedCache, TokenCache, TokenError,
+    BearerClient, Margin, RedisCache, RedisMode, RetryPolicy, SharedCache, TokenCache, TokenError,
 };
 use fake::{Behaviour, CLIENT_ID, CLIENT_SECRET, FakeEndpoint};
 
@@ -175,6 +177,72 @@ async fn twenty_token_commands_at_once_cause_one_request_and_print_the_same_toke
     delete_keys(&key).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_commands_share_one_token_through_redis_cluster() {
+    let test = "token_commands_share_one_token_through_redis_cluster";
+    let Some(cluster) = redis_cluster::shared(test) else {
+        return;
+    };
+    let endpoint = FakeEndpoint::start(Behaviour::Issue {
+        expires_in: Some(300),
+        delay: Duration::from_millis(300),
+    })
+    .await;
+    let key = unique_key("cluster");
+    let seeds = cluster.seed_url();
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            token_command(&endpoint, &key)
+                .env("REDIS_MODE", "cluster")
+                .env("REDIS_URL", &seeds)
+                .spawn()
+                .expect("start account token")
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let printed: Vec<String> = outputs
+        .iter()
+        .map(|output| {
+            assert!(
+                output.status.success(),
+                "{:?}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout.clone()).unwrap()
+        })
+        .collect();
+    let token = all_same(&printed);
+    assert_eq!(endpoint.token_requests(), 1, "one fetch for all of them");
+
+    // The token is in the cluster under the key, the lock released.
+    let shared = RedisCache::from_url_in_mode(&seeds, RedisMode::Cluster).unwrap();
+    let (stored, _) = shared
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("cached in the cluster");
+    assert_eq!(format!("{stored}\n"), token);
+    assert!(shared.get(&format!("{key}:lock")).await.unwrap().is_none());
+
+    // An unknown mode stops the command with the variable's name.
+    let output = token_command(&endpoint, &key)
+        .env("REDIS_MODE", "sentinel")
+        .env("REDIS_URL", &seeds)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("REDIS_MODE:"), "{stderr}");
+}
+
 fn token_command(endpoint: &FakeEndpoint, key: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_account"));
     command
@@ -183,6 +251,7 @@ fn token_command(endpoint: &FakeEndpoint, key: &str) -> Command {
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .env("RUST_LOG", "warn")
         .env_remove("REDIS_URL")
+        .env_remove("REDIS_MODE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -1,7 +1,11 @@
-//! The refresh-token whitelist and the sessions it records, in Redis.
+//! The refresh-token whitelist and the sessions it records, in Redis or
+//! Redis Cluster.
 //!
-//! Key layout (every key of a user but the sign-out marker starts with `<uid>:`,
-//! so sign-out everywhere, SCAN `<uid>:*` + UNLINK, removes them all):
+//! Key layout (`keys.rs`; shown for a single Redis, on Redis Cluster the uid
+//! is a hash tag, `{<uid>}:<jti>`, … `signout:{<uid>}`, so that all of a
+//! user's keys share one slot). Every key of a user but the sign-out marker
+//! starts with the user's prefix, so sign-out everywhere, SCAN `<uid>:*` +
+//! UNLINK (`signout.rs`), removes them all:
 //!
 //! - `<uid>:<jti>`: a live refresh token; value `{"sid", "created", "last",
 //!   "ua", "ip"}` (its session as of this token: id, start, last use, client),
@@ -12,6 +16,8 @@
 //!   Its TTL never falls below that of the user's longest-lived token.
 //! - `<uid>:grace:<jti>`: the sealed successor of the rotated token `<jti>`,
 //!   kept for the grace window (`REFRESH_REUSE_GRACE`).
+//! - `<uid>:nolegacy`, `<uid>:credential`: the guards written when other
+//!   sessions are ended and when the password changes.
 //! - `signout:<uid>`: counts the sign-out sweeps in progress; while it exists
 //!   no refresh writes anything (a key written behind the SCAN cursor would
 //!   survive the sign-out).
@@ -20,12 +26,15 @@
 //!
 //! Every [`TokenRepository`] method is one Lua script (see [`scripts`] and
 //! `lua/`), so each is one atomic step and one round trip; times are the
-//! caller's (`now`), never Redis's clock. A single Redis is assumed: the
-//! scripts derive `<uid>:<jti>` keys read from the index, which Redis Cluster
-//! would only allow with hash tags (`{<uid>}:`), a later issue.
+//! caller's (`now`), never Redis's clock. The scripts derive the keys they
+//! read from the index (a session's current token, its grace successor) from
+//! the prefix of `KEYS[1]`, the index: the same slot on Redis Cluster, where
+//! the script runs on the master owning it.
 
+mod keys;
 mod limits;
 mod scripts;
+mod signout;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +42,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -43,59 +51,48 @@ use crate::model::{
     CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
     SessionInfo, SessionStart, TokenRepository,
 };
+use crate::redis_conn::{RedisConn, RedisMode, Timeouts};
+pub(crate) use keys::KeyScheme;
 use scripts::{
     END_OTHER_SESSIONS, END_SESSION, LIST_SESSIONS, REFRESH, ROTATE_LEGACY, START_SESSION,
     SWEEP_BEGIN, SWEEP_END,
 };
 
-/// Keys found per SCAN step on sign-out; small COUNTs multiply round trips.
-const SCAN_COUNT: usize = 1000;
-
 /// Longest a sign-out marker lives if its sweep never finishes (a crash).
 const SIGNOUT_MARKER_TTL_SECS: u64 = 60;
 
-/// Marks a sign-out sweep in progress; outside the `<uid>:*` pattern.
-fn signout_marker(uid: Uuid) -> String {
-    format!("signout:{uid}")
+/// The token store's connection to `REDIS_URL` in `mode`: lazy (nothing is
+/// reached before the first command, so the service starts while Redis is
+/// down and answers 503 until it is up), reconnecting by itself, with short
+/// timeouts so a request fails before the handler timeout. In cluster mode a
+/// command is retried through a failover (CLUSTERDOWN, TRYAGAIN, a lost
+/// master) for up to 3 s in all, then fails (503).
+pub fn redis_connection(mode: RedisMode, url: &str) -> Result<RedisConn, String> {
+    RedisConn::open(
+        mode,
+        url,
+        Timeouts {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(2),
+            overall: Duration::from_secs(3),
+            retries: 4,
+            max_retry_wait: Duration::from_millis(500),
+        },
+    )
 }
 
-/// A refresh token's whitelist entry.
-fn key(uid: Uuid, jti: Uuid) -> String {
-    format!("{uid}:{jti}")
-}
-
-/// The user's session index (the scripts derive every other key they learn
-/// from it by its `<uid>:` prefix).
-fn index_key(uid: Uuid) -> String {
-    format!("{uid}:sessions")
-}
-
-/// The sealed successor of the rotated token `jti`.
-fn grace_key(uid: Uuid, jti: Uuid) -> String {
-    format!("{uid}:grace:{jti}")
-}
-
-/// A connection manager that connects lazily and reconnects by itself, so the
-/// service starts while Redis is down and recovers when it comes back.
-pub fn redis_connection_manager(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, config)
-}
-
-/// [`TokenRepository`] on Redis.
+/// [`TokenRepository`] on Redis or Redis Cluster.
 #[derive(Clone)]
 pub struct RedisTokenRepository {
-    conn: ConnectionManager,
+    conn: RedisConn,
+    keys: KeyScheme,
 }
 
 impl RedisTokenRepository {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+    /// The key names follow the connection's mode (tagged on a cluster).
+    pub fn new(conn: RedisConn) -> Self {
+        let keys = KeyScheme::for_mode(conn.mode());
+        Self { conn, keys }
     }
 
     async fn invoke<T: redis::FromRedisValue>(
@@ -116,7 +113,11 @@ impl RedisTokenRepository {
     }
 }
 
-/// An unreachable or overloaded Redis is a 503; a reply we did not expect is a bug.
+/// An unreachable or overloaded Redis is a 503, and so is a cluster in the
+/// middle of a failover or a resharding (CLUSTERDOWN, TRYAGAIN, MASTERDOWN,
+/// READONLY, MOVED/ASK past the client's retries, no connection to the
+/// slot's node, I/O errors and timeouts): it recovers by itself. A reply we
+/// did not expect, or CROSSSLOT (keys of one step in two slots), is a bug.
 fn map_redis_error(err: RedisError) -> AppError {
     let is_bug = match err.kind() {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => true,
@@ -127,6 +128,8 @@ fn map_redis_error(err: RedisError) -> AppError {
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::ReadOnly
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
         ),
         _ => false,
     };
@@ -193,53 +196,22 @@ fn refresh_outcome(reply: Vec<Vec<u8>>) -> AppResult<RefreshOutcome> {
     Ok(outcome)
 }
 
-/// SCAN `<uid>:*` with a large COUNT and UNLINK each batch; how many keys.
-async fn sweep(conn: &mut ConnectionManager, uid: Uuid) -> AppResult<u64> {
-    // A uid is a hyphenated UUID: no glob metacharacters to escape.
-    let pattern = format!("{uid}:*");
-    let mut cursor: u64 = 0;
-    let mut deleted: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await
-            .map_err(map_redis_error)?;
-        if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(conn)
-                .await
-                .map_err(map_redis_error)?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
 #[async_trait]
 impl TokenRepository for RedisTokenRepository {
     async fn start_session(&self, uid: Uuid, start: &SessionStart) -> AppResult<bool> {
-        let mut invocation = START_SESSION.key(index_key(uid));
-        invocation.key(key(uid, start.jti));
+        let mut invocation = START_SESSION.key(self.keys.index(uid));
+        invocation.key(self.keys.token(uid, start.jti));
         start_args(&mut invocation, start);
         Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
 
     async fn refresh(&self, uid: Uuid, step: &RefreshStep) -> AppResult<RefreshOutcome> {
-        let mut invocation = REFRESH.key(index_key(uid));
+        let mut invocation = REFRESH.key(self.keys.index(uid));
         invocation
-            .key(signout_marker(uid))
-            .key(key(uid, step.jti))
-            .key(key(uid, step.new_jti))
-            .key(grace_key(uid, step.jti))
+            .key(self.keys.signout_marker(uid))
+            .key(self.keys.token(uid, step.jti))
+            .key(self.keys.token(uid, step.new_jti))
+            .key(self.keys.grace(uid, step.jti))
             .arg(step.sid.to_string())
             .arg(step.jti.to_string())
             .arg(step.new_jti.to_string())
@@ -253,17 +225,17 @@ impl TokenRepository for RedisTokenRepository {
     }
 
     async fn rotate_legacy(&self, uid: Uuid, jti: Uuid, start: &SessionStart) -> AppResult<bool> {
-        let mut invocation = ROTATE_LEGACY.key(index_key(uid));
+        let mut invocation = ROTATE_LEGACY.key(self.keys.index(uid));
         invocation
-            .key(signout_marker(uid))
-            .key(key(uid, jti))
-            .key(key(uid, start.jti));
+            .key(self.keys.signout_marker(uid))
+            .key(self.keys.token(uid, jti))
+            .key(self.keys.token(uid, start.jti));
         start_args(&mut invocation, start);
         Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
 
     async fn list_sessions(&self, uid: Uuid, now: u64) -> AppResult<Vec<SessionInfo>> {
-        let mut invocation = LIST_SESSIONS.key(index_key(uid));
+        let mut invocation = LIST_SESSIONS.key(self.keys.index(uid));
         invocation.arg(now);
         let flat: Vec<String> = self.invoke(&invocation).await?;
         let mut sessions = flat
@@ -279,7 +251,7 @@ impl TokenRepository for RedisTokenRepository {
     }
 
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool> {
-        let mut invocation = END_SESSION.key(index_key(uid));
+        let mut invocation = END_SESSION.key(self.keys.index(uid));
         invocation.arg(sid.to_string());
         Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
@@ -290,7 +262,7 @@ impl TokenRepository for RedisTokenRepository {
         keep: Option<Uuid>,
         change: Option<CredentialChange>,
     ) -> AppResult<u64> {
-        let mut invocation = END_OTHER_SESSIONS.key(index_key(uid));
+        let mut invocation = END_OTHER_SESSIONS.key(self.keys.index(uid));
         invocation
             .arg(keep.map(|sid| sid.to_string()).unwrap_or_default())
             .arg(change.map(|c| c.credential).unwrap_or_default())
@@ -303,14 +275,16 @@ impl TokenRepository for RedisTokenRepository {
         let mut conn = self.conn.clone();
         // Refreshes of this user write nothing from here on, so no key appears
         // behind the SCAN cursor: every key present now is found and removed.
-        let marker = signout_marker(uid);
+        let marker = self.keys.signout_marker(uid);
         SWEEP_BEGIN
             .key(&marker)
             .arg(SIGNOUT_MARKER_TTL_SECS)
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(map_redis_error)?;
-        let swept = sweep(&mut conn, uid).await;
+        let swept = signout::sweep(&mut conn, self.keys, uid)
+            .await
+            .map_err(map_redis_error);
         // Released on failure too: a sweep that stopped half-way must not
         // keep refusing the user's refreshes until the marker expires.
         let released = SWEEP_END

@@ -71,3 +71,10 @@ pub(super) static RATE_LIMIT_ATTEMPT: LazyLock<Script> =
 /// counters.
 pub(super) static RATE_LIMIT_REFUND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/rate_limit_refund.lua")));
+
+/// One counter of an attempt on Redis Cluster, where an attempt's counters
+/// hash to different slots (see `limits.rs`). KEYS: the counter. ARGV: the
+/// window (ms), its limit, `1` to count or `0` to look only. Returns 0
+/// (below the limit; counted if asked) or its remaining window (ms).
+pub(super) static RATE_LIMIT_STEP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/rate_limit_step.lua")));

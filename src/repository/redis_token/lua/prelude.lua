@@ -1,12 +1,13 @@
 -- Shared by every session script; each script is this prelude followed by
 -- its body, so every method stays ONE script (one atomic step).
 --
--- KEYS[1] is always the user's index `<uid>:sessions`. The keys a script
--- only learns from the index (the current token `<uid>:<jti>` of a session,
--- the grace successor `<uid>:grace:<prev>`, the entries of sessions ended on
--- the way) are derived from that key's prefix `<uid>:`. That is fine on a
--- single Redis; Redis Cluster will need every key of a user in one slot,
--- i.e. hash tags `{<uid>}:` (and `signout:{<uid>}`): a later issue.
+-- KEYS[1] is always the user's index `<uid>:sessions` (on Redis Cluster
+-- `{<uid>}:sessions`). The keys a script only learns from the index (the
+-- current token `<uid>:<jti>` of a session, the grace successor
+-- `<uid>:grace:<prev>`, the entries of sessions ended on the way, the
+-- guards `<uid>:nolegacy` and `<uid>:credential`) are derived from that
+-- key's prefix, `<uid>:` or `{<uid>}:`: on a cluster they share the index's
+-- hash tag, so they live in its slot, on the master running the script.
 local index = KEYS[1]
 local prefix = string.sub(index, 1, #index - #'sessions')
 

@@ -1,0 +1,136 @@
+//! The names of a user's keys, for a single Redis and for Redis Cluster.
+//!
+//! Single Redis: `<uid>:<jti>`, `<uid>:sessions`, `<uid>:grace:<jti>`,
+//! `<uid>:nolegacy`, `<uid>:credential` and the marker `signout:<uid>`.
+//!
+//! Redis Cluster: the same names with the uid as a hash tag, `{<uid>}:<jti>`,
+//! …, `signout:{<uid>}`. Cluster hashes only what is between the braces, so
+//! all of a user's keys live in one slot, on one master: a script may touch
+//! them all (a rotation stays one atomic step; Cluster refuses a script
+//! whose keys span slots), and sign-out everywhere SCANs that one master.
+//! The scripts learn the user's prefix from the index key they are given
+//! (`KEYS[1]`), so they work with either scheme unchanged.
+
+use uuid::Uuid;
+
+use crate::redis_conn::RedisMode;
+
+/// Which naming the store uses; fixed by the connection's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyScheme {
+    tagged: bool,
+}
+
+impl KeyScheme {
+    pub(crate) fn for_mode(mode: RedisMode) -> Self {
+        Self {
+            tagged: mode == RedisMode::Cluster,
+        }
+    }
+
+    /// What every key of the user but the marker starts with: `<uid>:` or
+    /// `{<uid>}:`.
+    pub(crate) fn user_prefix(self, uid: Uuid) -> String {
+        if self.tagged {
+            format!("{{{uid}}}:")
+        } else {
+            format!("{uid}:")
+        }
+    }
+
+    /// The SCAN pattern of every key of the user but the marker. A uid is a
+    /// hyphenated UUID and braces are no glob characters: nothing to escape.
+    pub(crate) fn user_pattern(self, uid: Uuid) -> String {
+        format!("{}*", self.user_prefix(uid))
+    }
+
+    /// A key in the user's slot, to route a keyless command (SCAN) there.
+    pub(crate) fn slot_key(self, uid: Uuid) -> String {
+        format!("{{{uid}}}")
+    }
+
+    /// A refresh token's whitelist entry.
+    pub(crate) fn token(self, uid: Uuid, jti: Uuid) -> String {
+        format!("{}{jti}", self.user_prefix(uid))
+    }
+
+    /// The user's session index; the scripts derive every other key they
+    /// learn from it by its prefix.
+    pub(crate) fn index(self, uid: Uuid) -> String {
+        format!("{}sessions", self.user_prefix(uid))
+    }
+
+    /// The sealed successor of the rotated token `jti`.
+    pub(crate) fn grace(self, uid: Uuid, jti: Uuid) -> String {
+        format!("{}grace:{jti}", self.user_prefix(uid))
+    }
+
+    /// Set when the user's other sessions were ended: tokens from before
+    /// sessions are refused (written by the scripts).
+    #[cfg(test)]
+    pub(crate) fn legacy_guard(self, uid: Uuid) -> String {
+        format!("{}nolegacy", self.user_prefix(uid))
+    }
+
+    /// The password-change guard (written by the scripts).
+    #[cfg(test)]
+    pub(crate) fn credential_guard(self, uid: Uuid) -> String {
+        format!("{}credential", self.user_prefix(uid))
+    }
+
+    /// Marks a sign-out sweep in progress; outside the user's SCAN pattern,
+    /// in the user's slot.
+    pub(crate) fn signout_marker(self, uid: Uuid) -> String {
+        if self.tagged {
+            format!("signout:{{{uid}}}")
+        } else {
+            format!("signout:{uid}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::cluster_routing::Slot;
+
+    use super::*;
+
+    const UID: &str = "5bbf3c2e-0000-4000-8000-000000000001";
+    const JTI: &str = "9f21aa00-0000-4000-8000-000000000002";
+
+    #[test]
+    fn a_single_redis_keeps_the_untagged_names() {
+        let (uid, jti) = (Uuid::parse_str(UID).unwrap(), Uuid::parse_str(JTI).unwrap());
+        let k = KeyScheme::for_mode(RedisMode::Standalone);
+        assert_eq!(k.token(uid, jti), format!("{UID}:{JTI}"));
+        assert_eq!(k.index(uid), format!("{UID}:sessions"));
+        assert_eq!(k.grace(uid, jti), format!("{UID}:grace:{JTI}"));
+        assert_eq!(k.legacy_guard(uid), format!("{UID}:nolegacy"));
+        assert_eq!(k.credential_guard(uid), format!("{UID}:credential"));
+        assert_eq!(k.signout_marker(uid), format!("signout:{UID}"));
+        assert_eq!(k.user_pattern(uid), format!("{UID}:*"));
+    }
+
+    #[test]
+    fn cluster_names_carry_the_uid_as_hash_tag_and_share_one_slot() {
+        let (uid, jti) = (Uuid::parse_str(UID).unwrap(), Uuid::parse_str(JTI).unwrap());
+        let k = KeyScheme::for_mode(RedisMode::Cluster);
+        assert_eq!(k.token(uid, jti), format!("{{{UID}}}:{JTI}"));
+        assert_eq!(k.index(uid), format!("{{{UID}}}:sessions"));
+        assert_eq!(k.grace(uid, jti), format!("{{{UID}}}:grace:{JTI}"));
+        assert_eq!(k.signout_marker(uid), format!("signout:{{{UID}}}"));
+        assert_eq!(k.user_pattern(uid), format!("{{{UID}}}:*"));
+        let slot = Slot::for_key(k.slot_key(uid));
+        assert_eq!(slot, Slot::for_key(UID), "the tag alone decides the slot");
+        for key in [
+            k.token(uid, jti),
+            k.index(uid),
+            k.grace(uid, jti),
+            k.legacy_guard(uid),
+            k.credential_guard(uid),
+            k.signout_marker(uid),
+        ] {
+            assert_eq!(Slot::for_key(&key), slot, "{key}");
+        }
+    }
+}
