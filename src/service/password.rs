@@ -416,6 +416,23 @@ where
     }
 }
 
+/// What one hashing thread does for each hash, without the pool and its
+/// queue: Argon2id with the service's parameters, in memory allocated on the
+/// first hash and reused. The benchmark runs one per core to measure the
+/// machine's Argon2 rate that sign-in is compared with.
+#[derive(Default)]
+pub struct ThreadHasher {
+    memory: Vec<Block>,
+}
+
+impl ThreadHasher {
+    /// One hash of `password` with a fresh salt, as a sign-up stores it (a
+    /// sign-in's verification recomputes the same hash).
+    pub fn hash(&mut self, password: &[u8]) -> Result<String, argon2::Error> {
+        hash_with(password, &mut self.memory)
+    }
+}
+
 /// Argon2id with the default parameters and a fresh 16-byte salt, in `memory`
 /// (grown once to the parameters' size, then reused).
 fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2::Error> {
