@@ -24,7 +24,7 @@
 
 mod limits;
 mod load;
-#[allow(dead_code)]
+// Allows its own dead code: each user takes a different part.
 #[path = "../../tests/common/process.rs"]
 mod process;
 mod report;
@@ -347,13 +347,15 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         "`GET /me` during the sign-in flood (4 clients)",
         &me_during,
         flood_rss,
-        "p99 ≤ 10 ms".into(),
+        "the 10 ms target for p99".into(),
         None,
-        None,
+        Some(Target::AtMost(1.0)),
     );
-    during.limit = format!(
-        "p99 {} ms against the 10 ms target",
-        format_args!("{:.1}", me_during.p99.as_secs_f64() * 1e3)
+    during.ratio = Some(me_during.p99.as_secs_f64() / 0.010);
+    during.result = format!(
+        "{} req/s, p99 {:.1} ms",
+        thousands(me_during.per_second()),
+        me_during.p99.as_secs_f64() * 1e3
     );
     rows.push(during);
 

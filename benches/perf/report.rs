@@ -126,25 +126,28 @@ pub fn markdown(rows: &[Row], heading: &str) -> String {
 pub fn chart(rows: &[Row], title: &str, path: &Path) -> anyhow::Result<()> {
     register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow::anyhow!("the bundled font does not load"))?;
-    let bars: Vec<&Row> = rows.iter().filter(|r| r.ratio.is_some()).collect();
+    // Reversed: the first leg at the top.
+    let bars: Vec<&Row> = rows.iter().rev().filter(|r| r.ratio.is_some()).collect();
     let max = bars
         .iter()
         .flat_map(|r| [r.ratio.unwrap_or(0.0), r.target.map_or(0.0, Target::value)])
         .fold(1.0_f64, f64::max)
-        * 1.45;
+        * 1.6;
     let height = 120 + 60 * bars.len() as u32;
-    let root = BitMapBackend::new(path, (1100, height)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1400, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let labels: Vec<String> = bars.iter().map(|r| r.leg.replace('`', "")).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
-        .y_label_area_size(330)
-        .build_cartesian_2d(0.0..max, (0..bars.len()).into_segmented())?;
+        .y_label_area_size(420)
+        // `0..n - 1` segmented: exactly n bands, one per bar.
+        .build_cartesian_2d(0.0..max, (0..bars.len().saturating_sub(1)).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .x_max_light_lines(2)
         .x_desc("ratio to its limit or peer (red mark: the issue's target)")
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
