@@ -520,6 +520,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_thread_hasher_hashes_as_the_pool_does_and_reuses_its_memory() {
+        let mut thread = ThreadHasher::default();
+        let first = thread.hash(b"correct horse").unwrap();
+        let second = thread.hash(b"correct horse").unwrap();
+        for hash in [&first, &second] {
+            assert!(
+                hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                "{hash}"
+            );
+        }
+        assert_ne!(first, second, "each hash has a fresh salt");
+        assert_eq!(thread.memory.len(), Params::default().block_count());
+        let pool = PasswordHasher::new(1, 8);
+        let right = password("correct horse");
+        assert!(pool.verify(&right, Some(&second), "a").await.unwrap());
+        let wrong = password("wrong horse");
+        assert!(!pool.verify(&wrong, Some(&second), "a").await.unwrap());
+    }
+
+    #[tokio::test]
     async fn hashes_agree_with_the_argon2_crates_own_hasher_and_verifier() {
         let hasher = PasswordHasher::new(1, 8);
         let pw = password("interoperable");
