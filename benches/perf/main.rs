@@ -13,20 +13,22 @@
 //!    sign-out everywhere next to a bare SCAN loop at 100k and 1M unrelated
 //!    keys, Redis bytes per live session, 5,000 connections at once; the
 //!    account service's peak resident memory after each.
-//! 3. The table on stdout and in `target/bench/perf.md`, the chart in
-//!    `target/bench/perf.png`.
+//! 3. The table on stdout and in `<target dir>/bench/perf.md`, the chart in
+//!    `<target dir>/bench/perf.png`.
 //!
 //! Tuning: `BENCH_SECONDS` (5) per load leg, `BENCH_CONCURRENCY` (32),
 //! `BENCH_SIGNIN_CLIENTS` (16), `BENCH_LIMIT_SECONDS` (3),
 //! `BENCH_SIGNOUT_KEYS` (`100000,1000000`), `BENCH_CONNECTIONS` (5000),
-//! `BENCH_OUT` (`target/bench`). Only the database it created, the Redis keys
-//! of the users it created and the unrelated keys it wrote are removed.
+//! `BENCH_OUT` (`bench/` in `CARGO_TARGET_DIR`, else `target/bench`). Only
+//! the database it created, the Redis keys of the users it created and the
+//! unrelated keys it wrote are removed.
 
 mod limits;
 mod load;
 // Allows its own dead code: each user takes a different part.
 #[path = "../../tests/common/process.rs"]
 mod process;
+mod redis_legs;
 mod report;
 mod services;
 #[allow(dead_code)]
@@ -34,7 +36,7 @@ mod services;
 mod stores;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -59,10 +61,6 @@ fn progress(message: &str) {
 
 /// The memory the account service should stay under through the run.
 const MEMORY_BUDGET_MIB: f64 = 64.0;
-/// Sessions of the user whose Redis bytes are measured.
-const SESSIONS_MEASURED: usize = 10;
-/// Sign-out runs (and bare SCAN loops) per keyspace size; the medians count.
-const SIGNOUT_RUNS: usize = 3;
 
 struct Settings {
     cores: usize,
@@ -91,7 +89,14 @@ impl Settings {
             signout_keys,
             connections: env_number("BENCH_CONNECTIONS", 5000_usize),
             out: std::env::var_os("BENCH_OUT").map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench"),
+                || {
+                    std::env::var_os("CARGO_TARGET_DIR")
+                        .map_or_else(
+                            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+                            PathBuf::from,
+                        )
+                        .join("bench")
+                },
                 PathBuf::from,
             ),
         }
@@ -366,7 +371,7 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
     for &keys in &settings.signout_keys {
         progress(&format!("writing unrelated Redis keys up to {keys}"));
         unrelated.grow_to(&mut redis, keys).await?;
-        let (signout, scan, dbsize) = signout_leg(&targets, &users, &mut redis).await?;
+        let (signout, scan, dbsize) = redis_legs::signout_leg(&targets, &users, &mut redis).await?;
         rows.push(Row {
             leg: format!(
                 "sign-out everywhere, {} unrelated keys",
@@ -390,9 +395,12 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
 
     // Redis bytes per live session.
     progress("Redis bytes per live session");
-    let per_session = bytes_per_session(&targets, &users, &mut redis).await?;
+    let per_session = redis_legs::bytes_per_session(&targets, &users, &mut redis).await?;
     rows.push(Row {
-        leg: format!("Redis bytes per live session ({SESSIONS_MEASURED} sessions of one user)"),
+        leg: format!(
+            "Redis bytes per live session ({} sessions of one user)",
+            redis_legs::SESSIONS_MEASURED
+        ),
         result: format!("{} B", thousands(per_session)),
         p50: None,
         p99: None,
@@ -442,80 +450,4 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
     });
     drop(account);
     Ok(rows)
-}
-
-/// Median time of `SIGNOUT_RUNS` sign-outs everywhere, each of a fresh user
-/// with three sessions, and of as many bare SCAN loops over the same
-/// keyspace; and the keyspace's size.
-async fn signout_leg(
-    targets: &Targets,
-    users: &Users,
-    redis: &mut redis::aio::MultiplexedConnection,
-) -> anyhow::Result<(Duration, Duration, u64)> {
-    let mut signouts = Vec::new();
-    let mut scans = Vec::new();
-    for _ in 0..SIGNOUT_RUNS {
-        let first = services::sign_up(targets, users).await?;
-        let uid = services::uid_of(&first)?;
-        services::sign_in(targets, &first).await?;
-        let last = services::sign_in(targets, &first).await?;
-        let (scan, _) = limits::scan_loop(redis, uid).await?;
-        scans.push(scan);
-        let start = Instant::now();
-        let response = targets
-            .http
-            .post(format!("{}/signout", targets.account))
-            .bearer_auth(&last.id_token)
-            .send()
-            .await?;
-        let elapsed = start.elapsed();
-        anyhow::ensure!(
-            response.status() == 200,
-            "sign-out answered {}",
-            response.status()
-        );
-        let (_, left) = limits::scan_loop(redis, uid).await?;
-        anyhow::ensure!(
-            left == 0,
-            "sign-out everywhere left {left} keys of the user"
-        );
-        signouts.push(elapsed);
-    }
-    let dbsize: u64 = redis::cmd("DBSIZE").query_async(redis).await?;
-    signouts.sort_unstable();
-    scans.sort_unstable();
-    Ok((signouts[SIGNOUT_RUNS / 2], scans[SIGNOUT_RUNS / 2], dbsize))
-}
-
-/// `MEMORY USAGE` of every key of a user with `SESSIONS_MEASURED` sessions,
-/// divided by the sessions.
-async fn bytes_per_session(
-    targets: &Targets,
-    users: &Users,
-    redis: &mut redis::aio::MultiplexedConnection,
-) -> anyhow::Result<f64> {
-    let first = services::sign_up(targets, users).await?;
-    for _ in 1..SESSIONS_MEASURED {
-        services::sign_in(targets, &first).await?;
-    }
-    let uid = services::uid_of(&first)?;
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(redis, format!("{uid}:*")).await?;
-        let mut keys = Vec::new();
-        while let Some(key) = futures::StreamExt::next(&mut iter).await {
-            keys.push(key?);
-        }
-        keys
-    };
-    let mut total: u64 = 0;
-    for key in &keys {
-        let bytes: Option<u64> = redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(key)
-            .query_async(redis)
-            .await?;
-        total += bytes.unwrap_or(0);
-    }
-    Ok(total as f64 / SESSIONS_MEASURED as f64)
 }

@@ -148,7 +148,7 @@ pub fn chart(rows: &[Row], title: &str, path: &Path) -> anyhow::Result<()> {
         .configure_mesh()
         .disable_y_mesh()
         .x_max_light_lines(2)
-        .x_desc("ratio to its limit or peer (red mark: the issue's target)")
+        .x_desc("ratio to its limit or peer (red mark: the target)")
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
