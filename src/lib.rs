@@ -60,8 +60,9 @@ mod secret;
 #[cfg(feature = "server")]
 mod service;
 
-/// Internals the integration tests and the benchmark drive (key files, the
-/// in-process token store). Not a supported API: it may change at any time.
+/// Internals the integration tests and the benchmarks drive (key files, the
+/// in-process token store, one Argon2 hashing thread's work). Not a supported
+/// API: it may change at any time.
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod testing {
@@ -70,6 +71,7 @@ pub mod testing {
         rotate_keys, stage_next_key,
     };
     pub use crate::repository::MemoryTokenRepository;
+    pub use crate::service::ThreadHasher;
 }
 
 #[cfg(all(test, feature = "server"))]

@@ -16,7 +16,7 @@ mod user;
 pub use account::{AccountServiceImpl, FlowConfig};
 pub use account_token::AccountTokenServiceImpl;
 pub use client::{ClientServiceImpl, ClientTokenConfig};
-pub use password::PasswordHasher;
+pub use password::{PasswordHasher, ThreadHasher};
 pub use rate_limit::{RateLimitConfig, RateLimitServiceImpl};
 pub use token::{TokenConfig, TokenServiceImpl};
 pub use user::UserServiceImpl;

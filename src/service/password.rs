@@ -416,6 +416,23 @@ where
     }
 }
 
+/// What one hashing thread does for each hash, without the pool and its
+/// queue: Argon2id with the service's parameters, in memory allocated on the
+/// first hash and reused. The benchmark runs one per core to measure the
+/// machine's Argon2 rate that sign-in is compared with.
+#[derive(Default)]
+pub struct ThreadHasher {
+    memory: Vec<Block>,
+}
+
+impl ThreadHasher {
+    /// One hash of `password` with a fresh salt, as a sign-up stores it (a
+    /// sign-in's verification recomputes the same hash).
+    pub fn hash(&mut self, password: &[u8]) -> Result<String, argon2::Error> {
+        hash_with(password, &mut self.memory)
+    }
+}
+
 /// Argon2id with the default parameters and a fresh 16-byte salt, in `memory`
 /// (grown once to the parameters' size, then reused).
 fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2::Error> {
@@ -500,6 +517,26 @@ mod tests {
         assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
         let wrong = password("wrong horse");
         assert!(!hasher.verify(&wrong, Some(&hash), "a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_thread_hasher_hashes_as_the_pool_does_and_reuses_its_memory() {
+        let mut thread = ThreadHasher::default();
+        let first = thread.hash(b"correct horse").unwrap();
+        let second = thread.hash(b"correct horse").unwrap();
+        for hash in [&first, &second] {
+            assert!(
+                hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                "{hash}"
+            );
+        }
+        assert_ne!(first, second, "each hash has a fresh salt");
+        assert_eq!(thread.memory.len(), Params::default().block_count());
+        let pool = PasswordHasher::new(1, 8);
+        let right = password("correct horse");
+        assert!(pool.verify(&right, Some(&second), "a").await.unwrap());
+        let wrong = password("wrong horse");
+        assert!(!pool.verify(&wrong, Some(&second), "a").await.unwrap());
     }
 
     #[tokio::test]

@@ -1,0 +1,241 @@
+//! The load generator: `clients` concurrent reqwest clients in this process,
+//! each sending one request after the other for a fixed time; and a storm of
+//! raw TCP connections opened at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// What one client holds: its user's credentials and latest tokens.
+#[derive(Clone)]
+pub struct ClientState {
+    pub email: String,
+    pub id_token: String,
+    pub refresh_token: String,
+}
+
+/// The requests a leg sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `GET /me` with the client's ID token.
+    Me,
+    /// `POST /tokens` with the client's latest refresh token (its own chain).
+    Refresh,
+    /// `POST /signin` with the client's email and password.
+    Signin,
+    /// The todo service's `GET /api/todos` with the client's ID token.
+    TodoGet,
+}
+
+/// What a leg measured.
+#[derive(Default, Clone)]
+pub struct Outcome {
+    pub ok: u64,
+    pub failures: u64,
+    pub first_failure: Option<String>,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Outcome {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn from(
+        latencies: &mut [Duration],
+        failures: u64,
+        first: Option<String>,
+        elapsed: Duration,
+    ) -> Self {
+        latencies.sort_unstable();
+        Self {
+            ok: latencies.len() as u64,
+            failures,
+            first_failure: first,
+            elapsed,
+            p50: percentile(latencies, 0.50),
+            p99: percentile(latencies, 0.99),
+        }
+    }
+}
+
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Where the requests go.
+#[derive(Clone)]
+pub struct Targets {
+    pub http: reqwest::Client,
+    /// `http://…/api/account`
+    pub account: Arc<str>,
+    /// `http://…/api/todos`
+    pub todos: Arc<str>,
+}
+
+pub fn tokens_of(body: &Value) -> Option<(String, String)> {
+    Some((
+        body["tokens"]["idToken"].as_str()?.to_owned(),
+        body["tokens"]["refreshToken"].as_str()?.to_owned(),
+    ))
+}
+
+/// One request; `Err` describes a non-2xx answer or a failed request.
+async fn one_request(targets: &Targets, op: Op, state: &mut ClientState) -> Result<(), String> {
+    let http = &targets.http;
+    let account = &targets.account;
+    let response = match op {
+        Op::Me => {
+            http.get(format!("{account}/me"))
+                .bearer_auth(&state.id_token)
+                .send()
+                .await
+        }
+        Op::Refresh => {
+            http.post(format!("{account}/tokens"))
+                .json(&json!({"refreshToken": state.refresh_token}))
+                .send()
+                .await
+        }
+        Op::Signin => {
+            http.post(format!("{account}/signin"))
+                .json(&json!({"email": state.email, "password": PASSWORD}))
+                .send()
+                .await
+        }
+        Op::TodoGet => {
+            http.get(&*targets.todos)
+                .bearer_auth(&state.id_token)
+                .send()
+                .await
+        }
+    }
+    .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the body failed: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    if op == Op::Refresh {
+        let value: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("refresh body is not JSON: {e}"))?;
+        let (id_token, refresh_token) =
+            tokens_of(&value).ok_or("refresh body has no token pair")?;
+        state.id_token = id_token;
+        state.refresh_token = refresh_token;
+    }
+    Ok(())
+}
+
+/// Every client sends `op` requests one after the other until `seconds`
+/// have passed. A refresh client whose chain broke stops.
+pub async fn drive(
+    targets: &Targets,
+    op: Op,
+    clients: &mut Vec<ClientState>,
+    seconds: f64,
+) -> Outcome {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = clients
+        .drain(..)
+        .map(|mut state| {
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                let (mut failures, mut first) = (0, None);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    match one_request(&targets, op, &mut state).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(e) => {
+                            failures += 1;
+                            first.get_or_insert(e);
+                            if op == Op::Refresh {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (latencies, failures, first, state)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut failures, mut first_failure) = (0, None);
+    for joined in futures::future::join_all(tasks).await {
+        let Ok((lat, f, first, state)) = joined else {
+            failures += 1;
+            first_failure.get_or_insert_with(|| "a client task panicked".to_owned());
+            continue;
+        };
+        latencies.extend(lat);
+        failures += f;
+        if first_failure.is_none() {
+            first_failure = first;
+        }
+        clients.push(state);
+    }
+    Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
+}
+
+/// Opens `count` TCP connections at once; each sends `GET /healthz` with
+/// `Connection: close` and reads the answer to its end. A connection counts
+/// when it got `200`; its latency runs from the connection attempt.
+pub async fn connection_storm(address: &str, count: usize, timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let address = address.to_owned();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let attempt = async {
+                    let mut stream = tokio::net::TcpStream::connect(&address).await?;
+                    stream
+                        .write_all(
+                            b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+                        )
+                        .await?;
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).await?;
+                    std::io::Result::Ok(answer)
+                };
+                match tokio::time::timeout(timeout, attempt).await {
+                    Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200") => Ok(sent.elapsed()),
+                    Ok(Ok(answer)) => Err(format!(
+                        "answered {:?}",
+                        String::from_utf8_lossy(&answer[..answer.len().min(40)])
+                    )),
+                    Ok(Err(e)) => Err(format!("connection failed: {e}")),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(count);
+    let (mut failures, mut first_failure) = (0, None);
+    for joined in futures::future::join_all(tasks).await {
+        match joined {
+            Ok(Ok(latency)) => latencies.push(latency),
+            Ok(Err(e)) => {
+                failures += 1;
+                first_failure.get_or_insert(e);
+            }
+            Err(_) => failures += 1,
+        }
+    }
+    Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
+}

@@ -1,0 +1,270 @@
+//! The services under load, each its own process (the release binaries of
+//! this crate), on a PostgreSQL database of the bench's own and the shared
+//! Redis; what the bench writes there, and how it removes exactly that.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::load::{ClientState, PASSWORD, Targets, tokens_of};
+use crate::process::Process;
+use crate::stores::{delete_user_keys, test_redis_url};
+
+/// A limit the bench never reaches.
+const NO_LIMIT: &str = "1000000000";
+
+/// The log filter of both services: the line each prints when it listens,
+/// warnings and errors; not the per-request access log (`BENCH_RUST_LOG`
+/// overrides it).
+fn log_filter() -> String {
+    std::env::var("BENCH_RUST_LOG")
+        .unwrap_or_else(|_| "warn,account::cli=info,account::todo=info".into())
+}
+
+/// Starts the account service in `dir` (keys generated there first) on
+/// `database_url` and the shared Redis, with the rate limits out of the way.
+pub async fn start_account(
+    dir: &Path,
+    database_url: &str,
+    max_connections: usize,
+) -> anyhow::Result<(Process, String)> {
+    let status = Command::new(env!("CARGO_BIN_EXE_account"))
+        .args(["keys", "generate"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .status()
+        .context("run `account keys generate`")?;
+    if !status.success() {
+        bail!("`account keys generate` exited with {status}");
+    }
+    let env = [
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("RUST_LOG", log_filter()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("REDIS_URL", test_redis_url()),
+        // Every client signs up and in from 127.0.0.1: the limits would
+        // answer 429 long before the work shows.
+        ("SIGNIN_RATE_LIMIT", NO_LIMIT.to_owned()),
+        ("SIGNIN_IP_RATE_LIMIT", NO_LIMIT.to_owned()),
+        ("SIGNIN_EMAIL_RATE_LIMIT", NO_LIMIT.to_owned()),
+        ("SIGNUP_RATE_LIMIT", NO_LIMIT.to_owned()),
+        // One address may hold a quarter of the queue: room for every
+        // flooding client.
+        ("HASH_QUEUE_LIMIT", "10000".to_owned()),
+        ("MAX_CONNECTIONS", max_connections.to_string()),
+    ];
+    Ok(Process::start(
+        "account",
+        env!("CARGO_BIN_EXE_account"),
+        dir,
+        &env,
+        "account service listening",
+    )
+    .await)
+}
+
+/// Starts the todo service in `dir`, verifying ID tokens against `jwks_url`.
+pub async fn start_todo(dir: &Path, jwks_url: &str) -> (Process, String) {
+    let env = [
+        ("HOST", "127.0.0.1".to_owned()),
+        ("TODO_PORT", "0".to_owned()),
+        ("JWKS_URL", jwks_url.to_owned()),
+        ("RUST_LOG", log_filter()),
+    ];
+    Process::start(
+        "todo-service",
+        env!("CARGO_BIN_EXE_todo-service"),
+        dir,
+        &env,
+        "todo service listening",
+    )
+    .await
+}
+
+/// Peak resident memory (`VmHWM`) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn subject_of(id_token: &str) -> anyhow::Result<Uuid> {
+    let payload = id_token.split('.').nth(1).context("not a JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
+    let claims: Value = serde_json::from_slice(&bytes)?;
+    Ok(claims["sub"].as_str().context("no sub")?.parse()?)
+}
+
+/// The users the bench created; their `<uid>:*` Redis keys, and nothing
+/// else, are removed when this drops (the database is dropped whole).
+#[derive(Clone, Default)]
+pub struct Users(Arc<Mutex<Vec<Uuid>>>);
+
+impl Users {
+    fn add(&self, uid: Uuid) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(uid);
+    }
+}
+
+/// Removes the created users' Redis keys when dropped.
+pub struct UsersCleanup(pub Users);
+
+impl Drop for UsersCleanup {
+    fn drop(&mut self) {
+        let users = std::mem::take(&mut *self.0.0.lock().unwrap_or_else(|e| e.into_inner()));
+        match std::thread::spawn(move || delete_user_keys(&users).map(|n| (users.len(), n))).join()
+        {
+            Ok(Ok((users, keys))) => {
+                eprintln!("  … removed {keys} Redis keys of {users} bench users")
+            }
+            Ok(Err(e)) => eprintln!("WARNING: Redis cleanup failed: {e}"),
+            Err(_) => eprintln!("WARNING: Redis cleanup panicked"),
+        }
+    }
+}
+
+/// Signs up one new user; its state.
+pub async fn sign_up(targets: &Targets, users: &Users) -> anyhow::Result<ClientState> {
+    let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
+    let response = targets
+        .http
+        .post(format!("{}/signup", targets.account))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if status != 201 {
+        bail!("sign-up answered {status}: {body}");
+    }
+    let (id_token, refresh_token) = tokens_of(&body).context("no token pair")?;
+    users.add(subject_of(&id_token)?);
+    Ok(ClientState {
+        email,
+        id_token,
+        refresh_token,
+    })
+}
+
+/// Signs `state`'s user in once more (one more session); its new state.
+pub async fn sign_in(targets: &Targets, state: &ClientState) -> anyhow::Result<ClientState> {
+    let response = targets
+        .http
+        .post(format!("{}/signin", targets.account))
+        .json(&json!({"email": state.email, "password": PASSWORD}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if status != 200 {
+        bail!("sign-in answered {status}: {body}");
+    }
+    let (id_token, refresh_token) = tokens_of(&body).context("no token pair")?;
+    Ok(ClientState {
+        email: state.email.clone(),
+        id_token,
+        refresh_token,
+    })
+}
+
+/// `n` users signed up concurrently.
+pub async fn sign_up_many(
+    targets: &Targets,
+    users: &Users,
+    n: usize,
+) -> anyhow::Result<Vec<ClientState>> {
+    futures::future::join_all((0..n).map(|_| sign_up(targets, users)))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The uid an ID token was issued to.
+pub fn uid_of(state: &ClientState) -> anyhow::Result<Uuid> {
+    subject_of(&state.id_token)
+}
+
+/// Keys unrelated to any user (`perf-bench:<run>:<n>`), written in
+/// pipelines to grow the keyspace the sign-out SCAN walks; exactly these are
+/// unlinked when this drops.
+pub struct UnrelatedKeys {
+    prefix: String,
+    count: usize,
+}
+
+const PIPELINE: usize = 10_000;
+
+impl UnrelatedKeys {
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("perf-bench:{}:", Uuid::new_v4().simple()),
+            count: 0,
+        }
+    }
+
+    /// Writes keys until there are `total` of them.
+    pub async fn grow_to(
+        &mut self,
+        redis: &mut redis::aio::MultiplexedConnection,
+        total: usize,
+    ) -> redis::RedisResult<()> {
+        while self.count < total {
+            let end = total.min(self.count + PIPELINE);
+            let mut pipe = redis::pipe();
+            for n in self.count..end {
+                pipe.cmd("SET")
+                    .arg(format!("{}{n}", self.prefix))
+                    .arg("x")
+                    .ignore();
+            }
+            pipe.query_async::<()>(redis).await?;
+            self.count = end;
+        }
+        Ok(())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Unlinks `<prefix>0` … `<prefix><count - 1>`; how many existed.
+fn remove_keys(prefix: &str, count: usize) -> redis::RedisResult<usize> {
+    let mut conn = redis::Client::open(test_redis_url())?.get_connection()?;
+    let mut removed = 0;
+    for start in (0..count).step_by(PIPELINE) {
+        let end = count.min(start + PIPELINE);
+        let keys: Vec<String> = (start..end).map(|n| format!("{prefix}{n}")).collect();
+        removed += redis::cmd("UNLINK").arg(keys).query::<usize>(&mut conn)?;
+    }
+    Ok(removed)
+}
+
+impl Drop for UnrelatedKeys {
+    fn drop(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let prefix = std::mem::take(&mut self.prefix);
+        let count = std::mem::take(&mut self.count);
+        match std::thread::spawn(move || remove_keys(&prefix, count)).join() {
+            Ok(Ok(n)) => eprintln!("  … removed the {n} unrelated Redis keys the bench wrote"),
+            Ok(Err(e)) => eprintln!("WARNING: removing the unrelated Redis keys failed: {e}"),
+            Err(_) => eprintln!("WARNING: removing the unrelated Redis keys panicked"),
+        }
+    }
+}
