@@ -30,7 +30,8 @@ use crate::repository::{
 use crate::secret::Secret;
 use crate::service::{
     AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig,
-    PasswordHasher, RateLimitServiceImpl, TokenConfig, TokenServiceImpl, UserServiceImpl,
+    PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
+    UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
@@ -385,7 +386,8 @@ fn services(
     )?;
     Ok(AppState {
         account: Arc::new(AccountServiceImpl::new(
-            Arc::new(user_service),
+            // `GET /me` reads through a short-lived cache; decisions read the store.
+            Arc::new(ProfileCache::new(Arc::new(user_service))),
             Arc::new(token_service),
             Arc::new(RateLimitServiceImpl::new(
                 limits,

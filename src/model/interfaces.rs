@@ -127,8 +127,15 @@ pub trait AccountService: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait UserService: Send + Sync {
-    /// The user with this uid; `NotFound` if there is none.
+    /// The user with this uid, as the store holds it now; `NotFound` if
+    /// there is none. Every decision (sign-in, refresh, re-authentication,
+    /// deletion) reads the user through this.
     async fn get(&self, uid: Uuid) -> AppResult<User>;
+    /// The user with this uid for display (`GET /me`); `NotFound` if there
+    /// is none. Never for a decision: it may be a copy up to `PROFILE_TTL`
+    /// (`service/profile_cache.rs`) old when another replica changed the
+    /// user, and its `password_hash` may be empty.
+    async fn profile(&self, uid: Uuid) -> AppResult<User>;
     /// The hash a new account stores for `password`. Hashing waits its turn
     /// among `source`'s (the client's IP) requests; `Overloaded` when the
     /// queue is full.

@@ -32,6 +32,10 @@ impl UserService for UserServiceImpl {
         self.repo.find_by_id(uid).await
     }
 
+    async fn profile(&self, uid: Uuid) -> AppResult<User> {
+        self.repo.find_by_id(uid).await
+    }
+
     async fn hash_password(&self, password: &Password, source: &str) -> AppResult<String> {
         self.hasher.hash(password, source).await
     }

@@ -217,7 +217,7 @@ impl AccountService for AccountServiceImpl {
     }
 
     async fn me(&self, uid: Uuid) -> AppResult<User> {
-        self.users.get(uid).await
+        self.users.profile(uid).await
     }
 
     async fn update_details(

@@ -351,6 +351,24 @@ async fn refresh_coming_to(rotation: Rotation) -> AppResult<TokenPair> {
         .await
 }
 
+/// `/me` shows the user's profile (which may be served from memory), and
+/// never asks for the row the decisions read.
+#[tokio::test]
+async fn me_reads_the_profile_not_the_row_for_decisions() {
+    let mut users = MockUserService::new();
+    users.expect_get().never();
+    users
+        .expect_profile()
+        .with(eq(user().uid))
+        .times(1)
+        .returning(|_| Ok(user()));
+    let shown = service(users, MockTokenService::new())
+        .me(user().uid)
+        .await
+        .unwrap();
+    assert_eq!(shown, user());
+}
+
 #[tokio::test]
 async fn a_rotated_refresh_answers_the_new_pair() {
     assert_eq!(
