@@ -134,3 +134,126 @@ pub async fn concurrent_rotation_across_replicas(r: &Replicas) {
     let next = tokens_of(refresh(&r.b, &successor.refresh_token).await, "successor").await;
     assert_eq!(r.redis.whitelisted_jtis(uid), [next.refresh_jti()]);
 }
+
+/// How late a replica may show a change of a profile taken by another one
+/// (README: "What `/me` shows").
+const PROFILE_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What `/me` on `base` answers, and when the request was sent.
+async fn me_at(base: &str, id_token: &str) -> (std::time::Instant, StatusCode, Value) {
+    let sent = std::time::Instant::now();
+    let response = me(base, id_token).await;
+    let status = response.status();
+    (sent, status, response.json().await.expect("JSON body"))
+}
+
+/// Polls `/me` on `base` from `changed` on, for 1.5 × the freshness bound:
+/// every answer is `old` or `new`, `old` only to requests sent within the
+/// bound, and once `new` has been seen never `old` again.
+async fn shows_within_the_bound(
+    base: &str,
+    id_token: &str,
+    changed: std::time::Instant,
+    is_old: impl Fn(StatusCode, &Value) -> bool,
+    is_new: impl Fn(StatusCode, &Value) -> bool,
+) {
+    let deadline = changed + PROFILE_FRESHNESS * 3 / 2;
+    let mut first_new = None;
+    while std::time::Instant::now() < deadline {
+        let (sent, status, body) = me_at(base, id_token).await;
+        let late = sent.duration_since(changed);
+        if is_new(status, &body) {
+            first_new.get_or_insert(late);
+        } else if is_old(status, &body) {
+            assert!(
+                first_new.is_none(),
+                "{base} showed the old profile again at {late:?}, after the new one at {first_new:?}"
+            );
+            assert!(
+                late <= PROFILE_FRESHNESS,
+                "{base} still showed the old profile {late:?} after the change: {status} {body}"
+            );
+        } else {
+            panic!("{base} answered neither the old nor the new profile: {status} {body}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let first_new = first_new.expect("the new profile was shown");
+    assert!(
+        first_new <= PROFILE_FRESHNESS,
+        "first shown {first_new:?} after"
+    );
+}
+
+/// `PUT /details` on A: A's `/me` shows it at once, B's within a second
+/// (B showed, and may hold, the profile from before).
+pub async fn profile_changes_reach_every_replica(r: &Replicas) {
+    let email = unique_email();
+    let tokens = r.sign_up(&r.a, &email).await;
+    for base in [&r.a, &r.b] {
+        let (_, status, body) = me_at(base, &tokens.id_token).await;
+        assert_eq!(status, StatusCode::OK, "{base}: {body}");
+        assert_eq!(body["user"]["name"], "", "{base}: {body}");
+    }
+
+    let response = http()
+        .put(format!("{}/api/account/details", r.a))
+        .bearer_auth(&tokens.id_token)
+        .json(&serde_json::json!({"name": "Ada Lovelace", "email": email, "website": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "PUT /details on A");
+    let changed = std::time::Instant::now();
+
+    let (_, status, body) = me_at(&r.a, &tokens.id_token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["user"]["name"], "Ada Lovelace", "A at once: {body}");
+    let named = |name: &'static str| {
+        move |status: StatusCode, body: &Value| {
+            status == StatusCode::OK && body["user"]["name"] == name
+        }
+    };
+    shows_within_the_bound(
+        &r.b,
+        &tokens.id_token,
+        changed,
+        named(""),
+        named("Ada Lovelace"),
+    )
+    .await;
+    // And A kept showing it meanwhile.
+    let (_, _, body) = me_at(&r.a, &tokens.id_token).await;
+    assert_eq!(body["user"]["name"], "Ada Lovelace", "{body}");
+}
+
+/// `DELETE /me` on A: A's `/me` answers as for any missing user (404
+/// `NOT_FOUND`) at once, B's within a second, with the still valid ID token.
+pub async fn a_deletion_reaches_every_replica(r: &Replicas) {
+    let email = unique_email();
+    let tokens = r.sign_up(&r.a, &email).await;
+    for base in [&r.a, &r.b] {
+        let (_, status, body) = me_at(base, &tokens.id_token).await;
+        assert_eq!(status, StatusCode::OK, "{base}: {body}");
+    }
+
+    let response = http()
+        .delete(format!("{}/api/account/me", r.a))
+        .bearer_auth(&tokens.id_token)
+        .json(&serde_json::json!({"currentPassword": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT, "DELETE /me on A");
+    let changed = std::time::Instant::now();
+
+    let gone = |status: StatusCode, body: &Value| {
+        status == StatusCode::NOT_FOUND && body["error"]["type"] == "NOT_FOUND"
+    };
+    let (_, status, body) = me_at(&r.a, &tokens.id_token).await;
+    assert!(gone(status, &body), "A at once: {status} {body}");
+    let shown = |status: StatusCode, body: &Value| {
+        status == StatusCode::OK && body["user"]["email"] == email.as_str()
+    };
+    shows_within_the_bound(&r.b, &tokens.id_token, changed, shown, gone).await;
+}

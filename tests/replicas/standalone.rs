@@ -30,6 +30,18 @@ async fn concurrent_rotation_across_replicas() {
     scenarios::concurrent_rotation_across_replicas(&r).await;
 }
 
+#[tokio::test]
+async fn profile_changes_reach_every_replica() {
+    let r = replicas!("profile_changes_reach_every_replica", &[]);
+    scenarios::profile_changes_reach_every_replica(&r).await;
+}
+
+#[tokio::test]
+async fn a_deletion_reaches_every_replica() {
+    let r = replicas!("a_deletion_reaches_every_replica", &[]);
+    scenarios::a_deletion_reaches_every_replica(&r).await;
+}
+
 /// Hex SHA-256: how counter keys name an email.
 fn sha256_hex(text: &str) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
