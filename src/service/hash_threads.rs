@@ -41,7 +41,7 @@ pub fn lower_current_thread() -> std::io::Result<()> {
 }
 
 /// The calling thread's id as the kernel names it under `/proc/self/task`.
-#[cfg(target_os = "linux")]
+#[cfg(all(test, target_os = "linux"))]
 pub fn current_thread_id() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
