@@ -83,6 +83,9 @@ pub struct Config {
     /// Most password hashes waiting for a hashing thread; past it, sign-in
     /// and sign-up answer 503 with `Retry-After` at once.
     pub hash_queue_limit: usize,
+    /// `HASH_THREADS`: Argon2 threads, each holding 19 MiB; unset, one per
+    /// core.
+    pub hash_threads: Option<usize>,
     /// Outgoing mail: `SMTP_URL`, `MAIL_FROM` (issue 10).
     pub mail: MailConfig,
     /// Sign-in and sign-up limits, counted in the token store (issue 9).
@@ -177,6 +180,8 @@ pub mod limits {
     pub const MAX_BODY_BYTES: usize = 16 << 20;
     /// Each waiting hash holds a request; beyond this the queue is the outage.
     pub const HASH_QUEUE_LIMIT: usize = 10_000;
+    /// 19 MiB of Argon2 memory each: 4.75 GiB at most.
+    pub const HASH_THREADS: usize = 256;
     /// One day.
     pub const RATE_LIMIT_WINDOW: u64 = 86_400;
     /// 30 days.
@@ -258,6 +263,10 @@ impl Config {
                 defaults::DATABASE_MAX_CONNECTIONS,
             )?,
             hash_queue_limit: env.parse("HASH_QUEUE_LIMIT", defaults::HASH_QUEUE_LIMIT)?,
+            hash_threads: env
+                .optional("HASH_THREADS")
+                .map(|_| env.parse("HASH_THREADS", 0))
+                .transpose()?,
             mail: mail(&env)?,
             rate_limits: rate_limits(&env)?,
             trusted_proxies: trusted_proxies(&env)?,
@@ -322,6 +331,15 @@ impl Config {
             bail!(
                 "HASH_QUEUE_LIMIT: must be between 1 and {}",
                 limits::HASH_QUEUE_LIMIT
+            );
+        }
+        if self
+            .hash_threads
+            .is_some_and(|n| n == 0 || n > limits::HASH_THREADS)
+        {
+            bail!(
+                "HASH_THREADS: must be between 1 and {} (unset: one per core)",
+                limits::HASH_THREADS
             );
         }
         Ok(())
@@ -673,6 +691,9 @@ mod tests {
         assert_eq!(c.keys.public_key, PathBuf::from("keys/public.pem"));
         assert!(c.keys.refresh_secret.is_none());
         assert_eq!(c.hash_queue_limit, 32);
+        assert_eq!(c.hash_threads, None, "one per core");
+        let c = Config::from_vars(vars(&[("HASH_THREADS", "3")])).unwrap();
+        assert_eq!(c.hash_threads, Some(3));
     }
 
     #[test]
@@ -727,6 +748,9 @@ mod tests {
         assert!(error_of(&[("PORT", "eighty")]).starts_with("PORT:"));
         assert!(error_of(&[("HASH_QUEUE_LIMIT", "0")]).starts_with("HASH_QUEUE_LIMIT:"));
         assert!(error_of(&[("HASH_QUEUE_LIMIT", "10001")]).starts_with("HASH_QUEUE_LIMIT:"));
+        assert!(error_of(&[("HASH_THREADS", "0")]).starts_with("HASH_THREADS:"));
+        assert!(error_of(&[("HASH_THREADS", "257")]).starts_with("HASH_THREADS:"));
+        assert!(error_of(&[("HASH_THREADS", "two")]).starts_with("HASH_THREADS:"));
         assert!(error_of(&[("ID_TOKEN_EXP", "-1")]).starts_with("ID_TOKEN_EXP:"));
         assert!(error_of(&[("CLIENT_TOKEN_EXP", "0")]).starts_with("CLIENT_TOKEN_EXP:"));
         assert!(error_of(&[("CLIENT_TOKEN_EXP", "86401")]).starts_with("CLIENT_TOKEN_EXP:"));

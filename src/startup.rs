@@ -354,7 +354,10 @@ fn services(
 ) -> anyhow::Result<AppState> {
     let user_service = UserServiceImpl::new(
         users.repo,
-        PasswordHasher::for_this_machine(config.hash_queue_limit),
+        match config.hash_threads {
+            Some(threads) => PasswordHasher::new(threads, config.hash_queue_limit),
+            None => PasswordHasher::for_this_machine(config.hash_queue_limit),
+        },
     );
     let account_tokens = AccountTokenServiceImpl::new(
         users.account_tokens,

@@ -19,6 +19,7 @@
 //! Tuning: `BENCH_SECONDS` (5) per load leg, `BENCH_CONCURRENCY` (32),
 //! `BENCH_SIGNIN_CLIENTS` (16), `BENCH_LIMIT_SECONDS` (3),
 //! `BENCH_SIGNOUT_KEYS` (`100000,1000000`), `BENCH_CONNECTIONS` (5000),
+//! `BENCH_HASH_THREADS` (the service's `HASH_THREADS`; unset: its default),
 //! `BENCH_OUT` (`bench/` in `CARGO_TARGET_DIR`, else `target/bench`). Only
 //! the database it created, the Redis keys of the users it created and the
 //! unrelated keys it wrote are removed.

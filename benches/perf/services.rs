@@ -44,7 +44,7 @@ pub async fn start_account(
     if !status.success() {
         bail!("`account keys generate` exited with {status}");
     }
-    let env = [
+    let mut env = vec![
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("RUST_LOG", log_filter()),
@@ -61,6 +61,11 @@ pub async fn start_account(
         ("HASH_QUEUE_LIMIT", "10000".to_owned()),
         ("MAX_CONNECTIONS", max_connections.to_string()),
     ];
+    // Unset: the service's default (one hashing thread per core); set, e.g.
+    // to 1, to compare pool sizes in one sitting.
+    if let Ok(threads) = std::env::var("BENCH_HASH_THREADS") {
+        env.push(("HASH_THREADS", threads));
+    }
     Ok(Process::start(
         "account",
         env!("CARGO_BIN_EXE_account"),

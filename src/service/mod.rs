@@ -8,6 +8,7 @@ mod account;
 mod account_token;
 mod client;
 mod grace;
+mod hash_threads;
 mod password;
 mod profile_cache;
 mod rate_limit;

@@ -1,5 +1,6 @@
-//! Argon2id hashing on a small fixed pool of threads, fed by a bounded queue
-//! that serves its callers' sources (client IPs) in turn.
+//! Argon2id hashing on a fixed pool of threads (one per core by default, each
+//! at a lowered scheduling priority: [`super::hash_threads`]), fed by a
+//! bounded queue that serves its callers' sources (client IPs) in turn.
 //!
 //! Why not `spawn_blocking`: every blocking thread that ran a hash kept its
 //! freed 19 MiB block in its allocator arena, so a burst of sign-ins left the
@@ -25,6 +26,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
+use super::hash_threads;
 use crate::error::{AppError, AppResult};
 use crate::model::Password;
 
@@ -65,12 +67,29 @@ impl PasswordHasher {
             per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
             started: AtomicUsize::new(0),
             refusals: Mutex::new((None, 0)),
+            #[cfg(all(test, target_os = "linux"))]
+            thread_ids: Mutex::new(Vec::new()),
         });
         for n in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || shared.work())
+                .spawn(move || {
+                    if let Err(e) = hash_threads::lower_current_thread() {
+                        tracing::warn!(
+                            error = %e,
+                            "cannot lower a password-hashing thread's priority: \
+                             it competes with request handling at the normal priority"
+                        );
+                    }
+                    #[cfg(all(test, target_os = "linux"))]
+                    shared
+                        .thread_ids
+                        .lock()
+                        .unwrap()
+                        .push(hash_threads::current_thread_id());
+                    shared.work()
+                })
                 .expect("cannot start a password-hashing thread");
         }
         Self {
@@ -78,10 +97,11 @@ impl PasswordHasher {
         }
     }
 
-    /// One hashing thread per core but one, leaving a core for everything else.
+    /// One hashing thread per core ([`hash_threads::default_count`]), each at
+    /// the lowered priority, so that a flood of sign-ins uses every core while
+    /// request handling keeps precedence.
     pub fn for_this_machine(queue_limit: usize) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::new(cores.saturating_sub(1), queue_limit)
+        Self::new(hash_threads::default_count(), queue_limit)
     }
 
     /// Takes a place in the queue for one hash of `source` (the client's IP,
@@ -237,6 +257,9 @@ struct Shared {
     started: AtomicUsize,
     /// When a refusal was last logged, and how many since.
     refusals: Mutex<(Option<Instant>, u64)>,
+    /// The kernel's ids of the hashing threads, as each has started (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    thread_ids: Mutex<Vec<i32>>,
 }
 
 /// Places held by source, waiting jobs by source, and the order in which
@@ -734,6 +757,63 @@ mod tests {
             hasher.pool.shared.lock().held_total,
             0,
             "every place given back"
+        );
+    }
+
+    /// The pool's threads as the kernel sees them: name and nice value, once
+    /// all `n` have started.
+    #[cfg(target_os = "linux")]
+    async fn started_threads(hasher: &PasswordHasher, n: usize) -> Vec<(String, i32)> {
+        for _ in 0..500 {
+            let ids = hasher.pool.shared.thread_ids.lock().unwrap().clone();
+            if ids.len() >= n {
+                return ids
+                    .into_iter()
+                    .map(hash_threads::testing::name_and_nice)
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("fewer than {n} hashing threads started");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn by_default_one_thread_per_core_each_at_the_lowered_priority() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let hasher = PasswordHasher::for_this_machine(8);
+        let mut threads = started_threads(&hasher, cores).await;
+        threads.sort();
+        let expected: Vec<_> = (0..cores)
+            .map(|n| (format!("argon2-{n}"), hash_threads::HASH_THREAD_NICE))
+            .collect();
+        assert_eq!(threads, expected);
+        // The test's own thread (a request handler's, in the service) keeps
+        // its priority, and hashes still run.
+        let me = hash_threads::testing::name_and_nice(hash_threads::current_thread_id());
+        assert_ne!(me.1, hash_threads::HASH_THREAD_NICE, "{me:?}");
+        let pw = password("low priority");
+        let hash = hasher.hash(&pw, "a").await.unwrap();
+        assert!(hasher.verify(&pw, Some(&hash), "a").await.unwrap());
+        assert_eq!(
+            hasher.pool.shared.thread_ids.lock().unwrap().len(),
+            cores,
+            "no thread started later"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_explicit_thread_count_is_started_at_the_lowered_priority() {
+        let hasher = PasswordHasher::new(3, 8);
+        let threads = started_threads(&hasher, 3).await;
+        assert_eq!(threads.len(), 3);
+        assert!(
+            threads
+                .iter()
+                .all(|(name, nice)| name.starts_with("argon2-")
+                    && *nice == hash_threads::HASH_THREAD_NICE),
+            "{threads:?}"
         );
     }
 
