@@ -192,6 +192,64 @@ pub async fn drive(
     Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
 }
 
+/// Every client sends one `op` request per `every` (a late answer delays the
+/// next, never piles them up) until `seconds` have passed: a steady probe of
+/// latency that leaves the CPU to the load it runs beside, where [`drive`]
+/// would take all of it.
+pub async fn probe(
+    targets: &Targets,
+    op: Op,
+    clients: &mut Vec<ClientState>,
+    seconds: f64,
+    every: Duration,
+) -> Outcome {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = clients
+        .drain(..)
+        .map(|mut state| {
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut latencies = Vec::new();
+                let (mut failures, mut first) = (0, None);
+                loop {
+                    ticks.tick().await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    match one_request(&targets, op, &mut state).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(e) => {
+                            failures += 1;
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+                (latencies, failures, first, state)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut failures, mut first_failure) = (0, None);
+    for joined in futures::future::join_all(tasks).await {
+        let Ok((lat, f, first, state)) = joined else {
+            failures += 1;
+            first_failure.get_or_insert_with(|| "a client task panicked".to_owned());
+            continue;
+        };
+        latencies.extend(lat);
+        failures += f;
+        if first_failure.is_none() {
+            first_failure = first;
+        }
+        clients.push(state);
+    }
+    Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
+}
+
 /// Opens `count` TCP connections at once; each sends `GET /healthz` with
 /// `Connection: close` and reads the answer to its end. A connection counts
 /// when it got `200`; its latency runs from the connection attempt.
