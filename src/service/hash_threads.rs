@@ -1,12 +1,20 @@
 //! How many Argon2 threads the password hasher runs, and at what scheduling
 //! priority.
 //!
-//! One thread per core, so that a flood of sign-ins hashes on every core,
-//! each thread lowered to the weakest priority of the normal scheduler
-//! (nice 19) so that the Tokio workers serving requests (nice 0) take a core
-//! whenever they have work: under CFS/EEVDF a nice-19 thread weighs 15
-//! against a nice-0 thread's 1024, so next to a busy worker it gets about
-//! 1.5 % of that core, and it runs at full speed when the workers are idle.
+//! One thread per core, so that a flood of sign-ins hashes on every core.
+//! The first thread keeps the process's normal priority; every other one is
+//! lowered to the weakest priority of the normal scheduler (nice 19), so that
+//! the Tokio workers serving requests (nice 0) take a core whenever they have
+//! work: under CFS/EEVDF a nice-19 thread weighs 15 against a nice-0
+//! thread's 1024, so next to a busy worker it gets about 1.5 % of that core,
+//! and it runs at full speed when the workers are idle.
+//!
+//! Why not every thread: when request handling alone fills the cores (a
+//! flood of requests refused cheaply, say 503 for a full hashing queue or 429
+//! for a limit), threads that are all at nice 19 get next to nothing, and the
+//! sign-ins already admitted wait until their requests time out. The one
+//! thread at the normal priority competes on equal terms with the workers,
+//! so sign-in keeps a fair share of the machine under any load.
 //!
 //! Why nice 19 rather than `SCHED_IDLE`: on Linux the nice value is a
 //! per-thread attribute (`setpriority(PRIO_PROCESS, tid)`), set through
@@ -17,8 +25,14 @@
 //! systems: the threads keep the normal priority (on macOS and the BSDs
 //! `setpriority` would lower the whole process, not one thread).
 
-/// The nice value of every hashing thread (Linux).
+/// The nice value of every hashing thread but the first (Linux).
 pub const HASH_THREAD_NICE: i32 = 19;
+
+/// Whether the `n`th hashing thread (from 0) is lowered to
+/// [`HASH_THREAD_NICE`]: all but the first.
+pub fn is_lowered(n: usize) -> bool {
+    n > 0
+}
 
 /// The default number of hashing threads: one per core the process may use
 /// (`available_parallelism`, which follows CPU affinity and a cgroup quota).

@@ -75,7 +75,9 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
-                    if let Err(e) = hash_threads::lower_current_thread() {
+                    if hash_threads::is_lowered(n)
+                        && let Err(e) = hash_threads::lower_current_thread()
+                    {
                         tracing::warn!(
                             error = %e,
                             "cannot lower a password-hashing thread's priority: \
@@ -97,9 +99,10 @@ impl PasswordHasher {
         }
     }
 
-    /// One hashing thread per core ([`hash_threads::default_count`]), each at
-    /// the lowered priority, so that a flood of sign-ins uses every core while
-    /// request handling keeps precedence.
+    /// One hashing thread per core ([`hash_threads::default_count`]), all but
+    /// the first at the lowered priority, so that a flood of sign-ins uses
+    /// every core while request handling keeps precedence, and sign-in still
+    /// gets its share when requests alone fill the cores.
     pub fn for_this_machine(queue_limit: usize) -> Self {
         Self::new(hash_threads::default_count(), queue_limit)
     }
@@ -777,21 +780,36 @@ mod tests {
         panic!("fewer than {n} hashing threads started");
     }
 
+    /// What the `n` threads of a pool should look like: `argon2-<i>`, the
+    /// first at the caller's priority, the others lowered.
+    #[cfg(target_os = "linux")]
+    fn expected_threads(n: usize, normal: i32) -> Vec<(String, i32)> {
+        (0..n)
+            .map(|i| {
+                let nice = if hash_threads::is_lowered(i) {
+                    hash_threads::HASH_THREAD_NICE
+                } else {
+                    normal
+                };
+                (format!("argon2-{i}"), nice)
+            })
+            .collect()
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn by_default_one_thread_per_core_each_at_the_lowered_priority() {
+    async fn by_default_one_thread_per_core_the_first_at_the_normal_priority_the_others_lowered() {
         let cores = std::thread::available_parallelism().unwrap().get();
+        // The test's own thread (a request handler's, in the service).
+        let me = hash_threads::testing::name_and_nice(hash_threads::current_thread_id());
+        assert_ne!(me.1, hash_threads::HASH_THREAD_NICE, "{me:?}");
         let hasher = PasswordHasher::for_this_machine(8);
         let mut threads = started_threads(&hasher, cores).await;
         threads.sort();
-        let expected: Vec<_> = (0..cores)
-            .map(|n| (format!("argon2-{n}"), hash_threads::HASH_THREAD_NICE))
-            .collect();
-        assert_eq!(threads, expected);
-        // The test's own thread (a request handler's, in the service) keeps
-        // its priority, and hashes still run.
-        let me = hash_threads::testing::name_and_nice(hash_threads::current_thread_id());
-        assert_ne!(me.1, hash_threads::HASH_THREAD_NICE, "{me:?}");
+        assert_eq!(threads, expected_threads(cores, me.1));
+        // The caller keeps its priority, and hashes still run.
+        let after = hash_threads::testing::name_and_nice(hash_threads::current_thread_id());
+        assert_eq!(after, me);
         let pw = password("low priority");
         let hash = hasher.hash(&pw, "a").await.unwrap();
         assert!(hasher.verify(&pw, Some(&hash), "a").await.unwrap());
@@ -804,16 +822,25 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn an_explicit_thread_count_is_started_at_the_lowered_priority() {
+    async fn an_explicit_thread_count_keeps_one_thread_at_the_normal_priority() {
+        let normal = hash_threads::testing::name_and_nice(hash_threads::current_thread_id()).1;
         let hasher = PasswordHasher::new(3, 8);
-        let threads = started_threads(&hasher, 3).await;
-        assert_eq!(threads.len(), 3);
+        let mut threads = started_threads(&hasher, 3).await;
+        threads.sort();
+        assert_eq!(threads, expected_threads(3, normal));
         assert!(
             threads
                 .iter()
-                .all(|(name, nice)| name.starts_with("argon2-")
-                    && *nice == hash_threads::HASH_THREAD_NICE),
+                .filter(|(_, nice)| *nice == hash_threads::HASH_THREAD_NICE)
+                .count()
+                == 2,
             "{threads:?}"
+        );
+        // One thread: it is the normal-priority one.
+        let single = PasswordHasher::new(1, 8);
+        assert_eq!(
+            started_threads(&single, 1).await,
+            vec![("argon2-0".to_owned(), normal)]
         );
     }
 
