@@ -70,7 +70,7 @@ pub mod testing {
         GeneratedKeyFiles, IdTokenSigner, KeyPaths, KeyReloader, generate_keys, retire_key,
         rotate_keys, stage_next_key,
     };
-    pub use crate::repository::MemoryTokenRepository;
+    pub use crate::repository::{MemoryTokenRepository, PING_IF_IDLE_FOR};
     pub use crate::service::ThreadHasher;
 }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 
@@ -25,7 +24,7 @@ use crate::model::{
 };
 use crate::repository::{
     COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
-    RedisTokenRepository, SqliteUserRepository, redis_connection,
+    RedisTokenRepository, SqliteUserRepository, postgres_pool_options, redis_connection,
 };
 use crate::secret::Secret;
 use crate::service::{
@@ -173,9 +172,7 @@ struct UserStore {
 async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
     match &config.user_store {
         UserStoreConfig::Postgres { url } => {
-            let pool = PgPoolOptions::new()
-                .max_connections(config.database_max_connections)
-                .acquire_timeout(Duration::from_secs(3))
+            let pool = postgres_pool_options(config.database_max_connections)
                 .connect(url.expose())
                 .await
                 .context("DATABASE_URL: cannot connect to PostgreSQL")?;

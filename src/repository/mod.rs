@@ -7,9 +7,11 @@
 
 mod email_pass;
 mod memory_token;
+mod pg_pool;
 mod redis_token;
 mod sql_user;
 
 pub use memory_token::{COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
+pub use pg_pool::{PING_IF_IDLE_FOR, postgres_pool_options};
 pub use redis_token::{RedisTokenRepository, redis_connection};
 pub use sql_user::{PgUserRepository, SqliteUserRepository};

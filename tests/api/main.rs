@@ -4,6 +4,7 @@ mod client_cache;
 mod clients;
 mod cluster;
 mod connections;
+mod database;
 mod deletion;
 mod emails;
 mod embedded;
