@@ -428,7 +428,7 @@ fn check_open_files(config: &Config) -> anyhow::Result<()> {
 /// Binds `HOST:PORT`.
 async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
     let address = config.bind_address();
-    TcpListener::bind(&address)
+    crate::web::listen(&address)
         .await
         .with_context(|| format!("HOST/PORT: cannot listen on {address}"))
 }

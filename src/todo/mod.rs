@@ -235,7 +235,7 @@ impl TodoConfig {
 pub async fn run(config: TodoConfig) -> std::io::Result<()> {
     reserve_open_files(config.settings.connections.max_connections, RESERVED_FILES)
         .map_err(std::io::Error::other)?;
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
+    let listener = crate::web::listen((config.host.as_str(), config.port))
         .await
         .map_err(|e| {
             std::io::Error::new(

@@ -10,6 +10,8 @@ mod error;
 #[cfg(any(feature = "server", feature = "todo-example"))]
 mod headers;
 #[cfg(any(feature = "server", feature = "todo-example"))]
+mod listen;
+#[cfg(any(feature = "server", feature = "todo-example"))]
 mod middleware;
 mod request;
 #[cfg(any(feature = "server", feature = "todo-example"))]
@@ -23,6 +25,8 @@ pub use error::{
 };
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use headers::security_headers;
+#[cfg(any(feature = "server", feature = "todo-example"))]
+pub use listen::{LISTEN_BACKLOG, listen};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use middleware::{panic_response, timeout};
 pub use request::{BearerError, JsonBody, bearer_token, is_json};

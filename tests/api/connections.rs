@@ -211,6 +211,42 @@ async fn at_max_connections_a_new_client_waits_for_a_free_slot_and_is_then_serve
     }
 }
 
+/// Past the cap a burst of connections waits in the kernel's backlog with
+/// its handshakes done, instead of losing SYNs and retrying a second later:
+/// with the default backlog of 128 most of these connects never completed.
+#[tokio::test]
+async fn past_the_cap_a_burst_of_connections_completes_its_handshakes_in_the_backlog() {
+    const BURST: usize = 600;
+    let app = spawn_app!(Backend::Embedded, &[("MAX_CONNECTIONS", "2")]);
+    let _ = rlimit::increase_nofile_limit(BURST as u64 * 2 + 1024);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect(&app.address).await);
+    }
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let attempts: Vec<_> = (0..BURST)
+        .map(|_| {
+            let address = address.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(3 * SECOND, tokio::net::TcpStream::connect(address)).await
+            })
+        })
+        .collect();
+    let mut connected = Vec::new();
+    let mut failed = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(Ok(stream)) => connected.push(stream),
+            _ => failed += 1,
+        }
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} of {BURST} connects did not complete within 3 s while the server was at its cap"
+    );
+    drop(held);
+}
+
 /// Below the cap nothing waits: slow clients do not delay the others.
 #[tokio::test]
 async fn below_max_connections_slow_clients_do_not_delay_others() {
