@@ -3,13 +3,15 @@
 //! tests: `TEST_DATABASE_URL`, `TEST_REDIS_URL`).
 //!
 //! 1. The machine's limits: RSA-2048 signatures/s on every core (`openssl
-//!    speed -multi`, and the service's signer on one thread per core),
-//!    Argon2id hashes/s with the service's parameters on every core.
+//!    speed -multi`, and the service's signer on one thread per core).
 //! 2. The `account` and `todo-service` release binaries, each its own
 //!    process, on a fresh PostgreSQL database (dropped at the end) and the
 //!    shared Redis, rate limits out of the way; then, one after the other:
-//!    refresh with rotating tokens, `GET /me`, the todo service's `GET
-//!    /api/todos`, sign-in flooded with `/me` probed at 200 req/s beside it,
+//!    refresh with rotating tokens between two measurements of the all-core
+//!    RSA rate, with the CPU time of every process during it (Linux), `GET
+//!    /me`, the todo service's `GET /api/todos`, sign-in flooded with `/me`
+//!    probed at 200 req/s beside it, between two measurements of the
+//!    all-core Argon2id rate with the service's parameters,
 //!    sign-out everywhere next to a bare SCAN loop at 100k and 1M unrelated
 //!    keys, Redis bytes per live session, 5,000 connections at once; the
 //!    account service's peak resident memory after each.
@@ -24,6 +26,7 @@
 //! the database it created, the Redis keys of the users it created and the
 //! unrelated keys it wrote are removed.
 
+mod cpu;
 mod limits;
 mod load;
 // Allows its own dead code: each user takes a different part.
@@ -114,7 +117,46 @@ impl Settings {
 struct Limits {
     openssl: Result<f64, String>,
     signer: f64,
-    argon2: f64,
+    /// The generated private key, for the signer's rate when openssl is
+    /// missing.
+    private_pem: Vec<u8>,
+}
+
+impl Limits {
+    /// The all-core RSA-2048 signing rate measured now: openssl's when it
+    /// ran at the start, else the service's signer's.
+    fn rsa_now(&self, settings: &Settings) -> f64 {
+        let seconds = settings.limit_seconds;
+        match &self.openssl {
+            Ok(_) => limits::openssl_rsa2048(settings.cores, seconds.ceil() as u32)
+                .unwrap_or(self.signer),
+            Err(_) => limits::signer_rate(&self.private_pem, settings.cores, seconds)
+                .unwrap_or(self.signer),
+        }
+    }
+}
+
+/// A limit measured just before and just after a leg: on a shared or
+/// throttled machine the cores' speed drifts, and the leg is compared with
+/// what they gave around it, not minutes earlier.
+struct Bracket {
+    before: f64,
+    after: f64,
+}
+
+impl Bracket {
+    fn mean(&self) -> f64 {
+        (self.before + self.after) / 2.0
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} (just before the leg {}, after it {})",
+            thousands(self.mean()),
+            thousands(self.before),
+            thousands(self.after)
+        )
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -165,15 +207,12 @@ fn measure_limits(settings: &Settings, dir: &std::path::Path) -> anyhow::Result<
     progress(&format!("the service's RS256 signer on {cores} threads"));
     let files = account::testing::GeneratedKeyFiles::in_dir(dir);
     account::testing::generate_keys(&files, false)?;
-    let signer = limits::signer_rate(&std::fs::read(&files.private_key)?, cores, seconds)?;
-    progress(&format!(
-        "Argon2id with the service's parameters on {cores} threads"
-    ));
-    let argon2 = limits::argon2_rate(cores, seconds);
+    let private_pem = std::fs::read(&files.private_key)?;
+    let signer = limits::signer_rate(&private_pem, cores, seconds)?;
     Ok(Limits {
         openssl,
         signer,
-        argon2,
+        private_pem,
     })
 }
 
@@ -217,6 +256,45 @@ fn load_row(
     }
 }
 
+/// Where the CPU of a refresh went: per answered request, each process's
+/// CPU time, the signature's share of the account service's (one all-core
+/// signature costs `cores / rsa_rate` core-seconds), and the idle rest of
+/// the machine.
+fn cpu_row(refresh: &Outcome, used: &cpu::Usage, cores: usize, rsa_rate: f64) -> Row {
+    let answered = refresh.ok.max(1) as f64;
+    let per = |seconds: f64| seconds / answered * 1e6;
+    let signature = cores as f64 / rsa_rate.max(1e-9) * 1e6;
+    let idle = (cores as f64 * used.wall - used.total()).max(0.0);
+    let mut parts: Vec<String> = cpu::Owner::ALL
+        .iter()
+        .map(|&owner| {
+            let micros = per(used.of(owner));
+            if owner == cpu::Owner::Account {
+                format!(
+                    "{} {micros:.0} µs (one signature {signature:.0} µs of it)",
+                    owner.name()
+                )
+            } else {
+                format!("{} {micros:.0} µs", owner.name())
+            }
+        })
+        .collect();
+    parts.push(format!("idle {:.0} µs", per(idle)));
+    let total = per(used.total());
+    Row {
+        leg: "refresh: CPU per answered request, by process".into(),
+        result: format!("{total:.0} µs"),
+        p50: None,
+        p99: None,
+        failures: 0,
+        peak_rss_mib: None,
+        limit: parts.join(", "),
+        // The share of the machine's work that was the signature itself.
+        ratio: Some(signature / total.max(1e-9)),
+        target: None,
+    }
+}
+
 async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Row>> {
     let database = TestDatabase::create("account_perf")
         .await
@@ -251,29 +329,30 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
     let mut rows = Vec::new();
     let seconds = settings.seconds;
 
-    // Refresh, against the all-core RSA signing rate.
-    progress("refresh with rotating tokens");
+    // Refresh, against the all-core RSA signing rate measured around it.
+    progress("refresh with rotating tokens (RSA-2048 rate measured before and after)");
+    let rsa_before = limits.rsa_now(settings);
+    let cpu_start = cpu::Snapshot::take(account.pid());
     let refresh = load::drive(&targets, Op::Refresh, &mut clients, seconds).await;
-    let (rsa_label, rsa_rate) = match &limits.openssl {
-        Ok(rate) => (
-            format!(
-                "`openssl speed -multi {}` RSA-2048: {} signs/s",
-                settings.cores,
-                thousands(*rate)
-            ),
-            *rate,
+    let cpu_used = cpu_start.until(&cpu::Snapshot::take(account.pid()));
+    let rsa = Bracket {
+        before: rsa_before,
+        after: limits.rsa_now(settings),
+    };
+    let rsa_label = match &limits.openssl {
+        Ok(_) => format!(
+            "`openssl speed -multi {}` RSA-2048: {} signs/s",
+            settings.cores,
+            rsa.describe()
         ),
         Err(why) => {
             eprintln!(
                 "WARNING: openssl unavailable ({why}); refresh is compared with the service's own signer"
             );
-            (
-                format!(
-                    "the service's signer on {} threads: {} signs/s",
-                    settings.cores,
-                    thousands(limits.signer)
-                ),
-                limits.signer,
+            format!(
+                "the service's signer on {} threads: {} signs/s",
+                settings.cores,
+                rsa.describe()
             )
         }
     };
@@ -282,9 +361,10 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         &refresh,
         rss(),
         rsa_label,
-        Some(rsa_rate),
+        Some(rsa.mean()),
         Some(Target::AtLeast(0.70)),
     ));
+    rows.push(cpu_row(&refresh, &cpu_used, settings.cores, rsa.mean()));
     rows.push(Row {
         leg: "RSA-2048 signs, the service's signer, all cores".into(),
         result: format!("{} signs/s", thousands(limits.signer)),
@@ -339,6 +419,7 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         .cloned()
         .collect();
     let mut watchers: Vec<ClientState> = clients.iter().take(4).cloned().collect();
+    let argon2_before = limits::argon2_rate(settings.cores, settings.limit_seconds);
     let (signin, me_during) = tokio::join!(
         load::drive(&targets, Op::Signin, &mut flooders, seconds * 2.0),
         load::probe(
@@ -350,15 +431,20 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         )
     );
     let flood_rss = rss();
+    let argon2 = Bracket {
+        before: argon2_before,
+        after: limits::argon2_rate(settings.cores, settings.limit_seconds),
+    };
     rows.push(load_row(
         "sign-in `POST /signin`, flooded",
         &signin,
         flood_rss,
         format!(
-            "Argon2id, our parameters, {} cores: {:.0}/s",
-            settings.cores, limits.argon2
+            "Argon2id, our parameters, {} cores: {}/s",
+            settings.cores,
+            argon2.describe()
         ),
-        Some(limits.argon2),
+        Some(argon2.mean()),
         Some(Target::AtLeast(0.90)),
     ));
     let mut during = load_row(
