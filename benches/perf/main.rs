@@ -113,7 +113,8 @@ impl Settings {
     }
 }
 
-/// The limits measured before the services start.
+/// The limits measured before the services start (the RSA and Argon2 rates
+/// are measured again around their legs).
 struct Limits {
     openssl: Result<f64, String>,
     signer: f64,
