@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Write as _;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +39,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 #[allow(dead_code)]
+#[path = "common/openssl.rs"]
+mod openssl;
 #[path = "../tests/common/stores.rs"]
 mod stores;
 use stores::{TestDatabase, delete_user_keys, stores_reachable, test_redis_url};
@@ -130,7 +131,7 @@ fn signing_table(files: &GeneratedKeyFiles) -> anyhow::Result<()> {
     progress("measuring RS256 signing and verification (about 2 s each)");
     let signing = signing_rows(files)?;
     progress("running `openssl speed -seconds 2 rsa2048`");
-    let openssl = openssl_rsa2048_sign_rate();
+    let openssl = openssl::openssl_rsa2048(1, 2);
 
     println!("| RS256 operation, 1 core, RSA-2048 | per second | per operation |");
     println!("|---|---:|---:|");
@@ -314,48 +315,6 @@ fn signing_rows(files: &GeneratedKeyFiles) -> anyhow::Result<Vec<SigningRow>> {
             per_second: decode_rate,
         },
     ])
-}
-
-/// `sign/s` of the last line of `openssl speed -seconds 2 rsa2048`.
-fn openssl_rsa2048_sign_rate() -> Result<f64, String> {
-    let output = match Command::new("openssl")
-        .args(["speed", "-seconds", "2", "rsa2048"])
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("`openssl` is not on PATH".into());
-        }
-        Err(e) => return Err(format!("cannot run openssl: {e}")),
-    };
-    if !output.status.success() {
-        return Err(format!("openssl speed exited with {}", output.status));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    parse_openssl_sign_rate(&stdout).ok_or_else(|| "cannot parse its output".into())
-}
-
-/// The last line is `rsa 2048 bits <sign>s <verify>s [...] <sign/s> <verify/s> [...]`,
-/// under a header line naming the columns (`sign verify [...] sign/s verify/s [...]`).
-fn parse_openssl_sign_rate(stdout: &str) -> Option<f64> {
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    let last = lines
-        .iter()
-        .rposition(|l| l.trim_start().starts_with("rsa"))?;
-    let values: Vec<&str> = lines[last]
-        .split_whitespace()
-        .skip_while(|t| *t != "bits")
-        .skip(1)
-        .collect();
-    let column = last
-        .checked_sub(1)
-        .and_then(|i| lines[i].split_whitespace().position(|t| t == "sign/s"));
-    let value = match column {
-        Some(i) => values.get(i)?,
-        // No header: the first value that is a rate rather than a time.
-        None => values.iter().find(|v| !v.ends_with('s'))?,
-    };
-    value.parse().ok()
 }
 
 // ---------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 //! The machine's own limits, measured in the same run as the legs: RSA-2048
-//! signatures per second on every core (`openssl speed -multi` and the
-//! crate's signer on one thread per core), Argon2id hashes per second with
-//! the service's parameters on every core, and a bare Redis SCAN loop.
+//! signatures per second by the crate's signer on one thread per core
+//! (openssl's rate is `benches/common/openssl.rs`, shared with the
+//! throughput bench), Argon2id hashes per second with the service's
+//! parameters on every core, and a bare Redis SCAN loop.
 
 use std::hint::black_box;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -84,54 +84,6 @@ pub fn argon2_rate(threads: usize, seconds: f64) -> f64 {
             );
         }
     })
-}
-
-/// `openssl speed -multi <cores> -seconds <n> rsa2048`: signatures per second.
-pub fn openssl_rsa2048(cores: usize, seconds: u32) -> Result<f64, String> {
-    let output = match Command::new("openssl")
-        .args([
-            "speed",
-            "-multi",
-            &cores.to_string(),
-            "-seconds",
-            &seconds.to_string(),
-            "rsa2048",
-        ])
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("`openssl` is not on PATH".into());
-        }
-        Err(e) => return Err(format!("cannot run openssl: {e}")),
-    };
-    if !output.status.success() {
-        return Err(format!("openssl speed exited with {}", output.status));
-    }
-    parse_openssl_sign_rate(&String::from_utf8_lossy(&output.stdout))
-        .ok_or_else(|| "cannot parse its output".into())
-}
-
-/// The last line is `rsa 2048 bits <sign>s <verify>s <sign/s> <verify/s>`,
-/// under a header line naming the columns (`sign verify sign/s verify/s`).
-fn parse_openssl_sign_rate(stdout: &str) -> Option<f64> {
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    let last = lines
-        .iter()
-        .rposition(|l| l.trim_start().starts_with("rsa"))?;
-    let values: Vec<&str> = lines[last]
-        .split_whitespace()
-        .skip_while(|t| *t != "bits")
-        .skip(1)
-        .collect();
-    let column = last
-        .checked_sub(1)
-        .and_then(|i| lines[i].split_whitespace().position(|t| t == "sign/s"));
-    let value = match column {
-        Some(i) => values.get(i)?,
-        None => values.iter().find(|v| !v.ends_with('s'))?,
-    };
-    value.parse().ok()
 }
 
 /// One bare `SCAN 0 MATCH <uid>:* COUNT 1000 … until the cursor is 0` over

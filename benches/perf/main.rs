@@ -29,6 +29,8 @@
 mod cpu;
 mod limits;
 mod load;
+#[path = "../common/openssl.rs"]
+mod openssl;
 // Allows its own dead code: each user takes a different part.
 #[path = "../../tests/common/process.rs"]
 mod process;
@@ -129,7 +131,7 @@ impl Limits {
     fn rsa_now(&self, settings: &Settings) -> f64 {
         let seconds = settings.limit_seconds;
         match &self.openssl {
-            Ok(_) => limits::openssl_rsa2048(settings.cores, seconds.ceil() as u32)
+            Ok(_) => openssl::openssl_rsa2048(settings.cores, seconds.ceil() as u32)
                 .unwrap_or(self.signer),
             Err(_) => limits::signer_rate(&self.private_pem, settings.cores, seconds)
                 .unwrap_or(self.signer),
@@ -204,7 +206,7 @@ fn measure_limits(settings: &Settings, dir: &std::path::Path) -> anyhow::Result<
     let cores = settings.cores;
     let seconds = settings.limit_seconds;
     progress(&format!("openssl speed -multi {cores} rsa2048"));
-    let openssl = limits::openssl_rsa2048(cores, seconds.ceil() as u32);
+    let openssl = openssl::openssl_rsa2048(cores, seconds.ceil() as u32);
     progress(&format!("the service's RS256 signer on {cores} threads"));
     let files = account::testing::GeneratedKeyFiles::in_dir(dir);
     account::testing::generate_keys(&files, false)?;
