@@ -6,6 +6,7 @@
 
 mod account;
 mod account_token;
+mod argon_memory;
 mod client;
 mod grace;
 mod hash_threads;

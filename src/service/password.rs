@@ -5,7 +5,9 @@
 //! Why not `spawn_blocking`: every blocking thread that ran a hash kept its
 //! freed 19 MiB block in its allocator arena, so a burst of sign-ins left the
 //! process at a quarter of a GiB. Here each hashing thread allocates one
-//! block of Argon2 memory once and reuses it for every hash and verification.
+//! block of Argon2 memory and reuses it for every hash and verification while
+//! work keeps coming; after [`RELEASE_WHEN_IDLE_FOR`] without work it gives
+//! the block back to the operating system ([`ArgonMemory`]).
 //!
 //! Why a queue of its own: a flood of sign-ins from one source must neither
 //! make everyone else wait behind it nor pile up work nobody waits for. A
@@ -23,9 +25,10 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
+use super::argon_memory::{ArgonMemory, RELEASE_WHEN_IDLE_FOR};
 use super::hash_threads;
 use crate::error::{AppError, AppResult};
 use crate::model::Password;
@@ -33,7 +36,7 @@ use crate::model::Password;
 /// A hash verified when the user does not exist, so an unknown email costs the
 /// same time as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let mut memory = Vec::new();
+    let mut memory = ArgonMemory::default();
     hash_with(uuid::Uuid::new_v4().as_bytes(), &mut memory).expect("argon2 hashes a 16-byte input")
 });
 
@@ -66,6 +69,7 @@ impl PasswordHasher {
             limit,
             per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
             started: AtomicUsize::new(0),
+            memory_held: AtomicUsize::new(0),
             refusals: Mutex::new((None, 0)),
             #[cfg(all(test, target_os = "linux"))]
             thread_ids: Mutex::new(Vec::new()),
@@ -150,6 +154,12 @@ impl PasswordHasher {
         self.admit(source)?.verify(password, hash).await
     }
 
+    /// Bytes of Argon2 memory the hashing threads hold (for tests).
+    #[cfg(test)]
+    fn memory_held(&self) -> usize {
+        self.pool.shared.memory_held.load(Ordering::Relaxed)
+    }
+
     /// Jobs waiting for a thread (for tests).
     #[cfg(test)]
     fn waiting(&self) -> usize {
@@ -193,7 +203,7 @@ impl Turn {
     /// before a thread takes the job skips it.
     async fn run<T, F>(self, work: F) -> AppResult<T>
     where
-        F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send + 'static,
+        F: FnOnce(&mut ArgonMemory) -> AppResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
@@ -258,6 +268,8 @@ struct Shared {
     per_source: usize,
     /// Jobs taken and run (skipped ones not counted).
     started: AtomicUsize,
+    /// Bytes of Argon2 memory the threads hold, all together.
+    memory_held: AtomicUsize,
     /// When a refusal was last logged, and how many since.
     refusals: Mutex<(Option<Instant>, u64)>,
     /// The kernel's ids of the hashing threads, as each has started (for tests).
@@ -357,29 +369,63 @@ impl Shared {
     }
 
     /// A hashing thread: takes the next source's oldest job, runs it with the
-    /// thread's own Argon2 memory, until the pool is dropped.
+    /// thread's own Argon2 memory, until the pool is dropped. The memory is
+    /// given back after [`RELEASE_WHEN_IDLE_FOR`] without a job.
     fn work(&self) {
-        let mut memory: Vec<Block> = Vec::new();
+        let mut memory = ArgonMemory::default();
+        while let Some(task) = self.next_or_release(&mut memory) {
+            if !task.abandoned() {
+                self.started.fetch_add(1, Ordering::Relaxed);
+                let before = memory.held_bytes();
+                task.run(&mut memory);
+                self.count_held(before, memory.held_bytes());
+            }
+        }
+    }
+
+    /// The next job, waiting for one; `None` once the pool is closed. While
+    /// `memory` is held, waits at most [`RELEASE_WHEN_IDLE_FOR`] at a time,
+    /// and releases it (outside the lock) when that passed without a job.
+    fn next_or_release(&self, memory: &mut ArgonMemory) -> Option<Box<dyn Task>> {
         loop {
-            let task = {
-                let mut queue = self.lock();
-                loop {
-                    if queue.closed {
-                        return;
-                    }
-                    if let Some(task) = queue.next_task() {
-                        break task;
-                    }
+            let mut queue = self.lock();
+            loop {
+                if queue.closed {
+                    return None;
+                }
+                if let Some(task) = queue.next_task() {
+                    return Some(task);
+                }
+                if memory.held_bytes() == 0 {
                     queue = self
                         .work_ready
                         .wait(queue)
                         .unwrap_or_else(|e| e.into_inner());
+                    continue;
                 }
-            };
-            if !task.abandoned() {
-                self.started.fetch_add(1, Ordering::Relaxed);
-                task.run(&mut memory);
+                let (again, waited) = self
+                    .work_ready
+                    .wait_timeout(queue, RELEASE_WHEN_IDLE_FOR)
+                    .unwrap_or_else(|e| e.into_inner());
+                queue = again;
+                if waited.timed_out() && !queue.closed && queue.waiting == 0 {
+                    break;
+                }
             }
+            drop(queue);
+            let before = memory.held_bytes();
+            memory.release();
+            self.count_held(before, 0);
+        }
+    }
+
+    fn count_held(&self, before: usize, after: usize) {
+        if after > before {
+            self.memory_held
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.memory_held
+                .fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 }
@@ -407,7 +453,7 @@ trait Task: Send {
     fn source(&self) -> &str;
     /// Whether its caller has gone away.
     fn abandoned(&self) -> bool;
-    fn run(self: Box<Self>, memory: &mut Vec<Block>);
+    fn run(self: Box<Self>, memory: &mut ArgonMemory);
 }
 
 struct Job<T, F> {
@@ -419,7 +465,7 @@ struct Job<T, F> {
 
 impl<T, F> Task for Job<T, F>
 where
-    F: FnOnce(&mut Vec<Block>) -> AppResult<T> + Send,
+    F: FnOnce(&mut ArgonMemory) -> AppResult<T> + Send,
     T: Send,
 {
     fn source(&self) -> &str {
@@ -430,7 +476,7 @@ where
         self.answer.is_closed()
     }
 
-    fn run(self: Box<Self>, memory: &mut Vec<Block>) {
+    fn run(self: Box<Self>, memory: &mut ArgonMemory) {
         let Job {
             answer,
             work,
@@ -448,7 +494,7 @@ where
 /// machine's Argon2 rate that sign-in is compared with.
 #[derive(Default)]
 pub struct ThreadHasher {
-    memory: Vec<Block>,
+    memory: ArgonMemory,
 }
 
 impl ThreadHasher {
@@ -460,8 +506,8 @@ impl ThreadHasher {
 }
 
 /// Argon2id with the default parameters and a fresh 16-byte salt, in `memory`
-/// (grown once to the parameters' size, then reused).
-fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2::Error> {
+/// (allocated once to the parameters' size, then reused).
+fn hash_with(password: &[u8], memory: &mut ArgonMemory) -> Result<String, argon2::Error> {
     let params = Params::default();
     let salt = argon2::password_hash::generate_salt();
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
@@ -470,7 +516,7 @@ fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2:
         password,
         &salt,
         &mut out,
-        blocks(memory, params.block_count()),
+        memory.blocks(params.block_count()),
     )?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
@@ -487,7 +533,7 @@ fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, argon2:
 fn verify_with(
     password: &[u8],
     stored: &str,
-    memory: &mut Vec<Block>,
+    memory: &mut ArgonMemory,
 ) -> Result<bool, argon2::password_hash::Error> {
     use argon2::password_hash::Error;
     let stored = PasswordHash::new(stored)?;
@@ -507,18 +553,10 @@ fn verify_with(
         password,
         salt,
         &mut out,
-        blocks(memory, block_count),
+        memory.blocks(block_count),
     )?;
     // `Output`'s equality is constant-time.
     Ok(&Output::new(&out)? == expected)
-}
-
-/// The first `count` blocks of `memory`, growing it when needed.
-fn blocks(memory: &mut Vec<Block>, count: usize) -> &mut [Block] {
-    if memory.len() < count {
-        memory.resize(count, Block::default());
-    }
-    &mut memory[..count]
 }
 
 #[cfg(test)]
@@ -557,12 +595,54 @@ mod tests {
             );
         }
         assert_ne!(first, second, "each hash has a fresh salt");
-        assert_eq!(thread.memory.len(), Params::default().block_count());
+        assert_eq!(thread.memory.held_bytes(), 19 << 20);
         let pool = PasswordHasher::new(1, 8);
         let right = password("correct horse");
         assert!(pool.verify(&right, Some(&second), "a").await.unwrap());
         let wrong = password("wrong horse");
         assert!(!pool.verify(&wrong, Some(&second), "a").await.unwrap());
+    }
+
+    /// Waits until the threads hold `bytes` of Argon2 memory (they count it
+    /// just after answering), at most `within`.
+    async fn wait_until_held(hasher: &PasswordHasher, bytes: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while hasher.memory_held() != bytes {
+            assert!(
+                Instant::now() < deadline,
+                "{} bytes held after {within:?}, expected {bytes}",
+                hasher.memory_held()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_thread_gives_its_memory_back_when_idle_and_hashes_again_after() {
+        let hasher = PasswordHasher::new(1, 8);
+        assert_eq!(
+            hasher.memory_held(),
+            0,
+            "nothing held before the first hash"
+        );
+        let right = password("correct horse");
+        let hash = hasher.hash(&right, "a").await.unwrap();
+        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
+        // Work arriving within the idle time keeps the memory.
+        tokio::time::sleep(RELEASE_WHEN_IDLE_FOR / 2).await;
+        assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
+        assert_eq!(hasher.memory_held(), 19 << 20);
+        tokio::time::sleep(RELEASE_WHEN_IDLE_FOR / 2).await;
+        assert_eq!(
+            hasher.memory_held(),
+            19 << 20,
+            "idle for less than the release time"
+        );
+        wait_until_held(&hasher, 0, RELEASE_WHEN_IDLE_FOR).await;
+        assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
+        let wrong = password("wrong horse");
+        assert!(!hasher.verify(&wrong, Some(&hash), "a").await.unwrap());
+        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
     }
 
     #[tokio::test]

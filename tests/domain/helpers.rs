@@ -184,6 +184,11 @@ impl AccountService {
             .to_owned()
     }
 
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("the service runs").pid()
+    }
+
     /// Kills the service (its files stay until this value drops).
     pub fn stop(&mut self) {
         self.process.take();

@@ -9,6 +9,7 @@ mod clients;
 mod crash;
 mod helpers;
 mod interop;
+mod memory;
 mod open_files;
 #[path = "../common/process.rs"]
 mod process;
