@@ -63,9 +63,10 @@ impl PasswordHasher {
     pub fn new(threads: usize, queue_limit: usize) -> Self {
         LazyLock::force(&DUMMY_HASH);
         let limit = queue_limit.max(1);
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
-            work_ready: Condvar::new(),
+            wakeups: (0..threads).map(|_| Condvar::new()).collect(),
             limit,
             per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
             started: AtomicUsize::new(0),
@@ -74,7 +75,7 @@ impl PasswordHasher {
             #[cfg(all(test, target_os = "linux"))]
             thread_ids: Mutex::new(Vec::new()),
         });
-        for n in 0..threads.max(1) {
+        for n in 0..threads {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
@@ -94,7 +95,7 @@ impl PasswordHasher {
                         .lock()
                         .unwrap()
                         .push(hash_threads::current_thread_id());
-                    shared.work()
+                    shared.work(n)
                 })
                 .expect("cannot start a password-hashing thread");
         }
@@ -254,14 +255,18 @@ impl Drop for PoolHandle {
             queue.waiting = 0;
             queue.by_source.drain().flat_map(|(_, jobs)| jobs).collect()
         };
-        self.shared.work_ready.notify_all();
+        for wakeup in &self.shared.wakeups {
+            wakeup.notify_all();
+        }
         drop(waiting);
     }
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    work_ready: Condvar,
+    /// One per hashing thread, which waits on its own: a new job wakes the
+    /// thread [`Queue::pick_idle`] chooses.
+    wakeups: Vec<Condvar>,
     /// Most places held at once (waiting or being hashed).
     limit: usize,
     /// Most places one source may hold.
@@ -288,6 +293,14 @@ struct Queue {
     turns: VecDeque<String>,
     waiting: usize,
     closed: bool,
+    /// The threads waiting for a job, in the order they began to wait.
+    idle: Vec<Idle>,
+}
+
+/// A hashing thread waiting for a job.
+struct Idle {
+    thread: usize,
+    holds_memory: bool,
 }
 
 impl Shared {
@@ -344,8 +357,11 @@ impl Shared {
             queue.turns.push_back(source);
         }
         queue.waiting += 1;
+        let wake = queue.pick_idle();
         drop(queue);
-        self.work_ready.notify_one();
+        if let Some(thread) = wake {
+            self.wakeups[thread].notify_one();
+        }
     }
 
     /// Removes the waiting jobs whose callers have gone; the caller drops
@@ -368,12 +384,12 @@ impl Shared {
         gone
     }
 
-    /// A hashing thread: takes the next source's oldest job, runs it with the
-    /// thread's own Argon2 memory, until the pool is dropped. The memory is
-    /// given back after [`RELEASE_WHEN_IDLE_FOR`] without a job.
-    fn work(&self) {
+    /// Hashing thread `n`: takes the next source's oldest job, runs it with
+    /// the thread's own Argon2 memory, until the pool is dropped. The memory
+    /// is given back after [`RELEASE_WHEN_IDLE_FOR`] without a job.
+    fn work(&self, n: usize) {
         let mut memory = ArgonMemory::default();
-        while let Some(task) = self.next_or_release(&mut memory) {
+        while let Some(task) = self.next_or_release(n, &mut memory) {
             if !task.abandoned() {
                 self.started.fetch_add(1, Ordering::Relaxed);
                 let before = memory.held_bytes();
@@ -383,10 +399,11 @@ impl Shared {
         }
     }
 
-    /// The next job, waiting for one; `None` once the pool is closed. While
-    /// `memory` is held, waits at most [`RELEASE_WHEN_IDLE_FOR`] at a time,
-    /// and releases it (outside the lock) when that passed without a job.
-    fn next_or_release(&self, memory: &mut ArgonMemory) -> Option<Box<dyn Task>> {
+    /// The next job for thread `n`, waiting for one; `None` once the pool is
+    /// closed. While `memory` is held, waits at most [`RELEASE_WHEN_IDLE_FOR`]
+    /// at a time, and releases it (outside the lock) when that passed
+    /// without a job.
+    fn next_or_release(&self, n: usize, memory: &mut ArgonMemory) -> Option<Box<dyn Task>> {
         loop {
             let mut queue = self.lock();
             loop {
@@ -396,19 +413,26 @@ impl Shared {
                 if let Some(task) = queue.next_task() {
                     return Some(task);
                 }
-                if memory.held_bytes() == 0 {
-                    queue = self
-                        .work_ready
+                let holds_memory = memory.held_bytes() > 0;
+                queue.idle.push(Idle {
+                    thread: n,
+                    holds_memory,
+                });
+                let timed_out = if holds_memory {
+                    let (again, waited) = self.wakeups[n]
+                        .wait_timeout(queue, RELEASE_WHEN_IDLE_FOR)
+                        .unwrap_or_else(|e| e.into_inner());
+                    queue = again;
+                    waited.timed_out()
+                } else {
+                    queue = self.wakeups[n]
                         .wait(queue)
                         .unwrap_or_else(|e| e.into_inner());
-                    continue;
-                }
-                let (again, waited) = self
-                    .work_ready
-                    .wait_timeout(queue, RELEASE_WHEN_IDLE_FOR)
-                    .unwrap_or_else(|e| e.into_inner());
-                queue = again;
-                if waited.timed_out() && !queue.closed && queue.waiting == 0 {
+                    false
+                };
+                // Still listed unless a job picked this thread.
+                queue.idle.retain(|idle| idle.thread != n);
+                if timed_out && !queue.closed && queue.waiting == 0 {
                     break;
                 }
             }
@@ -431,6 +455,19 @@ impl Shared {
 }
 
 impl Queue {
+    /// Takes the waiting thread a new job wakes: the last one to finish a
+    /// job among those still holding Argon2 memory, so that light load keeps
+    /// reusing one thread's memory while the others give theirs back; else
+    /// the first thread (the one at the normal priority).
+    fn pick_idle(&mut self) -> Option<usize> {
+        let at = self
+            .idle
+            .iter()
+            .rposition(|idle| idle.holds_memory)
+            .or_else(|| (0..self.idle.len()).min_by_key(|&at| self.idle[at].thread))?;
+        Some(self.idle.remove(at).thread)
+    }
+
     /// The oldest job of the source whose turn it is; that source goes to the
     /// back of the line if it has more.
     fn next_task(&mut self) -> Option<Box<dyn Task>> {
@@ -643,6 +680,23 @@ mod tests {
         let wrong = password("wrong horse");
         assert!(!hasher.verify(&wrong, Some(&hash), "a").await.unwrap());
         wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn one_request_at_a_time_keeps_one_threads_memory_and_a_burst_uses_all() {
+        let hasher = PasswordHasher::new(3, 16);
+        let right = password("correct horse");
+        let hash = hasher.hash(&right, "a").await.unwrap();
+        for _ in 0..6 {
+            wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
+            assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
+        }
+        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
+        let burst = (0..3).map(|n| hasher.verify(&right, Some(&hash), ["a", "b", "c"][n]));
+        for matched in futures::future::join_all(burst).await {
+            assert!(matched.unwrap());
+        }
+        wait_until_held(&hasher, 3 * (19 << 20), Duration::from_secs(1)).await;
     }
 
     #[tokio::test]
