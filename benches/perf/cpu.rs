@@ -40,15 +40,20 @@ impl Owner {
     }
 }
 
-/// CPU ticks (user + system) of every process at one moment.
+/// CPU ticks (user + system) of every process at one moment, and of the
+/// account service's hashing threads (named `argon2-<n>`).
 pub struct Snapshot {
     at: Instant,
     ticks: HashMap<u32, (Owner, u64)>,
+    hashing: HashMap<u32, u64>,
 }
 
-/// CPU seconds per owner between two snapshots, and the wall time between.
+/// CPU seconds per owner between two snapshots, and the wall time between;
+/// `hashing` is the part of the account service's spent in its hashing
+/// threads.
 pub struct Usage {
     pub seconds: HashMap<Owner, f64>,
+    pub hashing: f64,
     pub wall: f64,
 }
 
@@ -92,6 +97,7 @@ impl Snapshot {
         Self {
             at: Instant::now(),
             ticks,
+            hashing: hashing_threads(account),
         }
     }
 
@@ -104,17 +110,44 @@ impl Snapshot {
             *seconds.entry(*owner).or_default() +=
                 used.saturating_sub(before) as f64 / TICKS_PER_SECOND;
         }
+        let hashing = later
+            .hashing
+            .iter()
+            .map(|(tid, used)| used.saturating_sub(self.hashing.get(tid).copied().unwrap_or(0)))
+            .sum::<u64>() as f64
+            / TICKS_PER_SECOND;
         Usage {
             seconds,
+            hashing,
             wall: later.at.duration_since(self.at).as_secs_f64(),
         }
     }
 }
 
+/// The ticks of each of the account service's hashing threads.
+fn hashing_threads(account: u32) -> HashMap<u32, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{account}/task")) else {
+        return HashMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let (comm, used) = stat_ticks(&format!("/proc/{account}/task/{tid}/stat"))?;
+            comm.starts_with("argon2-").then_some((tid, used))
+        })
+        .collect()
+}
+
 /// The name and the user + system ticks of `pid` (fields 14 and 15 of
 /// `/proc/<pid>/stat`, after the parenthesised name, which may hold spaces).
 fn process_ticks(pid: u32) -> Option<(String, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// The name and the user + system ticks in a `stat` file of `/proc`.
+fn stat_ticks(path: &str) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat[open + 1..close].to_owned();

@@ -259,6 +259,40 @@ fn load_row(
     }
 }
 
+/// Where the machine's CPU went during the sign-in flood, as shares of all
+/// its cores: the hashing threads, the rest of the account service, the
+/// other processes, idle. The hashing threads' share bounds the flood's
+/// ratio to the all-core Argon2 rate, which gives them every core.
+fn flood_cpu_row(used: &cpu::Usage, cores: usize) -> Row {
+    let machine = (cores as f64 * used.wall).max(1e-9);
+    let share = |seconds: f64| seconds / machine * 100.0;
+    let mut parts = vec![format!(
+        "the account service's other threads {:.1} %",
+        share(used.of(cpu::Owner::Account) - used.hashing)
+    )];
+    parts.extend(
+        cpu::Owner::ALL
+            .iter()
+            .filter(|&&owner| owner != cpu::Owner::Account)
+            .map(|&owner| format!("{} {:.1} %", owner.name(), share(used.of(owner)))),
+    );
+    parts.push(format!(
+        "idle {:.1} %",
+        share((machine - used.total()).max(0.0))
+    ));
+    Row {
+        leg: "sign-in flood: the machine's CPU, by who used it".into(),
+        result: format!("hashing threads {:.1} %", share(used.hashing)),
+        p50: None,
+        p99: None,
+        failures: 0,
+        peak_rss_mib: None,
+        limit: parts.join(", "),
+        ratio: Some(used.hashing / machine),
+        target: None,
+    }
+}
+
 /// Where the CPU of a refresh went: per answered request, each process's
 /// CPU time, the signature's share of the account service's (one all-core
 /// signature costs `cores / rsa_rate` core-seconds), and the idle rest of
@@ -317,7 +351,8 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         &format!("{account_base}/.well-known/jwks.json"),
     )
     .await;
-    let rss = || mib(services::peak_rss_kib(account.pid()));
+    let peak_rss = services::PeakRss::watch(account.pid());
+    let rss = || mib(peak_rss.kib());
 
     let targets = Targets {
         http: reqwest::Client::builder()
@@ -423,6 +458,7 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         .collect();
     let mut watchers: Vec<ClientState> = clients.iter().take(4).cloned().collect();
     let argon2_before = limits::argon2_rate(settings.cores, settings.limit_seconds);
+    let flood_cpu_start = cpu::Snapshot::take(account.pid());
     let (signin, me_during) = tokio::join!(
         load::drive(&targets, Op::Signin, &mut flooders, seconds * 2.0),
         load::probe(
@@ -433,6 +469,7 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
             ME_PROBE_EVERY
         )
     );
+    let flood_cpu = flood_cpu_start.until(&cpu::Snapshot::take(account.pid()));
     let flood_rss = rss();
     let argon2 = Bracket {
         before: argon2_before,
@@ -465,6 +502,7 @@ async fn run_legs(settings: &Settings, limits: &Limits) -> anyhow::Result<Vec<Ro
         me_during.p99.as_secs_f64() * 1e3
     );
     rows.push(during);
+    rows.push(flood_cpu_row(&flood_cpu, settings.cores));
 
     // Sign-out everywhere next to the bare SCAN loop.
     let mut redis = redis::Client::open(test_redis_url())?

@@ -171,11 +171,14 @@ pub fn chart(rows: &[Row], title: &str, path: &Path) -> anyhow::Result<()> {
         bar.set_margin(10, 10, 0, 0);
         chart.draw_series(std::iter::once(bar))?;
         chart.draw_series(std::iter::once(Text::new(
-            format!(
-                "{:.2}  ({} vs {})",
-                ratio,
-                row.result,
-                row.limit.replace('`', "")
+            shortened(
+                &format!(
+                    "{:.2}  ({} vs {})",
+                    ratio,
+                    row.result,
+                    row.limit.replace('`', "")
+                ),
+                LABEL_CHARS,
             ),
             (ratio + max * 0.01, SegmentValue::CenterOf(i)),
             ("sans-serif", 13).into_font().color(&BLACK),
@@ -192,4 +195,18 @@ pub fn chart(rows: &[Row], title: &str, path: &Path) -> anyhow::Result<()> {
     }
     root.present()?;
     Ok(())
+}
+
+/// The most characters of a bar's label that fit right of a bar reaching
+/// 1.0 (the table has the whole text).
+const LABEL_CHARS: usize = 88;
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
@@ -94,17 +96,60 @@ pub async fn start_todo(dir: &Path, jwks_url: &str) -> (Process, String) {
     .await
 }
 
-/// Peak resident memory (`VmHWM`) of a process, in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()
+}
+
+/// The peak resident memory of a process so far: the largest of its
+/// `VmHWM` and of its `VmRSS` sampled every 10 ms by a thread of its own
+/// (stopped on drop). `VmHWM` alone is not a peak to rely on: the kernel
+/// records it lazily, so a reading can come out lower than an earlier one
+/// once the process has given memory back.
+pub struct PeakRss {
+    pid: u32,
+    max_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> Self {
+        let max_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (max, done) = (max_kib.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                match status_kib(pid, "VmRSS") {
+                    Some(kib) => max.fetch_max(kib, Ordering::Relaxed),
+                    None => break,
+                };
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { pid, max_kib, stop }
+    }
+
+    /// The peak so far, in KiB: never lower than an earlier answer.
+    pub fn kib(&self) -> Option<u64> {
+        if let Some(hwm) = status_kib(self.pid, "VmHWM") {
+            self.max_kib.fetch_max(hwm, Ordering::Relaxed);
+        }
+        Some(self.max_kib.load(Ordering::Relaxed)).filter(|&k| k > 0)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 fn subject_of(id_token: &str) -> anyhow::Result<Uuid> {
