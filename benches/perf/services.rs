@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::load::{ClientState, PASSWORD, Targets, tokens_of};
-use crate::process::Process;
+use crate::process::{Process, status_kib};
 use crate::stores::{delete_user_keys, test_redis_url};
 
 /// A limit the bench never reaches.
@@ -94,19 +94,6 @@ pub async fn start_todo(dir: &Path, jwks_url: &str) -> (Process, String) {
         "todo service listening",
     )
     .await
-}
-
-/// A `/proc/<pid>/status` field in KiB (`VmHWM`, `VmRSS`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The peak resident memory of a process so far: the largest of its

@@ -202,3 +202,17 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once("address=")?;
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// A field of `/proc/<pid>/status` counted in KiB (`VmRSS`, `VmHWM`), while
+/// the process lives (Linux).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

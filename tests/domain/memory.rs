@@ -10,15 +10,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{AccountService, PASSWORD, http};
+use crate::process::status_kib;
 
 /// Resident memory of process `pid`, in KiB (`VmRSS`).
 fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    status_kib(pid, "VmRSS").expect("VmRSS of the running service")
 }
 
 /// Two sign-ups at once (each hashes a password), then two sign-ins.
