@@ -18,6 +18,18 @@
 //! client's sign-in waits for a few hashes, not for the flood. A caller that
 //! has gone away before its hash started (timeout, client hung up) is skipped
 //! without hashing.
+//!
+//! What the pool promises about memory, and its tests check exactly: requests
+//! that come one at a time (each sent after the previous answer) are all
+//! hashed by one thread, in one block. The thread that answered is back among
+//! the idle ones, holding its block, before its caller sees the answer, and a
+//! new job wakes the idle thread that holds a block and answered last; a
+//! thread takes a waiting job only when it was picked for it or when no idle
+//! thread was (one that finishes a job or wakes by chance never takes a job
+//! meant for another). A burst wakes one idle thread
+//! per waiting job, so `k` requests at once hold at most `min(k, threads)`
+//! blocks, and every thread gives its block back after
+//! [`RELEASE_WHEN_IDLE_FOR`] without a job.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +73,12 @@ impl PasswordHasher {
     /// `threads` hashing threads (at least one) behind a queue of at most
     /// `queue_limit` places (at least one).
     pub fn new(threads: usize, queue_limit: usize) -> Self {
+        Self::with_release_after(threads, queue_limit, RELEASE_WHEN_IDLE_FOR)
+    }
+
+    /// [`Self::new`], with threads that give their Argon2 memory back after
+    /// `release_after` without a job.
+    fn with_release_after(threads: usize, queue_limit: usize, release_after: Duration) -> Self {
         LazyLock::force(&DUMMY_HASH);
         let limit = queue_limit.max(1);
         let threads = threads.max(1);
@@ -69,6 +87,7 @@ impl PasswordHasher {
             wakeups: (0..threads).map(|_| Condvar::new()).collect(),
             limit,
             per_source: (limit / SOURCE_SHARE_DIVISOR).max(1),
+            release_after,
             started: AtomicUsize::new(0),
             memory_held: AtomicUsize::new(0),
             refusals: Mutex::new((None, 0)),
@@ -271,6 +290,8 @@ struct Shared {
     limit: usize,
     /// Most places one source may hold.
     per_source: usize,
+    /// How long a thread keeps its Argon2 memory without a job.
+    release_after: Duration,
     /// Jobs taken and run (skipped ones not counted).
     started: AtomicUsize,
     /// Bytes of Argon2 memory the threads hold, all together.
@@ -295,6 +316,8 @@ struct Queue {
     closed: bool,
     /// The threads waiting for a job, in the order they began to wait.
     idle: Vec<Idle>,
+    /// Threads picked for a job that have not woken yet.
+    wakes_pending: usize,
 }
 
 /// A hashing thread waiting for a job.
@@ -386,31 +409,56 @@ impl Shared {
 
     /// Hashing thread `n`: takes the next source's oldest job, runs it with
     /// the thread's own Argon2 memory, until the pool is dropped. The memory
-    /// is given back after [`RELEASE_WHEN_IDLE_FOR`] without a job.
+    /// is given back after `release_after` without a job.
     fn work(&self, n: usize) {
         let mut memory = ArgonMemory::default();
-        while let Some(task) = self.next_or_release(n, &mut memory) {
-            if !task.abandoned() {
-                self.started.fetch_add(1, Ordering::Relaxed);
-                let before = memory.held_bytes();
-                task.run(&mut memory);
-                self.count_held(before, memory.held_bytes());
+        let mut answer = None;
+        while let Some(task) = self.next_or_release(n, &mut memory, answer.take()) {
+            if task.abandoned() {
+                // Dropped here, outside the lock: its place is given back.
+                continue;
             }
+            self.started.fetch_add(1, Ordering::Relaxed);
+            let before = memory.held_bytes();
+            answer = Some(task.run(&mut memory));
+            self.count_held(before, memory.held_bytes());
         }
     }
 
-    /// The next job for thread `n`, waiting for one; `None` once the pool is
-    /// closed. While `memory` is held, waits at most [`RELEASE_WHEN_IDLE_FOR`]
-    /// at a time, and releases it (outside the lock) when that passed
-    /// without a job.
-    fn next_or_release(&self, n: usize, memory: &mut ArgonMemory) -> Option<Box<dyn Task>> {
+    /// Hands `answer` (of the job thread `n` has just run) to its caller,
+    /// then waits for the next job; `None` once the pool is closed.
+    ///
+    /// The answer is handed over under the queue's lock, and the thread goes
+    /// on to take a job or to list itself idle without releasing it: a caller
+    /// that sends its next request only after its answer finds this thread
+    /// idle, holding its memory, so one request at a time keeps one block.
+    ///
+    /// A thread takes a waiting job when it was picked to ([`Queue::pick_idle`]),
+    /// or when more jobs wait than picked threads are on their way: a thread
+    /// that was not picked (one that has just finished a job, given its memory
+    /// back, or woken spuriously) never takes a job meant for another.
+    ///
+    /// While `memory` is held, waits at most `release_after` at a time, and
+    /// releases it (outside the lock) when that passed without a job.
+    fn next_or_release(
+        &self,
+        n: usize,
+        memory: &mut ArgonMemory,
+        mut answer: Option<Answer>,
+    ) -> Option<Box<dyn Task>> {
+        let mut picked = false;
         loop {
             let mut queue = self.lock();
+            if let Some(answer) = answer.take() {
+                answer();
+            }
             loop {
                 if queue.closed {
                     return None;
                 }
-                if let Some(task) = queue.next_task() {
+                if (picked || queue.waiting > queue.wakes_pending)
+                    && let Some(task) = queue.next_task()
+                {
                     return Some(task);
                 }
                 let holds_memory = memory.held_bytes() > 0;
@@ -420,7 +468,7 @@ impl Shared {
                 });
                 let timed_out = if holds_memory {
                     let (again, waited) = self.wakeups[n]
-                        .wait_timeout(queue, RELEASE_WHEN_IDLE_FOR)
+                        .wait_timeout(queue, self.release_after)
                         .unwrap_or_else(|e| e.into_inner());
                     queue = again;
                     waited.timed_out()
@@ -431,8 +479,12 @@ impl Shared {
                     false
                 };
                 // Still listed unless a job picked this thread.
+                let listed = queue.idle.len();
                 queue.idle.retain(|idle| idle.thread != n);
-                if timed_out && !queue.closed && queue.waiting == 0 {
+                picked = queue.idle.len() == listed;
+                if picked {
+                    queue.wakes_pending -= 1;
+                } else if timed_out && queue.waiting == 0 {
                     break;
                 }
             }
@@ -458,13 +510,15 @@ impl Queue {
     /// Takes the waiting thread a new job wakes: the last one to finish a
     /// job among those still holding Argon2 memory, so that light load keeps
     /// reusing one thread's memory while the others give theirs back; else
-    /// the first thread (the one at the normal priority).
+    /// the first thread (the one at the normal priority). The picked thread
+    /// leaves the idle list and counts as on its way until it wakes.
     fn pick_idle(&mut self) -> Option<usize> {
         let at = self
             .idle
             .iter()
             .rposition(|idle| idle.holds_memory)
             .or_else(|| (0..self.idle.len()).min_by_key(|&at| self.idle[at].thread))?;
+        self.wakes_pending += 1;
         Some(self.idle.remove(at).thread)
     }
 
@@ -490,8 +544,13 @@ trait Task: Send {
     fn source(&self) -> &str;
     /// Whether its caller has gone away.
     fn abandoned(&self) -> bool;
-    fn run(self: Box<Self>, memory: &mut ArgonMemory);
+    /// Runs the work and gives its place back; returns the answer, for the
+    /// thread to hand over ([`Shared::next_or_release`]).
+    fn run(self: Box<Self>, memory: &mut ArgonMemory) -> Answer;
 }
+
+/// A job's answer, not yet handed to its caller.
+type Answer = Box<dyn FnOnce() + Send>;
 
 struct Job<T, F> {
     answer: oneshot::Sender<AppResult<T>>,
@@ -503,7 +562,7 @@ struct Job<T, F> {
 impl<T, F> Task for Job<T, F>
 where
     F: FnOnce(&mut ArgonMemory) -> AppResult<T> + Send,
-    T: Send,
+    T: Send + 'static,
 {
     fn source(&self) -> &str {
         &self._slot.source
@@ -513,15 +572,18 @@ where
         self.answer.is_closed()
     }
 
-    fn run(self: Box<Self>, memory: &mut ArgonMemory) {
+    fn run(self: Box<Self>, memory: &mut ArgonMemory) -> Answer {
         let Job {
             answer,
             work,
             _slot,
         } = *self;
+        let result = work(memory);
+        // The place is given back once the work has run, before the answer:
+        // a caller's next request never finds its own last place still held.
+        drop(_slot);
         // The caller may have left meanwhile; then nobody reads the answer.
-        let _ = answer.send(work(memory));
-        // `_slot` is given back here, after the work.
+        Box::new(move || drop(answer.send(result)))
     }
 }
 
@@ -640,8 +702,10 @@ mod tests {
         assert!(!pool.verify(&wrong, Some(&second), "a").await.unwrap());
     }
 
-    /// Waits until the threads hold `bytes` of Argon2 memory (they count it
-    /// just after answering), at most `within`.
+    /// One block of Argon2 memory with the default parameters.
+    const BLOCK: usize = 19 << 20;
+
+    /// Waits until the threads hold `bytes` of Argon2 memory, at most `within`.
     async fn wait_until_held(hasher: &PasswordHasher, bytes: usize, within: Duration) {
         let deadline = Instant::now() + within;
         while hasher.memory_held() != bytes {
@@ -656,7 +720,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_thread_gives_its_memory_back_when_idle_and_hashes_again_after() {
-        let hasher = PasswordHasher::new(1, 8);
+        let release_after = Duration::from_millis(500);
+        let hasher = PasswordHasher::with_release_after(1, 8, release_after);
         assert_eq!(
             hasher.memory_held(),
             0,
@@ -664,39 +729,76 @@ mod tests {
         );
         let right = password("correct horse");
         let hash = hasher.hash(&right, "a").await.unwrap();
-        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
-        // Work arriving within the idle time keeps the memory.
-        tokio::time::sleep(RELEASE_WHEN_IDLE_FOR / 2).await;
+        // Counted before the answer: held the moment the caller has it.
+        assert_eq!(hasher.memory_held(), BLOCK);
+        // Idle for less than the release time, the block is kept. The thread
+        // began to idle after `asked`, so it cannot release before
+        // `asked + release_after`; a reading later than that proves nothing.
+        let asked = Instant::now();
         assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
-        assert_eq!(hasher.memory_held(), 19 << 20);
-        tokio::time::sleep(RELEASE_WHEN_IDLE_FOR / 2).await;
-        assert_eq!(
-            hasher.memory_held(),
-            19 << 20,
-            "idle for less than the release time"
-        );
-        wait_until_held(&hasher, 0, RELEASE_WHEN_IDLE_FOR).await;
+        tokio::time::sleep(release_after / 2).await;
+        let held = hasher.memory_held();
+        if asked.elapsed() < release_after {
+            assert_eq!(held, BLOCK, "released before the idle time");
+        }
+        wait_until_held(&hasher, 0, Duration::from_secs(30)).await;
         assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
         let wrong = password("wrong horse");
         assert!(!hasher.verify(&wrong, Some(&hash), "a").await.unwrap());
-        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
+        assert_eq!(hasher.memory_held(), BLOCK, "allocated again for new work");
     }
 
-    #[tokio::test]
-    async fn one_request_at_a_time_keeps_one_threads_memory_and_a_burst_uses_all() {
-        let hasher = PasswordHasher::new(3, 16);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_one_at_a_time_are_hashed_in_one_threads_memory() {
+        // No release during the test: a second block could only come from a
+        // second thread taking a job.
+        let hasher = PasswordHasher::with_release_after(3, 16, Duration::from_secs(3600));
         let right = password("correct horse");
         let hash = hasher.hash(&right, "a").await.unwrap();
-        for _ in 0..6 {
-            wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
-            assert!(hasher.verify(&right, Some(&hash), "a").await.unwrap());
+        for n in 0..30 {
+            let source = ["a", "b", "c"][n % 3];
+            assert!(hasher.verify(&right, Some(&hash), source).await.unwrap());
+            assert_eq!(hasher.memory_held(), BLOCK, "after request {n}");
         }
-        wait_until_held(&hasher, 19 << 20, Duration::from_secs(1)).await;
-        let burst = (0..3).map(|n| hasher.verify(&right, Some(&hash), ["a", "b", "c"][n]));
-        for matched in futures::future::join_all(burst).await {
-            assert!(matched.unwrap());
+    }
+
+    /// Runs a job on a hashing thread that takes its thread's Argon2 memory,
+    /// then waits until `all` such jobs run at once (or 30 s have passed);
+    /// answers whether they all met.
+    async fn meet(
+        hasher: &PasswordHasher,
+        source: &str,
+        met: Arc<(Mutex<usize>, Condvar)>,
+        all: usize,
+    ) -> bool {
+        let turn = hasher.admit(source).unwrap();
+        turn.run(move |memory| {
+            memory.blocks(Params::default().block_count());
+            let (arrived, arrival) = &*met;
+            let mut arrived = arrived.lock().unwrap();
+            *arrived += 1;
+            arrival.notify_all();
+            let (arrived, _) = arrival
+                .wait_timeout_while(arrived, Duration::from_secs(30), |n| *n < all)
+                .unwrap();
+            Ok(*arrived >= all)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_wakes_a_thread_per_job_and_each_gives_its_memory_back() {
+        let hasher = PasswordHasher::with_release_after(3, 16, Duration::from_millis(200));
+        let met = Arc::new((Mutex::new(0), Condvar::new()));
+        // Each job waits for the others: they can only all finish if three
+        // threads run them at once.
+        let burst = ["a", "b", "c"].map(|source| meet(&hasher, source, Arc::clone(&met), 3));
+        for all_met in futures::future::join_all(burst).await {
+            assert!(all_met, "the three jobs did not run at once");
         }
-        wait_until_held(&hasher, 3 * (19 << 20), Duration::from_secs(1)).await;
+        assert_eq!(hasher.memory_held(), 3 * BLOCK);
+        wait_until_held(&hasher, 0, Duration::from_secs(30)).await;
     }
 
     #[tokio::test]
@@ -767,38 +869,72 @@ mod tests {
             .collect()
     }
 
-    async fn wait_until_started(hasher: &PasswordHasher, n: usize) {
-        for _ in 0..500 {
-            if hasher.pool.shared.started.load(Ordering::Relaxed) >= n {
-                return;
-            }
+    /// Generous: a loaded machine may keep a thread from running for seconds.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Waits, at most [`DEADLINE`], until `condition` holds of the pool.
+    async fn wait_until(
+        hasher: &PasswordHasher,
+        what: &str,
+        condition: impl Fn(&PasswordHasher) -> bool,
+    ) {
+        let deadline = Instant::now() + DEADLINE;
+        while !condition(hasher) {
+            assert!(Instant::now() < deadline, "not {what} after {DEADLINE:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        panic!("fewer than {n} jobs started");
+    }
+
+    async fn wait_until_started(hasher: &PasswordHasher, n: usize) {
+        wait_until(hasher, &format!("{n} jobs started"), |hasher| {
+            hasher.pool.shared.started.load(Ordering::Relaxed) >= n
+        })
+        .await;
     }
 
     async fn wait_until_waiting(hasher: &PasswordHasher, n: usize) {
-        for _ in 0..500 {
-            if hasher.waiting() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("{} waiting, expected {n}", hasher.waiting());
+        wait_until(hasher, &format!("{n} jobs waiting"), |hasher| {
+            hasher.waiting() >= n
+        })
+        .await;
+    }
+
+    /// A job of `source` that keeps its hashing thread until the returned
+    /// gate is opened (a message) or dropped, so that what the test queues
+    /// behind it waits however slow the machine is.
+    fn hold_a_thread(
+        hasher: &PasswordHasher,
+        source: &str,
+    ) -> (
+        tokio::task::JoinHandle<AppResult<()>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (gate, opened) = std::sync::mpsc::channel::<()>();
+        let turn = hasher.admit(source).unwrap();
+        let job = tokio::spawn(turn.run(move |_memory| {
+            let _ = opened.recv_timeout(Duration::from_secs(120));
+            Ok(())
+        }));
+        (job, gate)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses_at_once_with_retry_after() {
         let hasher = PasswordHasher::new(1, 4);
         // Four places, from four sources (one each): one running, three waiting.
-        let mut jobs = queue_up(&hasher, "a", 1);
+        let (held, gate) = hold_a_thread(&hasher, "a");
         wait_until_started(&hasher, 1).await;
+        let mut jobs = Vec::new();
         for source in ["b", "c", "d"] {
             jobs.extend(queue_up(&hasher, source, 1));
         }
         wait_until_waiting(&hasher, 3).await;
-        let started = std::time::Instant::now();
-        let err = hasher.hash(&password("one more"), "f").await.unwrap_err();
+        // The only thread is held until the gate opens: a refusal that waited
+        // for a place would not come before it.
+        let err = tokio::time::timeout(DEADLINE, hasher.hash(&password("one more"), "f"))
+            .await
+            .expect("refused without waiting for the queue")
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -808,10 +944,8 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "refused without waiting"
-        );
+        drop(gate);
+        held.await.unwrap().unwrap();
         for job in jobs {
             job.await.unwrap().unwrap();
         }
@@ -845,19 +979,25 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sources_take_turns() {
         let hasher = PasswordHasher::new(1, 40);
-        let warm = queue_up(&hasher, "warm", 1);
+        let (held, gate) = hold_a_thread(&hasher, "warm");
         wait_until_started(&hasher, 1).await;
         let flood = queue_up(&hasher, "flood", 10);
         wait_until_waiting(&hasher, 10).await;
+        let ours = queue_up(&hasher, "other", 1);
+        wait_until_waiting(&hasher, 11).await;
+        drop(gate);
         // Queued behind ten of the flood, the other source goes second.
-        hasher
-            .hash(&password("my turn now"), "other")
-            .await
-            .unwrap();
+        for job in ours {
+            job.await.unwrap().unwrap();
+        }
         let started = hasher.pool.shared.started.load(Ordering::Relaxed);
-        // warm, one of the flood, ours, and perhaps the flood's next.
-        assert!(started <= 4, "{started} jobs started before ours finished");
-        for job in warm.into_iter().chain(flood) {
+        // The held one, one of the flood, ours, and perhaps the flood's next.
+        assert!(
+            (3..=4).contains(&started),
+            "{started} jobs started before ours finished"
+        );
+        held.await.unwrap().unwrap();
+        for job in flood {
             job.await.unwrap().unwrap();
         }
     }
@@ -865,7 +1005,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_that_left_is_skipped_without_hashing() {
         let hasher = PasswordHasher::new(1, 40);
-        let warm = queue_up(&hasher, "warm", 1);
+        let (held, gate) = hold_a_thread(&hasher, "warm");
         wait_until_started(&hasher, 1).await;
         let gone = queue_up(&hasher, "gone", 5);
         wait_until_waiting(&hasher, 5).await;
@@ -873,45 +1013,41 @@ mod tests {
             job.abort();
             assert!(job.await.unwrap_err().is_cancelled());
         }
-        hasher.hash(&password("still here"), "other").await.unwrap();
-        for job in warm {
+        let ours = queue_up(&hasher, "other", 1);
+        wait_until_waiting(&hasher, 6).await;
+        drop(gate);
+        for job in ours {
             job.await.unwrap().unwrap();
         }
+        held.await.unwrap().unwrap();
         // The thread goes on skipping the rest, in turn.
-        for _ in 0..500 {
-            if hasher.waiting() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert_eq!(hasher.waiting(), 0);
+        wait_until(&hasher, "done with the queue", |hasher| {
+            hasher.waiting() == 0
+        })
+        .await;
         assert_eq!(
             hasher.pool.shared.started.load(Ordering::Relaxed),
             2,
-            "only the first job and ours were hashed"
+            "only the held job and ours ran"
         );
-        assert_eq!(
-            hasher.pool.shared.lock().held_total,
-            0,
-            "every place given back"
-        );
+        wait_until(&hasher, "every place given back", |hasher| {
+            hasher.pool.shared.lock().held_total == 0
+        })
+        .await;
     }
 
     /// The pool's threads as the kernel sees them: name and nice value, once
     /// all `n` have started.
     #[cfg(target_os = "linux")]
     async fn started_threads(hasher: &PasswordHasher, n: usize) -> Vec<(String, i32)> {
-        for _ in 0..500 {
-            let ids = hasher.pool.shared.thread_ids.lock().unwrap().clone();
-            if ids.len() >= n {
-                return ids
-                    .into_iter()
-                    .map(hash_threads::testing::name_and_nice)
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("fewer than {n} hashing threads started");
+        wait_until(hasher, &format!("{n} hashing threads started"), |hasher| {
+            hasher.pool.shared.thread_ids.lock().unwrap().len() >= n
+        })
+        .await;
+        let ids = hasher.pool.shared.thread_ids.lock().unwrap().clone();
+        ids.into_iter()
+            .map(hash_threads::testing::name_and_nice)
+            .collect()
     }
 
     /// What the `n` threads of a pool should look like: `argon2-<i>`, the
