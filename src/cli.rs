@@ -47,9 +47,10 @@ enum ClientsCommand {
     /// only this once: only its hash is stored).
     Add {
         /// A name for people (what the client is).
+        #[arg(allow_hyphen_values = true)]
         name: String,
         /// The scopes it may ask for, space-separated (e.g. "todos:read").
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         scope: String,
     },
     /// List the registered clients: id, name, scopes.
@@ -58,6 +59,7 @@ enum ClientsCommand {
     /// their lifetime, CLIENT_TOKEN_EXP).
     Remove {
         /// The client's id (`cl_…`).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }
@@ -67,15 +69,15 @@ struct TokenArgs {
     /// The token endpoint, e.g. http://127.0.0.1:8080/oauth/token.
     #[arg(long)]
     token_url: String,
-    /// The client's id.
-    #[arg(long)]
+    /// The client's id (another issuer's ids may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     client_id: String,
     /// The scope to ask for.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     scope: Option<String>,
     /// The Redis key of the cached token (default:
     /// oauth-token:<client id>:<hex SHA-256 of the URL and scope>).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cache_key: Option<String>,
 }
 
@@ -101,7 +103,9 @@ enum KeysCommand {
     Rotate,
     /// Stop publishing a key: tokens it signed are refused after the reload.
     Retire {
-        /// The key id (`kid`) to retire.
+        /// The key id (`kid`) to retire. Key ids are base64url thumbprints,
+        /// so one in 64 begins with `-`: it is taken as the kid, not an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -255,4 +259,87 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("account").chain(args.iter().copied()))
+    }
+
+    /// A base64url RFC 7638 thumbprint that begins with `-` (one in 64 do),
+    /// and one whose second character would read as a short flag of `-D`.
+    const HYPHEN_KIDS: [&str; 2] = [
+        "-D3s0vQ2nN5QF1bWc3KxWb8dOqKqK3m6uUuXh8y5t9c",
+        "--h9mV0x1lYQ_2x7mM4o5a0kR8zZb1T3wq6e2cYfA1Q",
+    ];
+
+    #[test]
+    fn keys_retire_takes_a_kid_that_begins_with_a_hyphen() {
+        for kid in HYPHEN_KIDS {
+            match parse(&["keys", "retire", kid]).unwrap().command {
+                Some(Command::Keys {
+                    command: KeysCommand::Retire { kid: parsed },
+                }) => assert_eq!(parsed, kid),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_commands_take_generated_values_that_begin_with_a_hyphen() {
+        match parse(&["clients", "remove", "-x_abc"]).unwrap().command {
+            Some(Command::Clients {
+                command: ClientsCommand::Remove { client_id },
+            }) => assert_eq!(client_id, "-x_abc"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["clients", "add", "-name", "--scope", "-s"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Clients {
+                command: ClientsCommand::Add { name, scope },
+            }) => assert_eq!((name.as_str(), scope.as_str()), ("-name", "-s")),
+            other => panic!("{other:?}"),
+        }
+        let token = [
+            "token",
+            "--token-url",
+            "http://127.0.0.1:8080/oauth/token",
+            "--client-id",
+            "-Ab3",
+            "--scope",
+            "-read",
+            "--cache-key",
+            "-key",
+        ];
+        match parse(&token).unwrap().command {
+            Some(Command::Token(args)) => {
+                assert_eq!(args.client_id, "-Ab3");
+                assert_eq!(args.scope.as_deref(), Some("-read"));
+                assert_eq!(args.cache_key.as_deref(), Some("-key"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_still_works_where_values_may_begin_with_a_hyphen() {
+        for args in [
+            &["keys", "retire", "--help"][..],
+            &["keys", "retire", "-h"],
+            &["clients", "remove", "--help"],
+            &["clients", "add", "--help"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+        }
+        let err = parse(&["keys", "retire"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
 }
