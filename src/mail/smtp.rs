@@ -64,8 +64,13 @@ pub(crate) struct SmtpSettings {
     pub queue: usize,
     /// Mails being sent at once (a mail waiting to be retried counts).
     pub concurrency: usize,
-    /// For the connection and for each SMTP command.
+    /// For the TCP connection (lettre's own timeout, which in its async
+    /// transport covers the connection only).
     pub timeout: Duration,
+    /// For a whole attempt: connection, TLS and every command. Without it a
+    /// server that accepts the connection and never answers would hold the
+    /// mail, and its place among `concurrency`, forever.
+    pub attempt_timeout: Duration,
 }
 
 impl SmtpSettings {
@@ -77,6 +82,7 @@ impl SmtpSettings {
             queue: 1_000,
             concurrency: 4,
             timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -118,6 +124,7 @@ impl SmtpMailer {
                 transport,
                 from: settings.from,
                 retry: settings.retry,
+                attempt_timeout: settings.attempt_timeout,
             }),
             Arc::new(Semaphore::new(settings.concurrency.max(1))),
             stopped,
@@ -162,6 +169,7 @@ struct Sender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     retry: Retry,
+    attempt_timeout: Duration,
 }
 
 /// The background sender: takes a place among `concurrency`, then a mail,
@@ -249,13 +257,19 @@ async fn deliver(sender: Arc<Sender>, mail: Mail, place: tokio::sync::OwnedSemap
     let (envelope, bytes) = (message.envelope().clone(), message.formatted());
     let attempts = sender.retry.attempts.max(1);
     for attempt in 1..=attempts {
-        let e = match sender.transport.send_raw(&envelope, &bytes).await {
-            Ok(_) => {
+        let sent = tokio::time::timeout(
+            sender.attempt_timeout,
+            sender.transport.send_raw(&envelope, &bytes),
+        )
+        .await;
+        let e = match sent {
+            Ok(Ok(_)) => {
                 tracing::info!(to = %mail.to, subject = %mail.subject, attempt, "mail sent");
                 pending.settle();
                 return;
             }
-            Err(e) => e,
+            Ok(Err(e)) => AttemptError::Smtp(e),
+            Err(_) => AttemptError::TimedOut(sender.attempt_timeout),
         };
         if e.is_permanent() {
             tracing::error!(
@@ -279,6 +293,22 @@ async fn deliver(sender: Arc<Sender>, mail: Mail, place: tokio::sync::OwnedSemap
         tokio::time::sleep(retry_in).await;
     }
     pending.settle();
+}
+
+/// Why an attempt failed: the server's answer (or the connection), or no
+/// end to the attempt within its time.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Smtp(lettre::transport::smtp::Error),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl AttemptError {
+    fn is_permanent(&self) -> bool {
+        matches!(self, Self::Smtp(e) if e.is_permanent())
+    }
 }
 
 /// A plain-text message from `from` to `mail.to`; lettre picks the transfer

@@ -205,18 +205,19 @@ async fn send_returns_at_once_and_a_hung_server_holds_up_only_its_mail() {
         let start = Instant::now();
         mailer.send(mail("Held up"));
         let elapsed = start.elapsed();
-        // The first mail's session hangs (for the 5 s timeout); the next goes
-        // out beside it.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The first mail's session hangs (until the 10 s attempt timeout);
+        // the next goes out beside it.
+        wait_for_sessions(&sink, 1).await;
         sink.hang(false);
         mailer.send(mail("Not held up"));
-        let next = sink.next_mail(Duration::from_secs(3)).await;
+        let next = sink.next_mail(WAIT).await;
         assert_eq!(next.map(|m| m.subject).as_deref(), Some("Not held up"));
-        // A bounded drain: the hung mail is given up (and logged).
+        // A bounded drain: the hung mail is given up (and logged) at the
+        // drain's deadline, not at the end of its attempt.
         let start = Instant::now();
         drain.drain(Duration::from_millis(200)).await;
         assert!(
-            start.elapsed() < Duration::from_secs(2),
+            start.elapsed() < Duration::from_secs(5),
             "{:?}",
             start.elapsed()
         );
@@ -233,6 +234,41 @@ async fn send_returns_at_once_and_a_hung_server_holds_up_only_its_mail() {
         undelivered[0].contains("subject=Held up"),
         "{}",
         undelivered[0]
+    );
+    assert_no_secret(&logs);
+}
+
+/// Waits (at most [`WAIT`]) until the sink has seen `n` sessions.
+async fn wait_for_sessions(sink: &SmtpSink, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while sink.sessions() < n {
+        assert!(Instant::now() < deadline, "{} sessions", sink.sessions());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_on_after_the_attempt_timeout_then_retried() {
+    let sink = SmtpSink::start().await;
+    sink.hang(true);
+    let mut settings = settings(sink.url());
+    settings.attempt_timeout = Duration::from_millis(300);
+    let ((), logs) = logged_during(async {
+        let (mailer, drain) = SmtpMailer::start(settings).unwrap();
+        mailer.send(mail("Held up"));
+        wait_for_sessions(&sink, 1).await;
+        sink.hang(false);
+        let next = sink.next_mail(WAIT).await;
+        assert_eq!(next.map(|m| m.subject).as_deref(), Some("Held up"));
+        drain.drain(WAIT).await;
+    })
+    .await;
+    let retried = lines(&logs, "WARN", "will retry");
+    assert_eq!(retried.len(), 1, "{logs}");
+    assert!(
+        retried[0].contains("no answer within 300ms"),
+        "{}",
+        retried[0]
     );
     assert_no_secret(&logs);
 }
@@ -307,24 +343,28 @@ async fn a_drain_is_bounded_after_every_mailer_is_gone_too() {
     let sink = SmtpSink::start().await;
     sink.refuse_sessions(100, "421 4.3.2 busy, try again later");
     let mut settings = settings(sink.url());
-    settings.retry = Retry::DEFAULT;
+    // The retry a minute away: a drain that waited for it would take that.
+    settings.retry = Retry {
+        attempts: 5,
+        base_delay: Duration::from_secs(60),
+    };
     let ((), logs) = logged_during(async {
         let (mailer, drain) = SmtpMailer::start(settings).unwrap();
         mailer.send(mail("Waiting to be retried"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_for_sessions(&sink, 1).await;
         // As when the app's services are dropped at shutdown, before the drain.
         drop(mailer);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let start = Instant::now();
         drain.drain(Duration::from_millis(200)).await;
         assert!(
-            start.elapsed() < Duration::from_millis(800),
+            start.elapsed() < Duration::from_secs(10),
             "{:?}",
             start.elapsed()
         );
     })
     .await;
-    assert_eq!(sink.sessions(), 1, "the retry was 1 s away");
+    assert_eq!(sink.sessions(), 1, "the retry was a minute away");
     let undelivered = lines(&logs, "ERROR", "stopped before it went out");
     assert_eq!(undelivered.len(), 1, "{logs}");
     assert_no_secret(&logs);
