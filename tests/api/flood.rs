@@ -14,20 +14,28 @@ use serde_json::json;
 use crate::helpers::{Backend, PASSWORD, spawn_app, unique_email};
 use crate::on_every_backend;
 
-/// The rate limits out of the way: this measures the queue, not the limits.
-const NO_LIMITS: &[(&str, &str)] = &[
+/// The rate limits out of the way (this measures the queue, not the
+/// limits); a queue where the flood's share is 200 places (a quarter of 800),
+/// held by 300 connections; and a handler timeout long enough that a waiting
+/// request is answered by its hash, not by the timeout, however slow the
+/// machine.
+const SETTINGS: &[(&str, &str)] = &[
     ("SIGNIN_RATE_LIMIT", "1000000"),
     ("SIGNIN_IP_RATE_LIMIT", "1000000"),
     ("SIGNIN_EMAIL_RATE_LIMIT", "1000000"),
+    ("HASH_QUEUE_LIMIT", "800"),
+    ("HANDLER_TIMEOUT", "300"),
 ];
 
-/// How long another client's sign-in may take during the flood. The release
-/// build answers within half a second on two cores (README, Performance);
-/// this test build is unoptimised and shares its two cores with the attacker
-/// and with the other tests, so the bound is loose. It still tells a fair
-/// queue from an unfair one: behind the whole flood (300 hashes of ~30 ms
-/// each) a sign-in would wait ten seconds or more, or be refused.
-const BOUND: Duration = Duration::from_secs(5);
+/// The flood's guesses answered (hashed) while another client's sign-in
+/// waited, at most. The promise is a position, not a time: behind a queue
+/// that served jobs in arrival order, the sign-in would wait for the ~200
+/// guesses queued before it; taking turns, it waits for the few being hashed
+/// and the flood's next one. What else the request does (limits, the user
+/// lookup, signing) lets a few more through on a slow machine, but not a
+/// hundred. Counting guesses rather than seconds holds however loaded the
+/// machine is: both slow down together.
+const MOST_GUESSES_WHILE_WAITING: usize = 100;
 
 fn client_from(last_octet: u8) -> reqwest::Client {
     reqwest::Client::builder()
@@ -37,10 +45,10 @@ fn client_from(last_octet: u8) -> reqwest::Client {
         .unwrap()
 }
 
-async fn one_sources_flood_leaves_another_sources_sign_in_answering_in_bounded_time(
+async fn one_sources_flood_leaves_another_sources_sign_in_waiting_a_few_hashes_not_the_flood(
     backend: Backend,
 ) {
-    let app = spawn_app!(backend, NO_LIMITS);
+    let app = spawn_app!(backend, SETTINGS);
     let ada = unique_email();
     app.signup(&ada).await;
     let victim = unique_email();
@@ -107,22 +115,30 @@ async fn one_sources_flood_leaves_another_sources_sign_in_answering_in_bounded_t
             });
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until the flood has filled its share of the queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while busy.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood never filled its share"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let legit = client_from(3);
     for attempt in 0..5 {
-        let started = Instant::now();
+        let guesses_before = refused.load(Ordering::Relaxed);
         let response = legit
             .post(app.url("/signin"))
             .json(&json!({"email": ada, "password": PASSWORD}))
             .send()
             .await
             .unwrap();
-        let took = started.elapsed();
+        let guesses = refused.load(Ordering::Relaxed) - guesses_before;
         assert_eq!(response.status(), 200, "attempt {attempt} during the flood");
         assert!(
-            took < BOUND,
-            "attempt {attempt} took {took:?} during the flood"
+            guesses <= MOST_GUESSES_WHILE_WAITING,
+            "attempt {attempt} waited while {guesses} of the flood's guesses were answered"
         );
     }
 
@@ -140,5 +156,5 @@ async fn one_sources_flood_leaves_another_sources_sign_in_answering_in_bounded_t
 }
 
 on_every_backend!(multi_thread:
-    one_sources_flood_leaves_another_sources_sign_in_answering_in_bounded_time
+    one_sources_flood_leaves_another_sources_sign_in_waiting_a_few_hashes_not_the_flood
 );

@@ -77,13 +77,16 @@ async fn a_verification_link_does_not_work_after_its_lifetime(backend: Backend) 
         &[
             ("SMTP_URL", &smtp),
             ("PUBLIC_URL", PUBLIC_URL),
-            ("VERIFY_TOKEN_EXP", "1"),
+            ("VERIFY_TOKEN_EXP", "5"),
         ]
     );
     let email = unique_email();
     let (_, tokens) = app.signup(&email).await;
     let token = token_in(&nth_mail_to(&sink, &email, 1).await, "/verify-email");
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // Expiry is kept in whole seconds: a link lives 4 to 5 s. Long enough for
+    // the new link below to be mailed and used on a loaded machine (with a
+    // lifetime of 1 s it worked only until the end of the second it was made).
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
     assert_invalid_token(app.verify_email(&token).await).await;
     assert_eq!(app.me_user(&tokens.id_token).await["emailVerified"], false);
     // A new link works where the expired one did not.
