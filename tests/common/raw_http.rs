@@ -118,7 +118,10 @@ async fn read_one(stream: &mut (impl AsyncRead + Unpin)) -> RawResponse {
             .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked")),
         "chunked responses are not read here: {head:?}"
     );
+    // Interim (1xx) responses, 204 and 304 never have a body (RFC 9112 6.3).
+    let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
     match length {
+        _ if bodiless => body.clear(),
         Some(length) => {
             while body.len() < length {
                 let n = stream.read(&mut buf).await.expect("read a response body");
