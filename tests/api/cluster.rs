@@ -123,9 +123,14 @@ async fn starts_while_the_cluster_is_down_answers_503_and_recovers() {
     }
     let ports = ClusterPorts::pick(3, 0);
     let seeds = ports.seed_url();
+    // A handler timeout far off: the 503 below must come from the store.
     let app = spawn_app!(
         Backend::Real,
-        &[("REDIS_MODE", "cluster"), ("REDIS_URL", &seeds)]
+        &[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", &seeds),
+            ("HANDLER_TIMEOUT", "120")
+        ]
     );
 
     // No node answers: alive, not ready, token work is a 503 in the one shape.
@@ -133,15 +138,22 @@ async fn starts_while_the_cluster_is_down_answers_503_and_recovers() {
     assert_eq!(status_of(&app, "/readyz").await, 503);
     let email = unique_email();
     let started = Instant::now();
-    assert_error(
+    let body = assert_error(
         app.signup_response(&email, PASSWORD).await,
         503,
         "SERVICE_UNAVAILABLE",
     )
     .await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "answered before the handler timeout: {:?}",
+        !body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "answered by the store, not the handler timeout: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered within a few command budgets: {:?}",
         started.elapsed()
     );
 

@@ -167,6 +167,11 @@ fn base_env() -> HashMap<String, String> {
             key_files().refresh_secret.display().to_string(),
         ),
         ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
+        // A loaded test machine (the suite's own parallel tests, perhaps a
+        // build beside it) may take seconds for what takes milliseconds: the
+        // 5 s default would answer 503 by chance. Tests of the timeout set
+        // their own.
+        ("HANDLER_TIMEOUT".into(), TEST_HANDLER_TIMEOUT.into()),
         // Limits out of the way: every test signs in and up from 127.0.0.1,
         // and on Redis the counters of that address are shared by every test
         // app and run. `limits.rs` sets small ones, for sources of its own.
@@ -179,6 +184,9 @@ fn base_env() -> HashMap<String, String> {
 
 /// A limit no test reaches.
 const NO_LIMIT: &str = "1000000000";
+
+/// Seconds a handler may take in tests (`HANDLER_TIMEOUT`, 5 by default).
+const TEST_HANDLER_TIMEOUT: &str = "120";
 
 /// The name of the function this is used in, without its module path: the
 /// enclosing test's (or scenario's) own name.

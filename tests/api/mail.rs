@@ -29,8 +29,9 @@ async fn the_service_starts_and_stops_with_an_smtp_server() {
     assert_eq!(health.status(), 200);
     let start = Instant::now();
     let app = app.restart().await;
+    // Nothing queued: the bounded mail drain has nothing to wait for.
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(20),
         "stopped in {:?}",
         start.elapsed()
     );
@@ -55,8 +56,10 @@ async fn with_the_mail_server_down_a_sign_up_succeeds_and_its_mail_comes_once_it
     let email = unique_email();
     let started = Instant::now();
     let (_, tokens) = app.signup(&email).await;
+    // Had it waited, it would have waited for every retry (1 + 2 + 4 + 8 s):
+    // the server comes up only after the sign-up has been answered.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(10),
         "the sign-up did not wait on the mail server: {:?}",
         started.elapsed()
     );

@@ -2,7 +2,6 @@
 //! and recovers by itself. Uses a private redis-server on a free port, so the
 //! shared one is never touched.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use serde_json::json;
 use crate::helpers::{
     Backend, PASSWORD, assert_error, function_name, notice, spawn_app, unique_email,
 };
+use crate::smtp_sink::free_port;
 
 struct PrivateRedis {
     child: Child,
@@ -50,14 +50,6 @@ impl Drop for PrivateRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn redis_server_available() -> bool {

@@ -213,9 +213,24 @@ impl Drop for SmtpSink {
 /// A port of 127.0.0.1 with nothing listening on it (bound once, then freed):
 /// connections to it are refused until something binds it (say
 /// [`SmtpSink::start_on`]).
+///
+/// Taken from 7000–9999, below the kernel's ephemeral range (32768 and up
+/// here) and the Redis Cluster tests' ports (10000 and up): a port the
+/// kernel hands out for port 0 or for an outgoing connection could be taken
+/// by another test between this call and the bind that follows it.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+    const LOW: u16 = 7_000;
+    const SPAN: u16 = 3_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(7_919);
+    let start = (seed % u32::from(SPAN)) as u16;
+    (0..SPAN)
+        .map(|offset| LOW + (start + offset) % SPAN)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port of 127.0.0.1 between 7000 and 9999")
 }
 
 /// The first URL in `body` that starts with `prefix`, up to the first

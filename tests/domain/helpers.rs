@@ -74,6 +74,9 @@ impl AccountService {
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
             ("RUST_LOG", "info".to_owned()),
+            // Not the 5 s default: a loaded test machine would answer 503 by
+            // chance.
+            ("HANDLER_TIMEOUT", "120".to_owned()),
         ];
         env.extend(extra.iter().cloned());
         Process::start(
@@ -215,6 +218,7 @@ impl TodoService {
             ("TODO_PORT", "0".to_owned()),
             ("JWKS_URL", jwks_url.to_owned()),
             ("RUST_LOG", "info".to_owned()),
+            ("HANDLER_TIMEOUT", "120".to_owned()),
         ];
         env.extend(
             vars.iter()

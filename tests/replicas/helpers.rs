@@ -300,6 +300,9 @@ impl Replicas {
             ("RUST_LOG", "info".into()),
             ("DATABASE_URL", db.url.clone()),
             ("DATABASE_MAX_CONNECTIONS", "4".into()),
+            // Not the 5 s default: a loaded test machine would answer 503 by
+            // chance.
+            ("HANDLER_TIMEOUT", "120".into()),
             ("SIGNIN_RATE_LIMIT", NO_LIMIT.into()),
             ("SIGNIN_IP_RATE_LIMIT", NO_LIMIT.into()),
             ("SIGNIN_EMAIL_RATE_LIMIT", NO_LIMIT.into()),

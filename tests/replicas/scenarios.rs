@@ -147,9 +147,10 @@ async fn me_at(base: &str, id_token: &str) -> (std::time::Instant, StatusCode, V
     (sent, status, response.json().await.expect("JSON body"))
 }
 
-/// Polls `/me` on `base` from `changed` on, for 1.5 × the freshness bound:
-/// every answer is `old` or `new`, `old` only to requests sent within the
-/// bound, and once `new` has been seen never `old` again.
+/// Polls `/me` on `base` from `changed` on: every answer is `old` or `new`,
+/// `old` only to requests sent within the bound, and once `new` has been
+/// seen never `old` again; until five requests sent past the bound have been
+/// answered (`new`, then), however long a loaded machine takes for them.
 async fn shows_within_the_bound(
     base: &str,
     id_token: &str,
@@ -157,9 +158,14 @@ async fn shows_within_the_bound(
     is_old: impl Fn(StatusCode, &Value) -> bool,
     is_new: impl Fn(StatusCode, &Value) -> bool,
 ) {
-    let deadline = changed + PROFILE_FRESHNESS * 3 / 2;
+    let give_up = changed + std::time::Duration::from_secs(60);
     let mut first_new = None;
-    while std::time::Instant::now() < deadline {
+    let mut answered_past_the_bound = 0;
+    while answered_past_the_bound < 5 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "{base}: {answered_past_the_bound} requests past the bound answered in a minute"
+        );
         let (sent, status, body) = me_at(base, id_token).await;
         let late = sent.duration_since(changed);
         if is_new(status, &body) {
@@ -176,13 +182,11 @@ async fn shows_within_the_bound(
         } else {
             panic!("{base} answered neither the old nor the new profile: {status} {body}");
         }
+        if late > PROFILE_FRESHNESS {
+            answered_past_the_bound += 1;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let first_new = first_new.expect("the new profile was shown");
-    assert!(
-        first_new <= PROFILE_FRESHNESS,
-        "first shown {first_new:?} after"
-    );
 }
 
 /// `PUT /details` on A: A's `/me` shows it at once, B's within a second

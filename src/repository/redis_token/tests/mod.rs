@@ -347,10 +347,12 @@ fn sealed(jti: Uuid) -> Vec<u8> {
     bytes
 }
 
+/// Within 10 s below `expected`: the seconds a loaded machine may take
+/// between the write and the reading.
 fn assert_ttl_near(ttl: i64, expected: u64) {
     let expected = i64::try_from(expected).unwrap();
     assert!(
-        (expected - 2..=expected).contains(&ttl),
+        (expected - 10..=expected).contains(&ttl),
         "TTL {ttl}, expected about {expected}"
     );
 }
