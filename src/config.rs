@@ -107,7 +107,7 @@ pub struct MailConfig {
     pub from: lettre::message::Mailbox,
 }
 
-/// Defaults of the configuration table (README).
+/// Defaults of the configuration table (`docs/configuration.md`).
 pub mod defaults {
     pub const HOST: &str = "127.0.0.1";
     pub const PORT: u16 = 8080;

@@ -21,7 +21,7 @@ use crate::model::{Email, Password, User, UserDetails, UserService};
 
 /// How long a cached profile is served: how late `GET /me` on one replica
 /// may show a change taken by another (a change on the same replica is shown
-/// at once). Must stay ≤ 1 s, the freshness the README promises.
+/// at once). Must stay ≤ 1 s, the freshness `docs/operations.md` promises.
 pub const PROFILE_TTL: Duration = Duration::from_millis(500);
 
 /// How many profiles one replica keeps at most (least recently and

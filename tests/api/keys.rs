@@ -257,7 +257,7 @@ async fn a_key_whose_id_begins_with_a_hyphen_is_retired_by_the_documented_comman
     );
 }
 
-/// The README's rotation procedure against the `account` binary running in
+/// The rotation procedure of `docs/keys.md` against the `account` binary running in
 /// `dir` (keys under `dir/keys`, generated when missing): `keys rotate`,
 /// SIGHUP, `keys retire <previous kid>`, SIGHUP. Returns the retired kid.
 async fn rotate_and_retire_on_a_running_process(dir: &std::path::Path) -> String {

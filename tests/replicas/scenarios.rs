@@ -136,7 +136,7 @@ pub async fn concurrent_rotation_across_replicas(r: &Replicas) {
 }
 
 /// How late a replica may show a change of a profile taken by another one
-/// (README: "What `/me` shows").
+/// (`docs/operations.md`: "What `/me` shows").
 const PROFILE_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What `/me` on `base` answers, and when the request was sent.
