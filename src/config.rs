@@ -11,7 +11,10 @@ use anyhow::bail;
 use ipnet::IpNet;
 
 use crate::keys::KeyPaths;
-use crate::service::{FlowConfig, RateLimitConfig};
+use crate::service::RateLimitConfig;
+
+mod pages;
+pub use pages::{PageSettings, default_is_local_only, default_public_url};
 use crate::web::serve::ConnectionLimits;
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
@@ -92,9 +95,9 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpNet>,
-    /// Email verification and password reset (issue 10): the pages the
+    /// Email verification and password reset: `PUBLIC_URL`, the pages the
     /// mails link to, and how long their tokens work.
-    pub flows: FlowConfig,
+    pub pages: PageSettings,
 }
 
 /// How mail leaves (issue 10).
@@ -149,8 +152,8 @@ pub mod defaults {
     pub const SIGNUP_RATE_LIMIT: u64 = 10;
     /// Reset mails per email, and verification mails resent per user.
     pub const MAIL_RATE_LIMIT: u64 = 3;
-    // Email verification and password reset (issue 10).
-    pub const PUBLIC_URL: &str = "http://127.0.0.1:8080";
+    // Email verification and password reset. `PUBLIC_URL` has no fixed
+    // default: it follows the address bound (`pages::default_public_url`).
     /// Appended to `PUBLIC_URL` for `VERIFY_EMAIL_URL`.
     pub const VERIFY_EMAIL_PATH: &str = "/verify-email";
     /// Appended to `PUBLIC_URL` for `RESET_PASSWORD_URL`.
@@ -270,7 +273,7 @@ impl Config {
             mail: mail(&env)?,
             rate_limits: rate_limits(&env)?,
             trusted_proxies: trusted_proxies(&env)?,
-            flows: flows(&env)?,
+            pages: pages::page_settings(&env)?,
         };
         config.check()?;
         Ok(config)
@@ -415,58 +418,6 @@ fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
         reset_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
         mails_per_account: limit("MAIL_RATE_LIMIT", defaults::MAIL_RATE_LIMIT)?,
     })
-}
-
-/// `PUBLIC_URL`, the pages the mails link to (by default under it) and the
-/// lifetimes of their tokens.
-fn flows(env: &Vars) -> anyhow::Result<FlowConfig> {
-    let public = http_url(
-        "PUBLIC_URL",
-        &env.string("PUBLIC_URL", defaults::PUBLIC_URL),
-    )?;
-    if public.contains('?') {
-        bail!("PUBLIC_URL: must not have a query (it is the base of the links)");
-    }
-    let public = public.trim_end_matches('/');
-    let page = |name: &str, path: &str| match env.optional(name) {
-        Some(url) => http_url(name, &url),
-        None => Ok(format!("{public}{path}")),
-    };
-    Ok(FlowConfig {
-        verify_email_url: page("VERIFY_EMAIL_URL", defaults::VERIFY_EMAIL_PATH)?,
-        reset_password_url: page("RESET_PASSWORD_URL", defaults::RESET_PASSWORD_PATH)?,
-        verify_token_ttl: env.seconds(
-            "VERIFY_TOKEN_EXP",
-            defaults::VERIFY_TOKEN_EXP,
-            limits::VERIFY_TOKEN_EXP,
-        )?,
-        reset_token_ttl: env.seconds(
-            "RESET_TOKEN_EXP",
-            defaults::RESET_TOKEN_EXP,
-            limits::RESET_TOKEN_EXP,
-        )?,
-    })
-}
-
-/// An absolute `http(s)` URL with a host (no user info), no fragment (the
-/// token is appended as a query parameter) and no whitespace.
-fn http_url(name: &str, raw: &str) -> anyhow::Result<String> {
-    let url = raw.trim();
-    let host = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
-    let valid = host
-        .is_some_and(|host| !host.is_empty() && !host.starts_with(':') && !host.contains('@'))
-        && !url.contains('#')
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !valid {
-        bail!(
-            "{name}: must be an http:// or https:// URL with a host and no #fragment, \
-             like https://app.example/verify-email"
-        );
-    }
-    Ok(url.to_owned())
 }
 
 /// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`) or single
@@ -835,25 +786,22 @@ mod tests {
 
     #[test]
     fn the_links_default_to_pages_under_public_url() {
+        let bound: std::net::SocketAddr = "127.0.0.1:18555".parse().unwrap();
         let c = Config::from_vars(vars(&[])).unwrap();
         assert_eq!(
-            c.flows,
-            FlowConfig {
-                verify_email_url: "http://127.0.0.1:8080/verify-email".into(),
-                reset_password_url: "http://127.0.0.1:8080/reset-password".into(),
+            c.pages.flows(&c.host, bound),
+            crate::service::FlowConfig {
+                verify_email_url: "http://localhost:18555/verify-email".into(),
+                reset_password_url: "http://localhost:18555/reset-password".into(),
                 verify_token_ttl: Duration::from_secs(86_400),
                 reset_token_ttl: Duration::from_secs(3_600),
-            }
+            },
+            "unset, PUBLIC_URL follows the listener"
         );
         let c = Config::from_vars(vars(&[("PUBLIC_URL", "https://app.example/base/")])).unwrap();
-        assert_eq!(
-            c.flows.verify_email_url,
-            "https://app.example/base/verify-email"
-        );
-        assert_eq!(
-            c.flows.reset_password_url,
-            "https://app.example/base/reset-password"
-        );
+        let flows = c.pages.flows(&c.host, bound);
+        assert_eq!(flows.verify_email_url, "https://app.example/base/verify-email");
+        assert_eq!(flows.reset_password_url, "https://app.example/base/reset-password");
         let c = Config::from_vars(vars(&[
             ("PUBLIC_URL", "https://ignored.example"),
             ("VERIFY_EMAIL_URL", "https://app.example/#/x"),
@@ -869,18 +817,19 @@ mod tests {
             ("RESET_TOKEN_EXP", "1"),
         ]))
         .unwrap();
+        let flows = c.pages.flows(&c.host, bound);
         assert_eq!(
             (
-                c.flows.verify_email_url.as_str(),
-                c.flows.reset_password_url.as_str()
+                flows.verify_email_url.as_str(),
+                flows.reset_password_url.as_str()
             ),
             (
                 "https://app.example/account?step=verify",
                 "http://localhost:3000/reset"
             )
         );
-        assert_eq!(c.flows.verify_token_ttl, Duration::from_secs(600));
-        assert_eq!(c.flows.reset_token_ttl, Duration::from_secs(1));
+        assert_eq!(flows.verify_token_ttl, Duration::from_secs(600));
+        assert_eq!(flows.reset_token_ttl, Duration::from_secs(1));
         for (name, value) in [
             ("PUBLIC_URL", "app.example"),
             ("PUBLIC_URL", "ftp://app.example"),

@@ -13,7 +13,9 @@ use axum::Router;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, RedisMode, TokenStoreConfig, UserStoreConfig, sqlite_file};
+use crate::config::{
+    Config, RedisMode, TokenStoreConfig, UserStoreConfig, default_is_local_only, sqlite_file,
+};
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
@@ -29,7 +31,7 @@ use crate::repository::{
 use crate::secret::Secret;
 use crate::service::{
     AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig,
-    PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
+    FlowConfig, PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
     UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
@@ -69,6 +71,19 @@ impl Application {
             &mail.description,
         );
 
+        // Bound first: the mails' links start at the address people reach,
+        // which follows the port bound when `PUBLIC_URL` is unset.
+        let listener = bind(&config).await?;
+        let bound = listener.local_addr()?;
+        let flows = config.pages.flows(&config.host, bound);
+        if default_is_local_only(&config.pages, bound) {
+            tracing::warn!(
+                public_url = %config.pages.public_url(&config.host, bound),
+                "PUBLIC_URL is unset while the service listens on every interface: mail \
+                 links name localhost, which only this machine reaches; set PUBLIC_URL to the \
+                 address people use"
+            );
+        }
         let state = services(
             &config,
             users,
@@ -76,10 +91,12 @@ impl Application {
             tokens.limits,
             keys.ring,
             &keys.refresh_secret,
-            mail.mailer,
+            Mailing {
+                mailer: mail.mailer,
+                flows,
+            },
         )?;
         let router = router(state, &http_settings(&config));
-        let listener = bind(&config).await?;
         Ok(Self {
             listener,
             router,
@@ -339,6 +356,12 @@ fn log_start(config: &Config, user_store: &str, token_store: &str, key_origin: &
     }
 }
 
+/// What the account flows mail, and where their links point.
+struct Mailing {
+    mailer: Arc<dyn Mailer>,
+    flows: FlowConfig,
+}
+
 /// The use cases behind the handlers, over the user and token services.
 fn services(
     config: &Config,
@@ -347,8 +370,9 @@ fn services(
     limits: Arc<dyn RateLimitRepository>,
     ring: Arc<SharedKeyRing>,
     refresh_secret: &Secret,
-    mailer: Arc<dyn Mailer>,
+    mailing: Mailing,
 ) -> anyhow::Result<AppState> {
+    let Mailing { mailer, flows } = mailing;
     let user_service = UserServiceImpl::new(
         users.repo,
         match config.hash_threads {
@@ -358,8 +382,8 @@ fn services(
     );
     let account_tokens = AccountTokenServiceImpl::new(
         users.account_tokens,
-        config.flows.verify_token_ttl,
-        config.flows.reset_token_ttl,
+        flows.verify_token_ttl,
+        flows.reset_token_ttl,
     );
     let clients = ClientServiceImpl::new(
         users.clients,
@@ -395,7 +419,7 @@ fn services(
             )),
             Arc::new(account_tokens),
             mailer,
-            config.flows.clone(),
+            flows,
         )),
         clients: Arc::new(clients),
     })

@@ -25,7 +25,31 @@ crate::on_every_backend!(
     a_resend_and_an_email_change_each_replace_the_link,
     resends_are_limited_per_user,
     without_smtp_url_the_link_is_in_the_log,
+    without_public_url_the_link_names_localhost_and_the_port_bound,
 );
+
+/// `PUBLIC_URL` unset, the service listening on 127.0.0.1 and a port the
+/// kernel picked (`PORT=0`): the link names `localhost` and that port.
+async fn without_public_url_the_link_names_localhost_and_the_port_bound(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app!(backend, &[("SMTP_URL", &smtp)]);
+    let port = app
+        .address
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse::<u16>().ok())
+        .expect("the app's port");
+    let email = unique_email();
+    let (_, tokens) = app.signup(&email).await;
+    let mail = nth_mail_to(&sink, &email, 1).await;
+    let prefix = format!("http://localhost:{port}/verify-email?token=");
+    let link = link_in(&mail.body, &prefix)
+        .unwrap_or_else(|| panic!("a link to {prefix}… in {:?}", mail.body));
+    let token = &link[prefix.len()..];
+    assert_eq!(app.verify_email(token).await.status(), 204);
+    assert_eq!(app.me_user(&tokens.id_token).await["emailVerified"], true);
+}
 
 async fn signing_up_sends_one_verification_mail_and_its_link_verifies_once(backend: Backend) {
     let sink = SmtpSink::start().await;

@@ -1,0 +1,171 @@
+//! `PUBLIC_URL` and the pages the mails link to: where people and browsers
+//! reach this service, known for certain only once it listens.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Vars, defaults, limits};
+use crate::service::FlowConfig;
+
+/// The links' settings as configured; [`PageSettings::flows`] makes them
+/// concrete once the address the service listens on is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSettings {
+    /// `PUBLIC_URL` without a trailing `/`; unset: computed from the bound
+    /// address ([`default_public_url`]).
+    pub public_url: Option<String>,
+    /// `VERIFY_EMAIL_URL`; unset: `<public URL>/verify-email`.
+    pub verify_email_url: Option<String>,
+    /// `RESET_PASSWORD_URL`; unset: `<public URL>/reset-password`.
+    pub reset_password_url: Option<String>,
+    /// `VERIFY_TOKEN_EXP`
+    pub verify_token_ttl: Duration,
+    /// `RESET_TOKEN_EXP`
+    pub reset_token_ttl: Duration,
+}
+
+impl PageSettings {
+    /// The origin people reach the service at, for a service that listens
+    /// on `bound` as `host` asked.
+    pub fn public_url(&self, host: &str, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(host, bound))
+    }
+
+    /// The links of the mails, for a service that listens on `bound`.
+    pub fn flows(&self, host: &str, bound: SocketAddr) -> FlowConfig {
+        let public = self.public_url(host, bound);
+        let page = |set: &Option<String>, path: &str| {
+            set.clone().unwrap_or_else(|| format!("{public}{path}"))
+        };
+        FlowConfig {
+            verify_email_url: page(&self.verify_email_url, defaults::VERIFY_EMAIL_PATH),
+            reset_password_url: page(&self.reset_password_url, defaults::RESET_PASSWORD_PATH),
+            verify_token_ttl: self.verify_token_ttl,
+            reset_token_ttl: self.reset_token_ttl,
+        }
+    }
+}
+
+/// `PUBLIC_URL` unset: `http://localhost:<port>` when the service listens on
+/// a loopback or unspecified address (`0.0.0.0`, `::`), else
+/// `http://<HOST>:<port>` (an IPv6 address in brackets). `localhost` and not
+/// `127.0.0.1`: browsers refuse an IP address as a WebAuthn relying party.
+pub fn default_public_url(host: &str, bound: SocketAddr) -> String {
+    let ip = bound.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        return format!("http://localhost:{}", bound.port());
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) if host.is_empty() => ip.to_string(),
+        Err(_) => host.to_owned(),
+    };
+    format!("http://{host}:{}", bound.port())
+}
+
+/// Whether mail links from the default `PUBLIC_URL` would name an address
+/// only this machine reaches although the service listens on every
+/// interface (a container, a server): worth a warning at start-up.
+pub fn default_is_local_only(settings: &PageSettings, bound: SocketAddr) -> bool {
+    settings.public_url.is_none() && bound.ip().is_unspecified()
+}
+
+/// `PUBLIC_URL`, the pages the mails link to and the lifetimes of their tokens.
+pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
+    let public_url = match env.optional("PUBLIC_URL") {
+        Some(raw) => {
+            let url = http_url("PUBLIC_URL", &raw)?;
+            if url.contains('?') {
+                bail!("PUBLIC_URL: must not have a query (it is the base of the links)");
+            }
+            Some(url.trim_end_matches('/').to_owned())
+        }
+        None => None,
+    };
+    let page = |name: &str| env.optional(name).map(|url| http_url(name, &url)).transpose();
+    Ok(PageSettings {
+        public_url,
+        verify_email_url: page("VERIFY_EMAIL_URL")?,
+        reset_password_url: page("RESET_PASSWORD_URL")?,
+        verify_token_ttl: env.seconds(
+            "VERIFY_TOKEN_EXP",
+            defaults::VERIFY_TOKEN_EXP,
+            limits::VERIFY_TOKEN_EXP,
+        )?,
+        reset_token_ttl: env.seconds(
+            "RESET_TOKEN_EXP",
+            defaults::RESET_TOKEN_EXP,
+            limits::RESET_TOKEN_EXP,
+        )?,
+    })
+}
+
+/// An absolute `http(s)` URL with a host (no user info), no fragment (the
+/// token is appended as a query parameter) and no whitespace.
+fn http_url(name: &str, raw: &str) -> anyhow::Result<String> {
+    let url = raw.trim();
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
+    let valid = host
+        .is_some_and(|host| !host.is_empty() && !host.starts_with(':') && !host.contains('@'))
+        && !url.contains('#')
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        bail!(
+            "{name}: must be an http:// or https:// URL with a host and no #fragment, \
+             like https://app.example/verify-email"
+        );
+    }
+    Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(address: &str) -> SocketAddr {
+        address.parse().unwrap()
+    }
+
+    #[test]
+    fn the_default_public_url_follows_the_listener() {
+        for (host, bound, expected) in [
+            ("127.0.0.1", "127.0.0.1:18555", "http://localhost:18555"),
+            ("localhost", "127.0.0.1:41000", "http://localhost:41000"),
+            ("::1", "[::1]:8080", "http://localhost:8080"),
+            ("0.0.0.0", "0.0.0.0:8080", "http://localhost:8080"),
+            ("::", "[::]:9000", "http://localhost:9000"),
+            ("10.1.2.3", "10.1.2.3:8080", "http://10.1.2.3:8080"),
+            ("2001:db8::5", "[2001:db8::5]:8443", "http://[2001:db8::5]:8443"),
+            ("account.internal", "10.1.2.3:8080", "http://account.internal:8080"),
+        ] {
+            assert_eq!(default_public_url(host, at(bound)), expected, "{host} {bound}");
+        }
+    }
+
+    #[test]
+    fn only_a_default_on_every_interface_is_local_only() {
+        let settings = |public_url: Option<&str>| PageSettings {
+            public_url: public_url.map(str::to_owned),
+            verify_email_url: None,
+            reset_password_url: None,
+            verify_token_ttl: Duration::from_secs(1),
+            reset_token_ttl: Duration::from_secs(1),
+        };
+        assert!(default_is_local_only(&settings(None), at("0.0.0.0:8080")));
+        assert!(default_is_local_only(&settings(None), at("[::]:8080")));
+        assert!(!default_is_local_only(&settings(None), at("127.0.0.1:8080")));
+        assert!(!default_is_local_only(
+            &settings(Some("https://app.example")),
+            at("0.0.0.0:8080")
+        ));
+    }
+}
