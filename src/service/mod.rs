@@ -6,9 +6,11 @@
 
 mod account;
 mod account_token;
+mod argon;
 mod argon_memory;
 mod client;
 mod grace;
+mod hash_queue;
 mod hash_threads;
 mod password;
 mod profile_cache;
@@ -18,8 +20,9 @@ mod user;
 
 pub use account::{AccountServiceImpl, FlowConfig};
 pub use account_token::AccountTokenServiceImpl;
+pub use argon::ThreadHasher;
 pub use client::{ClientServiceImpl, ClientTokenConfig};
-pub use password::{PasswordHasher, ThreadHasher};
+pub use password::PasswordHasher;
 pub use profile_cache::ProfileCache;
 pub use rate_limit::{RateLimitConfig, RateLimitServiceImpl};
 pub use token::{TokenConfig, TokenServiceImpl};

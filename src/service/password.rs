@@ -31,32 +31,21 @@
 //! blocks, and every thread gives its block back after
 //! [`RELEASE_WHEN_IDLE_FOR`] without a job.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::Duration;
 
-use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
-use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
+use super::argon::{DUMMY_HASH, hash_with, verify_with};
 use super::argon_memory::{ArgonMemory, RELEASE_WHEN_IDLE_FOR};
+use super::hash_queue::{Job, PoolHandle, Queue, Shared, Slot};
 use super::hash_threads;
 use crate::error::{AppError, AppResult};
 use crate::model::Password;
 
-/// A hash verified when the user does not exist, so an unknown email costs the
-/// same time as a wrong password.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let mut memory = ArgonMemory::default();
-    hash_with(uuid::Uuid::new_v4().as_bytes(), &mut memory).expect("argon2 hashes a 16-byte input")
-});
-
 /// How long a caller refused by a full queue is told to wait.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
-
-/// How often, at most, refusals are logged.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The share of the queue one source may hold: a quarter of it.
 const SOURCE_SHARE_DIVISOR: usize = 4;
@@ -177,7 +166,10 @@ impl PasswordHasher {
     /// Bytes of Argon2 memory the hashing threads hold (for tests).
     #[cfg(test)]
     fn memory_held(&self) -> usize {
-        self.pool.shared.memory_held.load(Ordering::Relaxed)
+        self.pool
+            .shared
+            .memory_held
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Jobs waiting for a thread (for tests).
@@ -239,430 +231,15 @@ impl Turn {
     }
 }
 
-/// A source's place in the queue, from admission until its job has run (or
-/// was skipped, or the turn was dropped unused).
-struct Slot {
-    shared: Arc<Shared>,
-    source: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut queue = self.shared.lock();
-        queue.held_total -= 1;
-        if let Some(held) = queue.held.get_mut(&self.source) {
-            *held -= 1;
-            if *held == 0 {
-                queue.held.remove(&self.source);
-            }
-        }
-    }
-}
-
-/// The last clone of a [`PasswordHasher`] stops its threads; jobs still
-/// waiting are dropped, so their callers get an error instead of waiting.
-struct PoolHandle {
-    shared: Arc<Shared>,
-}
-
-impl Drop for PoolHandle {
-    fn drop(&mut self) {
-        let waiting: Vec<_> = {
-            let mut queue = self.shared.lock();
-            queue.closed = true;
-            queue.turns.clear();
-            queue.waiting = 0;
-            queue.by_source.drain().flat_map(|(_, jobs)| jobs).collect()
-        };
-        for wakeup in &self.shared.wakeups {
-            wakeup.notify_all();
-        }
-        drop(waiting);
-    }
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    /// One per hashing thread, which waits on its own: a new job wakes the
-    /// thread [`Queue::pick_idle`] chooses.
-    wakeups: Vec<Condvar>,
-    /// Most places held at once (waiting or being hashed).
-    limit: usize,
-    /// Most places one source may hold.
-    per_source: usize,
-    /// How long a thread keeps its Argon2 memory without a job.
-    release_after: Duration,
-    /// Jobs taken and run (skipped ones not counted).
-    started: AtomicUsize,
-    /// Bytes of Argon2 memory the threads hold, all together.
-    memory_held: AtomicUsize,
-    /// When a refusal was last logged, and how many since.
-    refusals: Mutex<(Option<Instant>, u64)>,
-    /// The kernel's ids of the hashing threads, as each has started (for tests).
-    #[cfg(all(test, target_os = "linux"))]
-    thread_ids: Mutex<Vec<i32>>,
-}
-
-/// Places held by source, waiting jobs by source, and the order in which
-/// sources take turns.
-#[derive(Default)]
-struct Queue {
-    held: HashMap<String, usize>,
-    held_total: usize,
-    by_source: HashMap<String, VecDeque<Box<dyn Task>>>,
-    /// Each source with waiting jobs, once; the front one goes next.
-    turns: VecDeque<String>,
-    waiting: usize,
-    closed: bool,
-    /// The threads waiting for a job, in the order they began to wait.
-    idle: Vec<Idle>,
-    /// Threads picked for a job that have not woken yet.
-    wakes_pending: usize,
-}
-
-/// A hashing thread waiting for a job.
-struct Idle {
-    thread: usize,
-    holds_memory: bool,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Jobs run outside the lock; a panic cannot leave the queue half-changed.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A warning that requests are being refused, at most every
-    /// [`REFUSAL_LOG_INTERVAL`], with how many were refused since the last.
-    fn warn_full(&self) {
-        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        refusals.1 += 1;
-        if refusals
-            .0
-            .is_none_or(|last| last.elapsed() >= REFUSAL_LOG_INTERVAL)
-        {
-            let held = self.lock().held_total;
-            tracing::warn!(
-                refused = refusals.1,
-                held,
-                limit = self.limit,
-                "password-hashing queue full: sign-ins and sign-ups answered 503 \
-                 (a source's share is a quarter of HASH_QUEUE_LIMIT)"
-            );
-            *refusals = (Some(Instant::now()), 0);
-        }
-    }
-
-    /// Takes a place for `source` if the queue and its share have room.
-    fn hold(&self, source: &str) -> bool {
-        let mut queue = self.lock();
-        let mine = queue.held.get(source).copied().unwrap_or(0);
-        if queue.held_total >= self.limit || mine >= self.per_source {
-            return false;
-        }
-        *queue.held.entry(source.to_owned()).or_default() += 1;
-        queue.held_total += 1;
-        true
-    }
-
-    fn submit(&self, task: Box<dyn Task>) {
-        let mut queue = self.lock();
-        if queue.closed {
-            // Dropped outside the lock: its caller learns the pool stopped.
-            drop(queue);
-            drop(task);
-            return;
-        }
-        let source = task.source().to_owned();
-        let jobs = queue.by_source.entry(source.clone()).or_default();
-        jobs.push_back(task);
-        if jobs.len() == 1 {
-            queue.turns.push_back(source);
-        }
-        queue.waiting += 1;
-        let wake = queue.pick_idle();
-        drop(queue);
-        if let Some(thread) = wake {
-            self.wakeups[thread].notify_one();
-        }
-    }
-
-    /// Removes the waiting jobs whose callers have gone; the caller drops
-    /// them (their places are given back) once the lock is released.
-    fn take_abandoned(&self) -> Vec<Box<dyn Task>> {
-        let mut queue = self.lock();
-        let mut gone = Vec::new();
-        for jobs in queue.by_source.values_mut() {
-            let (keep, leave): (VecDeque<_>, VecDeque<_>) =
-                jobs.drain(..).partition(|job| !job.abandoned());
-            *jobs = keep;
-            gone.extend(leave);
-        }
-        queue.by_source.retain(|_, jobs| !jobs.is_empty());
-        let Queue {
-            by_source, turns, ..
-        } = &mut *queue;
-        turns.retain(|source| by_source.contains_key(source));
-        queue.waiting -= gone.len();
-        gone
-    }
-
-    /// Hashing thread `n`: takes the next source's oldest job, runs it with
-    /// the thread's own Argon2 memory, until the pool is dropped. The memory
-    /// is given back after `release_after` without a job.
-    fn work(&self, n: usize) {
-        let mut memory = ArgonMemory::default();
-        let mut answer = None;
-        while let Some(task) = self.next_or_release(n, &mut memory, answer.take()) {
-            if task.abandoned() {
-                // Dropped here, outside the lock: its place is given back.
-                continue;
-            }
-            self.started.fetch_add(1, Ordering::Relaxed);
-            let before = memory.held_bytes();
-            answer = Some(task.run(&mut memory));
-            self.count_held(before, memory.held_bytes());
-        }
-    }
-
-    /// Hands `answer` (of the job thread `n` has just run) to its caller,
-    /// then waits for the next job; `None` once the pool is closed.
-    ///
-    /// The answer is handed over under the queue's lock, and the thread goes
-    /// on to take a job or to list itself idle without releasing it: a caller
-    /// that sends its next request only after its answer finds this thread
-    /// idle, holding its memory, so one request at a time keeps one block.
-    ///
-    /// A thread takes a waiting job when it was picked to ([`Queue::pick_idle`]),
-    /// or when more jobs wait than picked threads are on their way: a thread
-    /// that was not picked (one that has just finished a job, given its memory
-    /// back, or woken spuriously) never takes a job meant for another.
-    ///
-    /// While `memory` is held, waits at most `release_after` at a time, and
-    /// releases it (outside the lock) when that passed without a job.
-    fn next_or_release(
-        &self,
-        n: usize,
-        memory: &mut ArgonMemory,
-        mut answer: Option<Answer>,
-    ) -> Option<Box<dyn Task>> {
-        let mut picked = false;
-        loop {
-            let mut queue = self.lock();
-            if let Some(answer) = answer.take() {
-                answer();
-            }
-            loop {
-                if queue.closed {
-                    return None;
-                }
-                if (picked || queue.waiting > queue.wakes_pending)
-                    && let Some(task) = queue.next_task()
-                {
-                    return Some(task);
-                }
-                let holds_memory = memory.held_bytes() > 0;
-                queue.idle.push(Idle {
-                    thread: n,
-                    holds_memory,
-                });
-                let timed_out = if holds_memory {
-                    let (again, waited) = self.wakeups[n]
-                        .wait_timeout(queue, self.release_after)
-                        .unwrap_or_else(|e| e.into_inner());
-                    queue = again;
-                    waited.timed_out()
-                } else {
-                    queue = self.wakeups[n]
-                        .wait(queue)
-                        .unwrap_or_else(|e| e.into_inner());
-                    false
-                };
-                // Still listed unless a job picked this thread.
-                let listed = queue.idle.len();
-                queue.idle.retain(|idle| idle.thread != n);
-                picked = queue.idle.len() == listed;
-                if picked {
-                    queue.wakes_pending -= 1;
-                } else if timed_out && queue.waiting == 0 {
-                    break;
-                }
-            }
-            drop(queue);
-            let before = memory.held_bytes();
-            memory.release();
-            self.count_held(before, 0);
-        }
-    }
-
-    fn count_held(&self, before: usize, after: usize) {
-        if after > before {
-            self.memory_held
-                .fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.memory_held
-                .fetch_sub(before - after, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Queue {
-    /// Takes the waiting thread a new job wakes: the last one to finish a
-    /// job among those still holding Argon2 memory, so that light load keeps
-    /// reusing one thread's memory while the others give theirs back; else
-    /// the first thread (the one at the normal priority). The picked thread
-    /// leaves the idle list and counts as on its way until it wakes.
-    fn pick_idle(&mut self) -> Option<usize> {
-        let at = self
-            .idle
-            .iter()
-            .rposition(|idle| idle.holds_memory)
-            .or_else(|| (0..self.idle.len()).min_by_key(|&at| self.idle[at].thread))?;
-        self.wakes_pending += 1;
-        Some(self.idle.remove(at).thread)
-    }
-
-    /// The oldest job of the source whose turn it is; that source goes to the
-    /// back of the line if it has more.
-    fn next_task(&mut self) -> Option<Box<dyn Task>> {
-        let source = self.turns.pop_front()?;
-        let jobs = self.by_source.get_mut(&source)?;
-        let task = jobs.pop_front();
-        if jobs.is_empty() {
-            self.by_source.remove(&source);
-        } else {
-            self.turns.push_back(source);
-        }
-        self.waiting -= usize::from(task.is_some());
-        task
-    }
-}
-
-/// A queued hash or verification and where its answer goes.
-trait Task: Send {
-    /// Whose it is.
-    fn source(&self) -> &str;
-    /// Whether its caller has gone away.
-    fn abandoned(&self) -> bool;
-    /// Runs the work and gives its place back; returns the answer, for the
-    /// thread to hand over ([`Shared::next_or_release`]).
-    fn run(self: Box<Self>, memory: &mut ArgonMemory) -> Answer;
-}
-
-/// A job's answer, not yet handed to its caller.
-type Answer = Box<dyn FnOnce() + Send>;
-
-struct Job<T, F> {
-    answer: oneshot::Sender<AppResult<T>>,
-    work: F,
-    /// Given back when the job has run or is dropped.
-    _slot: Slot,
-}
-
-impl<T, F> Task for Job<T, F>
-where
-    F: FnOnce(&mut ArgonMemory) -> AppResult<T> + Send,
-    T: Send + 'static,
-{
-    fn source(&self) -> &str {
-        &self._slot.source
-    }
-
-    fn abandoned(&self) -> bool {
-        self.answer.is_closed()
-    }
-
-    fn run(self: Box<Self>, memory: &mut ArgonMemory) -> Answer {
-        let Job {
-            answer,
-            work,
-            _slot,
-        } = *self;
-        let result = work(memory);
-        // The place is given back once the work has run, before the answer:
-        // a caller's next request never finds its own last place still held.
-        drop(_slot);
-        // The caller may have left meanwhile; then nobody reads the answer.
-        Box::new(move || drop(answer.send(result)))
-    }
-}
-
-/// What one hashing thread does for each hash, without the pool and its
-/// queue: Argon2id with the service's parameters, in memory allocated on the
-/// first hash and reused. The benchmark runs one per core to measure the
-/// machine's Argon2 rate that sign-in is compared with.
-#[derive(Default)]
-pub struct ThreadHasher {
-    memory: ArgonMemory,
-}
-
-impl ThreadHasher {
-    /// One hash of `password` with a fresh salt, as a sign-up stores it (a
-    /// sign-in's verification recomputes the same hash).
-    pub fn hash(&mut self, password: &[u8]) -> Result<String, argon2::Error> {
-        hash_with(password, &mut self.memory)
-    }
-}
-
-/// Argon2id with the default parameters and a fresh 16-byte salt, in `memory`
-/// (allocated once to the parameters' size, then reused).
-fn hash_with(password: &[u8], memory: &mut ArgonMemory) -> Result<String, argon2::Error> {
-    let params = Params::default();
-    let salt = argon2::password_hash::generate_salt();
-    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    argon2.hash_password_into_with_memory(
-        password,
-        &salt,
-        &mut out,
-        memory.blocks(params.block_count()),
-    )?;
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(&params).map_err(|_| argon2::Error::OutputTooLong)?,
-        salt: Some(Salt::new(&salt).map_err(|_| argon2::Error::SaltTooShort)?),
-        hash: Some(Output::new(&out).map_err(|_| argon2::Error::OutputTooShort)?),
-    };
-    Ok(phc.to_string())
-}
-
-/// Recomputes the hash of `password` with the algorithm, parameters and salt
-/// of the PHC string `stored` and compares in constant time.
-fn verify_with(
-    password: &[u8],
-    stored: &str,
-    memory: &mut ArgonMemory,
-) -> Result<bool, argon2::password_hash::Error> {
-    use argon2::password_hash::Error;
-    let stored = PasswordHash::new(stored)?;
-    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
-        return Err(Error::EncodingInvalid);
-    };
-    let algorithm = Algorithm::try_from(stored.algorithm.as_str())?;
-    let version = stored
-        .version
-        .map(Version::try_from)
-        .transpose()?
-        .unwrap_or_default();
-    let params = Params::try_from(&stored)?;
-    let block_count = params.block_count();
-    let mut out = vec![0u8; expected.len()];
-    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
-        password,
-        salt,
-        &mut out,
-        memory.blocks(block_count),
-    )?;
-    // `Output`'s equality is constant-time.
-    Ok(&Output::new(&out)? == expected)
-}
-
 #[cfg(test)]
 mod tests {
-    use argon2::{PasswordHasher as _, PasswordVerifier as _};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 
     use super::*;
+    use crate::service::ThreadHasher;
 
     fn password(s: &str) -> Password {
         Password::parse(s).unwrap()
