@@ -16,15 +16,13 @@
 //! The scope a route needs is checked after these, by the extractor
 //! ([`super::AuthenticatedClient`]): a token lacking it is 403, not 401.
 
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ConfigError;
-use super::validator::{
-    Audience, CheckedHeader, IdTokenRules, VerifyError, check_header, check_rules, check_times,
-    jwt_validation, map_jwt_error,
-};
+use super::claims::{ClaimsCheck, RawClaims, RawRegistered, Registered};
+use super::validator::{Audience, CheckedHeader, IdTokenRules, VerifyError, check_header};
 
 /// The claims of a client's access token: what the account service signs,
 /// and what a validated token yields.
@@ -54,8 +52,9 @@ impl ClientClaims {
     }
 }
 
+/// A client token's claims as they arrive (see [`RawClaims`]).
 #[derive(Deserialize)]
-struct RawClaims {
+struct RawClientClaims {
     sub: Option<String>,
     client_id: Option<String>,
     iss: Option<String>,
@@ -66,24 +65,57 @@ struct RawClaims {
     jti: Option<String>,
 }
 
+impl RawClaims for RawClientClaims {
+    type Claims = ClientClaims;
+
+    fn registered(&mut self) -> RawRegistered {
+        RawRegistered {
+            exp: self.exp,
+            iat: self.iat,
+            iss: self.iss.take(),
+            aud: self.aud.take(),
+        }
+    }
+
+    /// `client_id` present; `sub` equal to it and not a UUID (a user's id).
+    fn into_claims(self, registered: Registered) -> Result<ClientClaims, VerifyError> {
+        let Registered { exp, iat, iss, aud } = registered;
+        let client_id = self
+            .client_id
+            .ok_or_else(|| VerifyError::MissingClaim("client_id".to_owned()))?;
+        let sub = self
+            .sub
+            .filter(|sub| *sub == client_id && !sub.is_empty() && Uuid::parse_str(sub).is_err())
+            .ok_or(VerifyError::ClientSubject)?;
+        Ok(ClientClaims {
+            sub,
+            client_id,
+            iss,
+            aud,
+            scope: self.scope.unwrap_or_default(),
+            iat,
+            exp,
+            jti: self.jti,
+        })
+    }
+}
+
 /// Applies the client-token rules. `rules.max_lifetime` is `CLIENT_TOKEN_EXP`.
 #[derive(Debug, Clone)]
 pub struct ClientTokenValidator {
-    rules: IdTokenRules,
-    validation: Validation,
+    check: ClaimsCheck,
 }
 
 impl ClientTokenValidator {
     /// The same checks of the rules as [`super::IdTokenValidator::new`].
     pub fn new(rules: IdTokenRules) -> Result<Self, ConfigError> {
-        check_rules(&rules, "CLIENT_TOKEN_EXP")?;
-        let validation = jwt_validation(&rules);
-        Ok(Self { rules, validation })
+        let check = ClaimsCheck::new(rules, "CLIENT_TOKEN_EXP")?;
+        Ok(Self { check })
     }
 
     /// The rules this validator applies.
     pub fn rules(&self) -> &IdTokenRules {
-        &self.rules
+        self.check.rules()
     }
 
     /// Steps 1 and 2.
@@ -97,30 +129,7 @@ impl ClientTokenValidator {
         header: &CheckedHeader<'_>,
         key: &DecodingKey,
     ) -> Result<ClientClaims, VerifyError> {
-        let raw = jsonwebtoken::decode::<RawClaims>(header.token(), key, &self.validation)
-            .map_err(|e| map_jwt_error(e.into_kind()))?
-            .claims;
-        let missing = |claim: &str| VerifyError::MissingClaim(claim.to_owned());
-        let exp = raw.exp.ok_or_else(|| missing("exp"))?;
-        let iat = raw.iat.ok_or_else(|| missing("iat"))?;
-        let iss = raw.iss.ok_or_else(|| missing("iss"))?;
-        let aud = raw.aud.ok_or_else(|| missing("aud"))?;
-        let client_id = raw.client_id.ok_or_else(|| missing("client_id"))?;
-        let sub = raw
-            .sub
-            .filter(|sub| *sub == client_id && !sub.is_empty() && Uuid::parse_str(sub).is_err())
-            .ok_or(VerifyError::ClientSubject)?;
-        check_times(&self.rules, iat, exp)?;
-        Ok(ClientClaims {
-            sub,
-            client_id,
-            iss,
-            aud,
-            scope: raw.scope.unwrap_or_default(),
-            iat,
-            exp,
-            jti: raw.jti,
-        })
+        self.check.claims::<RawClientClaims>(header, key)
     }
 
     /// All four steps, with the key looked up by `kid` in `keys`.

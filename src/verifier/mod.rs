@@ -59,6 +59,7 @@
 //! `WWW-Authenticate: Bearer error="invalid_token"`, both in the product's JSON
 //! error shape; see [`AuthRejection`].
 
+mod claims;
 mod client;
 mod config;
 mod extract;

@@ -16,17 +16,17 @@
 //! [`IdTokenValidator::claims`] steps 3 and 4 on what it returns, so a caller
 //! that fetches keys in between (the verifier's cache) cannot skip a step.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::ConfigError;
+use super::claims::{ClaimsCheck, RawClaims, RawRegistered, Registered};
 
 /// Longer tokens are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -186,10 +186,10 @@ pub struct IdClaims {
     pub sid: Option<String>,
 }
 
-/// The claims as they arrive: everything optional, so a missing claim is
-/// reported as missing rather than as a malformed token.
+/// An ID token's claims as they arrive: everything optional, so a missing
+/// claim is reported as missing rather than as a malformed token.
 #[derive(Deserialize)]
-struct RawClaims {
+struct RawIdClaims {
     sub: Option<String>,
     iss: Option<String>,
     aud: Option<Audience>,
@@ -201,6 +201,42 @@ struct RawClaims {
     email_verified: Option<bool>,
     name: Option<String>,
     sid: Option<String>,
+}
+
+impl RawClaims for RawIdClaims {
+    type Claims = IdClaims;
+
+    fn registered(&mut self) -> RawRegistered {
+        RawRegistered {
+            exp: self.exp,
+            iat: self.iat,
+            iss: self.iss.take(),
+            aud: self.aud.take(),
+        }
+    }
+
+    /// `sub` a UUID.
+    fn into_claims(self, registered: Registered) -> Result<IdClaims, VerifyError> {
+        let Registered { exp, iat, iss, aud } = registered;
+        let sub = self
+            .sub
+            .as_deref()
+            .and_then(|sub| Uuid::parse_str(sub).ok())
+            .ok_or(VerifyError::Subject)?;
+        Ok(IdClaims {
+            sub,
+            iss,
+            aud,
+            iat,
+            exp,
+            nbf: self.nbf,
+            jti: self.jti,
+            email: self.email.unwrap_or_default(),
+            email_verified: self.email_verified.unwrap_or(false),
+            name: self.name.unwrap_or_default(),
+            sid: self.sid,
+        })
+    }
 }
 
 /// A token whose size, shape and header passed: step 1 and 2 of the rules.
@@ -231,24 +267,20 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error>
 /// Applies [`IdTokenRules`]. Built once; cheap to share.
 #[derive(Debug, Clone)]
 pub struct IdTokenValidator {
-    rules: IdTokenRules,
-    /// Signature, `exp`, `nbf`, `iss`, `aud` and presence checks by
-    /// jsonwebtoken, the algorithm pinned to RS256.
-    validation: Validation,
+    check: ClaimsCheck,
 }
 
 impl IdTokenValidator {
     /// Checks the rules themselves: non-empty issuer and audience, a leeway of
     /// at most [`MAX_LEEWAY`], a lifetime of at least one second.
     pub fn new(rules: IdTokenRules) -> Result<Self, ConfigError> {
-        check_rules(&rules, "ID_TOKEN_EXP")?;
-        let validation = jwt_validation(&rules);
-        Ok(Self { rules, validation })
+        let check = ClaimsCheck::new(rules, "ID_TOKEN_EXP")?;
+        Ok(Self { check })
     }
 
     /// The rules this validator applies.
     pub fn rules(&self) -> &IdTokenRules {
-        &self.rules
+        self.check.rules()
     }
 
     /// Steps 1 and 2: size, shape and header, before any key is looked up.
@@ -263,33 +295,7 @@ impl IdTokenValidator {
         header: &CheckedHeader<'_>,
         key: &DecodingKey,
     ) -> Result<IdClaims, VerifyError> {
-        let raw = jsonwebtoken::decode::<RawClaims>(header.token, key, &self.validation)
-            .map_err(|e| map_jwt_error(e.into_kind()))?
-            .claims;
-        let missing = |claim: &str| VerifyError::MissingClaim(claim.to_owned());
-        let exp = raw.exp.ok_or_else(|| missing("exp"))?;
-        let iat = raw.iat.ok_or_else(|| missing("iat"))?;
-        let iss = raw.iss.ok_or_else(|| missing("iss"))?;
-        let aud = raw.aud.ok_or_else(|| missing("aud"))?;
-        let sub = raw
-            .sub
-            .as_deref()
-            .and_then(|sub| Uuid::parse_str(sub).ok())
-            .ok_or(VerifyError::Subject)?;
-        check_times(&self.rules, iat, exp)?;
-        Ok(IdClaims {
-            sub,
-            iss,
-            aud,
-            iat,
-            exp,
-            nbf: raw.nbf,
-            jti: raw.jti,
-            email: raw.email.unwrap_or_default(),
-            email_verified: raw.email_verified.unwrap_or(false),
-            name: raw.name.unwrap_or_default(),
-            sid: raw.sid,
-        })
+        self.check.claims::<RawIdClaims>(header, key)
     }
 
     /// All four steps, with the key looked up by `kid` in `keys`.
@@ -302,19 +308,6 @@ impl IdTokenValidator {
         let key = keys(header.kid()).ok_or(VerifyError::UnknownKey)?;
         self.claims(&header, key)
     }
-}
-
-/// What jsonwebtoken has no rule for (it checked `exp`, `nbf`, `iss` and
-/// `aud`): `iat` not in the future beyond the leeway, and a lifetime of at
-/// most `rules.max_lifetime`.
-pub(super) fn check_times(rules: &IdTokenRules, iat: u64, exp: u64) -> Result<(), VerifyError> {
-    if iat > now_secs().saturating_add(rules.leeway.as_secs()) {
-        return Err(VerifyError::IssuedInFuture);
-    }
-    if exp.saturating_sub(iat) > rules.max_lifetime.as_secs() {
-        return Err(VerifyError::LifetimeTooLong);
-    }
-    Ok(())
 }
 
 /// Size, shape and header of a token: RS256, `typ` equal to `typ` in any
@@ -361,62 +354,4 @@ pub(super) fn check_header<'t>(
         .filter(|kid| !kid.is_empty())
         .ok_or(VerifyError::MissingKeyId)?;
     Ok(CheckedHeader { token, kid })
-}
-
-/// The validation jsonwebtoken runs for `rules` (signature, `exp`, `nbf`,
-/// `iss`, `aud`, presence), the algorithm pinned to RS256.
-pub(super) fn jwt_validation(rules: &IdTokenRules) -> Validation {
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.set_issuer(&[&rules.issuer]);
-    validation.set_audience(&[&rules.audience]);
-    validation.leeway = rules.leeway.as_secs();
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    validation.validate_aud = true;
-    validation
-}
-
-/// Checks the rules themselves (see [`IdTokenValidator::new`]); `lifetime`
-/// names the lifetime's variable in the message.
-pub(super) fn check_rules(rules: &IdTokenRules, lifetime: &str) -> Result<(), ConfigError> {
-    if rules.issuer.trim().is_empty() {
-        return Err(ConfigError::new("issuer: must not be empty"));
-    }
-    if rules.audience.trim().is_empty() {
-        return Err(ConfigError::new("audience: must not be empty"));
-    }
-    if rules.leeway > MAX_LEEWAY {
-        return Err(ConfigError::new(format!(
-            "leeway: must be at most {} seconds",
-            MAX_LEEWAY.as_secs()
-        )));
-    }
-    if rules.max_lifetime.as_secs() == 0 || rules.max_lifetime > defaults::MAX_LIFETIME_LIMIT {
-        return Err(ConfigError::new(format!(
-            "max_lifetime ({lifetime}): must be between 1 and {} seconds",
-            defaults::MAX_LIFETIME_LIMIT.as_secs()
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-pub(super) fn map_jwt_error(kind: ErrorKind) -> VerifyError {
-    match kind {
-        ErrorKind::InvalidSignature => VerifyError::Signature,
-        ErrorKind::ExpiredSignature => VerifyError::Expired,
-        ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
-        ErrorKind::InvalidIssuer => VerifyError::Issuer,
-        ErrorKind::InvalidAudience => VerifyError::Audience,
-        ErrorKind::InvalidSubject => VerifyError::Subject,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => VerifyError::Algorithm,
-        ErrorKind::MissingRequiredClaim(claim) => VerifyError::MissingClaim(claim),
-        _ => VerifyError::Malformed,
-    }
 }
