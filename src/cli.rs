@@ -6,14 +6,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, key_paths_from_env};
+use crate::config::{Config, key_paths_from_env, settings};
 use crate::keys::{
     GeneratedKeyFiles, generate_keys, list_keys, retire_key, rotate_keys, stage_next_key,
 };
 use crate::startup::{Application, client_registry};
 
 #[derive(Debug, Parser)]
-#[command(name = "account", version, about = "JWT account service")]
+#[command(
+    name = "account",
+    version,
+    about = "JWT account service",
+    after_help = "With no command it serves; `account serve --help` lists every setting."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,6 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server (the default).
+    #[command(after_help = settings::help(settings::SERVICE))]
     Serve,
     /// Manage signing keys.
     Keys {
@@ -326,6 +332,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn serve_help_lists_every_setting_with_its_default() {
+        let err = parse(&["serve", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+        let help = err.to_string();
+        assert!(help.contains("Usage: account serve"), "{help}");
+        for setting in settings::SERVICE {
+            let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
+            assert!(help.contains(&line), "{line:?} in {help}");
+            assert!(help.contains(&setting.help_text()), "{}", setting.name);
+        }
+        let top = parse(&["--help"]).unwrap_err().to_string();
+        assert!(top.contains("account serve --help"), "{top}");
     }
 
     #[test]

@@ -14,8 +14,9 @@ use crate::keys::KeyPaths;
 use crate::service::RateLimitConfig;
 
 mod pages;
-pub use pages::{PageSettings, default_is_local_only, default_public_url};
+pub mod settings;
 use crate::web::serve::ConnectionLimits;
+pub use pages::{PageSettings, default_is_local_only, default_public_url};
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
 // re-exported so that `crate::config::Secret` keeps working.
@@ -202,10 +203,24 @@ impl Config {
     /// Reads the given variables (the process environment in production,
     /// a map in tests).
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
-        let env = Vars(vars);
+        Self::parse(&Vars::new(vars))
+    }
+
+    /// [`Self::from_vars`], and the names of the variables it read (for the
+    /// test that the settings table lists exactly those).
+    #[cfg(test)]
+    pub(crate) fn from_vars_reading(
+        vars: HashMap<String, String>,
+    ) -> (anyhow::Result<Self>, std::collections::BTreeSet<String>) {
+        let env = Vars::new(vars);
+        let config = Self::parse(&env);
+        (config, env.read.into_inner())
+    }
+
+    fn parse(env: &Vars) -> anyhow::Result<Self> {
         let user_store = parse_user_store(env.store_url("DATABASE_URL")?)?;
-        let redis_mode = RedisMode::parse(env.0.get("REDIS_MODE").map(String::as_str))
-            .map_err(anyhow::Error::msg)?;
+        let redis_mode =
+            RedisMode::parse(env.raw("REDIS_MODE").as_deref()).map_err(anyhow::Error::msg)?;
         let token_store = match env.store_url("REDIS_URL")? {
             Some(url) => {
                 node_urls(redis_mode, &url).map_err(anyhow::Error::msg)?;
@@ -224,7 +239,7 @@ impl Config {
             port: env.parse("PORT", defaults::PORT)?,
             user_store,
             token_store,
-            keys: key_paths(&env),
+            keys: key_paths(env),
             id_token_ttl: env.seconds(
                 "ID_TOKEN_EXP",
                 defaults::ID_TOKEN_EXP,
@@ -270,10 +285,10 @@ impl Config {
                 .optional("HASH_THREADS")
                 .map(|_| env.parse("HASH_THREADS", 0))
                 .transpose()?,
-            mail: mail(&env)?,
-            rate_limits: rate_limits(&env)?,
-            trusted_proxies: trusted_proxies(&env)?,
-            pages: pages::page_settings(&env)?,
+            mail: mail(env)?,
+            rate_limits: rate_limits(env)?,
+            trusted_proxies: trusted_proxies(env)?,
+            pages: pages::page_settings(env)?,
         };
         config.check()?;
         Ok(config)
@@ -360,7 +375,7 @@ impl Config {
 
 /// The key files only (for `account keys …`, which needs nothing else).
 pub(crate) fn key_paths_from_env() -> KeyPaths {
-    key_paths(&Vars(std::env::vars().collect()))
+    key_paths(&Vars::new(std::env::vars().collect()))
 }
 
 fn key_paths(env: &Vars) -> KeyPaths {
@@ -380,7 +395,7 @@ fn key_paths(env: &Vars) -> KeyPaths {
 /// `SMTP_URL` (set but empty is a mistake: it must not silently write mails,
 /// tokens included, to the log) and `MAIL_FROM`. Errors never repeat the URL.
 fn mail(env: &Vars) -> anyhow::Result<MailConfig> {
-    let smtp_url = match env.0.get("SMTP_URL").map(|url| url.trim()) {
+    let smtp_url = match env.raw("SMTP_URL").as_deref().map(str::trim) {
         None => None,
         Some("") => bail!("SMTP_URL: is set but empty (unset it to write mails to the log)"),
         Some(url) => {
@@ -493,17 +508,35 @@ pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!file.as_os_str().is_empty()).then(|| file.to_path_buf())
 }
 
-struct Vars(HashMap<String, String>);
+/// The variables, and the names the parser asked for (every one must be in
+/// [`settings::SERVICE`]).
+struct Vars {
+    vars: HashMap<String, String>,
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
 
 impl Vars {
+    fn new(vars: HashMap<String, String>) -> Self {
+        Self {
+            vars,
+            read: Default::default(),
+        }
+    }
+
+    /// The value as set (perhaps empty).
+    fn raw(&self, name: &str) -> Option<String> {
+        self.read.borrow_mut().insert(name.to_owned());
+        self.vars.get(name).cloned()
+    }
+
     fn optional(&self, name: &str) -> Option<String> {
-        self.0.get(name).filter(|v| !v.trim().is_empty()).cloned()
+        self.raw(name).filter(|v| !v.trim().is_empty())
     }
 
     /// A store URL: unset means the embedded store, but set-and-empty is a
     /// mistake (e.g. a blank line in an env file) that must not silently pick it.
     fn store_url(&self, name: &str) -> anyhow::Result<Option<String>> {
-        match self.0.get(name) {
+        match self.raw(name) {
             Some(value) if value.trim().is_empty() => {
                 bail!("{name}: is set but empty (unset it to use the embedded store)")
             }
@@ -800,8 +833,14 @@ mod tests {
         );
         let c = Config::from_vars(vars(&[("PUBLIC_URL", "https://app.example/base/")])).unwrap();
         let flows = c.pages.flows(&c.host, bound);
-        assert_eq!(flows.verify_email_url, "https://app.example/base/verify-email");
-        assert_eq!(flows.reset_password_url, "https://app.example/base/reset-password");
+        assert_eq!(
+            flows.verify_email_url,
+            "https://app.example/base/verify-email"
+        );
+        assert_eq!(
+            flows.reset_password_url,
+            "https://app.example/base/reset-password"
+        );
         let c = Config::from_vars(vars(&[
             ("PUBLIC_URL", "https://ignored.example"),
             ("VERIFY_EMAIL_URL", "https://app.example/#/x"),

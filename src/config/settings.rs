@@ -1,0 +1,386 @@
+//! Every environment variable the account service reads, declared once in a
+//! table: its name, its default (from the typed defaults the parser uses) and
+//! one line of help with its bounds. `account serve --help` prints the table;
+//! tests check that the parser reads exactly these names and that
+//! `docs/configuration.md` lists exactly them.
+
+use super::{defaults, limits};
+use crate::web::serve::{defaults as conn, limits as conn_limits};
+
+/// One environment variable of a program.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    /// The default as people read it (a value, or what happens when unset).
+    pub default: fn() -> String,
+    /// One line: what it does, and its bounds.
+    pub help: fn() -> String,
+}
+
+impl Setting {
+    /// The default, as `--help` shows it.
+    pub fn default_text(&self) -> String {
+        (self.default)()
+    }
+
+    /// The help line, as `--help` shows it.
+    pub fn help_text(&self) -> String {
+        (self.help)()
+    }
+}
+
+/// `RUST_LOG`: read by the logging set-up, not by the configuration parser.
+pub const RUST_LOG: Setting = Setting {
+    name: "RUST_LOG",
+    default: || "info".into(),
+    help: || "log filter (tracing-subscriber EnvFilter syntax, e.g. account=debug)".into(),
+};
+
+/// Every setting of `account serve`, in the order of `docs/configuration.md`.
+pub const SERVICE: &[Setting] = &[
+    Setting {
+        name: "HOST",
+        default: || defaults::HOST.into(),
+        help: || "address to listen on (0.0.0.0 in a container)".into(),
+    },
+    Setting {
+        name: "PORT",
+        default: || defaults::PORT.to_string(),
+        help: || "port to listen on (0: one the kernel picks)".into(),
+    },
+    Setting {
+        name: "DATABASE_URL",
+        default: || format!("unset: SQLite {}", defaults::SQLITE_URL),
+        help: || "users: postgres://… (PostgreSQL) or sqlite://path".into(),
+    },
+    Setting {
+        name: "REDIS_URL",
+        default: || "unset: in-process whitelist".into(),
+        help: || "refresh-token whitelist: redis://… (cluster: comma-separated seeds)".into(),
+    },
+    Setting {
+        name: "REDIS_MODE",
+        default: || "standalone".into(),
+        help: || "standalone or cluster (Redis Cluster through REDIS_URL's seeds)".into(),
+    },
+    Setting {
+        name: "PRIV_KEY_FILE",
+        default: || defaults::PRIV_KEY_FILE.into(),
+        help: || "RSA private key (PEM, 2048 bits or more) signing ID tokens".into(),
+    },
+    Setting {
+        name: "PUB_KEY_FILE",
+        default: || defaults::PUB_KEY_FILE.into(),
+        help: || "its public key (checked against the private key)".into(),
+    },
+    Setting {
+        name: "REFRESH_SECRET",
+        default: || "unset: read from REFRESH_SECRET_FILE".into(),
+        help: || "HMAC secret of refresh tokens, 32 bytes or more".into(),
+    },
+    Setting {
+        name: "REFRESH_SECRET_FILE",
+        default: || defaults::REFRESH_SECRET_FILE.into(),
+        help: || "where the refresh secret is read from".into(),
+    },
+    Setting {
+        name: "PUBLISHED_KEYS_DIR",
+        default: || defaults::PUBLISHED_KEYS_DIR.into(),
+        help: || "public keys published besides the active one (<kid>.pem)".into(),
+    },
+    Setting {
+        name: "ID_TOKEN_EXP",
+        default: || defaults::ID_TOKEN_EXP.to_string(),
+        help: || format!("ID token lifetime, seconds (1 to {})", limits::ID_TOKEN_EXP),
+    },
+    Setting {
+        name: "CLIENT_TOKEN_EXP",
+        default: || defaults::CLIENT_TOKEN_EXP.to_string(),
+        help: || {
+            format!(
+                "client access token lifetime, seconds (1 to {})",
+                limits::CLIENT_TOKEN_EXP
+            )
+        },
+    },
+    Setting {
+        name: "REFRESH_TOKEN_EXP",
+        default: || defaults::REFRESH_TOKEN_EXP.to_string(),
+        help: || {
+            format!(
+                "refresh token lifetime, seconds (1 to {})",
+                limits::REFRESH_TOKEN_EXP
+            )
+        },
+    },
+    Setting {
+        name: "REFRESH_REUSE_GRACE",
+        default: || defaults::REFRESH_REUSE_GRACE.to_string(),
+        help: || {
+            format!(
+                "seconds a rotated refresh token still gets the same new pair (0 to {})",
+                limits::REFRESH_REUSE_GRACE
+            )
+        },
+    },
+    Setting {
+        name: "MAX_SESSIONS_PER_USER",
+        default: || defaults::MAX_SESSIONS_PER_USER.to_string(),
+        help: || {
+            format!(
+                "sessions per user, least recently used ended past it (1 to {})",
+                limits::MAX_SESSIONS_PER_USER
+            )
+        },
+    },
+    Setting {
+        name: "SESSION_MAX_AGE",
+        default: || defaults::SESSION_MAX_AGE.to_string(),
+        help: || {
+            format!(
+                "absolute lifetime of a session, seconds (1 to {})",
+                limits::SESSION_MAX_AGE
+            )
+        },
+    },
+    Setting {
+        name: "ID_TOKEN_ISSUER",
+        default: || defaults::ID_TOKEN_ISSUER.into(),
+        help: || "iss of ID tokens".into(),
+    },
+    Setting {
+        name: "ID_TOKEN_AUDIENCE",
+        default: || defaults::ID_TOKEN_AUDIENCE.into(),
+        help: || "aud of ID tokens".into(),
+    },
+    Setting {
+        name: "HANDLER_TIMEOUT",
+        default: || defaults::HANDLER_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds before a request is answered 503 (1 to {})",
+                limits::HANDLER_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "MAX_BODY_BYTES",
+        default: || defaults::MAX_BODY_BYTES.to_string(),
+        help: || {
+            format!(
+                "larger request bodies are answered 413 (1 to {})",
+                limits::MAX_BODY_BYTES
+            )
+        },
+    },
+    Setting {
+        name: "HEADER_READ_TIMEOUT",
+        default: || conn::HEADER_READ_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds to send a request head (1 to {})",
+                conn_limits::HEADER_READ_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "KEEP_ALIVE_TIMEOUT",
+        default: || conn::KEEP_ALIVE_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds a kept-alive connection may idle (1 to {})",
+                conn_limits::KEEP_ALIVE_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "BODY_READ_TIMEOUT",
+        default: || conn::BODY_READ_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds to send a request body, then 408 (1 to {})",
+                conn_limits::BODY_READ_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "MAX_CONNECTIONS",
+        default: || conn::MAX_CONNECTIONS.to_string(),
+        help: || {
+            format!(
+                "connections served at once, more wait (1 to {})",
+                conn_limits::MAX_CONNECTIONS
+            )
+        },
+    },
+    Setting {
+        name: "ACCOUNT_API_URL",
+        default: || defaults::ACCOUNT_API_URL.into(),
+        help: || "base path of the account API".into(),
+    },
+    Setting {
+        name: "DATABASE_MAX_CONNECTIONS",
+        default: || defaults::DATABASE_MAX_CONNECTIONS.to_string(),
+        help: || "PostgreSQL pool size (1 or more)".into(),
+    },
+    Setting {
+        name: "HASH_THREADS",
+        default: || "one per core".into(),
+        help: || {
+            format!(
+                "Argon2id hashing threads, 19 MiB each while busy (1 to {})",
+                limits::HASH_THREADS
+            )
+        },
+    },
+    Setting {
+        name: "HASH_QUEUE_LIMIT",
+        default: || defaults::HASH_QUEUE_LIMIT.to_string(),
+        help: || {
+            format!(
+                "places in the password-hashing queue, 503 past it (1 to {})",
+                limits::HASH_QUEUE_LIMIT
+            )
+        },
+    },
+    Setting {
+        name: "RATE_LIMIT_WINDOW",
+        default: || defaults::RATE_LIMIT_WINDOW.to_string(),
+        help: || {
+            format!(
+                "seconds the limits count over (1 to {})",
+                limits::RATE_LIMIT_WINDOW
+            )
+        },
+    },
+    Setting {
+        name: "SIGNIN_RATE_LIMIT",
+        default: || defaults::SIGNIN_RATE_LIMIT.to_string(),
+        help: || "sign-in attempts per email and client address per window (1 or more)".into(),
+    },
+    Setting {
+        name: "SIGNIN_IP_RATE_LIMIT",
+        default: || defaults::SIGNIN_IP_RATE_LIMIT.to_string(),
+        help: || "sign-in attempts per client address per window (1 or more)".into(),
+    },
+    Setting {
+        name: "SIGNIN_EMAIL_RATE_LIMIT",
+        default: || defaults::SIGNIN_EMAIL_RATE_LIMIT.to_string(),
+        help: || "sign-in attempts per email per window (1 or more)".into(),
+    },
+    Setting {
+        name: "SIGNUP_RATE_LIMIT",
+        default: || defaults::SIGNUP_RATE_LIMIT.to_string(),
+        help: || "sign-ups per client address per window (1 or more)".into(),
+    },
+    Setting {
+        name: "MAIL_RATE_LIMIT",
+        default: || defaults::MAIL_RATE_LIMIT.to_string(),
+        help: || "mails a request can trigger per account per window (1 or more)".into(),
+    },
+    Setting {
+        name: "PUBLIC_URL",
+        default: || "http://localhost:<port bound>".into(),
+        help: || "the origin people and browsers reach this service at: base of mail links".into(),
+    },
+    Setting {
+        name: "VERIFY_EMAIL_URL",
+        default: || format!("<PUBLIC_URL>{}", defaults::VERIFY_EMAIL_PATH),
+        help: || "the page a verification link opens (?token=… appended)".into(),
+    },
+    Setting {
+        name: "RESET_PASSWORD_URL",
+        default: || format!("<PUBLIC_URL>{}", defaults::RESET_PASSWORD_PATH),
+        help: || "the page a reset link opens (?token=… appended)".into(),
+    },
+    Setting {
+        name: "VERIFY_TOKEN_EXP",
+        default: || defaults::VERIFY_TOKEN_EXP.to_string(),
+        help: || {
+            format!(
+                "seconds a verification link works (1 to {})",
+                limits::VERIFY_TOKEN_EXP
+            )
+        },
+    },
+    Setting {
+        name: "RESET_TOKEN_EXP",
+        default: || defaults::RESET_TOKEN_EXP.to_string(),
+        help: || {
+            format!(
+                "seconds a reset link works (1 to {})",
+                limits::RESET_TOKEN_EXP
+            )
+        },
+    },
+    Setting {
+        name: "TRUSTED_PROXIES",
+        default: || "unset: none".into(),
+        help: || {
+            "proxies whose X-Forwarded-For names the client (networks, comma-separated)".into()
+        },
+    },
+    Setting {
+        name: "SMTP_URL",
+        default: || "unset: mails written to the log (development only)".into(),
+        help: || "mail server: smtp://host:port (?tls=required) or smtps://host".into(),
+    },
+    Setting {
+        name: "MAIL_FROM",
+        default: || defaults::MAIL_FROM.into(),
+        help: || "sender of the mails: a@b or Name <a@b>".into(),
+    },
+    RUST_LOG,
+];
+
+/// The settings as `--help` prints them after the usage: a heading, then
+/// for each one its name and default, and its help line beneath.
+pub fn help(settings: &[Setting]) -> String {
+    let mut text = String::from("Settings (environment variables; a .env file is read too):\n");
+    for setting in settings {
+        text.push_str(&format!(
+            "  {}  [default: {}]\n      {}\n",
+            setting.name,
+            setting.default_text(),
+            setting.help_text()
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn names(settings: &[Setting]) -> BTreeSet<&'static str> {
+        settings.iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn each_name_is_declared_once() {
+        assert_eq!(names(SERVICE).len(), SERVICE.len());
+    }
+
+    #[test]
+    fn the_parser_reads_exactly_the_settings_of_the_table() {
+        let (config, read) = Config::from_vars_reading(HashMap::new());
+        config.unwrap();
+        let mut declared = names(SERVICE);
+        declared.remove(RUST_LOG.name);
+        assert_eq!(read, declared.into_iter().map(String::from).collect());
+    }
+
+    #[test]
+    fn the_help_lists_every_setting_with_its_default() {
+        let help = help(SERVICE);
+        for setting in SERVICE {
+            let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
+            assert!(help.contains(&line), "{line:?} in {help}");
+        }
+        assert!(help.contains("  PORT  [default: 8080]"), "{help}");
+        assert!(help.contains("(1 to 3600)"), "{help}");
+    }
+}
