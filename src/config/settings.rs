@@ -373,6 +373,45 @@ mod tests {
         assert_eq!(read, declared.into_iter().map(String::from).collect());
     }
 
+    /// The variable names in the first cell of each table row of the
+    /// section `heading` of `docs/configuration.md` (a cell may name
+    /// several: `` `HOST`, `PORT` ``).
+    fn documented(heading: &str) -> BTreeSet<String> {
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .expect("docs/configuration.md");
+        let section = page
+            .split("\n## ")
+            .find(|section| section.starts_with(heading))
+            .unwrap_or_else(|| panic!("no section {heading:?} in docs/configuration.md"));
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|row| row.split('|').next())
+            .flat_map(|cell| {
+                format!("`{cell}")
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_configuration_page_names_exactly_the_settings_of_the_table() {
+        let documented = documented("The account service");
+        let declared: BTreeSet<String> = names(SERVICE).into_iter().map(String::from).collect();
+        let missing: Vec<_> = declared.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&declared).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "docs/configuration.md lacks {missing:?} and names {unknown:?}, which no setting has"
+        );
+    }
+
     #[test]
     fn the_help_lists_every_setting_with_its_default() {
         let help = help(SERVICE);
