@@ -1,10 +1,8 @@
 //! Configuration from environment variables; a bad value names its variable.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -15,8 +13,13 @@ use crate::service::RateLimitConfig;
 
 mod pages;
 pub mod settings;
+mod stores;
+mod vars;
 use crate::web::serve::ConnectionLimits;
 pub use pages::{PageSettings, default_is_local_only, default_public_url};
+pub(crate) use stores::sqlite_file;
+use stores::{data_dir, parse_user_store, token_file};
+use vars::Vars;
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
 // re-exported so that `crate::config::Secret` keeps working.
@@ -455,122 +458,6 @@ fn trusted_proxies(env: &Vars) -> anyhow::Result<Vec<IpNet>> {
                 })
         })
         .collect()
-}
-
-fn parse_user_store(url: Option<String>) -> anyhow::Result<UserStoreConfig> {
-    let url = url.unwrap_or_else(|| defaults::SQLITE_URL.to_owned());
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(UserStoreConfig::Postgres {
-            url: Secret::new(url),
-        });
-    }
-    if url.starts_with("sqlite:") {
-        url.parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .map_err(|e| anyhow::anyhow!("DATABASE_URL: not a usable sqlite:// URL: {e}"))?;
-        return Ok(UserStoreConfig::Sqlite { url });
-    }
-    bail!("DATABASE_URL: must be a postgres:// or sqlite:// URL")
-}
-
-/// The folder of the SQLite file, or `data/` with PostgreSQL.
-fn data_dir(user_store: &UserStoreConfig) -> PathBuf {
-    match user_store {
-        UserStoreConfig::Sqlite { url } => sqlite_file(url)
-            .and_then(|file| file.parent().map(PathBuf::from))
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
-        UserStoreConfig::Postgres { .. } => PathBuf::from(defaults::DATA_DIR),
-    }
-}
-
-/// The SQLite file of the in-process token store: the users file, or
-/// `tokens.db` in the data directory with PostgreSQL.
-fn token_file(user_store: &UserStoreConfig) -> Option<PathBuf> {
-    match user_store {
-        UserStoreConfig::Sqlite { url } => sqlite_file(url),
-        UserStoreConfig::Postgres { .. } => Some(data_dir(user_store).join("tokens.db")),
-    }
-}
-
-/// Whether a SQLite URL names an in-memory database (`sqlite::memory:`,
-/// `sqlite://…?mode=memory`).
-pub(crate) fn is_sqlite_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
-}
-
-/// The file of a SQLite URL (`None` for an in-memory database).
-pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
-    if is_sqlite_memory(url) {
-        return None;
-    }
-    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
-    let file = options.get_filename();
-    (!file.as_os_str().is_empty()).then(|| file.to_path_buf())
-}
-
-/// The variables, and the names the parser asked for (every one must be in
-/// [`settings::SERVICE`]).
-struct Vars {
-    vars: HashMap<String, String>,
-    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
-}
-
-impl Vars {
-    fn new(vars: HashMap<String, String>) -> Self {
-        Self {
-            vars,
-            read: Default::default(),
-        }
-    }
-
-    /// The value as set (perhaps empty).
-    fn raw(&self, name: &str) -> Option<String> {
-        self.read.borrow_mut().insert(name.to_owned());
-        self.vars.get(name).cloned()
-    }
-
-    fn optional(&self, name: &str) -> Option<String> {
-        self.raw(name).filter(|v| !v.trim().is_empty())
-    }
-
-    /// A store URL: unset means the embedded store, but set-and-empty is a
-    /// mistake (e.g. a blank line in an env file) that must not silently pick it.
-    fn store_url(&self, name: &str) -> anyhow::Result<Option<String>> {
-        match self.raw(name) {
-            Some(value) if value.trim().is_empty() => {
-                bail!("{name}: is set but empty (unset it to use the embedded store)")
-            }
-            Some(value) => Ok(Some(value.trim().to_owned())),
-            None => Ok(None),
-        }
-    }
-
-    fn string(&self, name: &str, default: &str) -> String {
-        self.optional(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T>(&self, name: &str, default: T) -> anyhow::Result<T>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match self.optional(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{name}: invalid value {raw:?}: {e}")),
-        }
-    }
-
-    /// A positive number of seconds, at most `max`.
-    fn seconds(&self, name: &str, default: u64, max: u64) -> anyhow::Result<Duration> {
-        let secs: u64 = self.parse(name, default)?;
-        if secs == 0 || secs > max {
-            bail!("{name}: must be between 1 and {max} seconds");
-        }
-        Ok(Duration::from_secs(secs))
-    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,11 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
         }
         None => None,
     };
-    let page = |name: &str| env.optional(name).map(|url| http_url(name, &url)).transpose();
+    let page = |name: &str| {
+        env.optional(name)
+            .map(|url| http_url(name, &url))
+            .transpose()
+    };
     Ok(PageSettings {
         public_url,
         verify_email_url: page("VERIFY_EMAIL_URL")?,
@@ -144,10 +148,22 @@ mod tests {
             ("0.0.0.0", "0.0.0.0:8080", "http://localhost:8080"),
             ("::", "[::]:9000", "http://localhost:9000"),
             ("10.1.2.3", "10.1.2.3:8080", "http://10.1.2.3:8080"),
-            ("2001:db8::5", "[2001:db8::5]:8443", "http://[2001:db8::5]:8443"),
-            ("account.internal", "10.1.2.3:8080", "http://account.internal:8080"),
+            (
+                "2001:db8::5",
+                "[2001:db8::5]:8443",
+                "http://[2001:db8::5]:8443",
+            ),
+            (
+                "account.internal",
+                "10.1.2.3:8080",
+                "http://account.internal:8080",
+            ),
         ] {
-            assert_eq!(default_public_url(host, at(bound)), expected, "{host} {bound}");
+            assert_eq!(
+                default_public_url(host, at(bound)),
+                expected,
+                "{host} {bound}"
+            );
         }
     }
 
@@ -162,7 +178,10 @@ mod tests {
         };
         assert!(default_is_local_only(&settings(None), at("0.0.0.0:8080")));
         assert!(default_is_local_only(&settings(None), at("[::]:8080")));
-        assert!(!default_is_local_only(&settings(None), at("127.0.0.1:8080")));
+        assert!(!default_is_local_only(
+            &settings(None),
+            at("127.0.0.1:8080")
+        ));
         assert!(!default_is_local_only(
             &settings(Some("https://app.example")),
             at("0.0.0.0:8080")
