@@ -30,8 +30,8 @@ use crate::repository::{
 };
 use crate::secret::Secret;
 use crate::service::{
-    AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig,
-    FlowConfig, PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
+    AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig, FlowConfig,
+    PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
     UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
