@@ -36,9 +36,13 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+#[allow(dead_code)] // the ID-token claims of the RS256 rates
+#[path = "common/bench.rs"]
+mod bench;
 #[allow(dead_code)]
 #[path = "../tests/common/stores.rs"]
 mod stores;
+use bench::{cpu_model, env_number, progress};
 use stores::{TestDatabase, delete_user_keys, stores_reachable, test_redis_url};
 
 const PASSWORD: &str = "correct horse battery";
@@ -46,21 +50,10 @@ const NO_LIMIT: &str = "1000000000";
 /// Unrelated keys written per pipeline.
 const BATCH: usize = 10_000;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|raw| raw.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-fn progress(message: &str) {
-    eprintln!("  … {message}");
-}
-
 fn main() -> anyhow::Result<()> {
-    let users = env_number("SIZING_USERS", 200).max(1);
-    let unrelated = env_number("SIZING_UNRELATED_KEYS", 1_000_000);
-    let signouts = env_number("SIZING_SIGNOUTS", 5).max(1);
+    let users = env_number("SIZING_USERS", 200_usize).max(1);
+    let unrelated = env_number("SIZING_UNRELATED_KEYS", 1_000_000_usize);
+    let signouts = env_number("SIZING_SIGNOUTS", 5_usize).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -156,14 +149,6 @@ async fn run(
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
-}
-
-fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
 }
 
 /// `field` of `INFO section`.

@@ -1,16 +1,85 @@
 //! The machine's own limits, measured in the same run as the legs: RSA-2048
-//! signatures per second by the crate's signer on one thread per core
-//! (openssl's rate is `benches/common/openssl.rs`, shared with the
-//! throughput bench), Argon2id hashes per second with the service's
-//! parameters on every core, and a bare Redis SCAN loop.
+//! signatures per second by `openssl speed -multi` (`benches/common/openssl.rs`,
+//! shared with the throughput bench) and by the crate's signer on one thread
+//! per core, Argon2id hashes per second with the service's parameters on
+//! every core, and a bare Redis SCAN loop; and a limit measured just before
+//! and just after its leg.
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use account::testing::{IdTokenSigner, ThreadHasher};
-use account::verifier::{Audience, IdClaims};
 use uuid::Uuid;
+
+use crate::Settings;
+use crate::bench::progress;
+use crate::report::thousands;
+
+/// The limits measured before the services start (the RSA and Argon2 rates
+/// are measured again around their legs).
+pub struct Limits {
+    pub openssl: Result<f64, String>,
+    pub signer: f64,
+    /// The generated private key, for the signer's rate when openssl is
+    /// missing.
+    private_pem: Vec<u8>,
+}
+
+impl Limits {
+    /// The all-core RSA-2048 signing rate measured now: openssl's when it
+    /// ran at the start, else the service's signer's.
+    pub fn rsa_now(&self, settings: &Settings) -> f64 {
+        let seconds = settings.limit_seconds;
+        match &self.openssl {
+            Ok(_) => crate::openssl::openssl_rsa2048(settings.cores, seconds.ceil() as u32)
+                .unwrap_or(self.signer),
+            Err(_) => {
+                signer_rate(&self.private_pem, settings.cores, seconds).unwrap_or(self.signer)
+            }
+        }
+    }
+}
+
+/// A limit measured just before and just after a leg: on a shared or
+/// throttled machine the cores' speed drifts, and the leg is compared with
+/// what they gave around it, not minutes earlier.
+pub struct Bracket {
+    pub before: f64,
+    pub after: f64,
+}
+
+impl Bracket {
+    pub fn mean(&self) -> f64 {
+        (self.before + self.after) / 2.0
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (just before the leg {}, after it {})",
+            thousands(self.mean()),
+            thousands(self.before),
+            thousands(self.after)
+        )
+    }
+}
+
+pub fn measure_limits(settings: &Settings, dir: &std::path::Path) -> anyhow::Result<Limits> {
+    let cores = settings.cores;
+    let seconds = settings.limit_seconds;
+    progress(&format!("openssl speed -multi {cores} rsa2048"));
+    let openssl = crate::openssl::openssl_rsa2048(cores, seconds.ceil() as u32);
+    progress(&format!("the service's RS256 signer on {cores} threads"));
+    let files = account::testing::GeneratedKeyFiles::in_dir(dir);
+    account::testing::generate_keys(&files, false)?;
+    let private_pem = std::fs::read(&files.private_key)?;
+    let signer = signer_rate(&private_pem, cores, seconds)?;
+    Ok(Limits {
+        openssl,
+        signer,
+        private_pem,
+    })
+}
 
 /// Runs `op` on `threads` threads for `seconds`; operations per second, all
 /// threads together.
@@ -41,23 +110,7 @@ where
 /// once), one thread per core.
 pub fn signer_rate(private_pem: &[u8], threads: usize, seconds: f64) -> anyhow::Result<f64> {
     let signer = Arc::new(IdTokenSigner::from_pem(private_pem)?);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    // The claims the server puts into an ID token (default issuer and audience).
-    let claims = Arc::new(IdClaims {
-        sub: Uuid::new_v4(),
-        iss: "account".into(),
-        aud: Audience::One("domain-services".into()),
-        iat: now,
-        exp: now + 900,
-        nbf: None,
-        jti: Some(Uuid::new_v4().to_string()),
-        email: "bench@example.com".into(),
-        email_verified: true,
-        name: "Bench User".into(),
-        sid: Some(Uuid::new_v4().to_string()),
-    });
+    let claims = Arc::new(crate::bench::id_claims());
     Ok(all_core_rate(threads, seconds, || {
         let signer = Arc::clone(&signer);
         let claims = Arc::clone(&claims);

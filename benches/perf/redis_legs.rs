@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::limits;
 use crate::load::Targets;
-use crate::services::{self, Users};
+use crate::users::{self, Users};
 
 /// Sessions of the user whose Redis bytes are measured.
 pub const SESSIONS_MEASURED: usize = 10;
@@ -23,10 +23,10 @@ pub async fn signout_leg(
     let mut signouts = Vec::new();
     let mut scans = Vec::new();
     for _ in 0..SIGNOUT_RUNS {
-        let first = services::sign_up(targets, users).await?;
-        let uid = services::uid_of(&first)?;
-        services::sign_in(targets, &first).await?;
-        let last = services::sign_in(targets, &first).await?;
+        let first = users::sign_up(targets, users).await?;
+        let uid = users::uid_of(&first)?;
+        users::sign_in(targets, &first).await?;
+        let last = users::sign_in(targets, &first).await?;
         let (scan, _) = limits::scan_loop(redis, uid).await?;
         scans.push(scan);
         let start = Instant::now();
@@ -62,11 +62,11 @@ pub async fn bytes_per_session(
     users: &Users,
     redis: &mut redis::aio::MultiplexedConnection,
 ) -> anyhow::Result<f64> {
-    let first = services::sign_up(targets, users).await?;
+    let first = users::sign_up(targets, users).await?;
     for _ in 1..SESSIONS_MEASURED {
-        services::sign_in(targets, &first).await?;
+        users::sign_in(targets, &first).await?;
     }
-    let uid = services::uid_of(&first)?;
+    let uid = users::uid_of(&first)?;
     let keys: Vec<String> = {
         let mut iter: redis::AsyncIter<String> =
             redis::AsyncCommands::scan_match(redis, format!("{uid}:*")).await?;

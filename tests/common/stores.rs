@@ -1,8 +1,8 @@
 //! The real PostgreSQL and Redis that tests and benchmarks share with each
 //! other and with later runs: where they are, whether they answer, a database
 //! of one's own that is dropped afterwards, and removal of only the Redis keys
-//! of the users one created. Included with `#[path]` by `tests/api` and
-//! `benches/throughput.rs`.
+//! of the users one created. Included with `#[path]` by `tests/api` and the
+//! benches.
 
 use std::time::Duration;
 

@@ -1,12 +1,11 @@
-//! The load generator: `clients` concurrent reqwest clients in this process,
-//! each sending one request after the other for a fixed time; and a storm of
-//! raw TCP connections opened at once.
+//! The load generator of the `perf` and `throughput` benches: `clients`
+//! concurrent reqwest clients in this process, each sending one request after
+//! the other for a fixed time (or one per tick, as a probe); p50 and p99.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -47,7 +46,7 @@ impl Outcome {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn from(
+    pub fn from(
         latencies: &mut [Duration],
         failures: u64,
         first: Option<String>,
@@ -79,8 +78,8 @@ pub struct Targets {
     pub http: reqwest::Client,
     /// `http://…/api/account`
     pub account: Arc<str>,
-    /// `http://…/api/todos`
-    pub todos: Arc<str>,
+    /// `http://…/api/todos`, where a todo service runs.
+    pub todos: Option<Arc<str>>,
 }
 
 pub fn tokens_of(body: &Value) -> Option<(String, String)> {
@@ -114,10 +113,8 @@ async fn one_request(targets: &Targets, op: Op, state: &mut ClientState) -> Resu
                 .await
         }
         Op::TodoGet => {
-            http.get(&*targets.todos)
-                .bearer_auth(&state.id_token)
-                .send()
-                .await
+            let todos = targets.todos.as_deref().ok_or("no todo service to ask")?;
+            http.get(todos).bearer_auth(&state.id_token).send().await
         }
     }
     .map_err(|e| format!("request failed: {e}"))?;
@@ -148,48 +145,30 @@ pub async fn drive(
     clients: &mut Vec<ClientState>,
     seconds: f64,
 ) -> Outcome {
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let tasks: Vec<_> = clients
-        .drain(..)
-        .map(|mut state| {
-            let targets = targets.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(4096);
-                let (mut failures, mut first) = (0, None);
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    match one_request(&targets, op, &mut state).await {
-                        Ok(()) => latencies.push(sent.elapsed()),
-                        Err(e) => {
-                            failures += 1;
-                            first.get_or_insert(e);
-                            if op == Op::Refresh {
-                                break;
-                            }
+    run_clients(
+        targets,
+        clients,
+        seconds,
+        move |targets, mut state, deadline| async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let (mut failures, mut first) = (0, None);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match one_request(&targets, op, &mut state).await {
+                    Ok(()) => latencies.push(sent.elapsed()),
+                    Err(e) => {
+                        failures += 1;
+                        first.get_or_insert(e);
+                        if op == Op::Refresh {
+                            break;
                         }
                     }
                 }
-                (latencies, failures, first, state)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let (mut failures, mut first_failure) = (0, None);
-    for joined in futures::future::join_all(tasks).await {
-        let Ok((lat, f, first, state)) = joined else {
-            failures += 1;
-            first_failure.get_or_insert_with(|| "a client task panicked".to_owned());
-            continue;
-        };
-        latencies.extend(lat);
-        failures += f;
-        if first_failure.is_none() {
-            first_failure = first;
-        }
-        clients.push(state);
-    }
-    Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
+            }
+            (latencies, failures, first, state)
+        },
+    )
+    .await
 }
 
 /// Every client sends one `op` request per `every` (a late answer delays the
@@ -203,34 +182,57 @@ pub async fn probe(
     seconds: f64,
     every: Duration,
 ) -> Outcome {
+    run_clients(
+        targets,
+        clients,
+        seconds,
+        move |targets, mut state, deadline| async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut latencies = Vec::new();
+            let (mut failures, mut first) = (0, None);
+            loop {
+                ticks.tick().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                match one_request(&targets, op, &mut state).await {
+                    Ok(()) => latencies.push(sent.elapsed()),
+                    Err(e) => {
+                        failures += 1;
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+            (latencies, failures, first, state)
+        },
+    )
+    .await
+}
+
+/// What one client's task hands back: its latencies, failures, first
+/// failure, and its state for the next leg.
+type ClientRun = (Vec<Duration>, u64, Option<String>, ClientState);
+
+/// Runs `client` for every client, each its own task, until the deadline
+/// `seconds` from now; waits for them all, puts the clients back, and sums up
+/// what they measured.
+async fn run_clients<F, Fut>(
+    targets: &Targets,
+    clients: &mut Vec<ClientState>,
+    seconds: f64,
+    client: F,
+) -> Outcome
+where
+    F: Fn(Targets, ClientState, Instant) -> Fut,
+    Fut: Future<Output = ClientRun> + Send + 'static,
+{
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = clients
         .drain(..)
-        .map(|mut state| {
-            let targets = targets.clone();
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(every);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut latencies = Vec::new();
-                let (mut failures, mut first) = (0, None);
-                loop {
-                    ticks.tick().await;
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    match one_request(&targets, op, &mut state).await {
-                        Ok(()) => latencies.push(sent.elapsed()),
-                        Err(e) => {
-                            failures += 1;
-                            first.get_or_insert(e);
-                        }
-                    }
-                }
-                (latencies, failures, first, state)
-            })
-        })
+        .map(|state| tokio::spawn(client(targets.clone(), state, deadline)))
         .collect();
     let mut latencies = Vec::new();
     let (mut failures, mut first_failure) = (0, None);
@@ -246,54 +248,6 @@ pub async fn probe(
             first_failure = first;
         }
         clients.push(state);
-    }
-    Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
-}
-
-/// Opens `count` TCP connections at once; each sends `GET /healthz` with
-/// `Connection: close` and reads the answer to its end. A connection counts
-/// when it got `200`; its latency runs from the connection attempt.
-pub async fn connection_storm(address: &str, count: usize, timeout: Duration) -> Outcome {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..count)
-        .map(|_| {
-            let address = address.to_owned();
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let attempt = async {
-                    let mut stream = tokio::net::TcpStream::connect(&address).await?;
-                    stream
-                        .write_all(
-                            b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
-                        )
-                        .await?;
-                    let mut answer = Vec::new();
-                    stream.read_to_end(&mut answer).await?;
-                    std::io::Result::Ok(answer)
-                };
-                match tokio::time::timeout(timeout, attempt).await {
-                    Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 200") => Ok(sent.elapsed()),
-                    Ok(Ok(answer)) => Err(format!(
-                        "answered {:?}",
-                        String::from_utf8_lossy(&answer[..answer.len().min(40)])
-                    )),
-                    Ok(Err(e)) => Err(format!("connection failed: {e}")),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(count);
-    let (mut failures, mut first_failure) = (0, None);
-    for joined in futures::future::join_all(tasks).await {
-        match joined {
-            Ok(Ok(latency)) => latencies.push(latency),
-            Ok(Err(e)) => {
-                failures += 1;
-                first_failure.get_or_insert(e);
-            }
-            Err(_) => failures += 1,
-        }
     }
     Outcome::from(&mut latencies, failures, first_failure, start.elapsed())
 }
