@@ -10,7 +10,9 @@ use crate::config::{Config, key_paths_from_env, settings};
 use crate::keys::{
     GeneratedKeyFiles, generate_keys, list_keys, retire_key, rotate_keys, stage_next_key,
 };
+use crate::settings::Setting;
 use crate::startup::{Application, client_registry};
+use crate::token_cache::RedisMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,15 +29,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server (the default).
-    #[command(after_help = settings::help(settings::SERVICE))]
+    #[command(after_help = format!(
+        "{}A .env file in the working directory is read too.",
+        settings::help(&settings::service())
+    ))]
     Serve,
     /// Manage signing keys.
+    #[command(after_help = settings::help(settings::KEY_FILES))]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
     /// Manage machine clients of the client-credentials grant
-    /// (`POST /oauth/token`), in the user store of DATABASE_URL.
+    /// (`POST /oauth/token`), in the user store of DATABASE_URL (the
+    /// service's settings: `account serve --help`).
     Clients {
         #[command(subcommand)]
         command: ClientsCommand,
@@ -44,6 +51,7 @@ enum Command {
     /// through the token cache: shared in Redis when REDIS_URL is set (Redis
     /// Cluster seed nodes with REDIS_MODE=cluster). The secret is read from
     /// CLIENT_SECRET, never from the command line.
+    #[command(after_help = settings::help(TOKEN_SETTINGS))]
     Token(TokenArgs),
 }
 
@@ -235,27 +243,61 @@ pub async fn clients_remove(config: &Config, client_id: &str) -> anyhow::Result<
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
     use crate::token_cache::TokenCache;
 
-    let secret = std::env::var("CLIENT_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("CLIENT_SECRET: must be set to the client's secret"))?;
-    let mut builder = TokenCache::builder(args.token_url, args.client_id, secret);
+    let env = TokenEnv::from_vars(|name| std::env::var(name).ok())?;
+    let mut builder = TokenCache::builder(args.token_url, args.client_id, env.secret);
     if let Some(scope) = args.scope {
         builder = builder.scope(scope);
     }
     if let Some(key) = args.cache_key {
         builder = builder.cache_key(key);
     }
-    if let Some(url) = std::env::var("REDIS_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
-        let mode = crate::token_cache::RedisMode::from_env().map_err(anyhow::Error::msg)?;
+    if let Some((url, mode)) = env.redis {
         builder = builder.redis_url(url).redis_mode(mode);
     }
     let token = builder.build()?.token().await?;
     println!("{}", token.secret());
     Ok(())
+}
+
+/// The variables `account token` reads, declared once.
+pub const TOKEN_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "CLIENT_SECRET",
+        default: || "required".into(),
+        help: || "the client's secret (never on the command line)".into(),
+    },
+    Setting {
+        name: "REDIS_URL",
+        default: || "unset: the token is cached in this process only".into(),
+        help: || {
+            "Redis shared by every caller, where the token is cached (cluster: comma-separated seeds)".into()
+        },
+    },
+    Setting {
+        name: "REDIS_MODE",
+        default: || "standalone".into(),
+        help: || "standalone or cluster".into(),
+    },
+];
+
+/// What `account token` reads from the environment.
+struct TokenEnv {
+    secret: String,
+    redis: Option<(String, RedisMode)>,
+}
+
+impl TokenEnv {
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let secret = var("CLIENT_SECRET")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("CLIENT_SECRET: must be set to the client's secret"))?;
+        let url = var("REDIS_URL").filter(|u| !u.trim().is_empty());
+        let mode = RedisMode::parse(var("REDIS_MODE").as_deref()).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            secret,
+            redis: url.map(|url| (url, mode)),
+        })
+    }
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -340,13 +382,49 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::DisplayHelp);
         let help = err.to_string();
         assert!(help.contains("Usage: account serve"), "{help}");
-        for setting in settings::SERVICE {
+        for setting in settings::service() {
             let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
             assert!(help.contains(&line), "{line:?} in {help}");
             assert!(help.contains(&setting.help_text()), "{}", setting.name);
         }
         let top = parse(&["--help"]).unwrap_err().to_string();
         assert!(top.contains("account serve --help"), "{top}");
+    }
+
+    #[test]
+    fn keys_and_token_help_list_the_settings_they_read() {
+        for (args, table) in [
+            (&["keys", "--help"][..], settings::KEY_FILES),
+            (&["token", "--help"], TOKEN_SETTINGS),
+        ] {
+            let help = parse(args).unwrap_err().to_string();
+            for setting in table {
+                let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
+                assert!(help.contains(&line), "{line:?} in {help}");
+            }
+        }
+    }
+
+    #[test]
+    fn account_token_reads_exactly_the_settings_of_its_table() {
+        use crate::settings::check;
+        check::declared_once(TOKEN_SETTINGS);
+        let env = check::Recording::new(&[("CLIENT_SECRET", "s"), ("REDIS_URL", "redis://r")]);
+        let read = TokenEnv::from_vars(|name| env.var(name)).unwrap();
+        assert_eq!(env.read(), check::names(TOKEN_SETTINGS));
+        assert_eq!(
+            read.redis,
+            Some(("redis://r".into(), RedisMode::Standalone))
+        );
+        check::page_names_exactly("The token command", TOKEN_SETTINGS);
+        let missing = check::Recording::new(&[("REDIS_MODE", "ring")]);
+        let err = TokenEnv::from_vars(|name| missing.var(name)).err().unwrap();
+        assert!(err.to_string().starts_with("CLIENT_SECRET"), "{err}");
+        let bad_mode = check::Recording::new(&[("CLIENT_SECRET", "s"), ("REDIS_MODE", "ring")]);
+        let err = TokenEnv::from_vars(|name| bad_mode.var(name))
+            .err()
+            .unwrap();
+        assert!(err.to_string().starts_with("REDIS_MODE"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "verifier")]
 pub mod jwks;
+#[cfg(feature = "verifier")]
+pub mod settings;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]

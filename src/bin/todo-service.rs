@@ -1,19 +1,25 @@
 //! The example domain service: `account::todo` behind the ID-token verifier.
-//! Configured by `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`,
-//! `JWKS_REFETCH_INTERVAL`, `HOST`, `TODO_PORT`, `HANDLER_TIMEOUT`,
-//! `TODO_MAX_PER_USER`, `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,
-//! `BODY_READ_TIMEOUT` and `MAX_CONNECTIONS` (see `account::todo`); logs
-//! filtered by `RUST_LOG`. Built with the `todo-example` feature (on by
-//! default).
+//! Configured by environment variables only: `todo-service --help` lists
+//! them (the table is `account::todo::settings`). Built with the
+//! `todo-example` feature (on by default).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use account::todo::{TodoConfig, run};
+use account::settings::help;
+use account::todo::{TodoConfig, run, settings};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// The example domain service: a todo list per user, behind the account
+/// service's ID tokens.
+#[derive(Debug, Parser)]
+#[command(name = "todo-service", version, after_help = help(&settings()))]
+struct Cli {}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,43 +1,29 @@
 //! Every environment variable the account service reads, declared once in a
 //! table: its name, its default (from the typed defaults the parser uses) and
-//! one line of help with its bounds. `account serve --help` prints the table;
-//! tests check that the parser reads exactly these names and that
+//! one line of help with its bounds. The connection limits are the serving
+//! code's table, shared with the todo service. `account serve --help` prints
+//! the table; tests check that the parser reads exactly these names and that
 //! `docs/configuration.md` lists exactly them.
 
 use super::{defaults, limits};
-use crate::web::serve::{defaults as conn, limits as conn_limits};
-
-/// One environment variable of a program.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    pub name: &'static str,
-    /// The default as people read it (a value, or what happens when unset).
-    pub default: fn() -> String,
-    /// One line: what it does, and its bounds.
-    pub help: fn() -> String,
-}
-
-impl Setting {
-    /// The default, as `--help` shows it.
-    pub fn default_text(&self) -> String {
-        (self.default)()
-    }
-
-    /// The help line, as `--help` shows it.
-    pub fn help_text(&self) -> String {
-        (self.help)()
-    }
-}
-
-/// `RUST_LOG`: read by the logging set-up, not by the configuration parser.
-pub const RUST_LOG: Setting = Setting {
-    name: "RUST_LOG",
-    default: || "info".into(),
-    help: || "log filter (tracing-subscriber EnvFilter syntax, e.g. account=debug)".into(),
-};
+pub use crate::settings::{RUST_LOG, Setting, help};
+use crate::web::serve::CONNECTION_SETTINGS;
 
 /// Every setting of `account serve`, in the order of `docs/configuration.md`.
-pub const SERVICE: &[Setting] = &[
+pub fn service() -> Vec<Setting> {
+    [
+        LISTEN_AND_STORES,
+        KEY_FILES,
+        TOKENS_TO_CONNECTIONS,
+        CONNECTION_SETTINGS,
+        AFTER_CONNECTIONS,
+        &[RUST_LOG],
+    ]
+    .concat()
+}
+
+/// Where the service listens and keeps its data.
+const LISTEN_AND_STORES: &[Setting] = &[
     Setting {
         name: "HOST",
         default: || defaults::HOST.into(),
@@ -63,6 +49,11 @@ pub const SERVICE: &[Setting] = &[
         default: || "standalone".into(),
         help: || "standalone or cluster (Redis Cluster through REDIS_URL's seeds)".into(),
     },
+];
+
+/// The key files and the refresh secret: `account serve` reads them, and
+/// `account keys` writes and rotates them.
+pub const KEY_FILES: &[Setting] = &[
     Setting {
         name: "PRIV_KEY_FILE",
         default: || defaults::PRIV_KEY_FILE.into(),
@@ -88,6 +79,10 @@ pub const SERVICE: &[Setting] = &[
         default: || defaults::PUBLISHED_KEYS_DIR.into(),
         help: || "public keys published besides the active one (<kid>.pem)".into(),
     },
+];
+
+/// The token lifetimes onwards, up to the connection limits.
+const TOKENS_TO_CONNECTIONS: &[Setting] = &[
     Setting {
         name: "ID_TOKEN_EXP",
         default: || defaults::ID_TOKEN_EXP.to_string(),
@@ -173,46 +168,10 @@ pub const SERVICE: &[Setting] = &[
             )
         },
     },
-    Setting {
-        name: "HEADER_READ_TIMEOUT",
-        default: || conn::HEADER_READ_TIMEOUT.to_string(),
-        help: || {
-            format!(
-                "seconds to send a request head (1 to {})",
-                conn_limits::HEADER_READ_TIMEOUT
-            )
-        },
-    },
-    Setting {
-        name: "KEEP_ALIVE_TIMEOUT",
-        default: || conn::KEEP_ALIVE_TIMEOUT.to_string(),
-        help: || {
-            format!(
-                "seconds a kept-alive connection may idle (1 to {})",
-                conn_limits::KEEP_ALIVE_TIMEOUT
-            )
-        },
-    },
-    Setting {
-        name: "BODY_READ_TIMEOUT",
-        default: || conn::BODY_READ_TIMEOUT.to_string(),
-        help: || {
-            format!(
-                "seconds to send a request body, then 408 (1 to {})",
-                conn_limits::BODY_READ_TIMEOUT
-            )
-        },
-    },
-    Setting {
-        name: "MAX_CONNECTIONS",
-        default: || conn::MAX_CONNECTIONS.to_string(),
-        help: || {
-            format!(
-                "connections served at once, more wait (1 to {})",
-                conn_limits::MAX_CONNECTIONS
-            )
-        },
-    },
+];
+
+/// The account service's settings after the connection limits.
+const AFTER_CONNECTIONS: &[Setting] = &[
     Setting {
         name: "ACCOUNT_API_URL",
         default: || defaults::ACCOUNT_API_URL.into(),
@@ -330,96 +289,50 @@ pub const SERVICE: &[Setting] = &[
         default: || defaults::MAIL_FROM.into(),
         help: || "sender of the mails: a@b or Name <a@b>".into(),
     },
-    RUST_LOG,
 ];
-
-/// The settings as `--help` prints them after the usage: a heading, then
-/// for each one its name and default, and its help line beneath.
-pub fn help(settings: &[Setting]) -> String {
-    let mut text = String::from("Settings (environment variables; a .env file is read too):\n");
-    for setting in settings {
-        text.push_str(&format!(
-            "  {}  [default: {}]\n      {}\n",
-            setting.name,
-            setting.default_text(),
-            setting.help_text()
-        ));
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
 
     use super::*;
     use crate::config::Config;
-
-    fn names(settings: &[Setting]) -> BTreeSet<&'static str> {
-        settings.iter().map(|s| s.name).collect()
-    }
+    use crate::settings::check;
 
     #[test]
     fn each_name_is_declared_once() {
-        assert_eq!(names(SERVICE).len(), SERVICE.len());
+        check::declared_once(&service());
     }
 
     #[test]
     fn the_parser_reads_exactly_the_settings_of_the_table() {
         let (config, read) = Config::from_vars_reading(HashMap::new());
         config.unwrap();
-        let mut declared = names(SERVICE);
+        let mut declared = check::names(&service());
         declared.remove(RUST_LOG.name);
-        assert_eq!(read, declared.into_iter().map(String::from).collect());
-    }
-
-    /// The variable names in the first cell of each table row of the
-    /// section `heading` of `docs/configuration.md` (a cell may name
-    /// several: `` `HOST`, `PORT` ``).
-    fn documented(heading: &str) -> BTreeSet<String> {
-        let page = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
-        )
-        .expect("docs/configuration.md");
-        let section = page
-            .split("\n## ")
-            .find(|section| section.starts_with(heading))
-            .unwrap_or_else(|| panic!("no section {heading:?} in docs/configuration.md"));
-        section
-            .lines()
-            .filter_map(|line| line.strip_prefix("| `"))
-            .filter_map(|row| row.split('|').next())
-            .flat_map(|cell| {
-                format!("`{cell}")
-                    .split('`')
-                    .skip(1)
-                    .step_by(2)
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        assert_eq!(read, declared);
     }
 
     #[test]
     fn the_configuration_page_names_exactly_the_settings_of_the_table() {
-        let documented = documented("The account service");
-        let declared: BTreeSet<String> = names(SERVICE).into_iter().map(String::from).collect();
-        let missing: Vec<_> = declared.difference(&documented).collect();
-        let unknown: Vec<_> = documented.difference(&declared).collect();
-        assert!(
-            missing.is_empty() && unknown.is_empty(),
-            "docs/configuration.md lacks {missing:?} and names {unknown:?}, which no setting has"
-        );
+        check::page_names_exactly("The account service", &service());
     }
 
     #[test]
     fn the_help_lists_every_setting_with_its_default() {
-        let help = help(SERVICE);
-        for setting in SERVICE {
-            let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
-            assert!(help.contains(&line), "{line:?} in {help}");
-        }
+        let help = check::help_lists_every_setting(&service());
         assert!(help.contains("  PORT  [default: 8080]"), "{help}");
         assert!(help.contains("(1 to 3600)"), "{help}");
+        assert!(
+            help.contains("  MAX_CONNECTIONS  [default: 1024]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn account_keys_reads_exactly_the_key_settings() {
+        let vars = crate::config::Vars::new(HashMap::new());
+        crate::config::key_paths(&vars);
+        assert_eq!(*vars.read.borrow(), check::names(KEY_FILES));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 /// The variables, and the names the parser asked for (every one must be in
-/// [`super::settings::SERVICE`]).
+/// [`super::settings::service`]).
 pub(super) struct Vars {
     vars: HashMap<String, String>,
     pub(super) read: std::cell::RefCell<std::collections::BTreeSet<String>>,

@@ -25,17 +25,13 @@
 //! as the account service's are ([`crate::web::serve`]). Todos live in memory
 //! and are gone when the process stops.
 //!
-//! | variable | default |
-//! |---|---|
-//! | `HOST`, `TODO_PORT` | `127.0.0.1`, `8081` |
-//! | `HANDLER_TIMEOUT` | `5` seconds (1 to 3600) |
-//! | `TODO_MAX_PER_USER` | `1000` todos per user (1 to 1,000,000) |
-//! | `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS` | `10`, `65`, `10` seconds, `1024` connections |
-//! | `JWKS_URL`, `ID_TOKEN_ISSUER`, `ID_TOKEN_AUDIENCE`, `ID_TOKEN_EXP`, `CLIENT_TOKEN_EXP`, `JWKS_REFETCH_INTERVAL` | see [`Verifier::from_env`] |
+//! Its settings, with their defaults and bounds, are [`settings`]
+//! (`todo-service --help` prints them; `docs/configuration.md` lists them).
 //!
 //! Behind the `todo-example` feature (on by default), so domain services
 //! depending on `features = ["verifier"]` build none of it.
 
+mod config;
 mod handlers;
 mod store;
 #[cfg(test)]
@@ -53,53 +49,15 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use config::{SETTINGS, TodoConfig, TodoSettings, defaults, limits, settings};
 pub use handlers::{MAX_TITLE_CHARS, TodosRead};
 pub use store::{Todo, TodoChanges, TodoStore, TooManyTodos};
 
-use crate::verifier::{ConfigError, Verifier};
-use crate::web::serve::{
-    ConnectionLimits, RESERVED_FILES, ServeSettings, reserve_open_files, whole_number,
-};
+use crate::verifier::Verifier;
+use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// Defaults of the todo service's variables (the connection ones are
-/// [`crate::web::serve::defaults`]).
-pub mod defaults {
-    pub const HOST: &str = "127.0.0.1";
-    pub const TODO_PORT: u16 = 8081;
-    /// Seconds, as in the account service.
-    pub const HANDLER_TIMEOUT: u64 = 5;
-    pub const TODO_MAX_PER_USER: usize = 1000;
-}
-
-/// Upper bounds of the same variables.
-pub mod limits {
-    /// One hour, as in the account service.
-    pub const HANDLER_TIMEOUT: u64 = 3_600;
-    pub const TODO_MAX_PER_USER: usize = 1_000_000;
-}
-
-/// How the service bounds its work: `HANDLER_TIMEOUT`, `TODO_MAX_PER_USER`,
-/// and the connections (`HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,
-/// `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TodoSettings {
-    pub handler_timeout: Duration,
-    pub max_todos_per_user: usize,
-    pub connections: ConnectionLimits,
-}
-
-impl Default for TodoSettings {
-    fn default() -> Self {
-        Self {
-            handler_timeout: Duration::from_secs(defaults::HANDLER_TIMEOUT),
-            max_todos_per_user: defaults::TODO_MAX_PER_USER,
-            connections: ConnectionLimits::default(),
-        }
-    }
-}
 
 /// What the handlers reach: the verifier (for [`crate::verifier::AuthenticatedUser`])
 /// and the todos.
@@ -164,69 +122,6 @@ async fn log_request(req: Request, next: Next) -> Response {
         "request"
     );
     response
-}
-
-/// Where to listen, how to verify tokens, and how work is bounded.
-#[derive(Debug, Clone)]
-pub struct TodoConfig {
-    pub host: String,
-    pub port: u16,
-    pub verifier: Verifier,
-    pub settings: TodoSettings,
-}
-
-impl TodoConfig {
-    /// `HOST` (default `127.0.0.1`), `TODO_PORT` (default 8081),
-    /// `HANDLER_TIMEOUT`, `TODO_MAX_PER_USER`, the connection variables (see
-    /// [`ConnectionLimits::from_vars`]) and the verifier's (see
-    /// [`Verifier::from_env`]). Errors name the variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok())
-    }
-
-    /// [`TodoConfig::from_env`] with the variables looked up by `var`.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let host = var("HOST")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|| defaults::HOST.to_owned());
-        if host.is_empty() {
-            return Err(ConfigError::new("HOST: must not be empty"));
-        }
-        let port = match var("TODO_PORT") {
-            None => defaults::TODO_PORT,
-            Some(port) => port.trim().parse().map_err(|_| {
-                ConfigError::new(format!("TODO_PORT: expected a port number, got {port:?}"))
-            })?,
-        };
-        let handler_timeout = whole_number(
-            &var,
-            "HANDLER_TIMEOUT",
-            defaults::HANDLER_TIMEOUT,
-            limits::HANDLER_TIMEOUT,
-            " of seconds",
-        )
-        .map_err(ConfigError::new)?;
-        let max_todos_per_user = whole_number(
-            &var,
-            "TODO_MAX_PER_USER",
-            defaults::TODO_MAX_PER_USER as u64,
-            limits::TODO_MAX_PER_USER as u64,
-            "",
-        )
-        .map_err(ConfigError::new)?;
-        let settings = TodoSettings {
-            handler_timeout: Duration::from_secs(handler_timeout),
-            max_todos_per_user: usize::try_from(max_todos_per_user)
-                .unwrap_or(limits::TODO_MAX_PER_USER),
-            connections: ConnectionLimits::from_vars(&var).map_err(ConfigError::new)?,
-        };
-        Ok(Self {
-            host,
-            port,
-            verifier: Verifier::from_vars(var)?,
-            settings,
-        })
-    }
 }
 
 /// Raises the open-files limit (refusing a `MAX_CONNECTIONS` that does not

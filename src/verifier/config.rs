@@ -4,6 +4,57 @@
 use std::time::Duration;
 
 use super::validator::{IdTokenRules, defaults};
+use crate::settings::Setting;
+
+/// The variables [`Verifier::from_env`](super::Verifier::from_env) reads, with
+/// the account service's names: a domain service can print them in its own
+/// `--help` with [`crate::settings::help`].
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "JWKS_URL",
+        default: || "required".into(),
+        help: || {
+            "the account service's key set, e.g. http://127.0.0.1:8080/.well-known/jwks.json".into()
+        },
+    },
+    Setting {
+        name: "ID_TOKEN_ISSUER",
+        default: || defaults::ISSUER.into(),
+        help: || "the iss a token must carry (as on the account service)".into(),
+    },
+    Setting {
+        name: "ID_TOKEN_AUDIENCE",
+        default: || defaults::AUDIENCE.into(),
+        help: || "the aud a token must carry (as on the account service)".into(),
+    },
+    Setting {
+        name: "ID_TOKEN_EXP",
+        default: || defaults::MAX_LIFETIME.as_secs().to_string(),
+        help: || {
+            format!(
+                "seconds: the longest ID-token lifetime accepted, set as on the account service (1 to {})",
+                defaults::MAX_LIFETIME_LIMIT.as_secs()
+            )
+        },
+    },
+    Setting {
+        name: "CLIENT_TOKEN_EXP",
+        default: || defaults::CLIENT_MAX_LIFETIME.as_secs().to_string(),
+        help: || {
+            format!(
+                "seconds: the longest client-token lifetime accepted, as on the account service (1 to {})",
+                defaults::MAX_LIFETIME_LIMIT.as_secs()
+            )
+        },
+    },
+    Setting {
+        name: "JWKS_REFETCH_INTERVAL",
+        default: || defaults::REFETCH_INTERVAL.as_secs().to_string(),
+        help: || {
+            "seconds: an unknown kid refetches the key set at most this often (1 or more)".into()
+        },
+    },
+];
 
 /// A verifier that cannot be built: the message names the variable or setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,5 +179,26 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                     "{name}: expected a whole number of seconds {bound}, got {value:?}"
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::check;
+    use crate::verifier::Verifier;
+
+    #[test]
+    fn the_verifier_reads_exactly_the_settings_of_its_table() {
+        check::declared_once(SETTINGS);
+        let env = check::Recording::new(&[("JWKS_URL", "http://127.0.0.1:9/jwks.json")]);
+        Verifier::from_vars(|name| env.var(name)).unwrap();
+        assert_eq!(env.read(), check::names(SETTINGS));
+    }
+
+    #[test]
+    fn the_configuration_page_names_exactly_the_verifiers_settings() {
+        check::page_names_exactly("A domain service's verifier", SETTINGS);
+        check::help_lists_every_setting(SETTINGS);
     }
 }

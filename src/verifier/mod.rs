@@ -73,7 +73,7 @@ mod validator;
 use std::sync::Arc;
 
 pub use client::{ClientClaims, ClientTokenValidator};
-pub use config::{ConfigError, VerifierConfig};
+pub use config::{ConfigError, SETTINGS, VerifierConfig};
 pub use extract::{AuthRejection, AuthenticatedClient, AuthenticatedUser, ClientRejection, Scope};
 pub use key_source::{COLD_RETRY_INTERVAL, FETCH_TIMEOUT, FetchError, MAX_JWKS_BYTES};
 pub use validator::{

@@ -57,7 +57,8 @@ use tokio::time::Instant;
 use connection::Connection;
 pub(crate) use settings::whole_number;
 pub use settings::{
-    ConnectionLimits, RESERVED_FILES, ServeSettings, defaults, limits, reserve_open_files,
+    CONNECTION_SETTINGS, ConnectionLimits, RESERVED_FILES, ServeSettings, defaults, limits,
+    reserve_open_files,
 };
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the

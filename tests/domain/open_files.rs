@@ -1,6 +1,7 @@
 //! Start-up raises the open-files limit to its hard limit, and both services
 //! refuse to start when `MAX_CONNECTIONS` does not fit in it: better than
-//! failing `accept` with "Too many open files" under load.
+//! failing `accept` with "Too many open files" under load. Their `--help`
+//! lists every setting.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,5 +65,36 @@ fn both_services_refuse_a_max_connections_over_the_open_files_limit() {
             stderr.contains("error: MAX_CONNECTIONS: ") && stderr.contains("256"),
             "{program}: the error names MAX_CONNECTIONS and the limit:\n{stderr}"
         );
+    }
+}
+
+/// `--help` of both binaries prints every setting of their tables with its
+/// default, without starting anything.
+#[test]
+fn both_services_list_every_setting_in_their_help() {
+    for (program, args, settings) in [
+        (
+            env!("CARGO_BIN_EXE_account"),
+            &["serve", "--help"][..],
+            account::config::settings::service(),
+        ),
+        (
+            env!("CARGO_BIN_EXE_todo-service"),
+            &["--help"],
+            account::todo::settings(),
+        ),
+    ] {
+        let output = Command::new(program)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        assert!(output.status.success(), "{program} {args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for setting in &settings {
+            let line = format!("  {}  [default: {}]", setting.name, setting.default_text());
+            assert!(help.contains(&line), "{program}: {line:?} in {help}");
+        }
     }
 }

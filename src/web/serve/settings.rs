@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::settings::Setting;
+
 /// Defaults of `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT` (seconds),
 /// `BODY_READ_TIMEOUT` (seconds) and `MAX_CONNECTIONS`.
 pub mod defaults {
@@ -24,6 +26,51 @@ pub mod limits {
     /// Linux's default ceiling of open files per process (`fs.nr_open`).
     pub const MAX_CONNECTIONS: usize = 1 << 20;
 }
+
+/// The four variables of [`ConnectionLimits`], as both services' `--help`
+/// and `docs/configuration.md` show them.
+pub const CONNECTION_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "HEADER_READ_TIMEOUT",
+        default: || defaults::HEADER_READ_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds to send a request head (1 to {})",
+                limits::HEADER_READ_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "KEEP_ALIVE_TIMEOUT",
+        default: || defaults::KEEP_ALIVE_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds a kept-alive connection may idle (1 to {})",
+                limits::KEEP_ALIVE_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "BODY_READ_TIMEOUT",
+        default: || defaults::BODY_READ_TIMEOUT.to_string(),
+        help: || {
+            format!(
+                "seconds to send a request body, then 408 (1 to {})",
+                limits::BODY_READ_TIMEOUT
+            )
+        },
+    },
+    Setting {
+        name: "MAX_CONNECTIONS",
+        default: || defaults::MAX_CONNECTIONS.to_string(),
+        help: || {
+            format!(
+                "connections served at once, more wait (1 to {})",
+                limits::MAX_CONNECTIONS
+            )
+        },
+    },
+];
 
 /// Files a service keeps open besides its connections (standard streams, the
 /// listener, the runtime's, SQLite's (the token store's writer too) and
