@@ -10,6 +10,8 @@ mod memory_token;
 mod pg_pool;
 mod redis_token;
 mod sql_user;
+#[cfg(test)]
+mod test_sessions;
 
 pub use memory_token::{COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository};
 pub use pg_pool::{PING_IF_IDLE_FOR, postgres_pool_options};

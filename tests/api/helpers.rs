@@ -5,31 +5,22 @@
 //! test created are removed (never anything else).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use account::config::Config;
 use account::startup::Application;
 use account::testing::{GeneratedKeyFiles, generate_keys};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use uuid::Uuid;
 
+#[path = "../common/harness.rs"]
+mod harness;
+
 pub use crate::stores::{TestDatabase, delete_user_keys, stores_reachable, test_redis_url};
-
-pub const PASSWORD: &str = "correct horse battery";
-
-/// `REQUIRE_REAL_STORES=1` (CI): an unreachable real store fails the run.
-pub fn require_real_stores() -> bool {
-    std::env::var("REQUIRE_REAL_STORES").is_ok_and(|v| v == "1" || v == "true")
-}
-
-/// Prints a line the test harness does not swallow.
-pub fn notice(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
+use harness::send;
+pub use harness::{PASSWORD, Tokens, claims, header, notice, require_real_stores};
 
 /// Whether PostgreSQL and Redis answer. Unreachable stores skip the test with a
 /// visible line, or fail it under `REQUIRE_REAL_STORES=1` (CI).
@@ -37,18 +28,7 @@ async fn real_stores_available(test: &str) -> bool {
     static REACHABLE: tokio::sync::OnceCell<Result<(), String>> =
         tokio::sync::OnceCell::const_new();
     let reachable = REACHABLE.get_or_init(stores_reachable).await;
-    match reachable {
-        Ok(()) => true,
-        Err(store) if require_real_stores() => {
-            panic!("{store} is unreachable and REQUIRE_REAL_STORES=1")
-        }
-        Err(store) => {
-            notice(&format!(
-                "SKIPPED {test} on PostgreSQL + Redis: {store} is unreachable"
-            ));
-            false
-        }
-    }
+    harness::reachable_or_skip(reachable, &format!("{test} on PostgreSQL + Redis"))
 }
 
 /// Development keys generated once per test run.
@@ -149,44 +129,21 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// The variables every test app starts with: port 0 and the test keys.
+/// The variables every test app starts with ([`harness::base_env`]) and the
+/// test keys.
 fn base_env() -> HashMap<String, String> {
-    HashMap::from([
-        ("HOST".into(), "127.0.0.1".into()),
-        ("PORT".into(), "0".into()),
+    let keys = key_files();
+    let mut env = harness::base_env();
+    env.extend([
+        ("PRIV_KEY_FILE", keys.private_key.display().to_string()),
+        ("PUB_KEY_FILE", keys.public_key.display().to_string()),
         (
-            "PRIV_KEY_FILE".into(),
-            key_files().private_key.display().to_string(),
+            "REFRESH_SECRET_FILE",
+            keys.refresh_secret.display().to_string(),
         ),
-        (
-            "PUB_KEY_FILE".into(),
-            key_files().public_key.display().to_string(),
-        ),
-        (
-            "REFRESH_SECRET_FILE".into(),
-            key_files().refresh_secret.display().to_string(),
-        ),
-        ("DATABASE_MAX_CONNECTIONS".into(), "4".into()),
-        // A loaded test machine (the suite's own parallel tests, perhaps a
-        // build beside it) may take seconds for what takes milliseconds: the
-        // 5 s default would answer 503 by chance. Tests of the timeout set
-        // their own.
-        ("HANDLER_TIMEOUT".into(), TEST_HANDLER_TIMEOUT.into()),
-        // Limits out of the way: every test signs in and up from 127.0.0.1,
-        // and on Redis the counters of that address are shared by every test
-        // app and run. `limits.rs` sets small ones, for sources of its own.
-        ("SIGNIN_RATE_LIMIT".into(), NO_LIMIT.into()),
-        ("SIGNIN_IP_RATE_LIMIT".into(), NO_LIMIT.into()),
-        ("SIGNIN_EMAIL_RATE_LIMIT".into(), NO_LIMIT.into()),
-        ("SIGNUP_RATE_LIMIT".into(), NO_LIMIT.into()),
-    ])
+    ]);
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
-
-/// A limit no test reaches.
-const NO_LIMIT: &str = "1000000000";
-
-/// Seconds a handler may take in tests (`HANDLER_TIMEOUT`, 5 by default).
-const TEST_HANDLER_TIMEOUT: &str = "120";
 
 /// The name of the function this is used in, without its module path: the
 /// enclosing test's (or scenario's) own name.
@@ -353,58 +310,6 @@ impl Drop for TestApp {
     }
 }
 
-/// Tokens returned by sign-up, sign-in and refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tokens {
-    pub id_token: String,
-    pub refresh_token: String,
-}
-
-impl Tokens {
-    pub fn from_body(body: &Value) -> Self {
-        Self {
-            id_token: body["tokens"]["idToken"].as_str().expect("idToken").into(),
-            refresh_token: body["tokens"]["refreshToken"]
-                .as_str()
-                .expect("refreshToken")
-                .into(),
-        }
-    }
-
-    /// The session of the pair: the `sid` of its ID token.
-    pub fn sid(&self) -> String {
-        claims(&self.id_token)["sid"]
-            .as_str()
-            .expect("sid in the ID token")
-            .to_owned()
-    }
-
-    /// The refresh token's `jti`: its whitelist entry is `<uid>:<jti>`.
-    pub fn jti(&self) -> String {
-        claims(&self.refresh_token)["jti"]
-            .as_str()
-            .expect("jti in the refresh token")
-            .to_owned()
-    }
-}
-
-/// The claims of a JWT, decoded without verification (for assertions).
-pub fn claims(token: &str) -> Value {
-    jwt_part(token, 1)
-}
-
-pub fn header(token: &str) -> Value {
-    jwt_part(token, 0)
-}
-
-fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).expect("JWT part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON")
-}
-
 /// Now, in Unix seconds (the unit of token claims and session timestamps).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -438,7 +343,7 @@ pub fn unique_email() -> String {
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("{}/api/account{path}", self.address)
+        harness::api_url(&self.address, path)
     }
 
     /// Remembers a user so its Redis keys are removed when the test ends.
@@ -447,17 +352,16 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        harness::post_json(&self.client, self.url(path), body).await
+    }
+
+    /// `POST /{path}` with the bearer ID token.
+    async fn post_bearer(&self, path: &str, id_token: &str) -> reqwest::Response {
+        send(self.client.post(self.url(path)).bearer_auth(id_token)).await
     }
 
     pub async fn signup_response(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post_json("/signup", &json!({"email": email, "password": password}))
-            .await
+        harness::sign_up(&self.client, &self.address, email, password).await
     }
 
     /// Signs up a new user and returns its tokens; the user is tracked.
@@ -465,36 +369,21 @@ impl TestApp {
         let response = self.signup_response(email, PASSWORD).await;
         assert_eq!(response.status(), 201, "sign-up of {email}");
         let tokens = Tokens::from_body(&response.json().await.unwrap());
-        let uid: Uuid = claims(&tokens.id_token)["sub"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let uid = tokens.uid();
         self.track(uid);
         (uid, tokens)
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
-        self.post_json("/tokens", &json!({"refreshToken": refresh_token}))
-            .await
+        harness::refresh(&self.client, &self.address, refresh_token).await
     }
 
     pub async fn me(&self, id_token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url("/me"))
-            .bearer_auth(id_token)
-            .send()
-            .await
-            .expect("request")
+        harness::me(&self.client, &self.address, id_token).await
     }
 
     pub async fn signout(&self, id_token: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/signout"))
-            .bearer_auth(id_token)
-            .send()
-            .await
-            .expect("request")
+        self.post_bearer("/signout", id_token).await
     }
 
     /// `POST /signin` with a `User-Agent` header.
@@ -504,13 +393,13 @@ impl TestApp {
         password: &str,
         user_agent: &str,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url("/signin"))
-            .header("user-agent", user_agent)
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .expect("request")
+        send(
+            self.client
+                .post(self.url("/signin"))
+                .header("user-agent", user_agent)
+                .json(&json!({"email": email, "password": password})),
+        )
+        .await
     }
 
     /// Signs in with [`PASSWORD`] (a new session) and returns its tokens.
@@ -522,13 +411,13 @@ impl TestApp {
 
     /// `POST /tokens` with a `User-Agent` header.
     pub async fn refresh_as(&self, refresh_token: &str, user_agent: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/tokens"))
-            .header("user-agent", user_agent)
-            .json(&json!({"refreshToken": refresh_token}))
-            .send()
-            .await
-            .expect("request")
+        send(
+            self.client
+                .post(self.url("/tokens"))
+                .header("user-agent", user_agent)
+                .json(&json!({"refreshToken": refresh_token})),
+        )
+        .await
     }
 
     /// `n` refreshes with one token at once, each on a task of its own (in
@@ -544,7 +433,7 @@ impl TestApp {
                     .client
                     .post(self.url("/tokens"))
                     .json(&json!({"refreshToken": refresh_token}));
-                tokio::spawn(async move { request.send().await.expect("request") })
+                tokio::spawn(send(request))
             })
             .collect();
         let mut responses = Vec::with_capacity(n);
@@ -563,21 +452,12 @@ impl TestApp {
 
     /// `POST /signout?scope=<scope>`
     pub async fn signout_scope(&self, id_token: &str, scope: &str) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/signout?scope={scope}")))
-            .bearer_auth(id_token)
-            .send()
+        self.post_bearer(&format!("/signout?scope={scope}"), id_token)
             .await
-            .expect("request")
     }
 
     pub async fn sessions_response(&self, id_token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url("/sessions"))
-            .bearer_auth(id_token)
-            .send()
-            .await
-            .expect("request")
+        send(self.client.get(self.url("/sessions")).bearer_auth(id_token)).await
     }
 
     /// `GET /sessions`: the `sessions` array of a 200.
@@ -590,12 +470,8 @@ impl TestApp {
 
     /// `DELETE /sessions/{id}`
     pub async fn end_session(&self, id_token: &str, id: &str) -> reqwest::Response {
-        self.client
-            .delete(self.url(&format!("/sessions/{id}")))
-            .bearer_auth(id_token)
-            .send()
-            .await
-            .expect("request")
+        let url = self.url(&format!("/sessions/{id}"));
+        send(self.client.delete(url).bearer_auth(id_token)).await
     }
 
     /// `PUT /password`
@@ -605,24 +481,24 @@ impl TestApp {
         current: &str,
         new: &str,
     ) -> reqwest::Response {
-        self.client
-            .put(self.url("/password"))
-            .bearer_auth(id_token)
-            .json(&json!({"currentPassword": current, "newPassword": new}))
-            .send()
-            .await
-            .expect("request")
+        send(
+            self.client
+                .put(self.url("/password"))
+                .bearer_auth(id_token)
+                .json(&json!({"currentPassword": current, "newPassword": new})),
+        )
+        .await
     }
 
     /// `PUT /details`
     pub async fn put_details(&self, id_token: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .put(self.url("/details"))
-            .bearer_auth(id_token)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        send(
+            self.client
+                .put(self.url("/details"))
+                .bearer_auth(id_token)
+                .json(body),
+        )
+        .await
     }
 
     /// The whitelist entries `<uid>:<jti>` of a user, sorted (not its
@@ -926,12 +802,7 @@ impl TestApp {
 
     /// `POST /verify-email/resend` with the bearer ID token.
     pub async fn resend_verification(&self, id_token: &str) -> reqwest::Response {
-        self.client
-            .post(self.url("/verify-email/resend"))
-            .bearer_auth(id_token)
-            .send()
-            .await
-            .expect("request")
+        self.post_bearer("/verify-email/resend", id_token).await
     }
 
     /// `POST /password-reset {email}`

@@ -44,14 +44,7 @@ impl Process {
         env: &[(&str, String)],
         listening: &'static str,
     ) -> (Self, String) {
-        let mut child = Command::new(program)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = command(program, dir, env)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let output = Output::default();
@@ -165,6 +158,48 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `program` in `dir` with exactly `env` (plus `PATH`), no input, its
+/// output piped.
+fn command(program: &str, dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `program` in `dir` with exactly `env` (plus `PATH`) until it exits
+/// (60 s at most, else it is killed and this panics); its exit
+/// success and everything it printed (stdout, then stderr).
+pub fn run_to_exit(program: &str, dir: &Path, env: &[(&str, String)]) -> (bool, String) {
+    let mut child = command(program, dir, env)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("child status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("child output");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 /// Reads `stream` line by line until it closes, appending to `output`. With

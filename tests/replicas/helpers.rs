@@ -2,100 +2,31 @@
 //! Redis, with one key set given to both by configuration; what a test needs
 //! to drive them and to look into Redis.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use account::testing::{GeneratedKeyFiles, generate_keys};
-use base64::Engine as _;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::process::Process;
+#[path = "../common/harness.rs"]
+mod harness;
+
+pub use harness::{PASSWORD, Tokens, claims, header as jwt_header, http, notice};
+
+use crate::process::{self, Process};
 use crate::redis_cluster::RedisCluster;
 use crate::stores::{TestDatabase, stores_reachable, test_redis_url};
-
-pub const PASSWORD: &str = "correct horse battery";
-
-/// A limit no test reaches (the limits' counters of 127.0.0.1 are shared by
-/// every test and run on the same Redis).
-pub const NO_LIMIT: &str = "1000000000";
-
-pub fn require_real_stores() -> bool {
-    std::env::var("REQUIRE_REAL_STORES").is_ok_and(|v| v == "1" || v == "true")
-}
-
-/// Prints a line the test harness does not swallow.
-pub fn notice(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
-
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("HTTP client")
-}
 
 pub fn unique_email() -> String {
     format!("replica-{}@example.com", Uuid::new_v4().simple())
 }
 
-/// The claims of a JWT, unverified.
-pub fn claims(token: &str) -> Value {
-    jwt_part(token, 1)
-}
-
-/// The header of a JWT.
-pub fn jwt_header(token: &str) -> Value {
-    jwt_part(token, 0)
-}
-
-fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).expect("JWT part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON")
-}
-
-/// A pair from sign-up, sign-in or refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tokens {
-    pub id_token: String,
-    pub refresh_token: String,
-}
-
 impl Tokens {
-    pub fn from_body(body: &Value) -> Self {
-        let field = |name: &str| {
-            body["tokens"][name]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {name} in {body}"))
-                .to_owned()
-        };
-        Self {
-            id_token: field("idToken"),
-            refresh_token: field("refreshToken"),
-        }
-    }
-
-    /// The refresh token's `jti`: its whitelist entry is `<user prefix>:<jti>`.
+    /// [`Tokens::jti`], by the name these tests give it.
     pub fn refresh_jti(&self) -> String {
-        claims(&self.refresh_token)["jti"]
-            .as_str()
-            .expect("jti")
-            .to_owned()
-    }
-
-    pub fn uid(&self) -> Uuid {
-        claims(&self.id_token)["sub"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("sub, a UUID")
+        self.jti()
     }
 }
 
@@ -198,16 +129,7 @@ impl RedisTarget {
 /// Whether PostgreSQL and Redis answer: when not, the test is skipped with a
 /// visible line, or fails under `REQUIRE_REAL_STORES=1`.
 pub async fn stores_available(test: &str) -> bool {
-    match stores_reachable().await {
-        Ok(()) => true,
-        Err(store) if require_real_stores() => {
-            panic!("{store} is unreachable and REQUIRE_REAL_STORES=1")
-        }
-        Err(store) => {
-            notice(&format!("SKIPPED {test}: {store} is unreachable"));
-            false
-        }
-    }
+    harness::reachable_or_skip(&stores_reachable().await, test)
 }
 
 /// A key set made once for a group of replicas: the RSA key files and a
@@ -294,20 +216,11 @@ impl Replicas {
             .await
             .expect("create a test database");
         let shared_keys = SharedKeys::generate();
-        let mut env: Vec<(&'static str, String)> = vec![
-            ("HOST", "127.0.0.1".into()),
-            ("PORT", "0".into()),
+        let mut env = harness::base_env();
+        env.extend([
             ("RUST_LOG", "info".into()),
             ("DATABASE_URL", db.url.clone()),
-            ("DATABASE_MAX_CONNECTIONS", "4".into()),
-            // Not the 5 s default: a loaded test machine would answer 503 by
-            // chance.
-            ("HANDLER_TIMEOUT", "120".into()),
-            ("SIGNIN_RATE_LIMIT", NO_LIMIT.into()),
-            ("SIGNIN_IP_RATE_LIMIT", NO_LIMIT.into()),
-            ("SIGNIN_EMAIL_RATE_LIMIT", NO_LIMIT.into()),
-            ("SIGNUP_RATE_LIMIT", NO_LIMIT.into()),
-        ];
+        ]);
         env.extend(redis.env.iter().cloned());
         env.extend(shared_keys.env());
         for (name, value) in vars {
@@ -361,12 +274,7 @@ impl Replicas {
 
     /// Signs a new user up on `base`; its first pair (the user is tracked).
     pub async fn sign_up(&self, base: &str, email: &str) -> Tokens {
-        let response = http()
-            .post(format!("{base}/api/account/signup"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("sign-up request");
+        let response = harness::sign_up(&http(), base, email, PASSWORD).await;
         assert_eq!(response.status(), StatusCode::CREATED, "sign-up");
         let tokens = Tokens::from_body(&response.json().await.expect("sign-up body"));
         self.track(tokens.uid());
@@ -410,57 +318,21 @@ impl Drop for Replicas {
 }
 
 pub async fn post_json(url: String, body: &Value) -> reqwest::Response {
-    http().post(url).json(body).send().await.expect("request")
+    harness::post_json(&http(), url, body).await
 }
 
 /// `POST {base}/api/account/tokens` with `refresh_token`.
 pub async fn refresh(base: &str, refresh_token: &str) -> reqwest::Response {
-    post_json(
-        format!("{base}/api/account/tokens"),
-        &json!({ "refreshToken": refresh_token }),
-    )
-    .await
+    harness::refresh(&http(), base, refresh_token).await
 }
 
 /// `GET {base}/api/account/me` with `id_token`.
 pub async fn me(base: &str, id_token: &str) -> reqwest::Response {
-    http()
-        .get(format!("{base}/api/account/me"))
-        .bearer_auth(id_token)
-        .send()
-        .await
-        .expect("/me request")
+    harness::me(&http(), base, id_token).await
 }
 
 /// Runs the `account` binary with exactly `env` in `dir` until it exits
 /// (60 s at most); its exit success and everything it printed.
 pub fn run_to_exit(dir: &std::path::Path, env: &[(&str, String)]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_account"))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the account binary");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("child status").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the account binary kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("child output");
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    process::run_to_exit(env!("CARGO_BIN_EXE_account"), dir, env)
 }

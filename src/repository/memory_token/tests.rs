@@ -6,53 +6,40 @@ use std::time::Duration;
 
 use super::keyspace::{SessionEntry, Value, grace_key, index_key, token_key};
 use super::*;
-use crate::model::{
-    CREDENTIAL_GUARD_SECS, ClientInfo, RateCounter, RateDecision, RateLimitRepository,
-};
+use crate::model::{CREDENTIAL_GUARD_SECS, RateDecision, RateLimitRepository};
+use crate::repository::test_sessions::{Shape, counters, rotated, sorted};
 
 pub(super) const NOW: u64 = 1_800_000_000;
 pub(super) const HOUR: u64 = 3600;
 pub(super) const DAY: u64 = 24 * HOUR;
 pub(super) const GRACE: u64 = 10;
 
-pub(super) fn client(ua: &str) -> ClientInfo {
-    ClientInfo::new(ua, "192.0.2.1")
+/// Tokens live an hour, sessions 30 days; one address for every client.
+const SHAPE: Shape = Shape {
+    life: HOUR,
+    max_age: 30 * DAY,
+    grace: GRACE,
+    signin: ("first", "192.0.2.1"),
+    refresh: ("later", "192.0.2.1"),
+};
+
+/// A new store and a new user.
+fn store_and_user() -> (MemoryTokenRepository, Uuid) {
+    (MemoryTokenRepository::new(), Uuid::new_v4())
 }
 
-pub(super) fn start_at(sid: Uuid, jti: Uuid, now: u64) -> SessionStart {
-    SessionStart {
-        sid,
-        jti,
-        exp: now + HOUR,
-        now,
-        ends_at: now + 30 * DAY,
-        client: client("first"),
-        max_sessions: 10,
-        credential: "c1".into(),
-    }
+/// The start of a new session and token at `now` (cap 10).
+pub(super) fn new_start(now: u64) -> SessionStart {
+    SHAPE.new_start(now, 10)
 }
 
 pub(super) fn step_at(sid: Uuid, jti: Uuid, now: u64, sealed: &[u8]) -> RefreshStep {
-    RefreshStep {
-        sid,
-        jti,
-        new_jti: Uuid::new_v4(),
-        new_exp: now + HOUR,
-        now,
-        grace_secs: GRACE,
-        sealed_successor: sealed.to_vec(),
-        client: client("later"),
-    }
+    SHAPE.step(sid, jti, Uuid::new_v4(), now, sealed.to_vec())
 }
 
 /// A session started at `now`: (sid, its first jti).
 pub(super) async fn session(store: &MemoryTokenRepository, uid: Uuid, now: u64) -> (Uuid, Uuid) {
-    let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
-    store
-        .start_session(uid, &start_at(sid, jti, now))
-        .await
-        .unwrap();
-    (sid, jti)
+    SHAPE.session(store, uid, now).await
 }
 
 /// Rotates the session's current `jti` at `now`; the successor's jti.
@@ -63,12 +50,20 @@ pub(super) async fn rotate(
     jti: Uuid,
     now: u64,
 ) -> Uuid {
-    let step = step_at(sid, jti, now, jti.as_bytes());
-    assert_eq!(
-        store.refresh(uid, &step).await.unwrap(),
-        RefreshOutcome::Rotated
-    );
-    step.new_jti
+    rotated(store, uid, &step_at(sid, jti, now, jti.as_bytes())).await
+}
+
+/// Writes a whitelist entry from before sessions, for an hour.
+fn set_legacy(store: &MemoryTokenRepository, uid: Uuid, jti: Uuid) {
+    store
+        .quick_step(|keys, at| {
+            keys.set(
+                token_key(uid, jti),
+                Value::legacy_token(),
+                at + Duration::from_secs(HOUR),
+            );
+        })
+        .unwrap();
 }
 
 pub(super) fn entry(store: &MemoryTokenRepository, uid: Uuid, sid: Uuid) -> Option<SessionEntry> {
@@ -97,15 +92,9 @@ pub(super) fn names(store: &MemoryTokenRepository, uid: Uuid) -> Vec<String> {
     entries.into_iter().map(|(k, _)| k).collect()
 }
 
-pub(super) fn sorted(mut keys: Vec<String>) -> Vec<String> {
-    keys.sort();
-    keys
-}
-
 #[tokio::test(start_paused = true)]
 async fn start_session_whitelists_the_token_with_its_sid_and_indexes_the_session() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
 
     let token = token_key(uid, jti);
@@ -135,15 +124,14 @@ async fn start_session_whitelists_the_token_with_its_sid_and_indexes_the_session
 
 #[tokio::test(start_paused = true)]
 async fn the_index_lives_as_long_as_the_longest_token_and_is_never_shortened() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
-    let mut short = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut short = new_start(NOW);
     short.exp = NOW + 100;
     store.start_session(uid, &short).await.unwrap();
     assert_eq!(ttl(&store, &index_key(uid)), Some(HOUR));
 
-    let mut long = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut long = new_start(NOW);
     long.exp = NOW + 2 * HOUR;
     store.start_session(uid, &long).await.unwrap();
     assert_eq!(ttl(&store, &index_key(uid)), Some(2 * HOUR));
@@ -160,13 +148,12 @@ async fn the_index_lives_as_long_as_the_longest_token_and_is_never_shortened() {
 
 #[tokio::test]
 async fn the_cap_ends_the_least_recently_used_session_never_the_new_one() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (s1, j1) = session(&store, uid, NOW).await;
     let (s2, j2) = session(&store, uid, NOW + 1).await;
     let j1 = rotate(&store, uid, s1, j1, NOW + 2).await;
 
-    let mut third = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW + 3);
+    let mut third = new_start(NOW + 3);
     third.max_sessions = 2;
     store.start_session(uid, &third).await.unwrap();
     assert!(
@@ -182,14 +169,14 @@ async fn the_cap_ends_the_least_recently_used_session_never_the_new_one() {
     let j1 = rotate(&store, uid, s1, j1, NOW + 5).await;
     store.end_session(uid, third.sid).await.unwrap();
     let (s4, _) = session(&store, uid, NOW + 5).await;
-    let mut fifth = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW + 6);
+    let mut fifth = new_start(NOW + 6);
     fifth.max_sessions = 2;
     store.start_session(uid, &fifth).await.unwrap();
     assert!(entry(&store, uid, s1).is_none() && value(&store, &token_key(uid, j1)).is_none());
     assert!(entry(&store, uid, s4).is_some());
 
     // A new session whose clock lags (the smallest `last` of all) is kept.
-    let mut lagging = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW - 100);
+    let mut lagging = new_start(NOW - 100);
     lagging.max_sessions = 1;
     store.start_session(uid, &lagging).await.unwrap();
     let listed = store.list_sessions(uid, NOW).await.unwrap();
@@ -205,8 +192,7 @@ async fn the_cap_ends_the_least_recently_used_session_never_the_new_one() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rotation_whitelists_the_successor_and_keeps_the_sealed_one_for_the_window() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let step = step_at(sid, jti, NOW + 5, b"sealed pair");
     assert_eq!(
@@ -270,8 +256,7 @@ async fn a_rotation_whitelists_the_successor_and_keeps_the_sealed_one_for_the_wi
 
 #[tokio::test]
 async fn a_replay_within_the_window_returns_the_sealed_bytes_and_changes_nothing() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let first = step_at(sid, jti, NOW + 5, b"first pair");
     assert_eq!(
@@ -297,8 +282,7 @@ async fn a_replay_within_the_window_returns_the_sealed_bytes_and_changes_nothing
 
 #[tokio::test]
 async fn the_window_is_pinned_to_the_first_rotation_then_a_replay_is_reuse() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let current = rotate(&store, uid, sid, jti, NOW).await;
     let replay = |now| step_at(sid, jti, now, b"x");
@@ -330,8 +314,7 @@ async fn the_window_is_pinned_to_the_first_rotation_then_a_replay_is_reuse() {
 
 #[tokio::test(start_paused = true)]
 async fn the_grace_successor_expiring_on_the_store_clock_also_ends_the_window() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     rotate(&store, uid, sid, jti, NOW).await;
     tokio::time::advance(Duration::from_secs(GRACE + 1)).await;
@@ -345,8 +328,7 @@ async fn the_grace_successor_expiring_on_the_store_clock_also_ends_the_window() 
 
 #[tokio::test]
 async fn only_the_immediately_previous_token_replays_an_older_one_is_reuse() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, a) = session(&store, uid, NOW).await;
     let b = rotate(&store, uid, sid, a, NOW).await;
     let c = rotate(&store, uid, sid, b, NOW + 1).await;
@@ -370,8 +352,7 @@ async fn only_the_immediately_previous_token_replays_an_older_one_is_reuse() {
 
 #[tokio::test]
 async fn a_predecessor_whose_successor_is_gone_is_reuse() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, a) = session(&store, uid, NOW).await;
     let b = rotate(&store, uid, sid, a, NOW).await;
     assert!(store.remove(&token_key(uid, b)));
@@ -385,8 +366,7 @@ async fn a_predecessor_whose_successor_is_gone_is_reuse() {
 
 #[tokio::test]
 async fn unknown_sessions_ended_sessions_and_signed_out_users_are_unknown() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let keys = names(&store, uid);
 
@@ -482,8 +462,7 @@ async fn a_sign_out_racing_refreshes_leaves_nothing_and_later_refreshes_are_unkn
 
 #[tokio::test(start_paused = true)]
 async fn a_session_past_its_end_or_its_tokens_exp_is_expired_and_ended() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let past_end = step_at(sid, jti, NOW + 30 * DAY, b"x");
     assert_eq!(
@@ -505,7 +484,7 @@ async fn a_session_past_its_end_or_its_tokens_exp_is_expired_and_ended() {
     // Redis the session ends and the refresh is Unknown.
     let (sid, jti) = session(&store, uid, NOW).await;
     let (other, _) = session(&store, uid, NOW).await;
-    let mut longer = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut longer = new_start(NOW);
     longer.exp = NOW + 2 * HOUR;
     store.start_session(uid, &longer).await.unwrap();
     tokio::time::advance(Duration::from_secs(HOUR + 1)).await;
@@ -523,8 +502,7 @@ async fn a_session_past_its_end_or_its_tokens_exp_is_expired_and_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_with_one_token_rotate_once_and_replay_the_same_bytes() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (sid, jti) = session(&store, uid, NOW).await;
     let tasks: Vec<_> = (0..20u8)
         .map(|i| {
@@ -560,19 +538,10 @@ async fn concurrent_refreshes_with_one_token_rotate_once_and_replay_the_same_byt
 
 #[tokio::test]
 async fn a_legacy_entry_is_taken_once_and_starts_a_session() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let legacy = Uuid::new_v4();
-    store
-        .quick_step(|keys, at| {
-            keys.set(
-                token_key(uid, legacy),
-                Value::legacy_token(),
-                at + Duration::from_secs(HOUR),
-            );
-        })
-        .unwrap();
-    let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    set_legacy(&store, uid, legacy);
+    let start = new_start(NOW);
     assert!(store.rotate_legacy(uid, legacy, &start).await.unwrap());
     assert_eq!(
         names(&store, uid),
@@ -580,7 +549,7 @@ async fn a_legacy_entry_is_taken_once_and_starts_a_session() {
     );
     assert_eq!(entry(&store, uid, start.sid).unwrap().jti, start.jti);
 
-    let again = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let again = new_start(NOW);
     assert!(!store.rotate_legacy(uid, legacy, &again).await.unwrap());
     assert!(
         !store
@@ -593,16 +562,15 @@ async fn a_legacy_entry_is_taken_once_and_starts_a_session() {
 
 #[tokio::test]
 async fn list_sessions_prunes_and_orders_by_last_use() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (old, _) = session(&store, uid, NOW).await;
     let (used, jti) = session(&store, uid, NOW).await;
     rotate(&store, uid, used, jti, NOW + 20).await;
     let (tie, _) = session(&store, uid, NOW + 20).await;
-    let mut short = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut short = new_start(NOW);
     short.exp = NOW + 50;
     store.start_session(uid, &short).await.unwrap();
-    let mut ending = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut ending = new_start(NOW);
     ending.ends_at = NOW + 60;
     store.start_session(uid, &ending).await.unwrap();
 
@@ -638,8 +606,7 @@ async fn list_sessions_prunes_and_orders_by_last_use() {
 
 #[tokio::test]
 async fn ending_one_or_the_other_sessions_counts_and_removes_their_keys() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (s1, j1) = session(&store, uid, NOW).await;
     let (s2, j2) = session(&store, uid, NOW).await;
     let (s3, j3) = session(&store, uid, NOW).await;
@@ -708,10 +675,10 @@ async fn expired_keys_are_unusable_at_once_and_reclaimed_by_the_sweep() {
     let store = MemoryTokenRepository::new();
     let _sweeper = store.spawn_sweeper(Duration::from_secs(10));
     let (uid, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut brief = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut brief = new_start(NOW);
     brief.exp = NOW + 3;
     store.start_session(uid, &brief).await.unwrap();
-    let mut other_brief = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut other_brief = new_start(NOW);
     other_brief.exp = NOW + 3;
     store.start_session(other, &other_brief).await.unwrap();
     session(&store, other, NOW).await;
@@ -738,8 +705,7 @@ async fn expired_keys_are_unusable_at_once_and_reclaimed_by_the_sweep() {
 
 #[tokio::test(start_paused = true)]
 async fn a_password_change_refuses_sessions_authenticated_with_the_previous_password() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     let (keep, _) = session(&store, uid, NOW).await;
     let (other, _) = session(&store, uid, NOW).await;
     let change = CredentialChange {
@@ -753,42 +719,33 @@ async fn a_password_change_refuses_sessions_authenticated_with_the_previous_pass
     assert!(entry(&store, uid, other).is_none());
 
     // A sign-in that read the previous hash (credential c1) starts nothing.
-    let stale = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let stale = new_start(NOW);
     assert!(!store.start_session(uid, &stale).await.unwrap());
     assert!(value(&store, &token_key(uid, stale.jti)).is_none());
     assert!(entry(&store, uid, stale.sid).is_none());
     // One with the new password does.
     let fresh = SessionStart {
         credential: "c2".into(),
-        ..start_at(Uuid::new_v4(), Uuid::new_v4(), NOW)
+        ..new_start(NOW)
     };
     assert!(store.start_session(uid, &fresh).await.unwrap());
     // The guard lasts as long as a request can be in flight, then lifts.
     tokio::time::advance(Duration::from_secs(CREDENTIAL_GUARD_SECS + 1)).await;
-    let later = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let later = new_start(NOW);
     assert!(store.start_session(uid, &later).await.unwrap());
 }
 
 #[tokio::test]
 async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_those_are_legacy() {
-    let store = MemoryTokenRepository::new();
-    let uid = Uuid::new_v4();
+    let (store, uid) = store_and_user();
     // A session's own entry is not a legacy entry.
     let (_, jti) = session(&store, uid, NOW).await;
-    let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let start = new_start(NOW);
     assert!(!store.rotate_legacy(uid, jti, &start).await.unwrap());
     assert!(value(&store, &token_key(uid, jti)).is_some(), "not taken");
 
     let legacy = Uuid::new_v4();
-    store
-        .quick_step(|keys, at| {
-            keys.set(
-                token_key(uid, legacy),
-                Value::legacy_token(),
-                at + Duration::from_secs(HOUR),
-            );
-        })
-        .unwrap();
+    set_legacy(&store, uid, legacy);
     store.end_other_sessions(uid, None, None).await.unwrap();
     assert!(!store.rotate_legacy(uid, legacy, &start).await.unwrap());
     assert!(
@@ -800,16 +757,6 @@ async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_
 // ------------------------------------------------------------ attempt counters
 
 pub(super) const WINDOW: Duration = Duration::from_secs(60);
-
-pub(super) fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
-    pairs
-        .iter()
-        .map(|(key, limit)| RateCounter {
-            key: (*key).to_owned(),
-            limit: *limit,
-        })
-        .collect()
-}
 
 pub(super) fn count(store: &MemoryTokenRepository, key: &str) -> Option<u64> {
     match value(store, key) {

@@ -10,18 +10,24 @@ use std::time::Duration;
 use sqlx::{Connection as _, SqliteConnection};
 
 use super::keyspace::{Value, grace_key, index_key, token_key};
-use super::tests::{
-    NOW, WINDOW, counters, entry, names, rotate, session, sorted, start_at, step_at, ttl, value,
-};
+use super::tests::{NOW, WINDOW, entry, names, new_start, rotate, session, step_at, ttl, value};
 use super::*;
 use crate::error::AppError;
 use crate::model::RefreshOutcome;
+use crate::repository::test_sessions::{counters, sorted, unix_now};
 
 const DB: &str = "tokens.db";
 const SNAPSHOT: &str = "refresh-tokens.json";
 
 async fn open(dir: &Path) -> MemoryTokenRepository {
     open_waiting(dir, COMMIT_WAIT).await
+}
+
+/// A durable store in a new folder (removed when dropped).
+async fn open_new() -> (tempfile::TempDir, MemoryTokenRepository) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    (dir, store)
 }
 
 async fn open_waiting(dir: &Path, commit_wait: Duration) -> MemoryTokenRepository {
@@ -45,17 +51,9 @@ async fn rows(dir: &Path) -> Vec<String> {
         .unwrap()
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test]
 async fn every_answered_change_is_on_disk_sessions_grace_successors_and_sign_outs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let (dir, store) = open_new().await;
     let uid = Uuid::new_v4();
     let (sid, jti) = session(&store, uid, NOW).await;
     let first = step_at(sid, jti, NOW + 1, &[0, 1, 2, 255]);
@@ -118,8 +116,7 @@ async fn every_answered_change_is_on_disk_sessions_grace_successors_and_sign_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_rotations_have_one_winner_on_disk_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let (dir, store) = open_new().await;
     let uid = Uuid::new_v4();
     let (sid, jti) = session(&store, uid, NOW).await;
     let attempts: Vec<_> = (0..16)
@@ -152,10 +149,9 @@ async fn concurrent_rotations_have_one_winner_on_disk_too() {
 
 #[tokio::test]
 async fn expired_keys_are_skipped_and_deleted_at_start_and_by_the_sweep() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let (dir, store) = open_new().await;
     let (short, long) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut start = new_start(NOW);
     start.exp = NOW + 1;
     store.start_session(short, &start).await.unwrap();
     session(&store, long, NOW).await;
@@ -171,7 +167,7 @@ async fn expired_keys_are_skipped_and_deleted_at_start_and_by_the_sweep() {
         "deleted at start"
     );
 
-    let mut start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let mut start = new_start(NOW);
     start.exp = NOW + 1;
     restored.start_session(short, &start).await.unwrap();
     assert_eq!(rows(dir.path()).await.len(), 4);
@@ -183,8 +179,7 @@ async fn expired_keys_are_skipped_and_deleted_at_start_and_by_the_sweep() {
 
 #[tokio::test]
 async fn counters_stay_in_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let (dir, store) = open_new().await;
     let uid = Uuid::new_v4();
     session(&store, uid, NOW).await;
     store
@@ -274,7 +269,7 @@ async fn a_snapshot_of_an_earlier_version_moves_into_the_table_once() {
     );
     assert_eq!(rows(dir.path()).await.len(), 2);
 
-    let start = start_at(Uuid::new_v4(), Uuid::new_v4(), NOW);
+    let start = new_start(NOW);
     assert!(store.rotate_legacy(uid, live, &start).await.unwrap());
     let restored = open(dir.path()).await;
     assert!(!restored.rotate_legacy(uid, live, &start).await.unwrap());

@@ -28,12 +28,22 @@ use crate::model::{
     ClientInfo, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome, RefreshStep,
     SessionStart, TokenRepository,
 };
+use crate::repository::test_sessions::{Shape, rotated, sorted, unix_now};
 
 const GRACE: u64 = 30;
 /// Lifetime of the tokens the tests write, in seconds.
 const LIFE: u64 = 600;
 /// Absolute session lifetime.
 const MAX_AGE: u64 = 3600;
+
+/// A sign-in from `agent/1` at 10.0.0.1, refreshes from `agent/2` at 10.0.0.2.
+const SHAPE: Shape = Shape {
+    life: LIFE,
+    max_age: MAX_AGE,
+    grace: GRACE,
+    signin: ("agent/1", "10.0.0.1"),
+    refresh: ("agent/2", "10.0.0.2"),
+};
 
 /// Defines `mod <test> { fn standalone(); fn cluster(); }`, each running the
 /// body `async fn <test>(f: Fixture)` on its kind of Redis.
@@ -127,10 +137,7 @@ async fn fixture(mode: Mode, test: &str) -> Option<Fixture> {
             repo: RedisTokenRepository::new(conn),
             mode,
             uid: Uuid::new_v4(),
-            now: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
+            now: unix_now(),
         }),
         failed => {
             let cause = match failed {
@@ -151,52 +158,23 @@ async fn fixture(mode: Mode, test: &str) -> Option<Fixture> {
 }
 
 impl Fixture {
-    fn start(&self, sid: Uuid, jti: Uuid, now: u64, max_sessions: u32) -> SessionStart {
-        SessionStart {
-            sid,
-            jti,
-            exp: now + LIFE,
-            now,
-            ends_at: now + MAX_AGE,
-            client: ClientInfo::new("agent/1", "10.0.0.1"),
-            max_sessions,
-            credential: "c1".into(),
-        }
-    }
-
     /// Starts a session at `now` (cap 10); returns (sid, jti).
     async fn session_at(&self, now: u64) -> (Uuid, Uuid) {
-        let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
-        self.repo
-            .start_session(self.uid, &self.start(sid, jti, now, 10))
-            .await
-            .unwrap();
-        (sid, jti)
+        SHAPE.session(&self.repo, self.uid, now).await
     }
 
     fn step(&self, sid: Uuid, jti: Uuid, new_jti: Uuid, now: u64) -> RefreshStep {
-        RefreshStep {
-            sid,
-            jti,
-            new_jti,
-            new_exp: now + LIFE,
-            now,
-            grace_secs: GRACE,
-            sealed_successor: sealed(new_jti),
-            client: ClientInfo::new("agent/2", "10.0.0.2"),
-        }
+        SHAPE.step(sid, jti, new_jti, now, sealed(new_jti))
     }
 
     /// Rotates `jti` at `now`; returns the successor's jti.
     async fn rotate(&self, sid: Uuid, jti: Uuid, now: u64) -> Uuid {
-        let new_jti = Uuid::new_v4();
-        let outcome = self
-            .repo
-            .refresh(self.uid, &self.step(sid, jti, new_jti, now))
-            .await
-            .unwrap();
-        assert_eq!(outcome, RefreshOutcome::Rotated);
-        new_jti
+        rotated(
+            &self.repo,
+            self.uid,
+            &self.step(sid, jti, Uuid::new_v4(), now),
+        )
+        .await
     }
 
     fn key(&self, jti: Uuid) -> String {
@@ -271,8 +249,7 @@ impl Fixture {
             }
             cursor = next;
         }
-        keys.sort();
-        keys
+        sorted(keys)
     }
 
     /// A counter key of this test's own (`ratelimit:test:<uid>:<name>`).

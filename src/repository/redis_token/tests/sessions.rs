@@ -1,17 +1,43 @@
 //! The session and whitelist steps, on a single Redis and on Redis Cluster.
 
 use super::*;
+use crate::repository::test_sessions::started;
+
+impl Fixture {
+    /// Starts `start` (refused or not): its (sid, jti).
+    async fn started(&self, start: SessionStart) -> (Uuid, Uuid) {
+        started(&self.repo, self.uid, &start).await
+    }
+
+    /// The whitelist entry of `jti`, parsed.
+    async fn token_value(&self, jti: Uuid) -> Value {
+        serde_json::from_slice(&self.get(&self.key(jti)).await.unwrap()).unwrap()
+    }
+
+    /// Writes a whitelist entry from before sessions (`1`), for [`LIFE`].
+    async fn set_legacy(&self, jti: Uuid) {
+        let _: () = self
+            .cmd(
+                redis::cmd("SET")
+                    .arg(self.key(jti))
+                    .arg("1")
+                    .arg("EX")
+                    .arg(LIFE),
+            )
+            .await;
+    }
+}
 
 on_both!(start_session_writes_the_entry_and_the_index);
 async fn start_session_writes_the_entry_and_the_index(f: Fixture) {
-    let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
-    let start = SessionStart {
-        client: ClientInfo::new("Mozilla/5.0 (X11) «é»", "192.0.2.7"),
-        ..f.start(sid, jti, f.now, 5)
-    };
-    f.repo.start_session(f.uid, &start).await.unwrap();
+    let (sid, jti) = f
+        .started(SessionStart {
+            client: ClientInfo::new("Mozilla/5.0 (X11) «é»", "192.0.2.7"),
+            ..SHAPE.new_start(f.now, 5)
+        })
+        .await;
 
-    let value: Value = serde_json::from_slice(&f.get(&f.key(jti)).await.unwrap()).unwrap();
+    let value = f.token_value(jti).await;
     assert_eq!(
         value,
         serde_json::json!({
@@ -54,11 +80,7 @@ async fn the_cap_ends_the_least_recently_used_session(f: Fixture) {
     let (b, b_jti) = f.session_at(f.now + 1).await;
     // `a` is the oldest but used since: `b` is the least recently used.
     let a_jti = f.rotate(a, a_first, f.now + 2).await;
-    let (c, c_jti) = (Uuid::new_v4(), Uuid::new_v4());
-    f.repo
-        .start_session(f.uid, &f.start(c, c_jti, f.now + 3, 2))
-        .await
-        .unwrap();
+    let (c, c_jti) = f.started(SHAPE.new_start(f.now + 3, 2)).await;
 
     assert_eq!(f.listed(f.now + 3).await, vec![c, a]);
     assert!(f.entry(b).await.is_none());
@@ -67,11 +89,7 @@ async fn the_cap_ends_the_least_recently_used_session(f: Fixture) {
     assert!(f.exists(&f.key(c_jti)).await);
 
     // A cap below one never ends the session just started.
-    let (d, d_jti) = (Uuid::new_v4(), Uuid::new_v4());
-    f.repo
-        .start_session(f.uid, &f.start(d, d_jti, f.now + 4, 0))
-        .await
-        .unwrap();
+    let (d, _) = f.started(SHAPE.new_start(f.now + 4, 0)).await;
     assert_eq!(f.listed(f.now + 4).await, vec![d]);
     assert!(!f.exists(&f.key(a_jti)).await);
     assert!(!f.exists(&f.grace(a_first)).await);
@@ -89,7 +107,7 @@ async fn refresh_with_the_current_token_rotates(f: Fixture) {
     assert_eq!(outcome, RefreshOutcome::Rotated);
 
     assert!(!f.exists(&f.key(jti)).await);
-    let value: Value = serde_json::from_slice(&f.get(&f.key(new_jti)).await.unwrap()).unwrap();
+    let value = f.token_value(new_jti).await;
     assert_eq!(value["sid"], sid.to_string());
     assert_eq!(value["created"], f.now, "the session's start");
     assert_eq!(value["last"], f.now + 5, "this rotation");
@@ -228,7 +246,7 @@ async fn unknown_sessions_and_a_sign_out_in_progress_refuse(f: Fixture) {
         .await;
     let step = f.step(sid, jti, Uuid::new_v4(), f.now);
     let outcome = f.repo.refresh(f.uid, &step).await;
-    let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    let start = SHAPE.new_start(f.now, 10);
     let legacy_taken = f.repo.rotate_legacy(f.uid, legacy, &start).await;
     let _: i64 = f.cmd(redis::cmd("DEL").arg(&marker)).await;
     assert_eq!(outcome.unwrap(), RefreshOutcome::Unknown);
@@ -293,23 +311,15 @@ async fn concurrent_refreshes_with_one_token_rotate_once(f: Fixture) {
 on_both!(a_legacy_token_starts_a_session_once);
 async fn a_legacy_token_starts_a_session_once(f: Fixture) {
     let legacy = Uuid::new_v4();
-    let _: () = f
-        .cmd(
-            redis::cmd("SET")
-                .arg(f.key(legacy))
-                .arg("1")
-                .arg("EX")
-                .arg(LIFE),
-        )
-        .await;
-    let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    f.set_legacy(legacy).await;
+    let start = SHAPE.new_start(f.now, 10);
     assert!(f.repo.rotate_legacy(f.uid, legacy, &start).await.unwrap());
     assert!(!f.exists(&f.key(legacy)).await);
-    let value: Value = serde_json::from_slice(&f.get(&f.key(start.jti)).await.unwrap()).unwrap();
+    let value = f.token_value(start.jti).await;
     assert_eq!(value["sid"], start.sid.to_string());
     assert_eq!(f.listed(f.now).await, vec![start.sid]);
 
-    let again = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    let again = SHAPE.new_start(f.now, 10);
     assert!(!f.repo.rotate_legacy(f.uid, legacy, &again).await.unwrap());
     assert!(!f.exists(&f.key(again.jti)).await);
     assert_eq!(f.listed(f.now).await, vec![start.sid]);
@@ -323,18 +333,18 @@ async fn list_sessions_orders_by_last_use_and_prunes(f: Fixture) {
     let (c, _) = f.session_at(f.now + 1).await;
     let a_jti = f.rotate(a, a_jti, f.now + 2).await;
     // A short-lived token and a session at its absolute end.
-    let (short, short_jti) = (Uuid::new_v4(), Uuid::new_v4());
-    let start = SessionStart {
-        exp: f.now + 5,
-        ..f.start(short, short_jti, f.now + 3, 10)
-    };
-    f.repo.start_session(f.uid, &start).await.unwrap();
-    let (ending, ending_jti) = (Uuid::new_v4(), Uuid::new_v4());
-    let start = SessionStart {
-        ends_at: f.now + 6,
-        ..f.start(ending, ending_jti, f.now + 3, 10)
-    };
-    f.repo.start_session(f.uid, &start).await.unwrap();
+    let (short, short_jti) = f
+        .started(SessionStart {
+            exp: f.now + 5,
+            ..SHAPE.new_start(f.now + 3, 10)
+        })
+        .await;
+    let (ending, ending_jti) = f
+        .started(SessionStart {
+            ends_at: f.now + 6,
+            ..SHAPE.new_start(f.now + 3, 10)
+        })
+        .await;
     // Ties on last use are ordered by id.
     let ordered = |x: Uuid, y: Uuid| if x < y { [x, y] } else { [y, x] };
     let [b_first, c_first] = ordered(b, c);
@@ -407,15 +417,7 @@ async fn sign_out_everywhere_removes_the_index_and_grace_keys(f: Fixture) {
     let (sid, jti) = f.session_at(f.now).await;
     let new_jti = f.rotate(sid, jti, f.now).await;
     let legacy = Uuid::new_v4();
-    let _: () = f
-        .cmd(
-            redis::cmd("SET")
-                .arg(f.key(legacy))
-                .arg("1")
-                .arg("EX")
-                .arg(LIFE),
-        )
-        .await;
+    f.set_legacy(legacy).await;
     let mut expected = vec![f.key(new_jti), f.grace(jti), f.index(), f.key(legacy)];
     expected.sort();
     assert_eq!(f.user_keys().await, expected);
@@ -430,12 +432,12 @@ async fn sign_out_everywhere_removes_the_index_and_grace_keys(f: Fixture) {
 
 on_both!(the_index_outlives_the_longest_lived_token);
 async fn the_index_outlives_the_longest_lived_token(f: Fixture) {
-    let (long, long_jti) = (Uuid::new_v4(), Uuid::new_v4());
-    let start = SessionStart {
-        exp: f.now + 3 * LIFE,
-        ..f.start(long, long_jti, f.now, 10)
-    };
-    f.repo.start_session(f.uid, &start).await.unwrap();
+    let (_, long_jti) = f
+        .started(SessionStart {
+            exp: f.now + 3 * LIFE,
+            ..SHAPE.new_start(f.now, 10)
+        })
+        .await;
     let (short, short_jti) = f.session_at(f.now).await;
     assert!(f.ttl(&f.index()).await >= f.ttl(&f.key(long_jti)).await);
     assert_ttl_near(f.ttl(&f.index()).await, 3 * LIFE);
@@ -472,14 +474,14 @@ async fn a_password_change_refuses_sessions_authenticated_with_the_previous_pass
     assert!(f.entry(other).await.is_none());
 
     // A sign-in that read the previous hash (credential c1) starts nothing.
-    let stale = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    let stale = SHAPE.new_start(f.now, 10);
     assert!(!f.repo.start_session(f.uid, &stale).await.unwrap());
     assert!(!f.exists(&f.key(stale.jti)).await);
     assert!(f.entry(stale.sid).await.is_none());
     // One with the new password does.
     let fresh = SessionStart {
         credential: "c2".into(),
-        ..f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10)
+        ..SHAPE.new_start(f.now, 10)
     };
     assert!(f.repo.start_session(f.uid, &fresh).await.unwrap());
     let guard = f.ttl(&f.repo.keys.credential_guard(f.uid)).await;
@@ -493,20 +495,12 @@ async fn ending_the_other_sessions_refuses_tokens_from_before_sessions_and_only_
 ) {
     // A session's own entry is not a legacy entry.
     let (_, jti) = f.session_at(f.now).await;
-    let start = f.start(Uuid::new_v4(), Uuid::new_v4(), f.now, 10);
+    let start = SHAPE.new_start(f.now, 10);
     assert!(!f.repo.rotate_legacy(f.uid, jti, &start).await.unwrap());
     assert!(f.exists(&f.key(jti)).await, "not taken");
 
     let legacy = Uuid::new_v4();
-    let _: () = f
-        .cmd(
-            redis::cmd("SET")
-                .arg(f.key(legacy))
-                .arg("1")
-                .arg("EX")
-                .arg(LIFE),
-        )
-        .await;
+    f.set_legacy(legacy).await;
     f.repo.end_other_sessions(f.uid, None, None).await.unwrap();
     assert!(f.listed(f.now).await.is_empty());
     assert!(!f.repo.rotate_legacy(f.uid, legacy, &start).await.unwrap());
