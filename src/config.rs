@@ -1,12 +1,10 @@
 //! Configuration from environment variables; a bad value names its variable.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use ipnet::IpNet;
 
 use crate::keys::KeyPaths;
 use crate::service::RateLimitConfig;
@@ -79,9 +77,10 @@ pub struct Config {
     pub id_token_audience: String,
     pub handler_timeout: Duration,
     pub max_body_bytes: usize,
-    /// `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT` and
-    /// `MAX_CONNECTIONS`: defaults, bounds and parsing are shared with the todo
-    /// service, in [`crate::web::serve`].
+    /// `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`, `BODY_READ_TIMEOUT`,
+    /// `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP` and `TRUSTED_PROXIES` (also
+    /// whose `X-Forwarded-For` names the client): defaults, bounds and
+    /// parsing are shared with the todo service, in [`crate::web::serve`].
     pub connections: ConnectionLimits,
     /// Base path of the account API, e.g. `/api/account`.
     pub api_base_path: String,
@@ -97,8 +96,6 @@ pub struct Config {
     pub mail: MailConfig,
     /// Sign-in and sign-up limits, counted in the token store (issue 9).
     pub rate_limits: RateLimitConfig,
-    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<IpNet>,
     /// Email verification and password reset: `PUBLIC_URL`, the pages the
     /// mails link to, and how long their tokens work.
     pub pages: PageSettings,
@@ -290,7 +287,6 @@ impl Config {
                 .transpose()?,
             mail: mail(env)?,
             rate_limits: rate_limits(env)?,
-            trusted_proxies: trusted_proxies(env)?,
             pages: pages::page_settings(env)?,
         };
         config.check()?;
@@ -436,28 +432,6 @@ fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
         reset_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
         mails_per_account: limit("MAIL_RATE_LIMIT", defaults::MAIL_RATE_LIMIT)?,
     })
-}
-
-/// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`) or single
-/// addresses; unset, nobody's `X-Forwarded-For` is believed.
-fn trusted_proxies(env: &Vars) -> anyhow::Result<Vec<IpNet>> {
-    let Some(list) = env.optional("TRUSTED_PROXIES") else {
-        return Ok(Vec::new());
-    };
-    list.split(',')
-        .map(str::trim)
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .map(|net| net.trunc())
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "TRUSTED_PROXIES: {entry:?} is not a network like 10.0.0.0/8 or an address"
-                    )
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -655,7 +629,7 @@ mod tests {
                 mails_per_account: 3,
             }
         );
-        assert!(c.trusted_proxies.is_empty());
+        assert!(c.connections.trusted_proxies.is_empty());
         let c = Config::from_vars(vars(&[
             ("RATE_LIMIT_WINDOW", "60"),
             ("SIGNIN_RATE_LIMIT", "1"),
@@ -679,7 +653,12 @@ mod tests {
             "reset requests per source: SIGNIN_IP_RATE_LIMIT"
         );
         assert_eq!(c.rate_limits.mails_per_account, 5);
-        let proxies: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        let proxies: Vec<String> = c
+            .connections
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(
             proxies,
             ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "2001:db8::/32"]

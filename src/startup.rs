@@ -431,7 +431,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         base_path: config.api_base_path.clone(),
         handler_timeout: config.handler_timeout,
         max_body_bytes: config.max_body_bytes,
-        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+        trusted_proxies: TrustedProxies::new(config.connections.trusted_proxies.clone()),
     }
 }
 

@@ -60,6 +60,9 @@ pub async fn start_account(
         // flooding client.
         ("HASH_QUEUE_LIMIT", "10000".to_owned()),
         ("MAX_CONNECTIONS", max_connections.to_string()),
+        // The connection storm comes from one address: the global cap, not
+        // the per-address one, is what it measures.
+        ("MAX_CONNECTIONS_PER_IP", max_connections.to_string()),
     ];
     // Unset: the service's default (one hashing thread per core); set, e.g.
     // to 1, to compare pool sizes in one sitting.

@@ -273,13 +273,6 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         },
     },
     Setting {
-        name: "TRUSTED_PROXIES",
-        default: || "unset: none".into(),
-        help: || {
-            "proxies whose X-Forwarded-For names the client (networks, comma-separated)".into()
-        },
-    },
-    Setting {
         name: "SMTP_URL",
         default: || "unset: mails written to the log (development only)".into(),
         help: || "mail server: smtp://host:port (?tls=required) or smtps://host".into(),

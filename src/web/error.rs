@@ -40,6 +40,9 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 415
     UnsupportedMediaType,
+    /// 431: a request head over 16 KiB or 100 header fields; the
+    /// connection is closed.
+    RequestHeaderFieldsTooLarge,
     /// 429
     TooManyRequests,
     /// 503: a store is down or the request timed out.
@@ -61,6 +64,7 @@ impl ErrorKind {
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestHeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +84,7 @@ impl ErrorKind {
             Self::Conflict => "CONFLICT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::RequestHeaderFieldsTooLarge => "REQUEST_HEADER_FIELDS_TOO_LARGE",
             Self::TooManyRequests => "TOO_MANY_REQUESTS",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL",
@@ -131,7 +136,7 @@ pub struct ErrorDetail {
     /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
     /// `REQUEST_TIMEOUT` (408), `CONFLICT` (409),
     /// `PAYLOAD_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415),
-    /// `TOO_MANY_REQUESTS` (429), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
+    /// `TOO_MANY_REQUESTS` (429), `REQUEST_HEADER_FIELDS_TOO_LARGE` (431), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
     #[serde(rename = "type")]
     #[cfg_attr(feature = "server", schema(example = "CONFLICT"))]
     pub kind: String,
@@ -464,6 +469,11 @@ mod tests {
                 "UNSUPPORTED_MEDIA_TYPE",
             ),
             (ErrorKind::TooManyRequests, 429, "TOO_MANY_REQUESTS"),
+            (
+                ErrorKind::RequestHeaderFieldsTooLarge,
+                431,
+                "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            ),
             (ErrorKind::ServiceUnavailable, 503, "SERVICE_UNAVAILABLE"),
             (ErrorKind::Internal, 500, "INTERNAL"),
         ] {

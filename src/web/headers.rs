@@ -1,7 +1,7 @@
 //! Response headers every service of ours sets.
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -11,7 +11,13 @@ use axum::response::Response;
 /// a public key set says `public, max-age=…` itself).
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
-    let headers = response.headers_mut();
+    set_security_headers(response.headers_mut());
+    response
+}
+
+/// What [`security_headers`] sets, for responses made outside the app (the
+/// serving code's refusals).
+pub fn set_security_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -19,5 +25,4 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    response
 }

@@ -24,7 +24,7 @@ pub use error::{
     InvalidArg, log_errors,
 };
 #[cfg(any(feature = "server", feature = "todo-example"))]
-pub use headers::security_headers;
+pub use headers::{security_headers, set_security_headers};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use listen::{LISTEN_BACKLOG, listen};
 #[cfg(any(feature = "server", feature = "todo-example"))]

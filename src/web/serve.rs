@@ -1,12 +1,27 @@
 //! Serving an app on a listener, for both services: an accept loop over
 //! hyper's HTTP/1.1 connections that bounds what a client can hold.
 //!
-//! - **At most `max_connections` connections.** At the cap the loop stops
-//!   accepting: new connections wait in the kernel's listen backlog and are
-//!   accepted as others close (idle ones time out, below). Start-up raises the
+//! - **At most `max_connections_per_ip` connections per peer address**
+//!   (IPv6: per /64; the trusted proxies are exempt): past it a new
+//!   connection from that address is closed at once.
+//! - **At most `max_connections` connections.** The loop always accepts, so
+//!   the listen backlog never fills; at the cap a new connection takes the
+//!   slot of the connection that has waited longest for a complete request
+//!   head, or else of the longest-idle kept-alive one, which is closed; never
+//!   of one with a request in flight, nor of one not read yet (it may hold a
+//!   whole head). With nothing to cut, the new connection waits up to a
+//!   second for a slot, then is closed. So holding connections open gains
+//!   an attacker nothing: the next client takes their place (`slots.rs`). Start-up raises the
 //!   open-files limit and refuses a cap that does not fit it
 //!   ([`reserve_open_files`]); should `accept` fail anyway (`EMFILE`), the loop
 //!   backs off (50 ms doubling to 1 s) and logs at most every 10 s.
+//! - **A request head of at most 16 KiB and 100 fields**
+//!   ([`MAX_HEAD_BYTES`], [`MAX_HEAD_FIELDS`]): larger gets 431
+//!   `REQUEST_HEADER_FIELDS_TOO_LARGE` in the JSON shape. hyper's own limits
+//!   are set above those (64 KiB, 200 fields), so the service answers first;
+//!   what hyper still refuses by itself, with an empty body (a head beyond
+//!   its limits, an unparseable request line, conflicting `Content-Length`
+//!   headers), is closed with its bare 400 or 431.
 //! - **A request head within `header_read_timeout`**, counted from the
 //!   connection's start and, on a kept-alive connection, from the first byte
 //!   of the next request: a connection that sends nothing, half a head, or a
@@ -39,6 +54,7 @@
 
 mod connection;
 mod settings;
+mod slots;
 mod watchdog;
 
 use std::future::Future;
@@ -51,15 +67,17 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use connection::Connection;
+pub use connection::{MAX_HEAD_BYTES, MAX_HEAD_FIELDS};
 pub(crate) use settings::whole_number;
 pub use settings::{
     CONNECTION_SETTINGS, ConnectionLimits, RESERVED_FILES, ServeSettings, defaults, limits,
     reserve_open_files,
 };
+use slots::Slots;
+use watchdog::Activity;
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the
 /// requests in flight (see the module's documentation). Errors only if the
@@ -71,22 +89,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.limits.max_connections));
+    let slots = Slots::new(&settings.limits);
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     // Off: its timer also runs while a kept-alive connection is idle (module docs).
     http.header_read_timeout(None);
+    // Above the service's own limits, so that it answers 431 in its shape.
+    http.max_buf_size(HYPER_MAX_HEAD_BYTES);
+    http.max_headers(HYPER_MAX_HEAD_FIELDS);
     let mut backoff = AcceptBackoff::default();
     let mut shutdown = pin!(shutdown);
     tracing::debug!(address = %listener.local_addr()?, limits = ?settings.limits, "serving");
     loop {
-        let slot = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => {
-                slot.expect("the connection semaphore is never closed")
-            }
-        };
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -95,18 +109,25 @@ pub async fn serve(
         match accepted {
             Ok((stream, remote)) => {
                 backoff.reset();
-                let connection = Connection {
-                    app: app.clone(),
-                    settings: Arc::clone(&settings),
-                    remote,
-                    slot,
-                };
-                connection.spawn(stream, &http, &graceful);
+                let activity = Activity::new();
+                match slots.admit_within(remote.ip(), &activity).await {
+                    Ok(slot) => {
+                        let connection = Connection {
+                            app: app.clone(),
+                            settings: Arc::clone(&settings),
+                            remote,
+                            slot,
+                            activity,
+                        };
+                        connection.spawn(stream, &http, &graceful);
+                    }
+                    Err(refused) => {
+                        // Dropping the stream closes it.
+                        tracing::debug!(%remote, reason = refused.reason(), "connection refused");
+                    }
+                }
             }
-            Err(e) => {
-                drop(slot);
-                backoff.wait(&e).await;
-            }
+            Err(e) => backoff.wait(&e).await,
         }
     }
     // Refuse new connections, then let hyper close the idle ones and finish
@@ -115,6 +136,12 @@ pub async fn serve(
     graceful.shutdown().await;
     Ok(())
 }
+
+/// hyper's read buffer, which must hold a whole request head: 4 × [`MAX_HEAD_BYTES`].
+const HYPER_MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The header fields hyper parses: 2 × [`MAX_HEAD_FIELDS`].
+const HYPER_MAX_HEAD_FIELDS: usize = 200;
 
 /// Failed `accept`s: the peer's (reset before it was accepted) are skipped;
 /// the others (`EMFILE`, `ENFILE`, `ENOBUFS`: the process or machine is out

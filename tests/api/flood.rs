@@ -18,8 +18,10 @@ use crate::on_every_backend;
 /// limits); a queue where the flood's share is 100 places (a quarter of 400),
 /// held by [`FLOOD_CONNECTIONS`]; and a handler timeout long enough that a
 /// waiting request is answered by its hash, not by the timeout, however slow
-/// the machine.
+/// the machine. The flood's connections are more than the default
+/// `MAX_CONNECTIONS_PER_IP`: this measures the queue, not that cap.
 const SETTINGS: &[(&str, &str)] = &[
+    ("MAX_CONNECTIONS_PER_IP", "1000"),
     ("SIGNIN_RATE_LIMIT", "1000000"),
     ("SIGNIN_IP_RATE_LIMIT", "1000000"),
     ("SIGNIN_EMAIL_RATE_LIMIT", "1000000"),

@@ -3,6 +3,7 @@
 mod client_cache;
 mod clients;
 mod cluster;
+mod connection_caps;
 mod connections;
 mod database;
 mod deletion;

@@ -16,6 +16,19 @@ pub async fn connect(base: &str) -> TcpStream {
         .unwrap_or_else(|e| panic!("cannot connect to {address}: {e}"))
 }
 
+/// Opens a connection to `base` from the loopback address `source` (any of
+/// 127.0.0.0/8 on Linux), so that the server sees another peer.
+pub async fn connect_from(base: &str, source: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let address: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("an address ip:port");
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((source, 0).into())?;
+    socket.connect(address).await
+}
+
 /// Writes `bytes` (the server may have closed already: that error is returned).
 pub async fn send(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
@@ -142,4 +155,48 @@ async fn read_one(stream: &mut (impl AsyncRead + Unpin)) -> RawResponse {
         headers,
         body,
     }
+}
+
+/// Sends `head` on a new connection and reads the answer.
+async fn answer_to(base: &str, head: &str) -> RawResponse {
+    let mut conn = connect(base).await;
+    send(&mut conn, head.as_bytes()).await.unwrap();
+    read_response(&mut conn, Duration::from_secs(10)).await
+}
+
+/// A 431 in the error shape, with the headers every response has, closing
+/// the connection.
+fn assert_head_too_large(response: &RawResponse) {
+    assert_eq!(response.status, 431, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.header("connection"), Some("close"));
+    let body = response.json();
+    assert_eq!(
+        body["error"]["type"], "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        "{body}"
+    );
+}
+
+/// 17 KiB of header fields in one, and 101 fields: both refused by the
+/// service, in its shape; 16 KiB and 100 fields pass.
+pub async fn heads_over_16_kib_or_100_fields_get_431(base: &str) {
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    assert_head_too_large(&answer_to(base, &big).await);
+    let many: String = (0..100).map(|i| format!("X-Field-{i}: v\r\n")).collect();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: test\r\n{many}\r\n");
+    assert_head_too_large(&answer_to(base, &head).await);
+
+    let fits = format!(
+        "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(15 * 1024)
+    );
+    assert_eq!(answer_to(base, &fits).await.status, 200);
+    let many: String = (0..99).map(|i| format!("X-Field-{i}: v\r\n")).collect();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: test\r\n{many}\r\n");
+    assert_eq!(answer_to(base, &head).await.status, 200);
 }

@@ -330,3 +330,9 @@ async fn a_user_keeps_at_most_todo_max_per_user_todos() {
     let (status, _, _) = create(ada.clone(), "four").await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn the_todo_service_answers_431_in_its_shape_for_too_large_a_head() {
+    let todo = TodoService::start("http://127.0.0.1:9/.well-known/jwks.json").await;
+    crate::raw_http::heads_over_16_kib_or_100_fields_get_431(&todo.base).await;
+}

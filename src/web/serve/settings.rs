@@ -1,18 +1,24 @@
 //! The settings [`serve`](super::serve) takes: the connection limits, read
 //! from their variables with defaults and bounds, and the open-files check.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use crate::settings::Setting;
 
 /// Defaults of `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT` (seconds),
-/// `BODY_READ_TIMEOUT` (seconds) and `MAX_CONNECTIONS`.
+/// `BODY_READ_TIMEOUT` (seconds), `MAX_CONNECTIONS` and
+/// `MAX_CONNECTIONS_PER_IP`.
 pub mod defaults {
     pub const HEADER_READ_TIMEOUT: u64 = 10;
     /// Above the 60 s idle timeout of common load balancers: they close first.
     pub const KEEP_ALIVE_TIMEOUT: u64 = 65;
     pub const BODY_READ_TIMEOUT: u64 = 10;
     pub const MAX_CONNECTIONS: usize = 1024;
+    /// A browser opens 6 per host; a NAT or an office shares one address.
+    pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 }
 
 /// Upper bounds of the same variables: beyond these a value is a mistake.
@@ -25,6 +31,7 @@ pub mod limits {
     pub const BODY_READ_TIMEOUT: u64 = 300;
     /// Linux's default ceiling of open files per process (`fs.nr_open`).
     pub const MAX_CONNECTIONS: usize = 1 << 20;
+    pub const MAX_CONNECTIONS_PER_IP: usize = 1 << 20;
 }
 
 /// The four variables of [`ConnectionLimits`], as both services' `--help`
@@ -65,9 +72,31 @@ pub const CONNECTION_SETTINGS: &[Setting] = &[
         default: || defaults::MAX_CONNECTIONS.to_string(),
         help: || {
             format!(
-                "connections served at once, more wait (1 to {})",
+                "connections served at once; past it a new one takes the slot of the longest \
+                 waiting for a head, else the longest idle, never a busy one (1 to {})",
                 limits::MAX_CONNECTIONS
             )
+        },
+    },
+    Setting {
+        name: "MAX_CONNECTIONS_PER_IP",
+        default: || defaults::MAX_CONNECTIONS_PER_IP.to_string(),
+        help: || {
+            format!(
+                "connections one address (IPv6: one /64) may hold, more are closed at once; \
+                 TRUSTED_PROXIES exempt (1 to {})",
+                limits::MAX_CONNECTIONS_PER_IP
+            )
+        },
+    },
+    Setting {
+        name: "TRUSTED_PROXIES",
+        default: || "unset: none".into(),
+        help: || {
+            "your reverse proxies, comma-separated networks or addresses: exempt from \
+             MAX_CONNECTIONS_PER_IP, and the account service reads the client from their \
+             X-Forwarded-For"
+                .into()
         },
     },
 ];
@@ -79,8 +108,8 @@ pub const CONNECTION_SETTINGS: &[Setting] = &[
 pub const RESERVED_FILES: u64 = 64;
 
 /// How connections are bounded: `HEADER_READ_TIMEOUT`, `KEEP_ALIVE_TIMEOUT`,
-/// `BODY_READ_TIMEOUT` and `MAX_CONNECTIONS`, the same variables in both
-/// services.
+/// `BODY_READ_TIMEOUT`, `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP` and
+/// `TRUSTED_PROXIES`, the same variables in both services.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Until a request head is complete, from the connection's start or the
@@ -90,8 +119,16 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// Until the request body is complete, from its head.
     pub body_read_timeout: Duration,
-    /// Connections served at once.
+    /// Connections served at once; at the cap a new one takes the slot of
+    /// one waiting for a head or idle (see [`serve`](super::serve)).
     pub max_connections: usize,
+    /// Connections one peer address (IPv6: one /64) may hold; more are
+    /// closed at once. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// `TRUSTED_PROXIES`: the reverse proxies all traffic comes through
+    /// (exempt from the per-address cap; the account service also reads
+    /// the client's address from their `X-Forwarded-For`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ConnectionLimits {
@@ -101,12 +138,14 @@ impl Default for ConnectionLimits {
             keep_alive_timeout: Duration::from_secs(defaults::KEEP_ALIVE_TIMEOUT),
             body_read_timeout: Duration::from_secs(defaults::BODY_READ_TIMEOUT),
             max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl ConnectionLimits {
-    /// Reads the four variables through `var` (unset or blank: the default).
+    /// Reads the six variables through `var` (unset or blank: the default).
     /// An error names the variable.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let number = |name: &str, default: u64, max: u64, unit: &str| {
@@ -138,8 +177,38 @@ impl ConnectionLimits {
                 "",
             )?)
             .unwrap_or(limits::MAX_CONNECTIONS),
+            max_connections_per_ip: usize::try_from(number(
+                "MAX_CONNECTIONS_PER_IP",
+                defaults::MAX_CONNECTIONS_PER_IP as u64,
+                limits::MAX_CONNECTIONS_PER_IP as u64,
+                "",
+            )?)
+            .unwrap_or(limits::MAX_CONNECTIONS_PER_IP),
+            trusted_proxies: trusted_proxies(var("TRUSTED_PROXIES"))?,
         })
     }
+}
+
+/// `TRUSTED_PROXIES`: comma-separated networks (`10.0.0.0/8`) or single
+/// addresses; unset or blank, none.
+fn trusted_proxies(list: Option<String>) -> Result<Vec<IpNet>, String> {
+    let Some(list) = list.filter(|l| !l.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "TRUSTED_PROXIES: {entry:?} is not a network like 10.0.0.0/8 or an address"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// The variable `name` read through `var`: a whole number from 1 to `max`
@@ -228,11 +297,15 @@ mod tests {
         assert_eq!(limits.keep_alive_timeout, Duration::from_secs(65));
         assert_eq!(limits.body_read_timeout, Duration::from_secs(10));
         assert_eq!(limits.max_connections, 1024);
+        assert_eq!(limits.max_connections_per_ip, 64);
+        assert!(limits.trusted_proxies.is_empty());
         let limits = limits_of(&[
             ("HEADER_READ_TIMEOUT", "2"),
             ("KEEP_ALIVE_TIMEOUT", " 120 "),
             ("BODY_READ_TIMEOUT", "30"),
             ("MAX_CONNECTIONS", "64"),
+            ("MAX_CONNECTIONS_PER_IP", "8"),
+            ("TRUSTED_PROXIES", "10.1.2.3/8, ::1"),
         ])
         .unwrap();
         assert_eq!(
@@ -242,6 +315,8 @@ mod tests {
                 keep_alive_timeout: Duration::from_secs(120),
                 body_read_timeout: Duration::from_secs(30),
                 max_connections: 64,
+                max_connections_per_ip: 8,
+                trusted_proxies: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             }
         );
         assert_eq!(
@@ -259,6 +334,9 @@ mod tests {
             ("BODY_READ_TIMEOUT", "0"),
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "1048577"),
+            ("MAX_CONNECTIONS_PER_IP", "0"),
+            ("MAX_CONNECTIONS_PER_IP", "lots"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ] {
             let err = limits_of(&[(name, value)]).unwrap_err();
             assert!(
