@@ -181,8 +181,8 @@ pub async fn request_password_reset(
     description = "Redeems the token of a reset link: sets the new password, ends every \
                    session of the account (sign in again), marks the address verified, and \
                    clears its sign-in limits (a locked-out owner gets in again). A token works \
-                   once, within `RESET_TOKEN_EXP` seconds, and only while the address is \
-                   still the account's.",
+                   once, within `RESET_TOKEN_EXP` seconds, only while the address is \
+                   still the account's, and not after a password change.",
     request_body = PasswordResetConfirmRequest,
     responses(
         (status = 204, description = "The password is set; every session has ended"),

@@ -73,7 +73,9 @@ pub trait AccountService: Send + Sync {
     ) -> AppResult<User>;
     /// Checks the current password (`Forbidden` when wrong; counted as a
     /// sign-in attempt of the user's email from `client`), stores the new
-    /// one, and ends every session but the caller's.
+    /// one (voiding the reset links mailed before it: a confirmation with
+    /// one is `BadRequest` naming `token`), and ends every session but the
+    /// caller's.
     async fn change_password(
         &self,
         caller: &IdClaims,
@@ -108,7 +110,8 @@ pub trait AccountService: Send + Sync {
     async fn request_password_reset(&self, email: Email, client: ClientInfo) -> AppResult<()>;
     /// Redeems a reset token: stores `new` (hashed), ends every session of
     /// the user, marks the address verified and clears its sign-in limits. A
-    /// bad, used or expired token is `BadRequest` naming `token`.
+    /// bad, used or expired token (or one mailed before a password change,
+    /// or to an address the user has left) is `BadRequest` naming `token`.
     async fn confirm_password_reset(
         &self,
         token: &str,
@@ -150,7 +153,8 @@ pub trait UserService: Send + Sync {
     /// `Ok` if `password` is the user's; `Forbidden` if not (a failed
     /// re-authentication is never a 401, which clients read as "refresh").
     async fn check_password(&self, user: &User, password: Password) -> AppResult<()>;
-    /// Stores a new password (hashed); returns the stored hash.
+    /// Stores a new password (hashed) and, in the same step, voids the
+    /// user's outstanding reset links; returns the stored hash.
     async fn set_password(&self, uid: Uuid, password: Password) -> AppResult<String>;
     /// Replaces name, email and website; `Conflict` if the email is taken.
     /// A new email is not verified.
@@ -272,7 +276,9 @@ pub trait UserRepository: Send + Sync {
     /// (a changed email is no longer verified); `NotFound` if it does not
     /// exist, `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
-    /// Replaces the password hash; `NotFound` if the user does not exist.
+    /// Replaces the password hash and deletes the user's reset tokens (the
+    /// links mailed before the change), in one transaction; `NotFound` (and
+    /// nothing changed) if the user does not exist.
     async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()>;
     /// Sets `email_verified` if the user's email is `email`; whether it is.
     async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool>;
@@ -351,7 +357,9 @@ pub trait RateLimitRepository: Send + Sync {
 }
 
 /// The single-use tokens of the account flows, in the user store (table
-/// `account_tokens`, removed with their user). Each method is one statement.
+/// `account_tokens`, removed with their user; a user's reset tokens also go
+/// with a password change, [`UserRepository::update_password_hash`]). Each
+/// method is one statement.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait AccountTokenRepository: Send + Sync {

@@ -237,18 +237,28 @@ macro_rules! sql_user_repository {
             }
 
             async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()> {
+                // One transaction: the new hash and the end of the reset
+                // links mailed before it, or neither. A link asked for
+                // before the change must not set another password after it.
+                let mut tx = self.pool.begin().await.map_err(map_sqlx_error)?;
                 let done = sqlx::query(
                     "UPDATE users SET password = $2, updated_at = CURRENT_TIMESTAMP WHERE uid = $1",
                 )
                 .bind(uid)
                 .bind(password_hash)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx_error)?;
                 if done.rows_affected() == 0 {
                     return Err(AppError::NotFound("user not found".into()));
                 }
-                Ok(())
+                sqlx::query("DELETE FROM account_tokens WHERE uid = $1 AND purpose = $2")
+                    .bind(uid)
+                    .bind(TokenPurpose::Reset.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx_error)?;
+                tx.commit().await.map_err(map_sqlx_error)
             }
 
             async fn mark_email_verified(&self, uid: Uuid, email: &str) -> AppResult<bool> {

@@ -2,7 +2,8 @@
 //! SMTP sink: the same answer for an unknown and a known email; the link sets
 //! the password, ends every session, verifies the address and lets a locked
 //! out owner in again; a link works once, not after `RESET_TOKEN_EXP`, and
-//! not once a newer one was sent; reset mails are limited per email and
+//! not once a newer one was sent, nor once the password was changed or the
+//! address it went to was left; reset mails are limited per email and
 //! requests per source.
 
 use std::net::Ipv6Addr;
@@ -22,6 +23,8 @@ crate::on_every_backend!(
     a_reset_sets_the_password_ends_every_session_and_verifies_the_email,
     a_reset_lets_the_owner_in_after_the_per_email_limit_locked_the_account,
     a_reset_link_works_once_and_only_while_it_is_the_newest_and_alive,
+    a_password_change_voids_the_reset_links_sent_before_it,
+    an_email_change_voids_the_reset_links_sent_to_the_old_address,
     reset_mails_are_limited_per_email_and_requests_per_source,
 );
 
@@ -216,6 +219,89 @@ async fn a_reset_link_works_once_and_only_while_it_is_the_newest_and_alive(backe
         .map(|a| a["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["token", "newPassword"]);
+}
+
+async fn a_password_change_voids_the_reset_links_sent_before_it(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app!(backend, &[("SMTP_URL", &smtp), ("PUBLIC_URL", PUBLIC_URL)]);
+    let email = unique_email();
+    let (_, tokens) = app.signup(&email).await;
+    nth_mail_to(&sink, &email, 1).await;
+    assert_eq!(app.request_reset(&email).await.status(), 202);
+    let mailed = token_in(&nth_mail_to(&sink, &email, 2).await, "/reset-password");
+
+    // The owner, signed in, changes the password: the link mailed before
+    // it no longer works, answered like a used or expired one.
+    let changed = app
+        .change_password(&tokens.id_token, PASSWORD, NEW_PASSWORD)
+        .await;
+    assert_eq!(changed.status(), 204);
+    let reset_password = "the reset link's passphrase";
+    assert_invalid_token(app.confirm_reset(&mailed, reset_password).await).await;
+
+    // The changed password stands; the refused reset set nothing.
+    assert_eq!(
+        app.signin_response(&email, NEW_PASSWORD, "").await.status(),
+        200
+    );
+    for refused in [reset_password, PASSWORD] {
+        assert_error(
+            app.signin_response(&email, refused, "").await,
+            401,
+            "AUTHORIZATION",
+        )
+        .await;
+    }
+
+    // Only the links sent before the change: a reset asked for after it works.
+    assert_eq!(app.request_reset(&email).await.status(), 202);
+    let later = token_in(&nth_mail_to(&sink, &email, 3).await, "/reset-password");
+    assert_eq!(
+        app.confirm_reset(&later, reset_password).await.status(),
+        204
+    );
+    assert_eq!(
+        app.signin_response(&email, reset_password, "")
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn an_email_change_voids_the_reset_links_sent_to_the_old_address(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app!(backend, &[("SMTP_URL", &smtp), ("PUBLIC_URL", PUBLIC_URL)]);
+    let old_email = unique_email();
+    let (_, tokens) = app.signup(&old_email).await;
+    nth_mail_to(&sink, &old_email, 1).await;
+    assert_eq!(app.request_reset(&old_email).await.status(), 202);
+    let mailed = token_in(&nth_mail_to(&sink, &old_email, 2).await, "/reset-password");
+
+    // The account leaves the address: whoever reads its mail takes
+    // nothing over.
+    let new_email = unique_email();
+    let changed = app
+        .put_details(
+            &tokens.id_token,
+            &json!({"email": new_email, "currentPassword": PASSWORD}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    nth_mail_to(&sink, &new_email, 1).await;
+    assert_invalid_token(app.confirm_reset(&mailed, NEW_PASSWORD).await).await;
+    assert_eq!(
+        app.signin_response(&new_email, PASSWORD, "").await.status(),
+        200,
+        "the password is unchanged"
+    );
+    assert_error(
+        app.signin_response(&new_email, NEW_PASSWORD, "").await,
+        401,
+        "AUTHORIZATION",
+    )
+    .await;
 }
 
 /// A source of its own (an IPv6 /64 no other test picks), named with

@@ -148,6 +148,7 @@ on_both_databases!(
     of_concurrent_takes_of_one_token_exactly_one_gets_it,
     an_address_is_verified_only_while_it_is_the_users,
     a_reset_sets_the_hash_and_verifies_only_while_the_address_is_the_users,
+    a_password_change_deletes_the_users_reset_tokens_only,
     an_email_change_clears_the_verified_flag_and_an_unchanged_email_keeps_it,
     existing_rows_are_not_verified,
 );
@@ -457,6 +458,72 @@ async fn a_reset_sets_the_hash_and_verifies_only_while_the_address_is_the_users(
     assert_eq!(
         (reset.password_hash.as_str(), reset.email_verified),
         ("$argon2id$new", true)
+    );
+}
+
+async fn a_password_change_deletes_the_users_reset_tokens_only(repo: &impl Repo) {
+    let ada = stored_user(repo, "ada@example.com").await;
+    let bob = stored_user(repo, "bob@example.com").await;
+    let (reset, verify, bobs) = ([11u8; 32], [12u8; 32], [13u8; 32]);
+    repo.store_token(&token(&ada, &reset, TokenPurpose::Reset, NOW + 60))
+        .await
+        .unwrap();
+    repo.store_token(&token(&ada, &verify, TokenPurpose::Verify, NOW + 60))
+        .await
+        .unwrap();
+    repo.store_token(&token(&bob, &bobs, TokenPurpose::Reset, NOW + 60))
+        .await
+        .unwrap();
+    repo.update_password_hash(ada.uid, "$argon2id$new")
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.find_by_id(ada.uid).await.unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(
+        repo.take_token(&reset, TokenPurpose::Reset, NOW)
+            .await
+            .unwrap(),
+        None,
+        "the reset link mailed before the change is gone"
+    );
+    assert_eq!(
+        repo.find_token(&verify, TokenPurpose::Verify, NOW)
+            .await
+            .unwrap(),
+        holder(&ada),
+        "a verification link still proves its address"
+    );
+    assert_eq!(
+        repo.find_token(&bobs, TokenPurpose::Reset, NOW)
+            .await
+            .unwrap(),
+        holder(&bob),
+        "another user's is untouched"
+    );
+    // A missing user: NotFound, and nothing else changes.
+    let err = repo
+        .update_password_hash(Uuid::new_v4(), "$argon2id$x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        repo.find_token(&bobs, TokenPurpose::Reset, NOW)
+            .await
+            .unwrap(),
+        holder(&bob)
+    );
+    // A reset asked for after the change works.
+    let later = [14u8; 32];
+    repo.store_token(&token(&ada, &later, TokenPurpose::Reset, NOW + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.take_token(&later, TokenPurpose::Reset, NOW)
+            .await
+            .unwrap(),
+        holder(&ada)
     );
 }
 

@@ -266,6 +266,8 @@ impl AccountService for AccountServiceImpl {
         // leaves a session on the old password. Should the token store be
         // down then, the answer is 503 with the password already changed:
         // repeating the change (new password as the current one) finishes it.
+        // The reset links mailed before the change go with the old hash, in
+        // the same transaction of the user store (`update_password_hash`).
         let hash = self.users.set_password(caller.sub, new).await?;
         let keep = session_of(caller).ok();
         self.tokens
