@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, LimitErrors, tags};
 use super::{AppState, AuthUser, Client};
-use crate::error::{AppError, AppResult, InvalidArg};
+use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
-use crate::web::{ErrorBody, JsonBody};
+use crate::web::{ApiError, ErrorBody, JsonBody, NOT_TEXT};
 
 /// `{email, password}` of sign-up and sign-in. Missing fields read as empty
 /// and are reported by validation, with the other field errors.
@@ -242,13 +242,27 @@ pub async fn signin(
 pub async fn tokens(
     State(state): State<AppState>,
     Client(client): Client,
-    JsonBody(body): JsonBody<RefreshRequest>,
-) -> AppResult<Json<TokensResponse>> {
+    body: Result<JsonBody<RefreshRequest>, ApiError>,
+) -> Result<Json<TokensResponse>, ApiError> {
+    let JsonBody(body) = body.map_err(|refused| {
+        // A token with control characters is no token of ours: refused as
+        // any other, 401.
+        let not_a_token = refused
+            .field_errors()
+            .iter()
+            .any(|arg| arg.field == "refreshToken" && arg.message == NOT_TEXT);
+        if not_a_token {
+            ApiError::from(AppError::invalid_token(REFRESH_TOKEN_REFUSED))
+        } else {
+            refused
+        }
+    })?;
     if body.refresh_token.trim().is_empty() {
         return Err(AppError::invalid_args(vec![InvalidArg::new(
             "refreshToken",
             "refreshToken is required",
-        )]));
+        )])
+        .into());
     }
     let tokens = state
         .account
@@ -338,8 +352,9 @@ pub async fn details(
     path = "/password",
     tag = tags::ACCOUNT,
     summary = "Change the password",
-    description = "Checks the current password, stores the new one, and ends every session \
-                   but the caller's (the caller's refresh token keeps working). Checking the \
+    description = "Checks the current password, stores the new one, voids the account's \
+                   outstanding password-reset links, and ends every session but the \
+                   caller's (the caller's refresh token keeps working). Checking the \
                    current password counts as a sign-in attempt of the user's email from the \
                    caller's address (429 over a limit).",
     security(("bearer" = [])),

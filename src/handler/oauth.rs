@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::openapi::{ServerErrors, tags};
 use crate::model::ClientTokenError;
-use crate::web::ApiError;
+use crate::web::{ApiError, holds_control_characters};
 
 /// The form of a token request (`application/x-www-form-urlencoded`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,7 +246,24 @@ async fn issue(
     let Some((client_id, client_secret)) = credentials else {
         return Err(OAuthError::invalid_client().into());
     };
+    // Never a client of ours, and never to reach a store that cannot hold it.
+    if holds_control_characters(&client_id, false)
+        || holds_control_characters(&client_secret, false)
+    {
+        return Err(OAuthError::invalid_client().into());
+    }
     let scope = form.scope.filter(|s| !s.trim().is_empty());
+    if scope
+        .as_deref()
+        .is_some_and(|s| holds_control_characters(s, false))
+    {
+        return Err(OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_scope",
+            description: "the scope holds control characters".into(),
+        }
+        .into());
+    }
     let token = state
         .clients
         .issue_token(&client_id, &client_secret, scope)

@@ -226,6 +226,11 @@ impl ApiError {
         )
     }
 
+    /// The field errors of a 400 (`invalidArgs`).
+    pub fn field_errors(&self) -> &[InvalidArg] {
+        &self.invalid_args
+    }
+
     /// Sets the `WWW-Authenticate` challenge.
     pub fn with_challenge(mut self, challenge: &'static str) -> Self {
         self.challenge = Some(challenge);

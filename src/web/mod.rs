@@ -29,6 +29,8 @@ pub use headers::{security_headers, set_security_headers};
 pub use listen::{LISTEN_BACKLOG, listen};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use middleware::{panic_response, timeout};
-pub use request::{BearerError, JsonBody, bearer_token, is_json};
+pub use request::{
+    BearerError, JsonBody, NOT_TEXT, bearer_token, holds_control_characters, is_json,
+};
 #[cfg(any(feature = "server", feature = "todo-example"))]
 pub use shutdown::shutdown_signal;

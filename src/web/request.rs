@@ -71,10 +71,55 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
         .ok_or(BearerError::Malformed)
 }
 
+/// The message of a field refused for its characters (see [`JsonBody`]).
+pub const NOT_TEXT: &str = "must not contain NUL or other control characters";
+
+/// Whether `field` (a JSON field name) holds a password: the only values
+/// that may hold control characters other than NUL (a tab, say), since they
+/// are hashed, never stored or compared as they are.
+fn is_password_field(field: &str) -> bool {
+    field.to_ascii_lowercase().contains("password")
+}
+
+/// The characters no store of ours can hold, or that have no business in an
+/// identifier, a token, an email or a name: NUL anywhere, and other control
+/// characters (C0, DEL, C1) unless `password`, but for the whitespace around
+/// the value (tabs, line ends), which every reader of such a value trims.
+pub fn holds_control_characters(value: &str, password: bool) -> bool {
+    value.contains('\0') || (!password && value.trim().chars().any(char::is_control))
+}
+
+/// The first string of `value` (an object's keys included) that
+/// [`holds_control_characters`], as a field path (`user.email`, `items[0]`).
+fn control_characters_in(value: &serde_json::Value, path: &str, password: bool) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => holds_control_characters(s, password).then(|| path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_characters_in(item, &format!("{path}[{i}]"), password)),
+        Value::Object(fields) => fields.iter().find_map(|(name, item)| {
+            let field = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            if holds_control_characters(name, false) {
+                return Some(field);
+            }
+            control_characters_in(item, &field, password || is_password_field(name))
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
 /// A JSON object body, deserialized into `T`: 415 unless `Content-Type` is
 /// JSON, 413 over the body limit, 400 when it is not one JSON object, 400 with
 /// `invalidArgs` naming the field (as a path, e.g. `user.email`) whose value
-/// has the wrong type. All in the one error shape.
+/// has the wrong type, or holds NUL or another control character ([`NOT_TEXT`];
+/// fields named like `password` may hold control characters but NUL). So no
+/// store ever sees such input. All in the one error shape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBody<T>(pub T);
 
@@ -100,6 +145,15 @@ where
         // from a positional array, which no client should rely on.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::bad_request("request body must be a JSON object"));
+        }
+        // First as a tree, for the characters of every string; then into `T`
+        // from the bytes, which keeps serde's own errors (a duplicate field).
+        let tree: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::bad_request("malformed JSON body"))?;
+        if let Some(field) = control_characters_in(&tree, "", false) {
+            return Err(ApiError::invalid_args(vec![InvalidArg::new(
+                field, NOT_TEXT,
+            )]));
         }
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
@@ -129,6 +183,45 @@ where
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use serde_json::json;
+
+    #[test]
+    fn control_characters_are_found_in_any_string_but_a_passwords_may_hold_all_but_nul() {
+        let found = |value: serde_json::Value| control_characters_in(&value, "", false);
+        assert_eq!(found(json!({"email": "a@b.c", "name": "Ada"})), None);
+        assert_eq!(found(json!({"name": "A\u{0}"})).as_deref(), Some("name"));
+        assert_eq!(found(json!({"name": "A\u{7}da"})).as_deref(), Some("name"));
+        assert_eq!(
+            found(json!({"name": "A\u{9f}da"})).as_deref(),
+            Some("name"),
+            "C1"
+        );
+        assert_eq!(
+            found(json!({"name": "A\u{7f}da"})).as_deref(),
+            Some("name"),
+            "DEL"
+        );
+        assert_eq!(
+            found(json!({"name": " \tAda\r\n"})),
+            None,
+            "whitespace around"
+        );
+        assert_eq!(
+            found(json!({"user": {"tags": ["ok", "b\u{1b}"]}})).as_deref(),
+            Some("user.tags[1]")
+        );
+        assert_eq!(
+            found(json!({"na\u{0}me": "x"})).as_deref(),
+            Some("na\u{0}me"),
+            "a key"
+        );
+        assert_eq!(found(json!({"newPassword": "tab\tinside"})), None);
+        assert_eq!(
+            found(json!({"currentPassword": "nul\u{0}"})).as_deref(),
+            Some("currentPassword")
+        );
+        assert_eq!(found(json!({"n": 5, "b": true, "z": null})), None);
+    }
 
     fn with(name: header::HeaderName, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -126,6 +126,14 @@ impl AccountService {
             .to_owned()
     }
 
+    /// What the service printed so far (its log).
+    pub fn output(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Process::output)
+            .unwrap_or_default()
+    }
+
     /// The private key the service generated on first start.
     pub fn private_pem(&self) -> Vec<u8> {
         std::fs::read(self.dir.path().join("keys/private.pem")).expect("keys/private.pem")

@@ -8,6 +8,7 @@ mod agreement;
 mod clients;
 mod crash;
 mod helpers;
+mod hostile_input;
 mod interop;
 mod memory;
 mod open_files;

@@ -215,6 +215,23 @@ async fn details_without_an_email_report_it_as_required_and_never_reach_the_use_
     assert_eq!(body, invalid_args_body(&[("email", "email is required")]));
 }
 
+/// Control characters are refused before any field is read, by the JSON
+/// body extractor, whatever the route.
+#[tokio::test]
+async fn details_with_a_control_character_are_refused_before_the_other_fields_are_read() {
+    let mut account = authenticating(&user());
+    account.expect_update_details().never();
+
+    let (status, _, body) = send(
+        app(account),
+        put_details(json!({"email": "alice", "name": "a\u{7}b", "website": ""})),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, invalid_args_body(&[("name", crate::web::NOT_TEXT)]));
+}
+
 #[tokio::test]
 async fn details_with_every_field_invalid_report_all_of_them_in_one_answer() {
     let mut account = authenticating(&user());
@@ -224,7 +241,7 @@ async fn details_with_every_field_invalid_report_all_of_them_in_one_answer() {
         app(account),
         put_details(json!({
             "email": "alice",
-            "name": "a\u{7}b",
+            "name": "a".repeat(101),
             "website": "javascript:alert(1)",
         })),
     )
@@ -235,7 +252,7 @@ async fn details_with_every_field_invalid_report_all_of_them_in_one_answer() {
         body,
         invalid_args_body(&[
             ("email", "email must be a valid email address"),
-            ("name", "name must not contain control characters"),
+            ("name", "name must be at most 100 characters"),
             ("website", "website must be an http:// or https:// URL"),
         ])
     );
