@@ -153,6 +153,12 @@ pub mod defaults {
     pub const SIGNUP_RATE_LIMIT: u64 = 10;
     /// Reset mails per email, and verification mails resent per user.
     pub const MAIL_RATE_LIMIT: u64 = 3;
+    /// Failed client authentications per (client id, client address).
+    pub const CLIENT_AUTH_RATE_LIMIT: u64 = 30;
+    /// Failed client authentications per client address.
+    pub const CLIENT_AUTH_IP_RATE_LIMIT: u64 = 30;
+    /// Failed verification and reset tokens per client address.
+    pub const LINK_TOKEN_RATE_LIMIT: u64 = 30;
     // Email verification and password reset. `PUBLIC_URL` has no fixed
     // default: it follows the address bound (`pages::default_public_url`).
     /// Appended to `PUBLIC_URL` for `VERIFY_EMAIL_URL`.
@@ -431,6 +437,15 @@ fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
         // A reset request names an account, as a sign-in attempt does.
         reset_per_ip: limit("SIGNIN_IP_RATE_LIMIT", defaults::SIGNIN_IP_RATE_LIMIT)?,
         mails_per_account: limit("MAIL_RATE_LIMIT", defaults::MAIL_RATE_LIMIT)?,
+        client_auth_per_id_and_ip: limit(
+            "CLIENT_AUTH_RATE_LIMIT",
+            defaults::CLIENT_AUTH_RATE_LIMIT,
+        )?,
+        client_auth_per_ip: limit(
+            "CLIENT_AUTH_IP_RATE_LIMIT",
+            defaults::CLIENT_AUTH_IP_RATE_LIMIT,
+        )?,
+        link_tokens_per_ip: limit("LINK_TOKEN_RATE_LIMIT", defaults::LINK_TOKEN_RATE_LIMIT)?,
     })
 }
 
@@ -627,6 +642,9 @@ mod tests {
                 signup_per_ip: 10,
                 reset_per_ip: 30,
                 mails_per_account: 3,
+                client_auth_per_id_and_ip: 30,
+                client_auth_per_ip: 30,
+                link_tokens_per_ip: 30,
             }
         );
         assert!(c.connections.trusted_proxies.is_empty());
@@ -637,6 +655,9 @@ mod tests {
             ("SIGNIN_EMAIL_RATE_LIMIT", "7"),
             ("SIGNUP_RATE_LIMIT", "2"),
             ("MAIL_RATE_LIMIT", "5"),
+            ("CLIENT_AUTH_RATE_LIMIT", "4"),
+            ("CLIENT_AUTH_IP_RATE_LIMIT", "6"),
+            ("LINK_TOKEN_RATE_LIMIT", "8"),
             (
                 "TRUSTED_PROXIES",
                 "127.0.0.1/32, 10.1.2.3/8,::1 ,2001:db8::/32",
@@ -653,6 +674,9 @@ mod tests {
             "reset requests per source: SIGNIN_IP_RATE_LIMIT"
         );
         assert_eq!(c.rate_limits.mails_per_account, 5);
+        assert_eq!(c.rate_limits.client_auth_per_id_and_ip, 4);
+        assert_eq!(c.rate_limits.client_auth_per_ip, 6);
+        assert_eq!(c.rate_limits.link_tokens_per_ip, 8);
         let proxies: Vec<String> = c
             .connections
             .trusted_proxies
@@ -671,6 +695,9 @@ mod tests {
             ("SIGNIN_EMAIL_RATE_LIMIT", "many"),
             ("SIGNUP_RATE_LIMIT", "0"),
             ("MAIL_RATE_LIMIT", "0"),
+            ("CLIENT_AUTH_RATE_LIMIT", "0"),
+            ("CLIENT_AUTH_IP_RATE_LIMIT", "none"),
+            ("LINK_TOKEN_RATE_LIMIT", "0"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "10.0.0.0/8,"),
             ("TRUSTED_PROXIES", "localhost"),

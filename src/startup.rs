@@ -21,8 +21,8 @@ use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{
-    AccountTokenRepository, ClientRepository, ClientService, RateLimitRepository, TokenRepository,
-    UserRepository,
+    AccountTokenRepository, ClientRepository, ClientService, RateLimitRepository, RateLimitService,
+    TokenRepository, UserRepository,
 };
 use crate::repository::{
     COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
@@ -385,6 +385,10 @@ fn services(
         flows.verify_token_ttl,
         flows.reset_token_ttl,
     );
+    let limits: Arc<dyn RateLimitService> = Arc::new(RateLimitServiceImpl::new(
+        limits,
+        config.rate_limits.clone(),
+    ));
     let clients = ClientServiceImpl::new(
         users.clients,
         ring.clone(),
@@ -393,6 +397,7 @@ fn services(
             audience: config.id_token_audience.clone(),
             ttl: config.client_token_ttl,
         },
+        Arc::clone(&limits),
     );
     let token_service = TokenServiceImpl::new(
         tokens,
@@ -413,10 +418,7 @@ fn services(
             // `GET /me` reads through a short-lived cache; decisions read the store.
             Arc::new(ProfileCache::new(Arc::new(user_service))),
             Arc::new(token_service),
-            Arc::new(RateLimitServiceImpl::new(
-                limits,
-                config.rate_limits.clone(),
-            )),
+            Arc::clone(&limits),
             Arc::new(account_tokens),
             mailer,
             flows,

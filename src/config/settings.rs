@@ -238,6 +238,23 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         help: || "mails a request can trigger per account per window (1 or more)".into(),
     },
     Setting {
+        name: "CLIENT_AUTH_RATE_LIMIT",
+        default: || defaults::CLIENT_AUTH_RATE_LIMIT.to_string(),
+        help: || {
+            "failed client authentications (POST /oauth/token) per client id and address per window (1 or more)".into()
+        },
+    },
+    Setting {
+        name: "CLIENT_AUTH_IP_RATE_LIMIT",
+        default: || defaults::CLIENT_AUTH_IP_RATE_LIMIT.to_string(),
+        help: || "failed client authentications per address per window (1 or more)".into(),
+    },
+    Setting {
+        name: "LINK_TOKEN_RATE_LIMIT",
+        default: || defaults::LINK_TOKEN_RATE_LIMIT.to_string(),
+        help: || "failed verification and reset tokens per address per window (1 or more)".into(),
+    },
+    Setting {
         name: "PUBLIC_URL",
         default: || "http://localhost:<port bound>".into(),
         help: || "the origin people and browsers reach this service at: base of mail links".into(),

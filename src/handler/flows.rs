@@ -86,16 +86,21 @@ fn parse_token(raw: &str) -> Result<String, String> {
          example = json!({"error": {"type": "BAD_REQUEST", "message": "invalid request parameters",
              "invalidArgs": [{"field": "token", "message": "the token is invalid, used or expired"}]}})),
         BodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn verify_email(
     State(state): State<AppState>,
+    Client(client): Client,
     JsonBody(body): JsonBody<VerifyEmailRequest>,
 ) -> AppResult<StatusCode> {
     let mut v = Validator::default();
     let token = v.check("token", parse_token(&body.token));
     v.finish()?;
-    state.account.verify_email(&accepted(token)?).await?;
+    state
+        .account
+        .verify_email(&accepted(token)?, client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -190,6 +195,7 @@ pub async fn request_password_reset(
          example = json!({"error": {"type": "BAD_REQUEST", "message": "invalid request parameters",
              "invalidArgs": [{"field": "token", "message": "the token is invalid, used or expired"}]}})),
         BodyErrors,
+        LimitErrors,
     )
 )]
 pub async fn confirm_password_reset(

@@ -4,7 +4,9 @@
 //! This endpoint speaks OAuth, not the service's error shape: a refused
 //! request is `{"error", "error_description"}` with an RFC 6749 §5.2 code
 //! (`invalid_request`, `invalid_client` with 401 and `WWW-Authenticate:
-//! Basic`, `unsupported_grant_type`, `invalid_scope`). Only 500 and 503 (a
+//! Basic`, `unsupported_grant_type`, `invalid_scope`, and `too_many_requests`
+//! with 429 and `Retry-After` past `CLIENT_AUTH_RATE_LIMIT` or
+//! `CLIENT_AUTH_IP_RATE_LIMIT` failed authentications). Only 500 and 503 (a
 //! bug, a store down) leave in the service's shape. Every answer carries
 //! `Cache-Control: no-store` and `Pragma: no-cache`.
 
@@ -18,9 +20,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::openapi::{ServerErrors, tags};
-use crate::model::ClientTokenError;
+use super::{AppState, Client};
+use crate::error::AppError;
+use crate::model::{ClientInfo, ClientTokenError};
 use crate::web::{ApiError, holds_control_characters};
 
 /// The form of a token request (`application/x-www-form-urlencoded`).
@@ -52,7 +55,8 @@ pub struct TokenResponse {
 /// An OAuth error (RFC 6749 §5.2).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthErrorBody {
-    /// `invalid_request`, `invalid_client`, `unsupported_grant_type` or `invalid_scope`.
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`,
+    /// `invalid_scope` or `too_many_requests`.
     error: &'static str,
     error_description: String,
 }
@@ -62,22 +66,46 @@ struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// `Retry-After`, in seconds (a 429).
+    retry_after_secs: Option<u64>,
 }
 
 impl OAuthError {
-    fn invalid_request(description: impl Into<String>) -> Self {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
+            status,
+            error,
             description: description.into(),
+            retry_after_secs: None,
         }
     }
 
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
     fn invalid_client() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
+    }
+
+    fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
+    }
+
+    /// Too many failed client authentications from this address (or for
+    /// this client from it): nothing was checked.
+    fn too_many_requests(retry_after_secs: u64) -> Self {
         Self {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client",
-            description: "client authentication failed".into(),
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many failed client authentications; retry after Retry-After seconds",
+            )
         }
     }
 }
@@ -95,6 +123,9 @@ impl IntoResponse for OAuthError {
             .into_response();
         let headers = response.headers_mut();
         no_store(headers);
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if unauthorized {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -170,15 +201,22 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
                                       unknown client or a wrong secret",
          body = OAuthErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Basic realm=\"account\"`"))),
+        (status = 429, description = "`too_many_requests`: too many failed client \
+                                      authentications from this address \
+                                      (`CLIENT_AUTH_IP_RATE_LIMIT`), or for this client from \
+                                      it (`CLIENT_AUTH_RATE_LIMIT`); nothing was checked",
+         body = OAuthErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until a new attempt is counted"))),
         ServerErrors,
     )
 )]
 pub async fn token(
     State(state): State<AppState>,
+    Client(client): Client,
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Response {
-    match issue(&state, &headers, form).await {
+    match issue(&state, &client, &headers, form).await {
         Ok(response) => response,
         Err(Issue::OAuth(err)) => err.into_response(),
         Err(Issue::Failed(err)) => {
@@ -202,6 +240,7 @@ impl From<OAuthError> for Issue {
 
 async fn issue(
     state: &AppState,
+    client: &ClientInfo,
     headers: &HeaderMap,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Result<Response, Issue> {
@@ -235,11 +274,11 @@ async fn issue(
         }
         Some("client_credentials") => {}
         Some(_) => {
-            return Err(OAuthError {
-                status: StatusCode::BAD_REQUEST,
-                error: "unsupported_grant_type",
-                description: "only grant_type=client_credentials is supported".into(),
-            }
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            )
             .into());
         }
     }
@@ -257,24 +296,20 @@ async fn issue(
         .as_deref()
         .is_some_and(|s| holds_control_characters(s, false))
     {
-        return Err(OAuthError {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_scope",
-            description: "the scope holds control characters".into(),
-        }
-        .into());
+        return Err(OAuthError::invalid_scope("the scope holds control characters").into());
     }
     let token = state
         .clients
-        .issue_token(&client_id, &client_secret, scope)
+        .issue_token(&client_id, &client_secret, scope, &client.ip)
         .await
         .map_err(|err| match err {
             ClientTokenError::InvalidClient => Issue::OAuth(OAuthError::invalid_client()),
-            ClientTokenError::InvalidScope(description) => Issue::OAuth(OAuthError {
-                status: StatusCode::BAD_REQUEST,
-                error: "invalid_scope",
-                description,
-            }),
+            ClientTokenError::Failed(AppError::TooManyRequests { retry_after_secs }) => {
+                Issue::OAuth(OAuthError::too_many_requests(retry_after_secs))
+            }
+            ClientTokenError::InvalidScope(description) => {
+                Issue::OAuth(OAuthError::invalid_scope(description))
+            }
             ClientTokenError::Failed(err) => Issue::Failed(ApiError::from(err)),
         })?;
     let mut response = Json(TokenResponse {

@@ -110,8 +110,8 @@ const SHARED_RESPONSES: [(&str, &str, &str); 7] = [
         "Too many attempts in the window (`TOO_MANY_REQUESTS`): sign-ins and \
          re-authentications per email and client address, per client address and per \
          email; sign-ups and password-reset requests per client address; verification \
-         mails resent per user. Nothing was checked or counted; retry after `Retry-After` \
-         seconds",
+         mails resent per user; failed verification and reset tokens per client address. \
+         Nothing was checked or counted; retry after `Retry-After` seconds",
     ),
     (
         "Internal",

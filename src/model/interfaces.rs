@@ -98,7 +98,11 @@ pub trait AccountService: Send + Sync {
     /// Redeems a verification token: the address it was sent to is verified
     /// if it is still the user's. A bad, used or expired token (or one for
     /// an address the user no longer has) is `BadRequest` naming `token`.
-    async fn verify_email(&self, token: &str) -> AppResult<()>;
+    ///
+    /// Tokens are counted per client address first
+    /// (`RateLimitService::link_token_attempt`; `TooManyRequests`), and a
+    /// token that works gives its count back (as in `confirm_password_reset`).
+    async fn verify_email(&self, token: &str, client: ClientInfo) -> AppResult<()>;
     /// Sends the caller a new verification mail (the older link stops
     /// working). Counted per user first (`TooManyRequests`); `Conflict` when
     /// the address is already verified, `NotFound` when the user is gone.
@@ -238,6 +242,17 @@ pub trait RateLimitService: Send + Sync {
     /// Counts a resent verification mail of user `uid`; `TooManyRequests`
     /// once the user's counter is full.
     async fn verification_mail_attempt(&self, uid: Uuid) -> AppResult<()>;
+    /// Counts a client authentication of `client_id` from `ip`, per (client
+    /// id, address) and per address; once one is full, `TooManyRequests`
+    /// and nothing is counted (nor checked).
+    async fn client_auth_attempt(&self, client_id: &str, ip: &str) -> AppResult<()>;
+    /// Gives back what a successful client authentication counted.
+    async fn client_auth_succeeded(&self, client_id: &str, ip: &str) -> AppResult<()>;
+    /// Counts a verification or reset token presented from `ip`; once the
+    /// address's counter is full, `TooManyRequests` and nothing is looked up.
+    async fn link_token_attempt(&self, ip: &str) -> AppResult<()>;
+    /// Gives back what a token that worked counted.
+    async fn link_token_succeeded(&self, ip: &str) -> AppResult<()>;
     /// Forgets the sign-in attempts of `email`: its per-email counter and
     /// its (email, `ip`) counter (after a password reset proved the
     /// person reads its mail).
@@ -402,11 +417,16 @@ pub trait ClientService: Send + Sync {
     /// Authenticates the client by its secret and issues an access token for
     /// `scope` (space-separated; `None`: every scope of the client), which
     /// must be among the client's.
+    /// Failed authentications are counted per (client id, `ip`) and per
+    /// `ip` (`RateLimitService::client_auth_attempt`): past a limit,
+    /// `Failed(TooManyRequests)` and nothing is checked; a success gives its
+    /// counts back.
     async fn issue_token(
         &self,
         client_id: &str,
         client_secret: &str,
         scope: Option<String>,
+        ip: &str,
     ) -> Result<ClientToken, ClientTokenError>;
 }
 

@@ -25,7 +25,7 @@ use crate::error::{AppError, AppResult};
 use crate::keys::SharedKeyRing;
 use crate::model::{
     Audience, ClientCredentials, ClientRepository, ClientService, ClientToken, ClientTokenError,
-    OAuthClient,
+    OAuthClient, RateLimitService,
 };
 use crate::secret::Secret;
 use crate::verifier::ClientClaims;
@@ -52,7 +52,15 @@ pub struct ClientTokenConfig {
 pub struct ClientServiceImpl {
     repo: Arc<dyn ClientRepository>,
     /// `None` for the `account clients` commands, which never sign.
-    signing: Option<(Arc<SharedKeyRing>, ClientTokenConfig)>,
+    signing: Option<Signing>,
+}
+
+/// What issuing tokens needs besides the clients.
+struct Signing {
+    keys: Arc<SharedKeyRing>,
+    config: ClientTokenConfig,
+    /// Failed client authentications are counted here.
+    limits: Arc<dyn RateLimitService>,
 }
 
 impl ClientServiceImpl {
@@ -61,10 +69,15 @@ impl ClientServiceImpl {
         repo: Arc<dyn ClientRepository>,
         keys: Arc<SharedKeyRing>,
         config: ClientTokenConfig,
+        limits: Arc<dyn RateLimitService>,
     ) -> Self {
         Self {
             repo,
-            signing: Some((keys, config)),
+            signing: Some(Signing {
+                keys,
+                config,
+                limits,
+            }),
         }
     }
 
@@ -168,10 +181,18 @@ impl ClientService for ClientServiceImpl {
         client_id: &str,
         client_secret: &str,
         scope: Option<String>,
+        ip: &str,
     ) -> Result<ClientToken, ClientTokenError> {
-        let Some((keys, config)) = &self.signing else {
+        let Some(Signing {
+            keys,
+            config,
+            limits,
+        }) = &self.signing
+        else {
             return Err(AppError::Internal(anyhow::anyhow!("client registry cannot sign")).into());
         };
+        // Counted before anything is checked; given back once it passed.
+        limits.client_auth_attempt(client_id, ip).await?;
         if !client_id.starts_with(CLIENT_ID_PREFIX) || client_id.len() > 64 {
             return Err(ClientTokenError::InvalidClient);
         }
@@ -183,6 +204,9 @@ impl ClientService for ClientServiceImpl {
         let presented = secret_hash(client_secret);
         if constant_time::verify_slices_are_equal(&presented, &client.secret_hash).is_err() {
             return Err(ClientTokenError::InvalidClient);
+        }
+        if let Err(err) = limits.client_auth_succeeded(client_id, ip).await {
+            tracing::warn!(error = ?err, "cannot give back a client authentication's count");
         }
         let granted = match scope {
             None => client.scope.clone(),

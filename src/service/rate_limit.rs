@@ -19,7 +19,18 @@
 //! - `ratelimit:reset:email:<sha256(email)>`: reset mails to one address
 //!   (`MAIL_RATE_LIMIT`);
 //! - `ratelimit:verify:user:<uid>`: verification mails a user asked to be
-//!   sent again (`MAIL_RATE_LIMIT`).
+//!   sent again (`MAIL_RATE_LIMIT`);
+//! - `ratelimit:client:id-ip:<sha256(client id)>:<source>`: one source
+//!   guessing one client's secret (`CLIENT_AUTH_RATE_LIMIT`; client ids are
+//!   not secret, so a counter per id alone would let anyone lock a client
+//!   out);
+//! - `ratelimit:client:ip:<source>`: one source trying many clients
+//!   (`CLIENT_AUTH_IP_RATE_LIMIT`);
+//! - `ratelimit:link:ip:<source>`: one source guessing verification or reset
+//!   tokens (`LINK_TOKEN_RATE_LIMIT`).
+//!
+//! Client authentications and link tokens count their failures only: a
+//! success gives its counts back.
 //!
 //! A password reset clears the email's sign-in counters: its own and its
 //! (email, source) one for the source that confirmed the reset.
@@ -57,6 +68,14 @@ pub struct RateLimitConfig {
     /// `MAIL_RATE_LIMIT`: reset mails per email, and verification mails
     /// resent per user.
     pub mails_per_account: u64,
+    /// `CLIENT_AUTH_RATE_LIMIT`: failed client authentications per
+    /// (client id, source).
+    pub client_auth_per_id_and_ip: u64,
+    /// `CLIENT_AUTH_IP_RATE_LIMIT`: failed client authentications per source.
+    pub client_auth_per_ip: u64,
+    /// `LINK_TOKEN_RATE_LIMIT`: failed verification and reset tokens per
+    /// source.
+    pub link_tokens_per_ip: u64,
 }
 
 /// Every counter key starts with this.
@@ -78,7 +97,13 @@ fn source(ip: &str) -> String {
 
 /// How counter keys name an email: the hex SHA-256 of its lowercase form.
 fn email_digest(email: &str) -> String {
-    digest::digest(&digest::SHA256, email.to_lowercase().as_bytes())
+    hex_sha256(&email.to_lowercase())
+}
+
+/// The hex SHA-256 of `text` (keys never hold what a client wrote, which
+/// may be long or odd).
+fn hex_sha256(text: &str) -> String {
+    digest::digest(&digest::SHA256, text.as_bytes())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -110,6 +135,22 @@ impl RateLimitServiceImpl {
 
     fn signin_email_key(email: &str) -> String {
         format!("{KEY_PREFIX}signin:email:{}", email_digest(email))
+    }
+
+    fn client_id_and_ip_key(client_id: &str, ip: &str) -> String {
+        format!(
+            "{KEY_PREFIX}client:id-ip:{}:{}",
+            hex_sha256(client_id),
+            source(ip)
+        )
+    }
+
+    fn client_ip_key(ip: &str) -> String {
+        format!("{KEY_PREFIX}client:ip:{}", source(ip))
+    }
+
+    fn link_ip_key(ip: &str) -> String {
+        format!("{KEY_PREFIX}link:ip:{}", source(ip))
     }
 
     /// Counts an attempt on `counters`, or refuses it with the whole seconds
@@ -189,6 +230,42 @@ impl RateLimitService for RateLimitServiceImpl {
         .await
     }
 
+    async fn client_auth_attempt(&self, client_id: &str, ip: &str) -> AppResult<()> {
+        let c = &self.config;
+        self.attempt(&[
+            RateCounter {
+                key: Self::client_id_and_ip_key(client_id, ip),
+                limit: c.client_auth_per_id_and_ip,
+            },
+            RateCounter {
+                key: Self::client_ip_key(ip),
+                limit: c.client_auth_per_ip,
+            },
+        ])
+        .await
+    }
+
+    async fn client_auth_succeeded(&self, client_id: &str, ip: &str) -> AppResult<()> {
+        self.store
+            .refund(&[
+                Self::client_id_and_ip_key(client_id, ip),
+                Self::client_ip_key(ip),
+            ])
+            .await
+    }
+
+    async fn link_token_attempt(&self, ip: &str) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: Self::link_ip_key(ip),
+            limit: self.config.link_tokens_per_ip,
+        }])
+        .await
+    }
+
+    async fn link_token_succeeded(&self, ip: &str) -> AppResult<()> {
+        self.store.refund(&[Self::link_ip_key(ip)]).await
+    }
+
     async fn clear_sign_in(&self, email: &str, ip: &str) -> AppResult<()> {
         self.store
             .clear(&[
@@ -220,6 +297,9 @@ mod tests {
             signup_per_ip: 5,
             reset_per_ip: 30,
             mails_per_account: 3,
+            client_auth_per_id_and_ip: 30,
+            client_auth_per_ip: 40,
+            link_tokens_per_ip: 50,
         }
     }
 
@@ -408,6 +488,70 @@ mod tests {
             .returning(|_| Ok(()));
         service(store)
             .sign_in_succeeded(EMAIL, "::ffff:192.0.2.7")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_authentication_is_counted_per_hashed_client_id_and_source_and_per_source() {
+        let (store, seen) = recording();
+        service(store)
+            .client_auth_attempt("cl_abc", "192.0.2.7")
+            .await
+            .unwrap();
+        let id_sha256 = hex_sha256("cl_abc");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                RateCounter {
+                    key: format!("ratelimit:client:id-ip:{id_sha256}:192.0.2.7"),
+                    limit: 30,
+                },
+                RateCounter {
+                    key: "ratelimit:client:ip:192.0.2.7".into(),
+                    limit: 40,
+                },
+            ]
+        );
+        let mut store = MockRateLimitRepository::new();
+        store
+            .expect_refund()
+            .withf(move |keys| {
+                keys == [
+                    format!("ratelimit:client:id-ip:{}:192.0.2.7", hex_sha256("cl_abc")),
+                    "ratelimit:client:ip:192.0.2.7".to_owned(),
+                ]
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        service(store)
+            .client_auth_succeeded("cl_abc", "192.0.2.7")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_link_token_is_counted_per_source_and_given_back_when_it_works() {
+        let (store, seen) = recording();
+        service(store)
+            .link_token_attempt("2001:db8::1")
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [RateCounter {
+                key: "ratelimit:link:ip:2001:db8::/64".into(),
+                limit: 50,
+            }]
+        );
+        let mut store = MockRateLimitRepository::new();
+        store
+            .expect_refund()
+            .withf(|keys| keys == ["ratelimit:link:ip:2001:db8::/64".to_owned()])
+            .times(1)
+            .returning(|_| Ok(()));
+        service(store)
+            .link_token_succeeded("2001:db8::1")
             .await
             .unwrap();
     }

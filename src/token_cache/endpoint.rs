@@ -22,6 +22,9 @@ pub(crate) struct TokenResponse {
 pub(crate) enum AttemptError {
     /// Worth another attempt (5xx, 408, 429, connection errors, timeouts).
     Retryable(String),
+    /// Worth another attempt, but not before `after` (a 429 or 503 with
+    /// `Retry-After` in seconds).
+    RetryAfter { reason: String, after: Duration },
     /// Not worth another attempt.
     Fatal(TokenError),
 }
@@ -49,6 +52,21 @@ pub(crate) async fn fetch_with_retries(
                 // At debug: the caller gets the last reason in the error.
                 tracing::debug!(attempt, attempts, reason = %reason, "token endpoint attempt failed");
                 last = reason;
+            }
+            Err(AttemptError::RetryAfter { reason, after }) => {
+                tracing::debug!(attempt, attempts, reason = %reason, retry_after_ms = after.as_millis() as u64, "token endpoint attempt failed");
+                // Never sooner than the endpoint asked; a wait longer than
+                // the policy's longest delay is the caller's to decide.
+                if attempt == attempts || after > policy.max_delay {
+                    return Err(TokenError::Unavailable {
+                        attempts: attempt,
+                        last: reason,
+                    });
+                }
+                tokio::time::sleep(after.max(policy.backoff_delay(attempt - 1, random_unit())))
+                    .await;
+                last = reason;
+                continue;
             }
         }
         if attempt < attempts {
@@ -90,13 +108,25 @@ impl TokenSource for HttpTokenSource {
             .await
             .map_err(|err| AttemptError::Retryable(describe(&err)))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = read_body(response).await.map_err(AttemptError::Retryable)?;
         if status.is_success() {
             return parse_success(&body).map_err(AttemptError::Fatal);
         }
         let code = status.as_u16();
         if status.is_server_error() || code == 408 || code == 429 {
-            return Err(AttemptError::Retryable(format!("answered {status}")));
+            return Err(match retry_after {
+                Some(after) => AttemptError::RetryAfter {
+                    reason: format!("answered {status}, retry after {} s", after.as_secs()),
+                    after,
+                },
+                None => AttemptError::Retryable(format!("answered {status}")),
+            });
         }
         let (error, description) = parse_error(&body);
         Err(AttemptError::Fatal(TokenError::Endpoint {
@@ -337,6 +367,50 @@ mod tests {
         let start = tokio::time::Instant::now();
         let err = fetch_with_retries(&source, &RetryPolicy::default()).await;
         assert_eq!(err, Err(refusal));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_waited_for_and_a_long_one_ends_the_retries() {
+        let mut source = MockTokenSource::new();
+        let mut seq = mockall::Sequence::new();
+        source
+            .expect_request()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|| {
+                Err(AttemptError::RetryAfter {
+                    reason: "answered 429, retry after 3 s".into(),
+                    after: Duration::from_secs(3),
+                })
+            });
+        source
+            .expect_request()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(ok);
+        let start = tokio::time::Instant::now();
+        let token = fetch_with_retries(&source, &RetryPolicy::default()).await;
+        assert_eq!(token.unwrap().access_token, "t");
+        assert_eq!(start.elapsed(), Duration::from_secs(3), "not sooner");
+
+        // Longer than the policy's longest delay: reported, not waited for.
+        let mut source = MockTokenSource::new();
+        source.expect_request().times(1).returning(|| {
+            Err(AttemptError::RetryAfter {
+                reason: "answered 429, retry after 120 s".into(),
+                after: Duration::from_secs(120),
+            })
+        });
+        let start = tokio::time::Instant::now();
+        let err = fetch_with_retries(&source, &RetryPolicy::default()).await;
+        assert_eq!(
+            err,
+            Err(TokenError::Unavailable {
+                attempts: 1,
+                last: "answered 429, retry after 120 s".into()
+            })
+        );
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -11,6 +11,7 @@ mod emails;
 mod embedded;
 mod errors;
 mod flood;
+mod guess_limits;
 mod helpers;
 mod keys;
 mod lifecycle;

@@ -121,7 +121,7 @@ fn app(base_path: &str) -> Router {
         .returning(|_, _, _| Err(AppError::NotFound("user not found".into())));
     account
         .expect_verify_email()
-        .returning(|_| Err(invalid_token_arg()));
+        .returning(|_, _| Err(invalid_token_arg()));
     account
         .expect_resend_verification()
         .returning(|_| Err(AppError::Conflict("the email is already verified".into())));

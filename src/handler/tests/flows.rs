@@ -22,9 +22,9 @@ async fn a_verification_passes_the_trimmed_token_and_answers_204() {
     let mut account = MockAccountService::new();
     account
         .expect_verify_email()
-        .withf(|token: &str| token == "abc-DEF_123")
+        .withf(|token: &str, _: &ClientInfo| token == "abc-DEF_123")
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(()));
     let (status, _, body) = send(
         app(account),
         post_json(&url("/verify-email"), json!({"token": " abc-DEF_123 "})),
@@ -54,7 +54,7 @@ async fn a_refused_token_is_a_400_naming_it() {
     let mut account = MockAccountService::new();
     account
         .expect_verify_email()
-        .returning(|_| Err(invalid_token()));
+        .returning(|_, _| Err(invalid_token()));
     let (status, headers, body) = send(
         app(account),
         post_json(&url("/verify-email"), json!({"token": "used"})),

@@ -16,20 +16,22 @@ const SECRET: &str = "cs_secret";
 /// A client service knowing [`ID`] with [`SECRET`] and scopes `a b`.
 fn clients() -> MockClientService {
     let mut clients = MockClientService::new();
-    clients.expect_issue_token().returning(|id, secret, scope| {
-        if id != ID || secret != SECRET {
-            return Err(ClientTokenError::InvalidClient);
-        }
-        let scope = scope.unwrap_or_else(|| "a b".into());
-        if scope.split(' ').any(|s| s != "a" && s != "b") {
-            return Err(ClientTokenError::InvalidScope("no".into()));
-        }
-        Ok(ClientToken {
-            access_token: Secret::new("the.access.token".into()),
-            expires_in: 3600,
-            scope,
-        })
-    });
+    clients
+        .expect_issue_token()
+        .returning(|id, secret, scope, _ip| {
+            if id != ID || secret != SECRET {
+                return Err(ClientTokenError::InvalidClient);
+            }
+            let scope = scope.unwrap_or_else(|| "a b".into());
+            if scope.split(' ').any(|s| s != "a" && s != "b") {
+                return Err(ClientTokenError::InvalidScope("no".into()));
+            }
+            Ok(ClientToken {
+                access_token: Secret::new("the.access.token".into()),
+                expires_in: 3600,
+                scope,
+            })
+        });
     clients
 }
 

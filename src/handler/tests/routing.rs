@@ -156,7 +156,7 @@ impl AccountService for SignInOnly {
     ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
-    async fn verify_email(&self, _token: &str) -> AppResult<()> {
+    async fn verify_email(&self, _token: &str, _client: ClientInfo) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
     async fn resend_verification(&self, _caller: &IdClaims) -> AppResult<()> {

@@ -118,7 +118,9 @@ impl AccountServiceImpl {
         Ok(())
     }
 
-    pub(super) async fn verify_email_flow(&self, token: &str) -> AppResult<()> {
+    pub(super) async fn verify_email_flow(&self, token: &str, client: ClientInfo) -> AppResult<()> {
+        // Counted before the look-up; given back when the token works.
+        self.limits.link_token_attempt(&client.ip).await?;
         let holder = self
             .account_tokens
             .redeem(token, TokenPurpose::Verify)
@@ -126,14 +128,22 @@ impl AccountServiceImpl {
             .ok_or_else(invalid_token)?;
         // Only the address the token was sent to: after an email change it
         // proves nothing about the new one.
-        if self
+        if !self
             .users
             .mark_email_verified(holder.uid, &holder.email)
             .await?
         {
-            Ok(())
-        } else {
-            Err(invalid_token())
+            return Err(invalid_token());
+        }
+        self.link_token_worked(&client.ip).await;
+        Ok(())
+    }
+
+    /// Gives back a link token's count (a failure to is only logged: the
+    /// flow itself succeeded).
+    async fn link_token_worked(&self, ip: &str) {
+        if let Err(err) = self.limits.link_token_succeeded(ip).await {
+            tracing::warn!(error = ?err, "cannot give back a link token's count");
         }
     }
 
@@ -179,6 +189,8 @@ impl AccountServiceImpl {
         new: Password,
         client: ClientInfo,
     ) -> AppResult<()> {
+        // Counted before the look-up; given back when the reset is done.
+        self.limits.link_token_attempt(&client.ip).await?;
         // A look first, so that a bad token costs no hash and a full hashing
         // queue (503) does not use a good one up.
         if self
@@ -216,6 +228,7 @@ impl AccountServiceImpl {
         if let Err(err) = self.limits.clear_sign_in(&holder.email, &client.ip).await {
             tracing::warn!(uid = %holder.uid, error = ?err, "cannot clear the sign-in limits after a reset");
         }
+        self.link_token_worked(&client.ip).await;
         tracing::info!(uid = %holder.uid, "password reset");
         Ok(())
     }

@@ -299,8 +299,8 @@ impl AccountService for AccountServiceImpl {
         Ok(())
     }
 
-    async fn verify_email(&self, token: &str) -> AppResult<()> {
-        self.verify_email_flow(token).await
+    async fn verify_email(&self, token: &str, client: ClientInfo) -> AppResult<()> {
+        self.verify_email_flow(token, client).await
     }
 
     async fn resend_verification(&self, caller: &IdClaims) -> AppResult<()> {

@@ -146,6 +146,8 @@ pub(super) fn no_limits() -> MockRateLimitService {
         .expect_verification_mail_attempt()
         .returning(|_| Ok(()));
     limits.expect_clear_sign_in().returning(|_, _| Ok(()));
+    limits.expect_link_token_attempt().returning(|_| Ok(()));
+    limits.expect_link_token_succeeded().returning(|_| Ok(()));
     limits
 }
 

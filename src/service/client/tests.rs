@@ -1,13 +1,14 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::model::interfaces::MockClientRepository;
+use crate::model::interfaces::{MockClientRepository, MockRateLimitService};
 use crate::test_keys::test_key_set;
 use crate::verifier::{
     ClientTokenValidator, IdTokenRules, IdTokenValidator, MAX_LEEWAY, VerifyError,
 };
 
 const TTL: Duration = Duration::from_secs(3600);
+const IP: &str = "192.0.2.7";
 
 fn config() -> ClientTokenConfig {
     ClientTokenConfig {
@@ -46,10 +47,25 @@ fn repo() -> (MockClientRepository, Arc<Mutex<Vec<OAuthClient>>>) {
     (repo, stored)
 }
 
+/// Limits that let every client authentication in.
+fn no_limits() -> MockRateLimitService {
+    let mut limits = MockRateLimitService::new();
+    limits.expect_client_auth_attempt().returning(|_, _| Ok(()));
+    limits
+        .expect_client_auth_succeeded()
+        .returning(|_, _| Ok(()));
+    limits
+}
+
 fn service(repo: MockClientRepository) -> (ClientServiceImpl, Arc<SharedKeyRing>) {
     let keys = Arc::new(SharedKeyRing::new(test_key_set().ring));
     (
-        ClientServiceImpl::new(Arc::new(repo), keys.clone(), config()),
+        ClientServiceImpl::new(
+            Arc::new(repo),
+            keys.clone(),
+            config(),
+            Arc::new(no_limits()),
+        ),
         keys,
     )
 }
@@ -105,6 +121,7 @@ async fn a_token_is_an_at_jwt_for_the_client_that_only_the_client_validator_acce
             &creds.client_id,
             creds.client_secret.expose(),
             Some("todos:read".into()),
+            IP,
         )
         .await
         .unwrap();
@@ -136,7 +153,7 @@ async fn a_token_is_an_at_jwt_for_the_client_that_only_the_client_validator_acce
     );
     // Without a scope requested, every scope of the client.
     let all = service
-        .issue_token(&creds.client_id, creds.client_secret.expose(), None)
+        .issue_token(&creds.client_id, creds.client_secret.expose(), None, IP)
         .await
         .unwrap();
     assert_eq!(all.scope, "todos:read reports");
@@ -150,18 +167,18 @@ async fn a_wrong_secret_an_unknown_client_and_an_extra_scope_are_refused() {
     let secret = creds.client_secret.expose();
     assert!(matches!(
         service
-            .issue_token(&creds.client_id, "cs_wrong", None)
+            .issue_token(&creds.client_id, "cs_wrong", None, IP)
             .await,
         Err(ClientTokenError::InvalidClient)
     ));
     assert!(matches!(
-        service.issue_token("cl_unknown", secret, None).await,
+        service.issue_token("cl_unknown", secret, None, IP).await,
         Err(ClientTokenError::InvalidClient)
     ));
     // Not even looked up: not a client id.
     assert!(matches!(
         service
-            .issue_token("6f1c1d8e-0000-4000-8000-000000000000", secret, None)
+            .issue_token("6f1c1d8e-0000-4000-8000-000000000000", secret, None, IP)
             .await,
         Err(ClientTokenError::InvalidClient)
     ));
@@ -170,7 +187,8 @@ async fn a_wrong_secret_an_unknown_client_and_an_extra_scope_are_refused() {
             .issue_token(
                 &creds.client_id,
                 secret,
-                Some("todos:read todos:write".into())
+                Some("todos:read todos:write".into()),
+                IP,
             )
             .await,
         Err(ClientTokenError::InvalidScope(_))
@@ -184,8 +202,58 @@ async fn a_registry_without_keys_never_signs() {
     let creds = registry.register("r", "").await.unwrap();
     assert!(matches!(
         registry
-            .issue_token(&creds.client_id, creds.client_secret.expose(), None)
+            .issue_token(&creds.client_id, creds.client_secret.expose(), None, IP)
             .await,
         Err(ClientTokenError::Failed(_))
+    ));
+}
+
+#[tokio::test]
+async fn failed_authentications_are_counted_first_and_a_success_gives_its_count_back() {
+    let (repo, _) = repo();
+    let keys = Arc::new(SharedKeyRing::new(test_key_set().ring));
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_client_auth_attempt()
+        .withf(|id, ip| id.starts_with("cl_") && ip == IP)
+        .times(2)
+        .returning(|_, _| Ok(()));
+    limits
+        .expect_client_auth_succeeded()
+        .withf(|id, ip| id.starts_with("cl_") && ip == IP)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let service = ClientServiceImpl::new(Arc::new(repo), keys, config(), Arc::new(limits));
+    let creds = service.register("reports", "todos:read").await.unwrap();
+    assert!(matches!(
+        service
+            .issue_token(&creds.client_id, "cs_wrong", None, IP)
+            .await,
+        Err(ClientTokenError::InvalidClient)
+    ));
+    service
+        .issue_token(&creds.client_id, creds.client_secret.expose(), None, IP)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn past_the_limit_nothing_is_looked_up() {
+    let mut repo = MockClientRepository::new();
+    repo.expect_find_client().never();
+    let keys = Arc::new(SharedKeyRing::new(test_key_set().ring));
+    let mut limits = MockRateLimitService::new();
+    limits.expect_client_auth_attempt().returning(|_, _| {
+        Err(AppError::TooManyRequests {
+            retry_after_secs: 7,
+        })
+    });
+    limits.expect_client_auth_succeeded().never();
+    let service = ClientServiceImpl::new(Arc::new(repo), keys, config(), Arc::new(limits));
+    assert!(matches!(
+        service.issue_token("cl_abc", "cs_x", None, IP).await,
+        Err(ClientTokenError::Failed(AppError::TooManyRequests {
+            retry_after_secs: 7
+        }))
     ));
 }

@@ -256,9 +256,37 @@ async fn a_verification_token_verifies_the_address_it_was_sent_to() {
         account_tokens,
         silent_mailer(),
     )
-    .verify_email(TOKEN)
+    .verify_email(TOKEN, client())
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn past_the_link_token_limit_a_verification_token_is_not_even_looked_up() {
+    let mut account_tokens = MockAccountTokenService::new();
+    account_tokens.expect_redeem().never();
+    let mut limits = MockRateLimitService::new();
+    limits
+        .expect_link_token_attempt()
+        .with(eq("10.0.0.1"))
+        .times(1)
+        .returning(|_| {
+            Err(AppError::TooManyRequests {
+                retry_after_secs: 42,
+            })
+        });
+    limits.expect_link_token_succeeded().never();
+    let err = build(
+        MockUserService::new(),
+        MockTokenService::new(),
+        limits,
+        account_tokens,
+        silent_mailer(),
+    )
+    .verify_email(TOKEN, client())
+    .await
+    .unwrap_err();
+    assert!(is_too_many(&err), "{err:?}");
 }
 
 #[tokio::test]
@@ -274,7 +302,7 @@ async fn a_bad_used_or_expired_verification_token_is_a_400_naming_token() {
         account_tokens,
         silent_mailer(),
     )
-    .verify_email("whatever")
+    .verify_email("whatever", client())
     .await
     .unwrap_err();
     assert!(is_invalid_token(&err), "{err:?}");
@@ -298,7 +326,7 @@ async fn a_verification_token_for_an_address_the_user_has_left_is_a_400() {
         account_tokens,
         silent_mailer(),
     )
-    .verify_email(TOKEN)
+    .verify_email(TOKEN, client())
     .await
     .unwrap_err();
     assert!(is_invalid_token(&err), "{err:?}");
@@ -589,6 +617,12 @@ fn confirming() -> AccountServiceImpl {
     let mut users = MockUserService::new();
     let mut tokens = MockTokenService::new();
     let mut limits = MockRateLimitService::new();
+    limits
+        .expect_link_token_attempt()
+        .with(eq("10.0.0.1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
     account_tokens
         .expect_peek()
         .withf(|token, purpose| token == TOKEN && *purpose == TokenPurpose::Reset)
@@ -625,6 +659,12 @@ fn confirming() -> AccountServiceImpl {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
+    limits
+        .expect_link_token_succeeded()
+        .with(eq("10.0.0.1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
     build(users, tokens, limits, account_tokens, silent_mailer())
 }
 
@@ -729,6 +769,11 @@ async fn a_reset_mailed_to_an_address_the_user_has_left_is_a_400_and_ends_no_ses
     tokens.expect_password_changed().never();
     let mut limits = MockRateLimitService::new();
     limits.expect_clear_sign_in().never();
+    limits
+        .expect_link_token_attempt()
+        .times(1)
+        .returning(|_| Ok(()));
+    limits.expect_link_token_succeeded().never();
     let err = build(users, tokens, limits, account_tokens, silent_mailer())
         .confirm_password_reset(TOKEN, password("a new passphrase"), client())
         .await
@@ -748,6 +793,10 @@ async fn limits_that_cannot_be_cleared_do_not_fail_the_reset() {
     limits
         .expect_clear_sign_in()
         .returning(|_, _| Err(AppError::unavailable("token store is unavailable")));
+    limits.expect_link_token_attempt().returning(|_| Ok(()));
+    limits
+        .expect_link_token_succeeded()
+        .returning(|_| Err(AppError::unavailable("token store is unavailable")));
     build(users, tokens, limits, account_tokens, silent_mailer())
         .confirm_password_reset(TOKEN, password("a new passphrase"), client())
         .await
