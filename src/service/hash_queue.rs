@@ -78,6 +78,10 @@ pub(super) struct Shared {
     /// The kernel's ids of the hashing threads, as each has started (for tests).
     #[cfg(all(test, target_os = "linux"))]
     pub(super) thread_ids: Mutex<Vec<i32>>,
+    /// The source of each job run, in the order they started (for tests:
+    /// an order, unlike a count read later, does not depend on timing).
+    #[cfg(test)]
+    pub(super) start_order: Mutex<Vec<String>>,
 }
 
 /// Places held by source, waiting jobs by source, and the order in which
@@ -196,6 +200,11 @@ impl Shared {
                 continue;
             }
             self.started.fetch_add(1, Ordering::Relaxed);
+            #[cfg(test)]
+            self.start_order
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(task.source().to_owned());
             let before = memory.held_bytes();
             answer = Some(task.run(&mut memory));
             self.count_held(before, memory.held_bytes());
