@@ -28,6 +28,12 @@ pub(super) const ADMISSION_WAIT: Duration = Duration::from_secs(1);
 /// been read meanwhile); a freed slot wakes it at once.
 const RECHECK: Duration = Duration::from_millis(5);
 
+/// Connections cut and not closed yet, at most: their sockets are still open
+/// until their tasks run, and the accept loop can outrun those tasks. Past
+/// it a newcomer waits for one to close, so the process never holds more
+/// than `max_connections` plus these (within the files start-up reserves).
+pub(super) const MAX_CUT_OPEN: usize = 16;
+
 /// The open connections, by peer address.
 pub(super) struct Slots {
     max: usize,
@@ -132,7 +138,9 @@ impl Slots {
         if !exempt && held >= self.per_address {
             return Err(Refused::PerAddress);
         }
-        if open.connections.len() - open.cut >= self.max && !open.cut_one() {
+        if open.connections.len() - open.cut >= self.max
+            && (open.cut >= MAX_CUT_OPEN || !open.cut_one())
+        {
             return Err(Refused::AllBusy);
         }
         let id = open.next_id;
@@ -405,5 +413,36 @@ mod tests {
         slow.read(true);
         assert!(waiting.await.unwrap());
         assert_eq!(slow.phase(), Phase::Cut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_cut_but_not_closed_yet_are_bounded() {
+        let slots = Slots::new(&limits(2, 1000, ""));
+        let mut kept = Vec::new();
+        for i in 0..2 {
+            let activity = Activity::new();
+            kept.push((slots.admit(ip("192.0.2.1"), &activity).unwrap(), activity));
+            kept[i].1.read(true);
+        }
+        // Each newcomer cuts one (which stays open, its task not run yet).
+        for _ in 0..MAX_CUT_OPEN {
+            let activity = Activity::new();
+            let slot = slots.admit(ip("192.0.2.2"), &activity).unwrap();
+            activity.read(true);
+            kept.push((slot, activity));
+        }
+        assert_eq!(slots.open(), 2 + MAX_CUT_OPEN);
+        assert_eq!(
+            slots.admit(ip("192.0.2.3"), &Activity::new()).err(),
+            Some(Refused::AllBusy),
+            "no more cuts while {MAX_CUT_OPEN} are still open"
+        );
+        // One of them closes: a newcomer gets in again.
+        let cut = kept
+            .iter()
+            .position(|(_, activity)| activity.phase() == Phase::Cut)
+            .unwrap();
+        drop(kept.remove(cut));
+        slots.admit(ip("192.0.2.3"), &Activity::new()).unwrap();
     }
 }
