@@ -227,7 +227,10 @@ async fn at_max_connections_a_new_client_takes_the_slot_of_the_longest_head_wait
     );
     let mut still_open = Vec::new();
     for (i, conn) in idle.iter_mut().enumerate() {
-        if closed_within(conn, Instant::now(), SECOND / 2).await.is_none() {
+        if closed_within(conn, Instant::now(), SECOND / 2)
+            .await
+            .is_none()
+        {
             still_open.push(i);
         }
     }
