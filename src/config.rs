@@ -25,6 +25,7 @@ pub use crate::secret::Secret;
 
 pub use crate::redis_conn::RedisMode;
 use crate::redis_conn::node_urls;
+pub use crate::service::EmailConfirmation;
 
 /// The user store chosen by `DATABASE_URL`.
 #[derive(Debug, Clone)]
@@ -721,6 +722,7 @@ mod tests {
                 reset_password_url: "http://localhost:18555/reset-password".into(),
                 verify_token_ttl: Duration::from_secs(86_400),
                 reset_token_ttl: Duration::from_secs(3_600),
+                email_confirmation: crate::service::EmailConfirmation::Optional,
             },
             "unset, PUBLIC_URL follows the listener"
         );
@@ -782,6 +784,30 @@ mod tests {
                 err.starts_with(&format!("{name}:")),
                 "{name}={value}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn email_confirmation_is_optional_unless_required_and_nothing_else() {
+        use crate::service::EmailConfirmation;
+        let mode = |vars_: &[(&str, &str)]| {
+            Config::from_vars(vars(vars_))
+                .unwrap()
+                .pages
+                .email_confirmation
+        };
+        assert_eq!(mode(&[]), EmailConfirmation::Optional);
+        assert_eq!(
+            mode(&[("EMAIL_CONFIRMATION", "optional")]),
+            EmailConfirmation::Optional
+        );
+        assert_eq!(
+            mode(&[("EMAIL_CONFIRMATION", "required")]),
+            EmailConfirmation::Required
+        );
+        for bad in ["", "Required", "yes", "true", "on"] {
+            let err = error_of(&[("EMAIL_CONFIRMATION", bad)]);
+            assert!(err.starts_with("EMAIL_CONFIRMATION:"), "{bad:?}: {err}");
         }
     }
 

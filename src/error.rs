@@ -31,6 +31,10 @@ pub enum AppError {
     /// A re-authentication failed (wrong current password).
     #[error("{0}")]
     Forbidden(String),
+    /// The right password of an account that must confirm its email address
+    /// (`EMAIL_CONFIRMATION=required`) and has not yet.
+    #[error("{EMAIL_NOT_VERIFIED}")]
+    EmailNotVerified,
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -116,6 +120,10 @@ impl AppError {
         }
     }
 }
+
+/// The answer to [`AppError::EmailNotVerified`].
+pub const EMAIL_NOT_VERIFIED: &str = "the email address is not verified yet: open the link \
+     mailed to it (POST /verify-email/resend with {\"email\"} sends a new one)";
 
 /// An ID token the validator refused.
 impl From<VerifyError> for AppError {

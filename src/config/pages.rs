@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::{Vars, defaults, limits};
-use crate::service::FlowConfig;
+use crate::service::{EmailConfirmation, FlowConfig};
 
 /// The links' settings as configured; [`PageSettings::flows`] makes them
 /// concrete once the address the service listens on is known.
@@ -24,6 +24,9 @@ pub struct PageSettings {
     pub verify_token_ttl: Duration,
     /// `RESET_TOKEN_EXP`
     pub reset_token_ttl: Duration,
+    /// `EMAIL_CONFIRMATION`: whether a sign-up waits for its address to be
+    /// confirmed (and hides whether the address was taken).
+    pub email_confirmation: EmailConfirmation,
 }
 
 impl PageSettings {
@@ -46,6 +49,7 @@ impl PageSettings {
             reset_password_url: page(&self.reset_password_url, defaults::RESET_PASSWORD_PATH),
             verify_token_ttl: self.verify_token_ttl,
             reset_token_ttl: self.reset_token_ttl,
+            email_confirmation: self.email_confirmation,
         }
     }
 }
@@ -107,6 +111,8 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
             defaults::RESET_TOKEN_EXP,
             limits::RESET_TOKEN_EXP,
         )?,
+        email_confirmation: EmailConfirmation::parse(env.raw("EMAIL_CONFIRMATION").as_deref())
+            .map_err(anyhow::Error::msg)?,
     })
 }
 
@@ -175,6 +181,7 @@ mod tests {
             reset_password_url: None,
             verify_token_ttl: Duration::from_secs(1),
             reset_token_ttl: Duration::from_secs(1),
+            email_confirmation: EmailConfirmation::Optional,
         };
         assert!(default_is_local_only(&settings(None), at("0.0.0.0:8080")));
         assert!(default_is_local_only(&settings(None), at("[::]:8080")));

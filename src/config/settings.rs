@@ -290,6 +290,15 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         },
     },
     Setting {
+        name: "EMAIL_CONFIRMATION",
+        default: || crate::service::EmailConfirmation::default().as_str().into(),
+        help: || {
+            "optional (sign-up signs in at once; tells whether an address is taken) or \
+             required (the same 202 for every address; sign-in once verified)"
+                .into()
+        },
+    },
+    Setting {
         name: "SMTP_URL",
         default: || "unset: mails written to the log (development only)".into(),
         help: || "mail server: smtp://host:port (?tls=required) or smtps://host".into(),

@@ -4,12 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, LimitErrors, tags};
+use super::sessions::MessageResponse;
 use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
-use crate::model::{Email, Password, TokenPair, User, UserDetails, Website, parse_name};
+use crate::model::{Email, Password, SignUp, TokenPair, User, UserDetails, Website, parse_name};
 use crate::web::{ApiError, ErrorBody, JsonBody, NOT_TEXT};
 
 /// `{email, password}` of sign-up and sign-in. Missing fields read as empty
@@ -101,6 +103,12 @@ pub struct UserView {
     /// Whether the person proved they read mail at `email` (a verification
     /// link, or a password reset). An email change sets it back to `false`.
     email_verified: bool,
+    /// An email change waiting for its link (accounts signed up under
+    /// `EMAIL_CONFIRMATION=required`): `email` stays until the link mailed
+    /// to this address is opened. Absent when none waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "email", nullable = false)]
+    pending_email: Option<String>,
 }
 
 impl From<User> for UserResponse {
@@ -113,6 +121,7 @@ impl From<User> for UserResponse {
                 image_url: user.image_url,
                 website: user.website,
                 email_verified: user.email_verified,
+                pending_email: user.pending_email,
             },
         }
     }
@@ -154,22 +163,38 @@ fn parse_credentials(
     Ok((accepted(email)?, accepted(password)?))
 }
 
-/// `POST /signup` → 201 with a token pair; 409 if the email is taken.
+/// The answer to every sign-up under `EMAIL_CONFIRMATION=required`, whether
+/// or not the address was taken.
+pub const SIGNUP_ACCEPTED: &str =
+    "a mail has been sent to this address: follow it to finish signing up";
+
+/// `POST /signup` → 201 with a token pair (409 if the email is taken); under
+/// `EMAIL_CONFIRMATION=required` 202 for every address.
 #[utoipa::path(
     post,
     path = "/signup",
     tag = tags::ACCOUNT,
     summary = "Sign up",
-    description = "Creates the user and answers with a token pair, as a sign-in would, and \
-                   mails a verification link to the address (`POST /verify-email`); an \
-                   unverified account can sign in, its ID token says `email_verified: false`. \
+    description = "With `EMAIL_CONFIRMATION=optional` (the default): creates the user and \
+                   answers 201 with a token pair, as a sign-in would, and mails a verification \
+                   link to the address (`POST /verify-email`); an unverified account can sign \
+                   in, its ID token says `email_verified: false`. A registered address is 409, \
+                   so this tells anyone whether an address has an account. \
+                   With `EMAIL_CONFIRMATION=required`: 202 `{\"message\"}` without tokens \
+                   for every address, new or taken, in about the same time. A new address gets \
+                   an account that signs in once the link mailed to it is opened (before that \
+                   sign-in is 403 `EMAIL_NOT_VERIFIED`); a registered one gets a mail telling \
+                   its owner someone tried to sign up with it (or, unverified, a fresh link), \
+                   at most `MAIL_RATE_LIMIT` per account per window. \
                    Sign-ups are limited per client address (`SIGNUP_RATE_LIMIT` per \
                    `RATE_LIMIT_WINDOW`).",
     request_body = CredentialsRequest,
     responses(
-        (status = 201, description = "Signed up", body = TokensResponse),
+        (status = 201, description = "Signed up (`EMAIL_CONFIRMATION=optional`)", body = TokensResponse),
+        (status = 202, description = "`EMAIL_CONFIRMATION=required`: the same for every address; what happened went by mail", body = MessageResponse,
+         example = json!({"message": SIGNUP_ACCEPTED})),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
-        (status = 409, description = "The email is already registered", body = ErrorBody,
+        (status = 409, description = "The email is already registered (`EMAIL_CONFIRMATION=optional` only)", body = ErrorBody,
          example = json!({"error": {"type": "CONFLICT", "message": "email already registered"}})),
         BodyErrors,
         LimitErrors,
@@ -179,10 +204,22 @@ pub async fn signup(
     State(state): State<AppState>,
     Client(client): Client,
     JsonBody(body): JsonBody<CredentialsRequest>,
-) -> AppResult<(StatusCode, Json<TokensResponse>)> {
+) -> AppResult<Response> {
     let (email, password) = parse_credentials(&body, Password::parse)?;
-    let tokens = state.account.sign_up(email, password, client).await?;
-    Ok((StatusCode::CREATED, Json(TokensResponse { tokens })))
+    Ok(
+        match state.account.sign_up(email, password, client).await? {
+            SignUp::SignedIn(tokens) => {
+                (StatusCode::CREATED, Json(TokensResponse { tokens })).into_response()
+            }
+            SignUp::Accepted => (
+                StatusCode::ACCEPTED,
+                Json(MessageResponse {
+                    message: SIGNUP_ACCEPTED,
+                }),
+            )
+                .into_response(),
+        },
+    )
 }
 
 /// `POST /signin` → 200 with a token pair; the same 401 for unknown email and wrong password.
@@ -204,6 +241,8 @@ pub async fn signup(
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`")),
          example = json!({"error": {"type": "AUTHORIZATION", "message": "invalid email and password combination"}})),
+        (status = 403, description = "`EMAIL_NOT_VERIFIED`: the right password of an account signed up under `EMAIL_CONFIRMATION=required` whose address is not verified yet (open the link mailed to it; `POST /verify-email/resend` with `{\"email\"}` sends a new one)", body = ErrorBody,
+         example = json!({"error": {"type": "EMAIL_NOT_VERIFIED", "message": crate::error::EMAIL_NOT_VERIFIED}})),
         BodyErrors,
         LimitErrors,
     )
@@ -301,7 +340,10 @@ pub async fn me(
     description = "A full update of name, email and website. Changing the email needs \
                    `currentPassword` (a stolen ID token alone must not take over the sign-in), \
                    ends every other session, and mails a verification link to the new address \
-                   (`emailVerified` is `false` until it is followed). Checking \
+                   (`emailVerified` is `false` until it is followed). For an account signed up \
+                   under `EMAIL_CONFIRMATION=required` the change is pending: `email` stays the \
+                   verified address (and signs in), `pendingEmail` shows the new one until the \
+                   link mailed to it is opened (`POST /verify-email`). Checking \
                    `currentPassword` counts as a sign-in attempt of the user's email from the \
                    caller's address (429 over a limit).",
     security(("bearer" = [])),

@@ -25,6 +25,9 @@ impl From<AppError> for ApiError {
                     .with_challenge(crate::web::INVALID_TOKEN_CHALLENGE)
             }
             AppError::Forbidden(message) => ApiError::new(ErrorKind::Forbidden, message),
+            err @ AppError::EmailNotVerified => {
+                ApiError::new(ErrorKind::EmailNotVerified, err.to_string())
+            }
             AppError::NotFound(message) => ApiError::not_found(message),
             AppError::MethodNotAllowed => ApiError::method_not_allowed(),
             AppError::Conflict(message) => ApiError::new(ErrorKind::Conflict, message),

@@ -3,16 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 
 use super::account::{Validator, accepted};
-use super::openapi::{BearerErrors, BodyErrors, LimitErrors, tags};
+use super::openapi::{BearerBodyErrors, BodyErrors, LimitErrors, tags};
 use super::sessions::MessageResponse;
 use super::{AppState, AuthUser, Client};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::model::{Email, Password};
-use crate::web::{ErrorBody, JsonBody};
+use crate::web::{ApiError, ErrorBody, JsonBody};
 
 /// The answer to every reset request, whether or not the address has an
 /// account.
@@ -20,6 +20,9 @@ pub const RESET_REQUESTED: &str =
     "if an account has this email, a link to reset its password has been sent to it";
 /// The answer to a resend.
 pub const VERIFICATION_SENT: &str = "a new verification link has been sent";
+/// The answer to every resend by address, whether or not an account has it.
+pub const VERIFICATION_REQUESTED: &str =
+    "if an unverified account has this email, a new verification link has been sent to it";
 
 /// `{token}` of a verification.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -38,6 +41,15 @@ pub struct VerifyEmailRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PasswordResetRequest {
+    /// The account's address, in any spelling (compared in its normal form).
+    #[schema(required = true, format = "email", example = "ada@example.com")]
+    email: String,
+}
+
+/// `{email}` of a resend by address (no bearer token needed).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ResendVerificationRequest {
     /// The account's address, in any spelling (compared in its normal form).
     #[schema(required = true, format = "email", example = "ada@example.com")]
     email: String,
@@ -104,35 +116,68 @@ pub async fn verify_email(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /verify-email/resend` → 202; a new verification link is mailed.
+/// `POST /verify-email/resend` → 202; a new verification link is mailed:
+/// to the caller (bearer token, no body), or to an address (`{email}`
+/// body, no bearer token needed), the same answer for every address.
 #[utoipa::path(
     post,
     path = "/verify-email/resend",
     tag = tags::ACCOUNT,
     summary = "Send the verification link again",
-    description = "Mails a new verification link to the caller's address; the older link \
-                   stops working. Limited per user (`MAIL_RATE_LIMIT` per \
-                   `RATE_LIMIT_WINDOW`).",
-    security(("bearer" = [])),
+    description = "Two forms. Without a body, with the bearer ID token: mails a new \
+                   verification link to the caller's address (the older link stops working); \
+                   409 when it is already verified; limited per user (`MAIL_RATE_LIMIT` per \
+                   `RATE_LIMIT_WINDOW`: 429). With a JSON body `{\"email\"}` (no bearer token \
+                   needed, any `EMAIL_CONFIRMATION` mode; a bearer token sent along is \
+                   ignored): the same 202, in about the same time, for every address; a link \
+                   is mailed only if an account has the address and it is unverified. Counted \
+                   as a password-reset request: per client address (`SIGNIN_IP_RATE_LIMIT`: \
+                   429) and per account (`MAIL_RATE_LIMIT`: past it still 202, no mail). \
+                   This is how an account that must confirm its address \
+                   (`EMAIL_CONFIRMATION=required`), which cannot sign in yet, asks again.",
+    security((), ("bearer" = [])),
+    request_body(content = Option<ResendVerificationRequest>, description = "Only for a resend by address; without it the bearer ID token names the account"),
     responses(
-        (status = 202, description = "The mail is on its way", body = MessageResponse,
+        (status = 202, description = "The mail is on its way (bearer), or accepted (by address: a mail is sent if an unverified account has it)", body = MessageResponse,
          example = json!({"message": VERIFICATION_SENT})),
+        (status = 400, description = "By address: malformed body, or `email` not an address (`invalidArgs`)", body = ErrorBody),
         (status = 404, description = "The user of the ID token no longer exists", body = ErrorBody),
-        (status = 409, description = "The address is already verified", body = ErrorBody,
+        (status = 409, description = "The address is already verified (bearer form)", body = ErrorBody,
          example = json!({"error": {"type": "CONFLICT", "message": "the email is already verified"}})),
-        BearerErrors,
+        BearerBodyErrors,
         LimitErrors,
     )
 )]
 pub async fn resend_verification(
     State(state): State<AppState>,
-    AuthUser(claims): AuthUser,
-) -> AppResult<(StatusCode, Json<MessageResponse>)> {
-    state.account.resend_verification(&claims).await?;
+    Client(client): Client,
+    headers: HeaderMap,
+    caller: Result<AuthUser, AppError>,
+    body: Result<JsonBody<ResendVerificationRequest>, ApiError>,
+) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    // A body (it has a Content-Type) asks by address; none, for the caller.
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        let AuthUser(claims) = caller?;
+        state.account.resend_verification(&claims).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(MessageResponse {
+                message: VERIFICATION_SENT,
+            }),
+        ));
+    }
+    let JsonBody(body) = body?;
+    let mut v = Validator::default();
+    let email = v.check("email", Email::parse(&body.email));
+    v.finish()?;
+    state
+        .account
+        .resend_verification_to(accepted(email)?, client)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageResponse {
-            message: VERIFICATION_SENT,
+            message: VERIFICATION_REQUESTED,
         }),
     ))
 }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{
     AccountToken, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, CredentialChange,
     Email, IdClaims, OAuthClient, Password, RateCounter, RateDecision, RefreshClaims,
-    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, TokenHolder,
-    TokenPair, TokenPurpose, User, UserDetails,
+    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, SignUp,
+    TokenHolder, TokenPair, TokenPurpose, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -29,14 +29,22 @@ pub trait AccountService: Send + Sync {
     /// when the caller goes away; if the pair cannot be issued, the user is
     /// removed again (so a retry is a sign-up, not a conflict). Counted per
     /// source first: `TooManyRequests` over the limit.
+    ///
+    /// With `EMAIL_CONFIRMATION=required`: `SignUp::Accepted` for every
+    /// address, after the same hashing: a new one is created (it must verify
+    /// before it signs in) and mailed a link; a taken one's owner is mailed
+    /// a notice (verified) or a fresh link (unverified), within the per
+    /// account mail limit, on a task of its own.
     async fn sign_up(
         &self,
         email: Email,
         password: Password,
         client: ClientInfo,
-    ) -> AppResult<TokenPair>;
+    ) -> AppResult<SignUp>;
     /// Checks the credentials and starts a session; the same `Authorization`
-    /// error for an unknown email and a wrong password. Counted first (per
+    /// error for an unknown email and a wrong password. The right password
+    /// of an account that must verify its address and has not is
+    /// `EmailNotVerified` (its counts given back as on a success). Counted first (per
     /// email and source, per source, per email): `TooManyRequests` over a
     /// limit, before any password is hashed.
     async fn sign_in(
@@ -60,6 +68,8 @@ pub trait AccountService: Send + Sync {
     /// The user of an ID token; `NotFound` if it no longer exists.
     async fn me(&self, uid: Uuid) -> AppResult<User>;
     /// Replaces name, email and website; `Conflict` if the email is taken. A
+    /// new email of an account that must verify (`must_verify`) waits as its
+    /// pending email until the link mailed to it is opened. A
     /// new email needs the current password (`BadRequest` naming
     /// `currentPassword` without it, `Forbidden` when wrong, counted as a
     /// sign-in attempt of the user's email from `client`) and ends every
@@ -107,6 +117,11 @@ pub trait AccountService: Send + Sync {
     /// working). Counted per user first (`TooManyRequests`); `Conflict` when
     /// the address is already verified, `NotFound` when the user is gone.
     async fn resend_verification(&self, caller: &IdClaims) -> AppResult<()>;
+    /// Mails a new verification link to `email` if an account has it and it
+    /// is unverified; the same `Ok`, in about the same time, otherwise.
+    /// Counted as a reset request: per source (`TooManyRequests`), then per
+    /// account (past it `Ok`, nothing sent).
+    async fn resend_verification_to(&self, email: Email, client: ClientInfo) -> AppResult<()>;
     /// Asks for a reset mail to `email`. The same `Ok` whether or not an
     /// account has it, in about the same time: the token is stored and the
     /// mail sent off the request's path. Counted per source
@@ -148,8 +163,15 @@ pub trait UserService: Send + Sync {
     /// queue is full.
     async fn hash_password(&self, password: &Password, source: &str) -> AppResult<String>;
     /// Creates a user with a hash from [`UserService::hash_password`];
-    /// `Conflict` if the email is taken (in any letter case).
-    async fn signup(&self, email: Email, password_hash: String) -> AppResult<User>;
+    /// `Conflict` if the email is taken (in any letter case). `must_verify`:
+    /// signed up under `EMAIL_CONFIRMATION=required`, it may sign in only
+    /// once its address is verified.
+    async fn signup(
+        &self,
+        email: Email,
+        password_hash: String,
+        must_verify: bool,
+    ) -> AppResult<User>;
     /// The user whose email and password match; the same `Authorization`
     /// error for an unknown email and a wrong password. `source` as for
     /// [`UserService::hash_password`].
@@ -163,6 +185,13 @@ pub trait UserService: Send + Sync {
     /// Replaces name, email and website; `Conflict` if the email is taken.
     /// A new email is not verified.
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
+    /// Replaces name and website and records `details.email` as the pending
+    /// email of a `must_verify` user (its email stays until the address is
+    /// confirmed, [`UserService::confirm_pending_email`]).
+    async fn update_details_pending(&self, uid: Uuid, details: UserDetails) -> AppResult<User>;
+    /// Makes the user's pending email, if it is `email`, its verified email;
+    /// whether it was. `Conflict` if another user has the address.
+    async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool>;
     /// The user with this email, if any (no password is checked).
     async fn find_by_email(&self, email: &Email) -> AppResult<Option<User>>;
     /// Marks `email` verified if it is still the user's; whether it was.
@@ -291,6 +320,14 @@ pub trait UserRepository: Send + Sync {
     /// (a changed email is no longer verified); `NotFound` if it does not
     /// exist, `Conflict` if the email is taken.
     async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
+    /// Replaces name and website and records `details.email` as the
+    /// user's pending email (`email` itself stays); the user as it is then.
+    /// `NotFound` if it does not exist.
+    async fn update_details_pending(&self, uid: Uuid, details: &UserDetails) -> AppResult<User>;
+    /// Makes the user's pending email, if it is `email`, its verified email;
+    /// whether it was. `Conflict` (nothing changed) if another user has the
+    /// address.
+    async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool>;
     /// Replaces the password hash and deletes the user's reset tokens (the
     /// links mailed before the change), in one transaction; `NotFound` (and
     /// nothing changed) if the user does not exist.

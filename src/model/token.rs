@@ -3,6 +3,16 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// What a sign-up answers, as `EMAIL_CONFIRMATION` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignUp {
+    /// `optional`: the new account's first session.
+    SignedIn(TokenPair),
+    /// `required`: the same for every address, new or taken; what happened
+    /// went by mail to the address.
+    Accepted,
+}
+
 /// The pair returned by sign-up, sign-in and refresh.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -17,6 +17,13 @@ pub struct User {
     /// Whether the person proved they read mail at `email` (a verification
     /// link, or a password reset); an email change clears it.
     pub email_verified: bool,
+    /// Signed up while `EMAIL_CONFIRMATION=required`: may sign in only once
+    /// `email_verified`, and an email change waits in `pending_email` until
+    /// the new address is confirmed.
+    pub must_verify: bool,
+    /// The address an email change of a `must_verify` account waits for:
+    /// it replaces `email` when the link mailed to it is opened.
+    pub pending_email: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -29,6 +36,8 @@ impl std::fmt::Debug for User {
             .field("image_url", &self.image_url)
             .field("website", &self.website)
             .field("email_verified", &self.email_verified)
+            .field("must_verify", &self.must_verify)
+            .field("pending_email", &self.pending_email)
             .finish()
     }
 }

@@ -29,6 +29,8 @@ struct UserRow {
     image_url: String,
     website: String,
     email_verified: bool,
+    must_verify: bool,
+    pending_email: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -41,6 +43,8 @@ impl From<UserRow> for User {
             image_url: row.image_url,
             website: row.website,
             email_verified: row.email_verified,
+            must_verify: row.must_verify,
+            pending_email: row.pending_email,
         }
     }
 }
@@ -144,7 +148,8 @@ fn sqlite_code_is_transient(code: &str) -> bool {
 /// refuses dynamically built SQL unless it is explicitly audited).
 macro_rules! user_columns {
     () => {
-        "uid, email, password, name, image_url, website, email_verified"
+        "uid, email, password, name, image_url, website, email_verified, must_verify, \
+         pending_email"
     };
 }
 
@@ -200,8 +205,8 @@ macro_rules! sql_user_repository {
             async fn create(&self, user: &User) -> AppResult<()> {
                 sqlx::query(
                     "INSERT INTO users \
-                     (uid, email, password, name, image_url, website, email_verified) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     (uid, email, password, name, image_url, website, email_verified, \
+                     must_verify) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(user.uid)
                 .bind(&user.email)
@@ -210,6 +215,7 @@ macro_rules! sql_user_repository {
                 .bind(&user.image_url)
                 .bind(&user.website)
                 .bind(user.email_verified)
+                .bind(user.must_verify)
                 .execute(&self.pool)
                 .await
                 .map_err(map_sqlx_error)?;
@@ -234,6 +240,44 @@ macro_rules! sql_user_repository {
                 .map_err(map_sqlx_error)?
                 .map(User::from)
                 .ok_or_else(|| AppError::NotFound("user not found".into()))
+            }
+
+            async fn update_details_pending(
+                &self,
+                uid: Uuid,
+                details: &UserDetails,
+            ) -> AppResult<User> {
+                // The email stays; the new one waits for its link.
+                sqlx::query_as::<_, UserRow>(concat!(
+                    "UPDATE users SET pending_email = $2, name = $3, website = $4, ",
+                    "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
+                    user_columns!()
+                ))
+                .bind(uid)
+                .bind(details.email.as_str())
+                .bind(&details.name)
+                .bind(details.website.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?
+                .map(User::from)
+                .ok_or_else(|| AppError::NotFound("user not found".into()))
+            }
+
+            async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool> {
+                // The unique index on lower(email) decides whether another
+                // account took the address meanwhile (`Conflict`).
+                let done = sqlx::query(
+                    "UPDATE users SET email = pending_email, pending_email = NULL, \
+                     email_verified = TRUE, updated_at = CURRENT_TIMESTAMP \
+                     WHERE uid = $1 AND pending_email = $2",
+                )
+                .bind(uid)
+                .bind(email)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn update_password_hash(&self, uid: Uuid, password_hash: &str) -> AppResult<()> {
@@ -475,6 +519,8 @@ mod tests {
             image_url: String::new(),
             website: String::new(),
             email_verified: false,
+            must_verify: false,
+            pending_email: None,
         }
     }
 
@@ -538,6 +584,73 @@ mod tests {
             repo.update_details(ada.uid, &taken).await.unwrap_err(),
             AppError::Conflict(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_keeps_must_verify_and_confirms_a_pending_email_only_while_free() {
+        let repo = sqlite_repo().await;
+        let ada = User {
+            must_verify: true,
+            email_verified: true,
+            ..user("ada@example.com")
+        };
+        repo.create(&ada).await.unwrap();
+        let found = repo.find_by_id(ada.uid).await.unwrap();
+        assert!(found.must_verify);
+        assert_eq!(found.pending_email, None);
+
+        let details = UserDetails {
+            email: Email::parse("ada@lovelace.example").unwrap(),
+            name: "Ada".into(),
+            website: Website::parse("").unwrap(),
+        };
+        let pending = repo
+            .update_details_pending(ada.uid, &details)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                pending.email.as_str(),
+                pending.pending_email.as_deref(),
+                pending.email_verified,
+                pending.name.as_str()
+            ),
+            ("ada@example.com", Some("ada@lovelace.example"), true, "Ada"),
+            "the verified address stays until the new one is confirmed"
+        );
+        assert!(
+            !repo
+                .confirm_pending_email(ada.uid, "other@example.com")
+                .await
+                .unwrap(),
+            "only the pending address"
+        );
+        // Another account takes the address meanwhile: the link fails.
+        let bob = user("ADA@lovelace.example");
+        repo.create(&bob).await.unwrap();
+        assert!(matches!(
+            repo.confirm_pending_email(ada.uid, "ada@lovelace.example")
+                .await
+                .unwrap_err(),
+            AppError::Conflict(_)
+        ));
+        repo.delete(bob.uid).await.unwrap();
+        assert!(
+            repo.confirm_pending_email(ada.uid, "ada@lovelace.example")
+                .await
+                .unwrap()
+        );
+        let moved = repo.find_by_id(ada.uid).await.unwrap();
+        assert_eq!(moved.email, "ada@lovelace.example");
+        assert!(moved.email_verified);
+        assert_eq!(moved.pending_email, None);
+        assert!(
+            !repo
+                .confirm_pending_email(ada.uid, "ada@lovelace.example")
+                .await
+                .unwrap(),
+            "once"
+        );
     }
 
     #[test]

@@ -139,6 +139,8 @@ mod tests {
             image_url: String::new(),
             website: String::new(),
             email_verified: false,
+            must_verify: false,
+            pending_email: None,
         }
     }
 

@@ -18,7 +18,7 @@ mod rate_limit;
 mod token;
 mod user;
 
-pub use account::{AccountServiceImpl, FlowConfig};
+pub use account::{AccountServiceImpl, EmailConfirmation, FlowConfig};
 pub use account_token::AccountTokenServiceImpl;
 pub use argon::ThreadHasher;
 pub use client::{ClientServiceImpl, ClientTokenConfig};

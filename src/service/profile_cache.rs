@@ -116,8 +116,13 @@ impl UserService for ProfileCache {
         self.users.hash_password(password, source).await
     }
 
-    async fn signup(&self, email: Email, password_hash: String) -> AppResult<User> {
-        let user = self.users.signup(email, password_hash).await?;
+    async fn signup(
+        &self,
+        email: Email,
+        password_hash: String,
+        must_verify: bool,
+    ) -> AppResult<User> {
+        let user = self.users.signup(email, password_hash, must_verify).await?;
         self.forget(user.uid);
         Ok(user)
     }
@@ -138,6 +143,16 @@ impl UserService for ProfileCache {
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
         let _forget = self.forget_after(uid);
         self.users.update_details(uid, details).await
+    }
+
+    async fn update_details_pending(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
+        let _forget = self.forget_after(uid);
+        self.users.update_details_pending(uid, details).await
+    }
+
+    async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool> {
+        let _forget = self.forget_after(uid);
+        self.users.confirm_pending_email(uid, email).await
     }
 
     async fn find_by_email(&self, email: &Email) -> AppResult<Option<User>> {

@@ -40,7 +40,12 @@ impl UserService for UserServiceImpl {
         self.hasher.hash(password, source).await
     }
 
-    async fn signup(&self, email: Email, password_hash: String) -> AppResult<User> {
+    async fn signup(
+        &self,
+        email: Email,
+        password_hash: String,
+        must_verify: bool,
+    ) -> AppResult<User> {
         let user = User {
             uid: Uuid::new_v4(),
             email: email.into_inner(),
@@ -49,6 +54,8 @@ impl UserService for UserServiceImpl {
             image_url: String::new(),
             website: String::new(),
             email_verified: false,
+            must_verify,
+            pending_email: None,
         };
         // The database's unique index decides a duplicate, also under a race.
         self.repo.create(&user).await?;
@@ -94,6 +101,14 @@ impl UserService for UserServiceImpl {
 
     async fn update_details(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
         self.repo.update_details(uid, &details).await
+    }
+
+    async fn update_details_pending(&self, uid: Uuid, details: UserDetails) -> AppResult<User> {
+        self.repo.update_details_pending(uid, &details).await
+    }
+
+    async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool> {
+        self.repo.confirm_pending_email(uid, email).await
     }
 
     async fn find_by_email(&self, email: &Email) -> AppResult<Option<User>> {
@@ -148,6 +163,8 @@ mod tests {
             image_url: String::new(),
             website: String::new(),
             email_verified: false,
+            must_verify: false,
+            pending_email: None,
         }
     }
 
@@ -169,7 +186,10 @@ mod tests {
             .hash_password(&password("correct horse"), "203.0.113.9")
             .await
             .unwrap();
-        let user = svc.signup(email("Ada@Example.com"), hash).await.unwrap();
+        let user = svc
+            .signup(email("Ada@Example.com"), hash, false)
+            .await
+            .unwrap();
         assert_eq!(user.email, "ada@example.com");
         assert_eq!(user.uid.get_version_num(), 4);
     }
@@ -180,7 +200,7 @@ mod tests {
         repo.expect_create()
             .returning(|_| Err(AppError::Conflict("email already registered".into())));
         let err = service(repo)
-            .signup(email("ada@example.com"), "$argon2id$stored".into())
+            .signup(email("ada@example.com"), "$argon2id$stored".into(), false)
             .await
             .unwrap_err();
         assert!(matches!(err, AppError::Conflict(_)));
@@ -248,6 +268,8 @@ mod tests {
                     image_url: String::new(),
                     website: d.website.as_str().into(),
                     email_verified: false,
+                    must_verify: false,
+                    pending_email: None,
                 })
             });
         let user = service(repo).update_details(uid, details).await.unwrap();

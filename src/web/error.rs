@@ -27,6 +27,9 @@ pub enum ErrorKind {
     RefreshTokenReused,
     /// 403: a re-authentication (current password) failed.
     Forbidden,
+    /// 403: the right password of an account that must confirm its email
+    /// address (`EMAIL_CONFIRMATION=required`) and has not yet.
+    EmailNotVerified,
     /// 404
     NotFound,
     /// 405
@@ -57,7 +60,7 @@ impl ErrorKind {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Authorization | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -78,6 +81,7 @@ impl ErrorKind {
             Self::Authorization => "AUTHORIZATION",
             Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
             Self::Forbidden => "FORBIDDEN",
+            Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
@@ -133,7 +137,7 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `BAD_REQUEST` (400), `AUTHORIZATION` (401),
-    /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
+    /// `REFRESH_TOKEN_REUSED` (401), `FORBIDDEN` (403), `EMAIL_NOT_VERIFIED` (403), `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405),
     /// `REQUEST_TIMEOUT` (408), `CONFLICT` (409),
     /// `PAYLOAD_TOO_LARGE` (413), `UNSUPPORTED_MEDIA_TYPE` (415),
     /// `TOO_MANY_REQUESTS` (429), `REQUEST_HEADER_FIELDS_TOO_LARGE` (431), `SERVICE_UNAVAILABLE` (503), `INTERNAL` (500).
@@ -463,6 +467,7 @@ mod tests {
             (ErrorKind::Authorization, 401, "AUTHORIZATION"),
             (ErrorKind::RefreshTokenReused, 401, "REFRESH_TOKEN_REUSED"),
             (ErrorKind::Forbidden, 403, "FORBIDDEN"),
+            (ErrorKind::EmailNotVerified, 403, "EMAIL_NOT_VERIFIED"),
             (ErrorKind::NotFound, 404, "NOT_FOUND"),
             (ErrorKind::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (ErrorKind::RequestTimeout, 408, "REQUEST_TIMEOUT"),

@@ -272,6 +272,13 @@ impl TestApp {
         self.restart_with(|_| {}).await
     }
 
+    /// [`Self::restart`] with the configuration `edit` changed (the same
+    /// stores), e.g. another `EMAIL_CONFIRMATION` mode.
+    pub async fn restart_editing(mut self, edit: impl FnOnce(&mut Config)) -> TestApp {
+        edit(&mut self.config);
+        self.restart().await
+    }
+
     /// [`Self::restart`], running `between` while the server is stopped (to
     /// edit its files, e.g. leave an earlier version's token-store snapshot).
     pub async fn restart_with(mut self, between: impl FnOnce(&Config)) -> TestApp {

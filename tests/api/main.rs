@@ -7,6 +7,7 @@ mod connection_caps;
 mod connections;
 mod database;
 mod deletion;
+mod email_confirmation;
 mod emails;
 mod embedded;
 mod errors;

@@ -18,6 +18,11 @@ const NUL: &str = "a\u{0}b";
 
 /// The schema `reference` (`#/components/schemas/X`) points to.
 fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    // An optional body is `oneOf: [{"type": "null"}, {"$ref": …}]`.
+    let schema = schema["oneOf"]
+        .as_array()
+        .and_then(|alternatives| alternatives.iter().find(|a| a["$ref"].is_string()))
+        .unwrap_or(schema);
     match schema["$ref"].as_str() {
         Some(reference) => {
             let name = reference.rsplit('/').next().expect("a schema name");

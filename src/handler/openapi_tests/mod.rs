@@ -126,6 +126,9 @@ fn app(base_path: &str) -> Router {
         .expect_resend_verification()
         .returning(|_| Err(AppError::Conflict("the email is already verified".into())));
     account
+        .expect_resend_verification_to()
+        .returning(|_, _| Ok(()));
+    account
         .expect_request_password_reset()
         .returning(|_, _| Ok(()));
     account
@@ -248,5 +251,12 @@ fn documented_statuses(op: &Operation) -> BTreeSet<u16> {
 }
 
 fn requires_bearer(op: &Operation) -> bool {
+    // An empty requirement among the alternatives makes the bearer optional
+    // (`POST /verify-email/resend` by address).
+    !op.security.is_empty() && op.security.iter().all(|req| req.0.contains_key("bearer"))
+}
+
+/// Whether the bearer scheme is one of the operation's alternatives.
+fn accepts_bearer(op: &Operation) -> bool {
     op.security.iter().any(|req| req.0.contains_key("bearer"))
 }

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::error::{AppError, InvalidArg};
-use crate::handler::flows::{RESET_REQUESTED, VERIFICATION_SENT};
+use crate::handler::flows::{RESET_REQUESTED, VERIFICATION_REQUESTED, VERIFICATION_SENT};
 use crate::model::{Email, Password};
 
 const INVALID_TOKEN: &str = "the token is invalid, used or expired";
@@ -117,6 +117,42 @@ async fn a_resend_answers_the_use_cases_conflict_and_limit() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers[header::RETRY_AFTER], "42");
     assert_eq!(error_type(&body), "TOO_MANY_REQUESTS");
+}
+
+#[tokio::test]
+async fn a_resend_by_address_needs_no_bearer_and_passes_the_normal_form_and_the_client() {
+    let mut account = MockAccountService::new();
+    account.expect_resend_verification().never();
+    account
+        .expect_resend_verification_to()
+        .withf(|email: &Email, from: &ClientInfo| {
+            email.as_str() == "ada@example.com" && *from == client()
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (status, _, body) = send(
+        app(account),
+        with_user_agent(post_json(
+            &url("/verify-email/resend"),
+            json!({"email": " Ada@Example.COM "}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body, json!({"message": VERIFICATION_REQUESTED}));
+}
+
+#[tokio::test]
+async fn a_resend_by_something_not_an_address_is_a_400_naming_email() {
+    let mut account = MockAccountService::new();
+    account.expect_resend_verification_to().never();
+    let (status, _, body) = send(
+        app(account),
+        post_json(&url("/verify-email/resend"), json!({"email": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["invalidArgs"][0]["field"], "email");
 }
 
 // ---------------------------------------------------------------- reset request

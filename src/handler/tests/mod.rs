@@ -95,6 +95,8 @@ fn user() -> User {
         image_url: String::new(),
         website: String::new(),
         email_verified: false,
+        must_verify: false,
+        pending_email: None,
     }
 }
 

@@ -98,7 +98,7 @@ impl AccountService for SignInOnly {
         _email: Email,
         _password: Password,
         _client: ClientInfo,
-    ) -> AppResult<TokenPair> {
+    ) -> AppResult<crate::model::SignUp> {
         unreachable!("only sign-in is called")
     }
     async fn sign_in(
@@ -160,6 +160,9 @@ impl AccountService for SignInOnly {
         unreachable!("only sign-in is called")
     }
     async fn resend_verification(&self, _caller: &IdClaims) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn resend_verification_to(&self, _email: Email, _client: ClientInfo) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
     async fn request_password_reset(&self, _email: Email, _client: ClientInfo) -> AppResult<()> {

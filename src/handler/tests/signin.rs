@@ -155,3 +155,26 @@ async fn a_sign_in_with_an_invalid_email_answers_400_and_never_reaches_the_use_c
         invalid_args_body(&[("email", "email must be a valid email address")])
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_of_an_unverified_account_that_must_verify_answers_403_email_not_verified() {
+    let mut account = MockAccountService::new();
+    account
+        .expect_sign_in()
+        .times(1)
+        .returning(|_, _, _| Err(AppError::EmailNotVerified));
+    let (status, headers, body) = send(
+        app(account),
+        post_json(
+            &url("/signin"),
+            json!({"email": "alice@example.com", "password": "correct horse"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(www_authenticate(&headers).is_none());
+    assert_eq!(
+        body,
+        error_body("EMAIL_NOT_VERIFIED", crate::error::EMAIL_NOT_VERIFIED)
+    );
+}

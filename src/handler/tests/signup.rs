@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::error::AppError;
-use crate::model::{Email, Password};
+use crate::model::{Email, Password, SignUp};
 
 fn signup_request() -> Request<Body> {
     post_json(
@@ -24,7 +24,7 @@ async fn a_valid_sign_up_passes_the_trimmed_lowercased_email_and_the_user_agent_
                 && *client == super::client()
         })
         .times(1)
-        .returning(|_, _, _| Ok(pair()));
+        .returning(|_, _, _| Ok(SignUp::SignedIn(pair())));
 
     let (status, headers, body) = send(
         app(account),
@@ -158,4 +158,22 @@ async fn an_internal_error_of_the_use_case_answers_500_without_leaking_the_cause
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, error_body("INTERNAL", "internal server error"));
+}
+
+#[tokio::test]
+async fn a_sign_up_the_use_case_accepts_answers_202_with_the_one_message_and_no_tokens() {
+    let mut account = MockAccountService::new();
+    account
+        .expect_sign_up()
+        .times(1)
+        .returning(|_, _, _| Ok(SignUp::Accepted));
+
+    let (status, headers, body) = send(app(account), signup_request()).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_json_content_type(&headers);
+    assert_eq!(
+        body,
+        json!({"message": crate::handler::account::SIGNUP_ACCEPTED})
+    );
 }

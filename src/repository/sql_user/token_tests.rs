@@ -189,6 +189,8 @@ fn user(email: &str) -> User {
         image_url: String::new(),
         website: String::new(),
         email_verified: false,
+        must_verify: false,
+        pending_email: None,
     }
 }
 

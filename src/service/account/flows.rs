@@ -23,6 +23,42 @@ pub struct FlowConfig {
     pub verify_token_ttl: Duration,
     /// `RESET_TOKEN_EXP`
     pub reset_token_ttl: Duration,
+    /// `EMAIL_CONFIRMATION`
+    pub email_confirmation: EmailConfirmation,
+}
+
+/// `EMAIL_CONFIRMATION`: whether a sign-up signs in at once or waits for
+/// the address to be confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmailConfirmation {
+    /// A sign-up answers 201 with a pair; a taken address is 409 (anyone can
+    /// tell whether an address is registered). Verifying is optional.
+    #[default]
+    Optional,
+    /// A sign-up answers the same 202 for every address, without a pair; the
+    /// accounts created so (`must_verify`) sign in once verified.
+    Required,
+}
+
+impl EmailConfirmation {
+    /// The setting's value: `optional` or `required` (unset: `optional`).
+    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        match raw.map(str::trim) {
+            None | Some("optional") => Ok(Self::Optional),
+            Some("required") => Ok(Self::Required),
+            Some(other) => Err(format!(
+                "EMAIL_CONFIRMATION: must be optional or required, not {other:?}"
+            )),
+        }
+    }
+
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
 }
 
 /// The one answer to a token that cannot be used, whatever the reason.
@@ -68,6 +104,23 @@ fn verification_mail(to: &str, link: &str, ttl: Duration) -> Mail {
     }
 }
 
+/// The subject of the mail to a registered address someone tried to sign up
+/// with (`EMAIL_CONFIRMATION=required`).
+pub const SIGNUP_ATTEMPT_SUBJECT: &str = "Someone tried to sign up with your email address";
+
+fn signup_attempt_mail(to: &str) -> Mail {
+    Mail {
+        to: to.to_owned(),
+        subject: SIGNUP_ATTEMPT_SUBJECT.into(),
+        body: format!(
+            "Someone tried to create a new account with {to}, which already has an account \
+             with us. No new account was created and nothing of yours changed.\n\n\
+             If it was you: sign in with your password, or ask for a password reset if you \
+             forgot it. If it was not you, you can ignore this mail.\n"
+        ),
+    }
+}
+
 fn reset_mail(to: &str, link: &str, ttl: Duration) -> Mail {
     Mail {
         to: to.to_owned(),
@@ -109,6 +162,75 @@ impl AccountServiceImpl {
         }
     }
 
+    /// [`Self::send_verification_or_log`] to `address`, the pending email of
+    /// a user that must verify: the token records that address, which is
+    /// what redeeming it confirms.
+    pub(super) async fn send_verification_to_or_log(&self, user: &User, address: &str) {
+        let mut to = user.clone();
+        to.email = address.to_owned();
+        self.send_verification_or_log(&to).await;
+    }
+
+    /// A sign-up under `EMAIL_CONFIRMATION=required`, from the hash on: the
+    /// same answer for a new and a taken address, after the same work on
+    /// the request's path (one INSERT, which the unique index refuses for a
+    /// taken one); what differs (the token, the lookup, the mails) runs on
+    /// a task of its own, as for a reset request.
+    pub(super) async fn sign_up_confirming(
+        &self,
+        email: Email,
+        password_hash: String,
+    ) -> AppResult<()> {
+        match self.users.signup(email.clone(), password_hash, true).await {
+            Ok(user) => {
+                let this = self.clone();
+                tokio::spawn(async move { this.send_verification_or_log(&user).await });
+                Ok(())
+            }
+            Err(AppError::Conflict(_)) => {
+                let this = self.clone();
+                tokio::spawn(async move { this.tell_the_owner(&email).await });
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Someone signed up with a registered address: within the account's
+    /// mail limit, its owner is told (verified), or gets a fresh link
+    /// (unverified).
+    async fn tell_the_owner(&self, email: &Email) {
+        let user = match self.users.find_by_email(email).await {
+            Ok(Some(user)) => user,
+            // Deleted meanwhile: nobody to tell.
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = ?err, "cannot look up the owner of a taken address");
+                return;
+            }
+        };
+        if !self.may_mail(&user).await {
+            return;
+        }
+        if user.email_verified {
+            self.mailer.send(signup_attempt_mail(&user.email));
+        } else {
+            self.send_verification_or_log(&user).await;
+        }
+    }
+
+    /// Counts a mail to `user` on its per-account limit; whether it may go.
+    async fn may_mail(&self, user: &User) -> bool {
+        match self.limits.verification_mail_attempt(user.uid).await {
+            Ok(()) => true,
+            Err(AppError::TooManyRequests { .. }) => false,
+            Err(err) => {
+                tracing::warn!(uid = %user.uid, error = ?err, "cannot count a mail");
+                false
+            }
+        }
+    }
+
     /// A reset token (older ones stop working) and the mail with its link.
     async fn send_reset(&self, user: &User) -> AppResult<()> {
         let token = self.account_tokens.issue(user, TokenPurpose::Reset).await?;
@@ -127,12 +249,22 @@ impl AccountServiceImpl {
             .await?
             .ok_or_else(invalid_token)?;
         // Only the address the token was sent to: after an email change it
-        // proves nothing about the new one.
-        if !self
+        // proves nothing about the new one. A link mailed to the pending
+        // email of an account that must verify makes it the account's
+        // email, unless another account took it meanwhile.
+        let verified = self
             .users
             .mark_email_verified(holder.uid, &holder.email)
             .await?
-        {
+            || match self
+                .users
+                .confirm_pending_email(holder.uid, &holder.email)
+                .await
+            {
+                Err(AppError::Conflict(_)) => false,
+                other => other?,
+            };
+        if !verified {
             return Err(invalid_token());
         }
         self.link_token_worked(&client.ip).await;
@@ -154,6 +286,29 @@ impl AccountServiceImpl {
             return Err(AppError::Conflict(ALREADY_VERIFIED.into()));
         }
         self.send_verification(&user).await
+    }
+
+    /// A resend asked for by address, without a session (an account that
+    /// must verify cannot sign in to ask): counted as a reset request, the
+    /// same answer for every address; the mail, for an unverified account
+    /// only, goes on a task of its own within the account's mail limit.
+    pub(super) async fn resend_verification_to_flow(
+        &self,
+        email: Email,
+        client: ClientInfo,
+    ) -> AppResult<()> {
+        self.limits.reset_request_attempt(&client.ip).await?;
+        if let Some(user) = self.users.find_by_email(&email).await?
+            && !user.email_verified
+        {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if this.may_mail(&user).await {
+                    this.send_verification_or_log(&user).await;
+                }
+            });
+        }
+        Ok(())
     }
 
     pub(super) async fn request_password_reset_flow(
@@ -236,3 +391,6 @@ impl AccountServiceImpl {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod confirmation_tests;

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use flows::FlowConfig;
+pub use flows::{EmailConfirmation, FlowConfig};
 
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::mail::Mailer;
 use crate::model::{
     AccountService, AccountTokenService, ClientInfo, Email, IdClaims, Password, RateLimitService,
-    Rotation, SessionInfo, SignOutScope, TokenPair, TokenService, User, UserDetails, UserService,
+    Rotation, SessionInfo, SignOutScope, SignUp, TokenPair, TokenService, User, UserDetails,
+    UserService,
 };
 
 /// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
@@ -97,7 +98,7 @@ impl AccountServiceImpl {
         password_hash: String,
         client: ClientInfo,
     ) -> AppResult<TokenPair> {
-        let user = self.users.signup(email, password_hash).await?;
+        let user = self.users.signup(email, password_hash, false).await?;
         match self.tokens.issue(&user, &client).await {
             Ok(pair) => {
                 self.send_verification_or_log(&user).await;
@@ -131,18 +132,29 @@ impl AccountService for AccountServiceImpl {
         email: Email,
         password: Password,
         client: ClientInfo,
-    ) -> AppResult<TokenPair> {
+    ) -> AppResult<SignUp> {
         // Counted before anything is hashed.
         self.limits.sign_up_attempt(&client.ip).await?;
         // Hashing is the request's own work: a client gone before its turn in
         // the queue costs nothing. From the stored row on, the sign-up runs
         // on a task of its own, to its end even when the request is dropped
-        // (handler timeout, client gone): never left half done.
+        // (handler timeout, client gone): never left half done. Under
+        // `EMAIL_CONFIRMATION=required` every address is hashed alike, new
+        // or taken, so the time taken tells nothing.
         let password_hash = self.users.hash_password(&password, &client.ip).await?;
-        tokio::spawn(
-            self.clone()
-                .sign_up_to_the_end(email, password_hash, client),
-        )
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.flows.email_confirmation {
+                EmailConfirmation::Optional => this
+                    .sign_up_to_the_end(email, password_hash, client)
+                    .await
+                    .map(SignUp::SignedIn),
+                EmailConfirmation::Required => this
+                    .sign_up_confirming(email, password_hash)
+                    .await
+                    .map(|()| SignUp::Accepted),
+            }
+        })
         .await
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("sign-up task failed")))?
     }
@@ -159,6 +171,11 @@ impl AccountService for AccountServiceImpl {
         self.limits.sign_in_attempt(&email_key, &client.ip).await?;
         let user = self.users.signin(email, password, &client.ip).await?;
         self.give_back(&email_key, &client).await;
+        // Only after the right password: a wrong one stays the one 401, so
+        // this says nothing to someone who does not know it.
+        if user.must_verify && !user.email_verified {
+            return Err(AppError::EmailNotVerified);
+        }
         self.tokens.issue(&user, &client).await
     }
 
@@ -242,6 +259,18 @@ impl AccountService for AccountServiceImpl {
             // the change rather than leave a stolen session alive after it.
             self.end_other_sessions(caller).await?;
         }
+        if email_changes && user.must_verify {
+            // An account that must verify keeps its verified address until
+            // the new one is confirmed: the change waits, and the link goes
+            // to the new address (it replaces any earlier link).
+            let new_email = details.email.as_str().to_owned();
+            let user = self
+                .users
+                .update_details_pending(caller.sub, details)
+                .await?;
+            self.send_verification_to_or_log(&user, &new_email).await;
+            return Ok(user);
+        }
         let user = self.users.update_details(caller.sub, details).await?;
         // The new address is not verified: its own link, which also
         // replaces the link sent to the previous one.
@@ -305,6 +334,10 @@ impl AccountService for AccountServiceImpl {
 
     async fn resend_verification(&self, caller: &IdClaims) -> AppResult<()> {
         self.resend_verification_flow(caller).await
+    }
+
+    async fn resend_verification_to(&self, email: Email, client: ClientInfo) -> AppResult<()> {
+        self.resend_verification_to_flow(email, client).await
     }
 
     async fn request_password_reset(&self, email: Email, client: ClientInfo) -> AppResult<()> {

@@ -24,6 +24,8 @@ pub(super) fn user() -> User {
         image_url: String::new(),
         website: String::new(),
         email_verified: false,
+        must_verify: false,
+        pending_email: None,
     }
 }
 
@@ -107,6 +109,7 @@ pub(super) fn flow_config() -> FlowConfig {
         reset_password_url: "https://app.example/reset-password?lang=en".into(),
         verify_token_ttl: Duration::from_secs(86_400),
         reset_token_ttl: Duration::from_secs(3_600),
+        email_confirmation: EmailConfirmation::Optional,
     }
 }
 
@@ -186,9 +189,9 @@ async fn sign_up_creates_the_user_and_starts_its_first_session_with_the_client()
     let mut users = hashing_users();
     users
         .expect_signup()
-        .withf(|_, hash| hash == "$argon2id$new")
+        .withf(|_, hash, _| hash == "$argon2id$new")
         .times(1)
-        .returning(|_, _| Ok(user()));
+        .returning(|_, _, _| Ok(user()));
     users.expect_delete().never();
     let mut tokens = MockTokenService::new();
     tokens
@@ -201,13 +204,16 @@ async fn sign_up_creates_the_user_and_starts_its_first_session_with_the_client()
         .sign_up(email, password, client())
         .await
         .unwrap();
-    assert_eq!(got, pair());
+    assert_eq!(got, SignUp::SignedIn(pair()));
 }
 
 #[tokio::test]
 async fn a_sign_up_whose_pair_cannot_be_issued_is_undone_and_the_error_passed_on() {
     let mut users = hashing_users();
-    users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    users
+        .expect_signup()
+        .times(1)
+        .returning(|_, _, _| Ok(user()));
     users
         .expect_delete()
         .with(eq(user().uid))
@@ -234,7 +240,7 @@ async fn a_conflicting_sign_up_issues_nothing_and_undoes_nothing() {
     let mut users = hashing_users();
     users
         .expect_signup()
-        .returning(|_, _| Err(AppError::Conflict("email already registered".into())));
+        .returning(|_, _, _| Err(AppError::Conflict("email already registered".into())));
     users.expect_delete().never();
     let mut tokens = MockTokenService::new();
     tokens.expect_issue().never();
@@ -250,7 +256,7 @@ async fn a_conflicting_sign_up_issues_nothing_and_undoes_nothing() {
 async fn a_sign_up_runs_to_its_end_and_undoes_itself_even_when_the_caller_goes_away() {
     let deleted = Arc::new(AtomicBool::new(false));
     let mut users = hashing_users();
-    users.expect_signup().returning(|_, _| Ok(user()));
+    users.expect_signup().returning(|_, _, _| Ok(user()));
     users.expect_delete().times(1).returning({
         let deleted = Arc::clone(&deleted);
         move |_| {

@@ -24,6 +24,8 @@ fn user(name: &str) -> User {
         image_url: String::new(),
         website: String::new(),
         email_verified: false,
+        must_verify: false,
+        pending_email: None,
     }
 }
 
@@ -206,8 +208,18 @@ write_forgets!(
 );
 write_forgets!(
     signup_forgets_its_uid,
-    expect_signup(_email, _hash) => Ok(user("new")),
-    |cache| cache.signup(Email::parse("ada@example.com").unwrap(), "$argon2id$x".into()).await
+    expect_signup(_email, _hash, _must_verify) => Ok(user("new")),
+    |cache| cache.signup(Email::parse("ada@example.com").unwrap(), "$argon2id$x".into(), true).await
+);
+write_forgets!(
+    update_details_pending_forgets_the_profile,
+    expect_update_details_pending(_uid, _details) => Ok(user("new")),
+    |cache| cache.update_details_pending(UID, details()).await
+);
+write_forgets!(
+    confirm_pending_email_forgets_the_profile,
+    expect_confirm_pending_email(_uid, _email) => Ok(true),
+    |cache| cache.confirm_pending_email(UID, "ada@lovelace.example").await
 );
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use crate::mail::MockMailer;
 use crate::model::interfaces::{
     MockAccountTokenService, MockRateLimitService, MockTokenService, MockUserService,
 };
-use crate::model::{AccountService, TokenHolder, UserDetails};
+use crate::model::{AccountService, SignUp, TokenHolder, UserDetails};
 
 const VERIFY_LINK: &str = "https://app.example/verify-email?token=";
 const RESET_LINK: &str = "https://app.example/reset-password?lang=en&token=";
@@ -103,7 +103,10 @@ fn lifetimes_read_in_the_largest_whole_unit() {
 #[tokio::test]
 async fn a_sign_up_mails_one_verification_link_to_the_new_address() {
     let mut users = hashing_users();
-    users.expect_signup().times(1).returning(|_, _| Ok(user()));
+    users
+        .expect_signup()
+        .times(1)
+        .returning(|_, _, _| Ok(user()));
     let mut tokens = MockTokenService::new();
     tokens.expect_issue().times(1).returning(|_, _| Ok(pair()));
     let mut account_tokens = MockAccountTokenService::new();
@@ -118,7 +121,7 @@ async fn a_sign_up_mails_one_verification_link_to_the_new_address() {
         .sign_up(email, pw, client())
         .await
         .unwrap();
-    assert_eq!(got, pair());
+    assert_eq!(got, SignUp::SignedIn(pair()));
     let sent = sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].to, "ada@example.com");
@@ -134,7 +137,7 @@ async fn a_sign_up_mails_one_verification_link_to_the_new_address() {
 #[tokio::test]
 async fn a_sign_up_whose_verification_mail_cannot_be_prepared_still_succeeds() {
     let mut users = hashing_users();
-    users.expect_signup().returning(|_, _| Ok(user()));
+    users.expect_signup().returning(|_, _, _| Ok(user()));
     users.expect_delete().never();
     let mut tokens = MockTokenService::new();
     tokens.expect_issue().returning(|_, _| Ok(pair()));
@@ -148,13 +151,17 @@ async fn a_sign_up_whose_verification_mail_cannot_be_prepared_still_succeeds() {
         .sign_up(email, pw, client())
         .await
         .unwrap();
-    assert_eq!(got, pair(), "the account exists: the user can ask again");
+    assert_eq!(
+        got,
+        SignUp::SignedIn(pair()),
+        "the account exists: the user can ask again"
+    );
 }
 
 #[tokio::test]
 async fn a_sign_up_that_is_undone_mails_nothing() {
     let mut users = hashing_users();
-    users.expect_signup().returning(|_, _| Ok(user()));
+    users.expect_signup().returning(|_, _, _| Ok(user()));
     users.expect_delete().times(1).returning(|_| Ok(()));
     let mut tokens = MockTokenService::new();
     tokens
@@ -317,6 +324,11 @@ async fn a_verification_token_for_an_address_the_user_has_left_is_a_400() {
     let mut users = MockUserService::new();
     users
         .expect_mark_email_verified()
+        .times(1)
+        .returning(|_, _| Ok(false));
+    // Nor is it a pending email of the user's.
+    users
+        .expect_confirm_pending_email()
         .times(1)
         .returning(|_, _| Ok(false));
     let err = build(
