@@ -1,4 +1,5 @@
-//! Sessions: sign-out by scope, the session list, ending one session.
+//! Sessions: sign-out by scope, the session list, naming and ending one
+//! session.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -7,11 +8,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::openapi::{BearerErrors, tags};
+use super::openapi::{BearerBodyErrors, BearerErrors, tags};
 use super::{AppState, AuthUser};
 use crate::error::{AppError, AppResult, InvalidArg};
-use crate::model::{SessionInfo, SignOutScope};
-use crate::web::ErrorBody;
+use crate::model::{SessionInfo, SessionName, SignOutScope};
+use crate::web::{ErrorBody, JsonBody};
 
 /// A confirmation for humans.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -88,6 +89,9 @@ pub struct SessionView {
     user_agent: String,
     /// The client address of the last sign-in or refresh; may be empty.
     ip: String,
+    /// The name its user gave it (`PUT /sessions/{id}`), or `null`.
+    #[schema(required = true, example = "work laptop")]
+    name: Option<String>,
     /// Whether this is the session of the presented ID token.
     current: bool,
 }
@@ -101,6 +105,7 @@ impl SessionView {
             last_used_at: session.last_used_at,
             user_agent: session.user_agent,
             ip: session.ip,
+            name: session.name,
             current: is_current,
         }
     }
@@ -137,6 +142,13 @@ pub async fn list(
     }))
 }
 
+/// The session id of a path: 404 (as for an unknown session) unless a UUID.
+fn session_id(id: Result<Path<String>, PathRejection>) -> AppResult<Uuid> {
+    id.ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or_else(|| AppError::NotFound("no such session".into()))
+}
+
 /// `DELETE /sessions/{id}` → 204; 404 unless it is one of the caller's.
 #[utoipa::path(
     delete,
@@ -157,10 +169,60 @@ pub async fn end(
     AuthUser(claims): AuthUser,
     id: Result<Path<String>, PathRejection>,
 ) -> AppResult<StatusCode> {
-    let sid = id
-        .ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or_else(|| AppError::NotFound("no such session".into()))?;
+    let sid = session_id(id)?;
     state.account.end_session(&claims, sid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"name": string|null}` of `PUT /sessions/{id}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RenameSessionRequest {
+    /// 1 to 64 characters after trimming, no control characters; `null`
+    /// clears the name. Required (a missing field is a 400 naming `name`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = true, example = "work laptop")]
+    name: Option<Option<String>>,
+}
+
+/// A field that is present, `null` or not: `Some`; a missing one stays `None`
+/// (the field's default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PUT /sessions/{id}` with `{"name": …}` → 204; 404 unless it is one of the
+/// caller's.
+#[utoipa::path(
+    put,
+    path = "/sessions/{id}",
+    tag = tags::ACCOUNT,
+    summary = "Name one session",
+    description = "Names one of the caller's sessions (`GET /sessions` shows it as `name`), or \
+                   clears its name with `null`. The name is kept across refreshes and goes \
+                   with the session when it ends.",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The session's id")),
+    request_body = RenameSessionRequest,
+    responses(
+        (status = 204, description = "Named (or its name cleared)"),
+        (status = 400, description = "Malformed body, or `invalidArgs` naming `name`: missing, empty after trimming, over 64 characters, or with a control character", body = ErrorBody),
+        (status = 404, description = "No such session of the caller's", body = ErrorBody),
+        BearerBodyErrors,
+    )
+)]
+pub async fn rename(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+    id: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<RenameSessionRequest>,
+) -> AppResult<StatusCode> {
+    let sid = session_id(id)?;
+    let name = match body.name {
+        None => Err("name is required (null clears it)".to_owned()),
+        Some(None) => Ok(None),
+        Some(Some(raw)) => SessionName::parse(&raw).map(Some),
+    }
+    .map_err(|message| AppError::invalid_args(vec![InvalidArg::new("name", message)]))?;
+    state.account.rename_session(&claims, sid, name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{
     AccountToken, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, CredentialChange,
     Email, IdClaims, OAuthClient, Password, RateCounter, RateDecision, RefreshClaims,
-    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope, SignUp,
-    TokenHolder, TokenPair, TokenPurpose, User, UserDetails,
+    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, SignOutScope,
+    SignUp, TokenHolder, TokenPair, TokenPurpose, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -65,6 +65,14 @@ pub trait AccountService: Send + Sync {
     async fn sessions(&self, caller: &IdClaims) -> AppResult<Vec<SessionInfo>>;
     /// Ends one of the caller's sessions; `NotFound` if it is not one of them.
     async fn end_session(&self, caller: &IdClaims, sid: Uuid) -> AppResult<()>;
+    /// Names one of the caller's sessions (`None` clears its name);
+    /// `NotFound` if it is not one of them.
+    async fn rename_session(
+        &self,
+        caller: &IdClaims,
+        sid: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<()>;
     /// The user of an ID token; `NotFound` if it no longer exists.
     async fn me(&self, uid: Uuid) -> AppResult<User>;
     /// Replaces name, email and website; `Conflict` if the email is taken. A
@@ -224,6 +232,13 @@ pub trait TokenService: Send + Sync {
     async fn sessions(&self, uid: Uuid) -> AppResult<Vec<SessionInfo>>;
     /// Ends one session; whether it existed.
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
+    /// Names one live session (`None` clears its name); whether it exists.
+    async fn rename_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<bool>;
     /// Ends every session of the user but `keep`; how many.
     async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64>;
     /// After a password change (the new hash is stored): ends every session
@@ -372,6 +387,17 @@ pub trait TokenRepository: Send + Sync {
     /// Ends one session (its current token, its grace successor, its index
     /// entry); whether it existed.
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool>;
+    /// Sets the name of one live session in its index entry (`None` clears
+    /// it); rotations keep it, and it goes with the entry. Whether the session
+    /// is live at `now` (one past its token's `exp` or its absolute end is
+    /// ended on the way, as listing prunes it).
+    async fn rename_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+        now: u64,
+    ) -> AppResult<bool>;
     /// Ends every session of the user but `keep` (all of them with `None`),
     /// and from then on refuses the user's refresh tokens from before sessions
     /// (`<uid>:nolegacy`); with `change`, also guards `<uid>:credential`

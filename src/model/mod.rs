@@ -22,7 +22,7 @@ pub use interfaces::{
 pub use limit::{RateCounter, RateDecision};
 pub use session::{
     CREDENTIAL_GUARD_SECS, ClientInfo, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
-    RefreshStep, Rotation, SessionInfo, SessionStart, SignOutScope,
+    RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, SignOutScope,
 };
 pub use token::{Audience, IdClaims, RefreshClaims, SignUp, TokenPair};
 pub use user::{Email, Password, User, UserDetails, Website, parse_name};

@@ -50,6 +50,46 @@ pub struct SessionInfo {
     pub last_used_at: u64,
     pub user_agent: String,
     pub ip: String,
+    /// The name its user gave it (`PUT /sessions/{id}`), if any.
+    pub name: Option<String>,
+}
+
+/// A session's name, as its user gives it (`PUT /sessions/{id}`): trimmed,
+/// 1 to [`SessionName::MAX_CHARS`] characters, no control characters. Stored
+/// with the session in the token store; a rotation keeps it, and it ends
+/// with the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionName(String);
+
+impl SessionName {
+    /// Longest accepted name, in characters (after trimming).
+    pub const MAX_CHARS: usize = 64;
+
+    /// Validates a name; the error is a message for the client.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        // Bounds the count before it is made (a character is at most four bytes).
+        let too_long =
+            trimmed.len() > 4 * Self::MAX_CHARS || trimmed.chars().count() > Self::MAX_CHARS;
+        if trimmed.is_empty() || too_long {
+            return Err(format!(
+                "name must be 1 to {} characters (null clears it)",
+                Self::MAX_CHARS
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("name must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A new session, as [`crate::model::TokenRepository::start_session`] writes it.
@@ -161,4 +201,44 @@ pub enum Rotation {
     Reused,
     /// The session is over (signed out, evicted, revoked, expired).
     Ended,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_name_is_trimmed_and_counted_in_characters() {
+        assert_eq!(
+            SessionName::parse("  work laptop \t\n").unwrap().as_str(),
+            "work laptop"
+        );
+        let longest = "é".repeat(63) + "📱";
+        assert_eq!(SessionName::parse(&longest).unwrap().into_string(), longest);
+        assert_eq!(SessionName::parse("x").unwrap().as_str(), "x");
+    }
+
+    #[test]
+    fn empty_too_long_and_control_characters_are_refused() {
+        for raw in ["", "   ", "\t\n", &"x".repeat(65), &"é".repeat(65)] {
+            assert_eq!(
+                SessionName::parse(raw),
+                Err("name must be 1 to 64 characters (null clears it)".into()),
+                "{raw:?}"
+            );
+        }
+        for raw in [
+            "work\nlaptop",
+            "a\u{7}b",
+            "\u{0}",
+            "x\u{1b}[31m",
+            "a\u{85}b",
+        ] {
+            assert_eq!(
+                SessionName::parse(raw),
+                Err("name must not contain control characters".into()),
+                "{raw:?}"
+            );
+        }
+    }
 }

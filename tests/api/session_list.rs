@@ -56,10 +56,11 @@ async fn the_session_list_shows_each_session_and_marks_the_callers(backend: Back
             .collect();
         assert_eq!(
             keys.len(),
-            6,
-            "id, createdAt, lastUsedAt, userAgent, ip, current: {session}"
+            7,
+            "id, createdAt, lastUsedAt, userAgent, ip, name, current: {session}"
         );
         assert_eq!(session["ip"], "127.0.0.1");
+        assert_eq!(session["name"], Value::Null, "never named");
     }
     let on_phone = find(&sessions, &phone.sid());
     assert_eq!(on_phone["current"], false);

@@ -236,6 +236,7 @@ async fn the_shared_error_responses_are_components_with_the_error_schema_that_op
         ("/api/account/password", "put"),
         ("/api/account/sessions", "get"),
         ("/api/account/sessions/{id}", "delete"),
+        ("/api/account/sessions/{id}", "put"),
     ] {
         assert_eq!(
             raw["paths"][path][method]["responses"]["401"]["$ref"],
@@ -294,6 +295,7 @@ async fn the_profile_session_password_and_resend_routes_require_the_bearer_schem
         ("PUT", "/api/account/password"),
         ("GET", "/api/account/sessions"),
         ("DELETE", "/api/account/sessions/{id}"),
+        ("PUT", "/api/account/sessions/{id}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -382,8 +384,14 @@ async fn the_session_and_password_routes_document_their_answers() {
             "id",
             "ip",
             "lastUsedAt",
+            "name",
             "userAgent"
         ]
+    );
+    let name = &schemas["SessionView"]["properties"]["name"];
+    assert!(
+        name["type"] == json!(["string", "null"]) || name["nullable"] == json!(true),
+        "a name or null: {name}"
     );
 
     let end = op(Method::DELETE, "/sessions/{id}");
@@ -396,6 +404,22 @@ async fn the_session_and_password_routes_document_their_answers() {
     assert_eq!(id["in"], "path");
     assert_eq!(id["required"], true);
     assert_eq!(id["schema"]["format"], "uuid");
+
+    let rename = op(Method::PUT, "/sessions/{id}");
+    for status in [204, 400, 401, 404] {
+        assert!(
+            documented_statuses(rename).contains(&status),
+            "PUT /sessions/{{id}} {status}"
+        );
+    }
+    let put = &raw["paths"]["/api/account/sessions/{id}"]["put"];
+    assert_eq!(put["parameters"][0]["name"], "id");
+    assert_eq!(put["parameters"][0]["schema"]["format"], "uuid");
+    assert_eq!(
+        put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RenameSessionRequest"
+    );
+    assert_eq!(schemas["RenameSessionRequest"]["required"], json!(["name"]));
 
     let password = op(Method::PUT, "/password");
     for status in [204, 400, 401, 403, 404] {

@@ -127,6 +127,14 @@ impl AccountService for SignInOnly {
     async fn end_session(&self, _caller: &IdClaims, _sid: Uuid) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
+    async fn rename_session(
+        &self,
+        _caller: &IdClaims,
+        _sid: Uuid,
+        _name: Option<crate::model::SessionName>,
+    ) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
     async fn me(&self, _uid: Uuid) -> AppResult<User> {
         unreachable!("only sign-in is called")
     }

@@ -1,11 +1,12 @@
-//! Sessions: `POST /signout[?scope=]`, `GET /sessions`, `DELETE /sessions/{id}`.
-//! The handlers parse the scope and the session id, pass the caller's claims
-//! on, and shape the list (`current` from the ID token's `sid`); which
-//! sessions end is the use case's business, tested in `service::account`.
+//! Sessions: `POST /signout[?scope=]`, `GET /sessions`, `DELETE /sessions/{id}`,
+//! `PUT /sessions/{id}`. The handlers parse the scope, the session id and the
+//! name, pass the caller's claims on, and shape the list (`current` from the
+//! ID token's `sid`); which sessions end or are named is the use case's
+//! business, tested in `service::account`.
 
 use super::*;
 use crate::error::AppError;
-use crate::model::{SessionInfo, SignOutScope};
+use crate::model::{SessionInfo, SessionName, SignOutScope};
 
 fn sign_out(query: &str) -> Request<Body> {
     // Sign-out needs no body at all.
@@ -133,6 +134,7 @@ fn two_sessions() -> Vec<SessionInfo> {
             last_used_at: 1_700_000_800,
             user_agent: "curl/8.5.0".into(),
             ip: "2001:db8::7".into(),
+            name: Some("work laptop".into()),
         },
         SessionInfo {
             id: SESSION,
@@ -140,6 +142,7 @@ fn two_sessions() -> Vec<SessionInfo> {
             last_used_at: 1_700_000_500,
             user_agent: USER_AGENT.into(),
             ip: "192.0.2.10".into(),
+            name: None,
         },
     ]
 }
@@ -168,6 +171,7 @@ async fn the_session_list_answers_200_in_the_use_case_order_marking_only_the_ses
                 "lastUsedAt": 1_700_000_800,
                 "userAgent": "curl/8.5.0",
                 "ip": "2001:db8::7",
+                "name": "work laptop",
                 "current": false,
             },
             {
@@ -176,6 +180,7 @@ async fn the_session_list_answers_200_in_the_use_case_order_marking_only_the_ses
                 "lastUsedAt": 1_700_000_500,
                 "userAgent": USER_AGENT,
                 "ip": "192.0.2.10",
+                "name": null,
                 "current": true,
             },
         ]})
@@ -279,4 +284,176 @@ async fn ending_a_session_whose_id_is_not_a_uuid_answers_404_and_never_reaches_t
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(body, error_body("NOT_FOUND", "no such session"), "{id}");
     }
+}
+
+// ---------------------------------------------------------------- PUT /sessions/{id}
+
+fn rename_session(id: &str, body: impl Into<Body>) -> Request<Body> {
+    authorized(json_request(
+        Method::PUT,
+        &url(&format!("/sessions/{id}")),
+        body,
+    ))
+}
+
+#[tokio::test]
+async fn naming_a_session_passes_the_caller_the_parsed_id_and_the_trimmed_name_and_answers_204() {
+    let alice = user();
+    let mut account = authenticating(&alice);
+    account
+        .expect_rename_session()
+        .withf(
+            move |caller: &IdClaims, sid: &Uuid, name: &Option<SessionName>| {
+                are_claims_of(caller, &alice)
+                    && *sid == OTHER_SESSION
+                    && name.as_ref().map(SessionName::as_str) == Some("work laptop")
+            },
+        )
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let (status, _, body) = send(
+        app(account),
+        rename_session(
+            "00000000-0000-0000-0000-0000000007E4",
+            json!({"name": "  work laptop\t"}).to_string(),
+        ),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, Value::Null);
+}
+
+#[tokio::test]
+async fn a_null_name_clears_it() {
+    let mut account = authenticating(&user());
+    account
+        .expect_rename_session()
+        .withf(|_, sid, name| *sid == OTHER_SESSION && name.is_none())
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let (status, _, _) = send(
+        app(account),
+        rename_session(&OTHER_SESSION.to_string(), r#"{"name": null}"#),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn an_invalid_name_answers_400_naming_name_and_never_reaches_the_use_case() {
+    let length = "name must be 1 to 64 characters (null clears it)";
+    // Refused by the JSON body extractor already, naming the field.
+    let control = crate::web::NOT_TEXT;
+    for (body, message) in [
+        (json!({"name": "x".repeat(65)}), length),
+        (json!({"name": ""}), length),
+        (json!({"name": " \t\n "}), length),
+        (json!({"name": "work\u{7}laptop"}), control),
+        (json!({"name": "work\nlaptop"}), control),
+        (json!({}), "name is required (null clears it)"),
+        (json!({"other": "x"}), "name is required (null clears it)"),
+    ] {
+        let mut account = authenticating(&user());
+        account.expect_rename_session().never();
+
+        let (status, _, answer) = send(
+            app(account),
+            rename_session(&OTHER_SESSION.to_string(), body.to_string()),
+        )
+        .await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer, invalid_args_body(&[("name", message)]), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn sixty_four_characters_are_a_name() {
+    let name = "é".repeat(63) + "📱";
+    let expected = name.clone();
+    let mut account = authenticating(&user());
+    account
+        .expect_rename_session()
+        .withf(move |_, _, n| n.as_ref().map(SessionName::as_str) == Some(expected.as_str()))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let (status, _, _) = send(
+        app(account),
+        rename_session(
+            &OTHER_SESSION.to_string(),
+            json!({ "name": name }).to_string(),
+        ),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_name_that_is_not_a_string_or_a_body_that_is_not_json_never_reaches_the_use_case() {
+    for body in [r#"{"name": 5}"#, r#"{"name": ["a"]}"#, "not json"] {
+        let mut account = authenticating(&user());
+        account.expect_rename_session().never();
+
+        let (status, _, _) = send(
+            app(account),
+            rename_session(&OTHER_SESSION.to_string(), body),
+        )
+        .await;
+
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn naming_a_session_the_use_case_does_not_find_answers_404_not_found() {
+    let mut account = authenticating(&user());
+    account
+        .expect_rename_session()
+        .times(1)
+        .returning(|_, _, _| Err(AppError::NotFound("no such session".into())));
+
+    let (status, _, body) = send(
+        app(account),
+        rename_session(&OTHER_SESSION.to_string(), r#"{"name": "x"}"#),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, error_body("NOT_FOUND", "no such session"));
+}
+
+#[tokio::test]
+async fn naming_a_session_whose_id_is_not_a_uuid_answers_404_and_never_reaches_the_use_case() {
+    for id in ["current", "42", "00000000-0000-0000-0000-00000000zzzz"] {
+        let mut account = authenticating(&user());
+        account.expect_rename_session().never();
+
+        let (status, _, body) = send(app(account), rename_session(id, r#"{"name": "x"}"#)).await;
+
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(body, error_body("NOT_FOUND", "no such session"), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn naming_a_session_without_credentials_answers_401_first() {
+    let mut account = MockAccountService::new();
+    account.expect_authenticate().never();
+    account.expect_rename_session().never();
+
+    let request = json_request(
+        Method::PUT,
+        &url(&format!("/sessions/{OTHER_SESSION}")),
+        r#"{"name": "x"}"#,
+    );
+    let (status, headers, _) = send(app(account), request).await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate(&headers), Some("Bearer"));
 }

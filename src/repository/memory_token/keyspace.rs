@@ -88,6 +88,10 @@ pub(super) struct SessionEntry {
     pub ends: u64,
     pub ua: String,
     pub ip: String,
+    /// The name its user gave it (`PUT /sessions/{id}`); absent from the
+    /// JSON when none, as in Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 pub(super) fn token_key(uid: Uuid, jti: Uuid) -> String {

@@ -39,7 +39,7 @@ use uuid::Uuid;
 use crate::error::AppResult;
 use crate::model::{
     CredentialChange, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionStart, TokenRepository,
+    SessionInfo, SessionName, SessionStart, TokenRepository,
 };
 pub use durable::COMMIT_WAIT;
 use durable::Durable;
@@ -212,6 +212,17 @@ impl TokenRepository for MemoryTokenRepository {
 
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool> {
         self.durable_step(|keys, at| keys.end_session(uid, sid, at))
+            .await
+    }
+
+    async fn rename_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+        now: u64,
+    ) -> AppResult<bool> {
+        self.durable_step(|keys, at| keys.rename_session(uid, sid, name, now, at))
             .await
     }
 

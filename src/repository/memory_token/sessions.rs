@@ -13,11 +13,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::keyspace::{
-    Keyspace, SessionEntry, Value, credential_key, grace_key, nolegacy_key, token_key,
+    Keyspace, SessionEntry, Value, credential_key, grace_key, index_key, nolegacy_key, token_key,
 };
 use crate::model::{
     CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionStart,
+    SessionInfo, SessionName, SessionStart,
 };
 
 /// A token's TTL: until its `exp`, at least a second (`EX` refuses 0).
@@ -100,6 +100,7 @@ impl Keyspace {
             ends: start.ends_at,
             ua: start.client.user_agent.clone(),
             ip: start.client.ip.clone(),
+            name: None,
         };
         let record = Value::token_of(start.sid, &entry);
         self.set(token_key(uid, start.jti), record, expires);
@@ -211,10 +212,41 @@ impl Keyspace {
                 last_used_at: e.last,
                 user_agent: e.ua.clone(),
                 ip: e.ip.clone(),
+                name: e.name.clone(),
             })
             .collect();
         sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at).then(a.id.cmp(&b.id)));
         sessions
+    }
+
+    /// Sets (or with `None` clears) the name of a live session in its index
+    /// entry, where a rotation keeps it; whether the session is live at
+    /// `now` (one past its end is ended on the way, as listing prunes it).
+    pub(super) fn rename_session(
+        &mut self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+        now: u64,
+        at: Instant,
+    ) -> bool {
+        let Some(over) = self
+            .index(uid, at)
+            .and_then(|index| index.get(&sid))
+            .map(|e| e.exp <= now || e.ends <= now)
+        else {
+            return false;
+        };
+        if over {
+            self.end_session(uid, sid, at);
+            return false;
+        }
+        if let Some(Value::Index(index)) = self.get_mut(&index_key(uid), at)
+            && let Some(entry) = index.get_mut(&sid)
+        {
+            entry.name = name.map(SessionName::into_string);
+        }
+        true
     }
 
     /// Ends every session but `keep`; how many.

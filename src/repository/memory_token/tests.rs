@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::keyspace::{SessionEntry, Value, grace_key, index_key, token_key};
 use super::*;
 use crate::model::{CREDENTIAL_GUARD_SECS, RateDecision, RateLimitRepository};
-use crate::repository::test_sessions::{Shape, counters, rotated, sorted};
+use crate::repository::test_sessions::{
+    Shape, counters, name, names_follow_their_session, rotated, sorted,
+};
 
 pub(super) const NOW: u64 = 1_800_000_000;
 pub(super) const HOUR: u64 = 3600;
@@ -116,6 +118,7 @@ async fn start_session_whitelists_the_token_with_its_sid_and_indexes_the_session
         ends: NOW + 30 * DAY,
         ua: "first".into(),
         ip: "192.0.2.1".into(),
+        name: None,
     };
     assert_eq!(entry(&store, uid, sid), Some(expected));
     assert_eq!(ttl(&store, &index_key(uid)), Some(HOUR));
@@ -602,6 +605,64 @@ async fn list_sessions_prunes_and_orders_by_last_use() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn names_follow_their_session_on_the_in_process_store() {
+    let (store, uid) = store_and_user();
+    names_follow_their_session(&SHAPE, &store, uid, NOW).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_is_kept_in_the_index_entry_only_and_changes_nothing_else() {
+    let (store, uid) = store_and_user();
+    let (sid, jti) = session(&store, uid, NOW).await;
+    let before = entry(&store, uid, sid).unwrap();
+    let token_before = value(&store, &token_key(uid, jti));
+
+    assert!(
+        store
+            .rename_session(uid, sid, name("work laptop"), NOW)
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(
+        entry(&store, uid, sid),
+        Some(SessionEntry {
+            name: Some("work laptop".into()),
+            ..before.clone()
+        })
+    );
+    assert_eq!(value(&store, &token_key(uid, jti)), token_before);
+    assert_eq!(
+        ttl(&store, &index_key(uid)),
+        Some(HOUR),
+        "the index TTL stays"
+    );
+    assert_eq!(
+        names(&store, uid),
+        sorted(vec![token_key(uid, jti), index_key(uid)])
+    );
+
+    // Kept by a rotation, which changes the rest of the entry as before.
+    let next = rotate(&store, uid, sid, jti, NOW + 5).await;
+    let rotated = entry(&store, uid, sid).unwrap();
+    assert_eq!(rotated.jti, next);
+    assert_eq!(rotated.name.as_deref(), Some("work laptop"));
+
+    // Cleared: the entry is as it would be unnamed, its JSON without `name`.
+    assert!(store.rename_session(uid, sid, None, NOW + 5).await.unwrap());
+    let cleared = entry(&store, uid, sid).unwrap();
+    assert_eq!(
+        cleared,
+        SessionEntry {
+            name: None,
+            ..rotated
+        }
+    );
+    let json = serde_json::to_value(&cleared).unwrap();
+    assert!(json.get("name").is_none(), "{json}");
 }
 
 #[tokio::test]

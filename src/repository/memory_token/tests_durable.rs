@@ -14,7 +14,7 @@ use super::tests::{NOW, WINDOW, entry, names, new_start, rotate, session, step_a
 use super::*;
 use crate::error::AppError;
 use crate::model::RefreshOutcome;
-use crate::repository::test_sessions::{counters, sorted, unix_now};
+use crate::repository::test_sessions::{counters, listed_name, name, sorted, unix_now};
 
 const DB: &str = "tokens.db";
 const SNAPSHOT: &str = "refresh-tokens.json";
@@ -111,6 +111,67 @@ async fn every_answered_change_is_on_disk_sessions_grace_successors_and_sign_out
             .await
             .unwrap(),
         RefreshOutcome::Reused
+    );
+}
+
+#[tokio::test]
+async fn a_session_name_is_on_disk_when_answered_kept_by_rotations_and_gone_with_its_session() {
+    let (dir, store) = open_new().await;
+    let uid = Uuid::new_v4();
+    let (named, jti) = session(&store, uid, NOW).await;
+    let (other, _) = session(&store, uid, NOW).await;
+    assert!(
+        store
+            .rename_session(uid, named, name("work laptop"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rename_session(uid, other, name("phone"), NOW)
+            .await
+            .unwrap()
+    );
+
+    // Reopened at once: the name is there, and a rotation keeps it.
+    let restored = open(dir.path()).await;
+    assert_eq!(entry(&restored, uid, named), entry(&store, uid, named));
+    assert_eq!(
+        listed_name(&restored, uid, named, NOW).await.as_deref(),
+        Some("work laptop")
+    );
+    let next = rotate(&restored, uid, named, jti, NOW + 1).await;
+    // Cleared on one, the other ended.
+    assert!(
+        restored
+            .rename_session(uid, other, None, NOW + 1)
+            .await
+            .unwrap()
+    );
+
+    let reopened = open(dir.path()).await;
+    assert_eq!(entry(&reopened, uid, named).unwrap().jti, next);
+    assert_eq!(
+        listed_name(&reopened, uid, named, NOW + 1).await.as_deref(),
+        Some("work laptop"),
+        "kept across the rotation, on disk"
+    );
+    assert_eq!(listed_name(&reopened, uid, other, NOW + 1).await, None);
+    assert!(reopened.end_session(uid, named).await.unwrap());
+    assert!(reopened.delete_user_refresh_tokens(uid).await.unwrap() > 0);
+
+    let last = open(dir.path()).await;
+    assert!(last.list_sessions(uid, NOW + 1).await.unwrap().is_empty());
+    assert!(
+        names(&last, uid).is_empty(),
+        "the names went with their sessions"
+    );
+    assert!(
+        !rows(dir.path())
+            .await
+            .iter()
+            .any(|key| key.starts_with(&format!("{uid}:"))),
+        "no row of the user's left"
     );
 }
 

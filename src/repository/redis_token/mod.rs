@@ -11,8 +11,9 @@
 //!   "ua", "ip"}` (its session as of this token: id, start, last use, client),
 //!   TTL to the token's `exp`. Entries from before sessions hold `1`.
 //! - `<uid>:sessions`: the user's index, a HASH sid → JSON `{"jti", "exp",
-//!   "prev", "rotated", "created", "last", "ends", "ua", "ip"}` (current and
-//!   previous token, last rotation, start, last use, absolute end, client).
+//!   "prev", "rotated", "created", "last", "ends", "ua", "ip", "name"?}`
+//!   (current and previous token, last rotation, start, last use, absolute
+//!   end, client, and the name its user gave it, absent when none).
 //!   Its TTL never falls below that of the user's longest-lived token.
 //! - `<uid>:grace:<jti>`: the sealed successor of the rotated token `<jti>`,
 //!   kept for the grace window (`REFRESH_REUSE_GRACE`).
@@ -49,13 +50,13 @@ use uuid::Uuid;
 use crate::error::{AppError, AppResult};
 use crate::model::{
     CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionStart, TokenRepository,
+    SessionInfo, SessionName, SessionStart, TokenRepository,
 };
 use crate::redis_conn::{RedisConn, RedisMode, Timeouts};
 pub(crate) use keys::KeyScheme;
 use scripts::{
-    END_OTHER_SESSIONS, END_SESSION, LIST_SESSIONS, REFRESH, ROTATE_LEGACY, START_SESSION,
-    SWEEP_BEGIN, SWEEP_END,
+    END_OTHER_SESSIONS, END_SESSION, LIST_SESSIONS, REFRESH, RENAME_SESSION, ROTATE_LEGACY,
+    START_SESSION, SWEEP_BEGIN, SWEEP_END,
 };
 
 /// Longest a sign-out marker lives if its sweep never finishes (a crash).
@@ -163,6 +164,8 @@ struct IndexEntry {
     ua: String,
     #[serde(default)]
     ip: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 fn session_info(sid: &str, entry: &str) -> AppResult<SessionInfo> {
@@ -175,6 +178,7 @@ fn session_info(sid: &str, entry: &str) -> AppResult<SessionInfo> {
         last_used_at: entry.last,
         user_agent: entry.ua,
         ip: entry.ip,
+        name: entry.name,
     })
 }
 
@@ -253,6 +257,21 @@ impl TokenRepository for RedisTokenRepository {
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool> {
         let mut invocation = END_SESSION.key(self.keys.index(uid));
         invocation.arg(sid.to_string());
+        Ok(self.invoke::<i64>(&invocation).await? == 1)
+    }
+
+    async fn rename_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+        now: u64,
+    ) -> AppResult<bool> {
+        let mut invocation = RENAME_SESSION.key(self.keys.index(uid));
+        invocation
+            .arg(sid.to_string())
+            .arg(now)
+            .arg(name.as_ref().map_or("", SessionName::as_str));
         Ok(self.invoke::<i64>(&invocation).await? == 1)
     }
 

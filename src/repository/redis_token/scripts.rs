@@ -35,6 +35,9 @@ pub(super) static LIST_SESSIONS: LazyLock<Script> = session_script!("lua/list_se
 /// KEYS: index. ARGV: sid.
 pub(super) static END_SESSION: LazyLock<Script> = session_script!("lua/end_session.lua");
 
+/// KEYS: index. ARGV: sid, now, name (`''` clears it).
+pub(super) static RENAME_SESSION: LazyLock<Script> = session_script!("lua/rename_session.lua");
+
 /// KEYS: index. ARGV: the sid to keep.
 pub(super) static END_OTHER_SESSIONS: LazyLock<Script> =
     session_script!("lua/end_other_sessions.lua");

@@ -15,8 +15,8 @@ use crate::jwks::JwkSet;
 use crate::mail::Mailer;
 use crate::model::{
     AccountService, AccountTokenService, ClientInfo, Email, IdClaims, Password, RateLimitService,
-    Rotation, SessionInfo, SignOutScope, SignUp, TokenPair, TokenService, User, UserDetails,
-    UserService,
+    Rotation, SessionInfo, SessionName, SignOutScope, SignUp, TokenPair, TokenService, User,
+    UserDetails, UserService,
 };
 
 /// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
@@ -227,6 +227,19 @@ impl AccountService for AccountServiceImpl {
 
     async fn end_session(&self, caller: &IdClaims, sid: Uuid) -> AppResult<()> {
         if self.tokens.end_session(caller.sub, sid).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound("no such session".into()))
+        }
+    }
+
+    async fn rename_session(
+        &self,
+        caller: &IdClaims,
+        sid: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<()> {
+        if self.tokens.rename_session(caller.sub, sid, name).await? {
             Ok(())
         } else {
             Err(AppError::NotFound("no such session".into()))

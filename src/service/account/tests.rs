@@ -522,6 +522,47 @@ async fn ending_a_session_that_is_not_the_callers_is_not_found() {
     assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
 }
 
+#[tokio::test]
+async fn naming_a_session_passes_the_callers_user_the_id_and_the_name_on() {
+    let other = Uuid::from_u128(9);
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_rename_session()
+        .withf(move |uid, sid, name| {
+            *uid == user().uid
+                && *sid == other
+                && name.as_ref().map(SessionName::as_str) == Some("work laptop")
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    tokens
+        .expect_rename_session()
+        .withf(move |_, sid, name| *sid == other && name.is_none())
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let svc = service(MockUserService::new(), tokens);
+    let name = SessionName::parse("work laptop").unwrap();
+    svc.rename_session(&caller(Some(SID)), other, Some(name))
+        .await
+        .unwrap();
+    svc.rename_session(&caller(Some(SID)), other, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn naming_a_session_that_is_not_the_callers_is_not_found() {
+    let mut tokens = MockTokenService::new();
+    tokens
+        .expect_rename_session()
+        .returning(|_, _, _| Ok(false));
+    let err = service(MockUserService::new(), tokens)
+        .rename_session(&caller(Some(SID)), Uuid::from_u128(9), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+}
+
 // ------------------------------------------------------------ re-authentication
 
 #[tokio::test]

@@ -14,7 +14,8 @@ use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
     Audience, ClientInfo, CredentialChange, IdClaims, RefreshClaims, RefreshOutcome, RefreshStep,
-    Rotation, SessionInfo, SessionStart, TokenPair, TokenRepository, TokenService, User,
+    Rotation, SessionInfo, SessionName, SessionStart, TokenPair, TokenRepository, TokenService,
+    User,
 };
 use crate::secret::Secret;
 use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
@@ -266,6 +267,15 @@ impl TokenService for TokenServiceImpl {
 
     async fn end_session(&self, uid: Uuid, sid: Uuid) -> AppResult<bool> {
         self.repo.end_session(uid, sid).await
+    }
+
+    async fn rename_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<bool> {
+        self.repo.rename_session(uid, sid, name, now_secs()).await
     }
 
     async fn end_other_sessions(&self, uid: Uuid, keep: Uuid) -> AppResult<u64> {

@@ -1,7 +1,7 @@
 //! The session and whitelist steps, on a single Redis and on Redis Cluster.
 
 use super::*;
-use crate::repository::test_sessions::started;
+use crate::repository::test_sessions::{name, names_follow_their_session, started};
 
 impl Fixture {
     /// Starts `start` (refused or not): its (sid, jti).
@@ -69,6 +69,7 @@ async fn start_session_writes_the_entry_and_the_index(f: Fixture) {
             last_used_at: f.now,
             user_agent: "Mozilla/5.0 (X11) «é»".into(),
             ip: "192.0.2.7".into(),
+            name: None,
         }]
     );
     f.finish().await;
@@ -409,6 +410,62 @@ async fn end_session_and_end_other_sessions_count(f: Fixture) {
         1
     );
     assert!(!f.exists(&f.index()).await);
+    f.finish().await;
+}
+
+on_both!(names_follow_their_session_on_redis);
+async fn names_follow_their_session_on_redis(f: Fixture) {
+    names_follow_their_session(&SHAPE, &f.repo, f.uid, f.now).await;
+    f.finish().await;
+}
+
+on_both!(a_name_is_kept_in_the_index_entry_only);
+async fn a_name_is_kept_in_the_index_entry_only(f: Fixture) {
+    let (sid, jti) = f.session_at(f.now).await;
+    let before = f.entry(sid).await.unwrap();
+    let token_before = f.token_value(jti).await;
+
+    // Characters JSON escapes and Lua's cjson escapes differently.
+    let given = "Ada’s \"work\" laptop / 📱 «é»";
+    assert!(
+        f.repo
+            .rename_session(f.uid, sid, name(given), f.now)
+            .await
+            .unwrap()
+    );
+
+    let mut expected = before.clone();
+    expected["name"] = Value::from(given);
+    assert_eq!(
+        f.entry(sid).await.unwrap(),
+        expected,
+        "only the name changed"
+    );
+    assert_eq!(
+        f.token_value(jti).await,
+        token_before,
+        "the entry untouched"
+    );
+    assert_ttl_near(f.ttl(&f.index()).await, LIFE);
+    let listed = f.repo.list_sessions(f.uid, f.now).await.unwrap();
+    assert_eq!(listed[0].name.as_deref(), Some(given));
+
+    // A rotation (which re-encodes the entry) keeps it.
+    let next = f.rotate(sid, jti, f.now + 1).await;
+    let rotated = f.entry(sid).await.unwrap();
+    assert_eq!(rotated["jti"], next.to_string());
+    assert_eq!(rotated["name"], given);
+
+    // Cleared: absent from the entry, as before it was named.
+    assert!(
+        f.repo
+            .rename_session(f.uid, sid, None, f.now + 1)
+            .await
+            .unwrap()
+    );
+    let cleared = f.entry(sid).await.unwrap();
+    assert!(cleared.get("name").is_none(), "{cleared}");
+    assert_eq!(cleared["jti"], next.to_string());
     f.finish().await;
 }
 
