@@ -322,6 +322,16 @@ impl Config {
                  slash, segments of letters, digits and -._~)"
             );
         }
+        if self.pages.serve_pages
+            && let Some(page) = crate::handler::PAGE_PATHS
+                .iter()
+                .find(|page| **page == *base || page.starts_with(&format!("{base}/")))
+        {
+            bail!(
+                "ACCOUNT_API_URL: {base} would take the page {page} (PAGES=on serves pages at \
+                 /verify-email, /reset-password, /forgot-password and /assets)"
+            );
+        }
         if self.id_token_issuer.is_empty() {
             bail!("ID_TOKEN_ISSUER: must not be empty");
         }
@@ -464,6 +474,43 @@ mod tests {
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", Config::from_vars(vars(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn pages_are_on_by_default_and_claim_their_paths_and_the_root() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert!(c.pages.serve_pages);
+        assert!(
+            !Config::from_vars(vars(&[("PAGES", "OFF")]))
+                .unwrap()
+                .pages
+                .serve_pages
+        );
+        assert!(error_of(&[("PAGES", "maybe")]).starts_with("PAGES:"));
+        // A path in PUBLIC_URL: refused while the pages are served at the root.
+        assert!(
+            error_of(&[("PUBLIC_URL", "https://x.example/account")]).starts_with("PUBLIC_URL:")
+        );
+        let off = Config::from_vars(vars(&[
+            ("PAGES", "off"),
+            ("PUBLIC_URL", "https://x.example/account/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            off.pages.public_url.as_deref(),
+            Some("https://x.example/account")
+        );
+        assert!(Config::from_vars(vars(&[("PUBLIC_URL", "https://x.example/")])).is_ok());
+        // The API's base may not be a page path, nor a prefix of one.
+        for base in ["/verify-email", "/assets", "/reset-password"] {
+            let err = error_of(&[("ACCOUNT_API_URL", base)]);
+            assert!(err.starts_with("ACCOUNT_API_URL:"), "{base}: {err}");
+        }
+        assert!(Config::from_vars(vars(&[("ACCOUNT_API_URL", "/verify")])).is_ok());
+        assert!(Config::from_vars(vars(&[("ACCOUNT_API_URL", "/assets-api")])).is_ok());
+        assert!(
+            Config::from_vars(vars(&[("ACCOUNT_API_URL", "/assets"), ("PAGES", "off")])).is_ok()
+        );
     }
 
     #[test]
@@ -726,7 +773,12 @@ mod tests {
             },
             "unset, PUBLIC_URL follows the listener"
         );
-        let c = Config::from_vars(vars(&[("PUBLIC_URL", "https://app.example/base/")])).unwrap();
+        // With PAGES=off, a path is kept (the team serves its own pages there).
+        let c = Config::from_vars(vars(&[
+            ("PUBLIC_URL", "https://app.example/base/"),
+            ("PAGES", "off"),
+        ]))
+        .unwrap();
         let flows = c.pages.flows(&c.host, bound);
         assert_eq!(
             flows.verify_email_url,

@@ -84,6 +84,17 @@ impl Application {
                  address people use"
             );
         }
+        if !config.pages.serve_pages
+            && (config.pages.verify_email_url.is_none()
+                || config.pages.reset_password_url.is_none())
+        {
+            tracing::warn!(
+                verify_email_url = %flows.verify_email_url,
+                reset_password_url = %flows.reset_password_url,
+                "PAGES=off while VERIFY_EMAIL_URL or RESET_PASSWORD_URL is unset: mail links \
+                 lead to pages this service does not serve; set both to your own pages"
+            );
+        }
         let state = services(
             &config,
             users,
@@ -434,6 +445,7 @@ fn http_settings(config: &Config) -> HttpSettings {
         handler_timeout: config.handler_timeout,
         max_body_bytes: config.max_body_bytes,
         trusted_proxies: TrustedProxies::new(config.connections.trusted_proxies.clone()),
+        pages: config.pages.serve_pages,
     }
 }
 

@@ -27,6 +27,9 @@ pub struct PageSettings {
     /// `EMAIL_CONFIRMATION`: whether a sign-up waits for its address to be
     /// confirmed (and hides whether the address was taken).
     pub email_confirmation: EmailConfirmation,
+    /// `PAGES`: whether the service serves the pages for people at the root
+    /// (`on`, the default) or leaves them to the team (`off`).
+    pub serve_pages: bool,
 }
 
 impl PageSettings {
@@ -82,13 +85,29 @@ pub fn default_is_local_only(settings: &PageSettings, bound: SocketAddr) -> bool
 
 /// `PUBLIC_URL`, the pages the mails link to and the lifetimes of their tokens.
 pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
+    let serve_pages = match env.optional("PAGES").as_deref().map(str::trim) {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("on") => true,
+        Some(v) if v.eq_ignore_ascii_case("off") => false,
+        Some(v) => bail!("PAGES: must be on or off, not {v:?}"),
+    };
     let public_url = match env.optional("PUBLIC_URL") {
         Some(raw) => {
             let url = http_url("PUBLIC_URL", &raw)?;
             if url.contains('?') {
                 bail!("PUBLIC_URL: must not have a query (it is the base of the links)");
             }
-            Some(url.trim_end_matches('/').to_owned())
+            let url = url.trim_end_matches('/').to_owned();
+            let has_path = url
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('/'));
+            if serve_pages && has_path {
+                bail!(
+                    "PUBLIC_URL: must be an origin without a path while PAGES=on (the pages \
+                     are served at the root); with PAGES=off a path is kept for the mail links"
+                );
+            }
+            Some(url)
         }
         None => None,
     };
@@ -113,6 +132,7 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
         )?,
         email_confirmation: EmailConfirmation::parse(env.raw("EMAIL_CONFIRMATION").as_deref())
             .map_err(anyhow::Error::msg)?,
+        serve_pages,
     })
 }
 
@@ -182,6 +202,7 @@ mod tests {
             verify_token_ttl: Duration::from_secs(1),
             reset_token_ttl: Duration::from_secs(1),
             email_confirmation: EmailConfirmation::Optional,
+            serve_pages: true,
         };
         assert!(default_is_local_only(&settings(None), at("0.0.0.0:8080")));
         assert!(default_is_local_only(&settings(None), at("[::]:8080")));

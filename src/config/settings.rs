@@ -290,6 +290,16 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         },
     },
     Setting {
+        name: "PAGES",
+        default: || "on".into(),
+        help: || {
+            "on: serve the pages the mails link to (/verify-email, /reset-password, \
+             /forgot-password); off: leave them to your own (set VERIFY_EMAIL_URL and \
+             RESET_PASSWORD_URL)"
+                .into()
+        },
+    },
+    Setting {
         name: "EMAIL_CONFIRMATION",
         default: || crate::service::EmailConfirmation::default().as_str().into(),
         help: || {

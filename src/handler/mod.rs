@@ -16,6 +16,7 @@ mod oauth;
 mod openapi;
 #[cfg(test)]
 mod openapi_tests;
+mod pages;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use extract::{AuthUser, Client, TrustedProxies};
+pub use pages::PAGE_PATHS;
 
 use crate::model::{AccountService, ClientService};
 
@@ -53,13 +55,15 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// `PAGES`: whether the pages for people are served at the root.
+    pub pages: bool,
 }
 
 /// Every route, each registered with its OpenAPI operation (the handler's
 /// `#[utoipa::path]`): the router and the document are built by the same calls.
 /// Register routes only here and only with `routes!` (a plain `.route` would be
 /// served undocumented; `openapi_tests` reads the router's path table and fails).
-fn routes(base_path: &str) -> OpenApiRouter<AppState> {
+fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
     let account = OpenApiRouter::new()
         .routes(routes!(account::signup))
         .routes(routes!(account::signin))
@@ -73,29 +77,41 @@ fn routes(base_path: &str) -> OpenApiRouter<AppState> {
         .routes(routes!(flows::request_password_reset))
         .routes(routes!(flows::confirm_password_reset))
         .routes(routes!(sessions::list))
-        .routes(routes!(sessions::end))
+        .routes(routes!(sessions::end, sessions::rename))
         .routes(routes!(openapi::openapi_json));
 
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let root = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(base_path, account)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(jwks::jwks))
-        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::token));
+    if !pages {
+        return root;
+    }
+    root.merge(
+        OpenApiRouter::new()
+            .routes(routes!(pages::verify_email))
+            .routes(routes!(pages::reset_password))
+            .routes(routes!(pages::forgot_password))
+            .routes(routes!(pages::style_sheet))
+            .routes(routes!(pages::script))
+            .layer(axum::middleware::from_fn(pages::page_headers)),
+    )
 }
 
-/// The OpenAPI document of the app built for `base_path`: what
+/// The OpenAPI document of the app built for `base_path` (pages on): what
 /// [`router`] serves at `{base_path}/openapi.json`.
 #[cfg(test)]
 pub(crate) fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
-    routes(base_path).into_openapi()
+    routes(base_path, true).into_openapi()
 }
 
 /// The whole HTTP app: account routes and the OpenAPI document under the base
 /// path, health and keys at the root, JSON errors for unknown routes and
 /// methods, timeout, body limit, request logs.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
-    let (routes, doc) = routes(&settings.base_path).split_for_parts();
+    let (routes, doc) = routes(&settings.base_path, settings.pages).split_for_parts();
     let doc = openapi::OpenApiJson::new(&doc);
 
     let timeout = settings.handler_timeout;
@@ -104,6 +120,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .layer(Extension(doc))
+        .layer(Extension(pages::Pages::render(&settings.base_path)))
         .layer(Extension(settings.trusted_proxies.clone()))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {

@@ -29,6 +29,7 @@ pub mod tags {
     pub const KEYS: &str = "keys";
     pub const OPENAPI: &str = "openapi";
     pub const OAUTH: &str = "oauth";
+    pub const PAGES: &str = "pages";
 }
 
 /// The document's root: info, tags and security schemes. Paths and schemas are
@@ -53,6 +54,7 @@ an `Allow` header."),
         (name = tags::KEYS, description = "The public keys that verify ID tokens (RFC 7517)."),
         (name = tags::OPENAPI, description = "This document."),
         (name = tags::OAUTH, description = "Access tokens for machine clients: the client-credentials grant (RFC 6749 §4.4), at the root. Errors in OAuth's shape (RFC 6749 §5.2)."),
+        (name = tags::PAGES, description = "Pages for people, at the root (`text/html`; `PAGES=off` removes them): the pages the mailed links open, and asking for a password-reset link. They call the JSON API of the same origin."),
     )
 )]
 pub struct ApiDoc;

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod mail;
 mod outage;
+mod pages;
 mod profile;
 #[path = "../common/raw_http.rs"]
 mod raw_http;
@@ -27,6 +28,7 @@ mod reauth;
 mod redis_cluster;
 mod reset;
 mod session_list;
+mod session_names;
 mod sessions;
 mod signout_scopes;
 mod smtp_sink_selftest;

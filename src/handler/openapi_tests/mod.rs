@@ -36,7 +36,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 19] = [
+const EXPECTED_ROUTES: [(&str, &str); 25] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -51,11 +51,17 @@ const EXPECTED_ROUTES: [(&str, &str); 19] = [
     ("POST", "{base}/password-reset/confirm"),
     ("GET", "{base}/sessions"),
     ("DELETE", "{base}/sessions/{id}"),
+    ("PUT", "{base}/sessions/{id}"),
     ("GET", "{base}/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
     ("POST", "/oauth/token"),
+    ("GET", "/verify-email"),
+    ("GET", "/reset-password"),
+    ("GET", "/forgot-password"),
+    ("GET", "/assets/pages.css"),
+    ("GET", "/assets/pages.js"),
 ];
 /// The one operation that speaks OAuth's error shape (RFC 6749 §5.2) for
 /// its client errors.
@@ -67,7 +73,7 @@ const OAUTH_ERROR_SCHEMA: &str = "#/components/schemas/OAuthErrorBody";
 /// A router whose use cases answer every call without panicking: [`ID_TOKEN`]
 /// authenticates, every user is unknown (sign-up conflicts, sign-in and
 /// refresh are refused, the profile and the password are not found), sign-out
-/// succeeds, the caller has no sessions (so ending one is not found), every
+/// succeeds, the caller has no sessions (so ending or naming one is not found), every
 /// verification and reset token is refused, a resend finds the address
 /// verified, a reset request is accepted, the stores are ready.
 fn app(base_path: &str) -> Router {
@@ -107,6 +113,9 @@ fn app(base_path: &str) -> Router {
     account
         .expect_end_session()
         .returning(|_, _| Err(AppError::NotFound("no such session".into())));
+    account
+        .expect_rename_session()
+        .returning(|_, _, _| Err(AppError::NotFound("no such session".into())));
     account
         .expect_me()
         .returning(|_| Err(AppError::NotFound("user not found".into())));
@@ -148,6 +157,7 @@ fn app(base_path: &str) -> Router {
             handler_timeout: Duration::from_secs(5),
             max_body_bytes: MAX_BODY_BYTES,
             trusted_proxies: Default::default(),
+            pages: true,
         },
     )
 }

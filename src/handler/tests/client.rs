@@ -43,6 +43,7 @@ async fn client_behind(proxies: TrustedProxies, request: Request<Body>) -> Clien
 
     let settings = HttpSettings {
         trusted_proxies: proxies,
+        pages: true,
         ..settings(BASE)
     };
     let (status, _, _) = send(app_with(account, &settings), request).await;

@@ -54,6 +54,7 @@ fn settings(base_path: &str) -> HttpSettings {
         handler_timeout: Duration::from_millis(200),
         max_body_bytes: MAX_BODY_BYTES,
         trusted_proxies: Default::default(),
+        pages: true,
     }
 }
 
