@@ -96,6 +96,7 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
             .routes(routes!(pages::forgot_password))
             .routes(routes!(pages::style_sheet))
             .routes(routes!(pages::script))
+            .routes(routes!(pages::icon))
             .layer(axum::middleware::from_fn(pages::page_headers)),
     )
 }

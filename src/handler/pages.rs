@@ -40,6 +40,7 @@ pub const PAGE_PATHS: [&str; 4] = [
 const LAYOUT: &str = include_str!("pages/page.html");
 const CSS: &str = include_str!("pages/assets/pages.css");
 const SCRIPT: &str = include_str!("pages/assets/pages.js");
+const ICON: &str = include_str!("pages/assets/icon.svg");
 
 /// The three pages, rendered once for the API's base path.
 #[derive(Debug)]
@@ -181,6 +182,18 @@ pub async fn style_sheet() -> Response {
 )]
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /assets/icon.svg`
+#[utoipa::path(
+    get,
+    path = "/assets/icon.svg",
+    tag = tags::PAGES,
+    summary = "The pages' icon",
+    responses((status = 200, description = "The icon", content_type = "image/svg+xml", body = String))
+)]
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -47,6 +47,7 @@ async fn every_page_is_html_with_its_policy_and_no_referrer() {
     for (asset, content_type) in [
         ("/assets/pages.css", "text/css; charset=utf-8"),
         ("/assets/pages.js", "text/javascript; charset=utf-8"),
+        ("/assets/icon.svg", "image/svg+xml"),
     ] {
         let response = app
             .client
@@ -74,10 +75,11 @@ async fn every_page_is_html_with_its_policy_and_no_referrer() {
 #[tokio::test]
 async fn with_pages_off_no_page_is_served_and_the_api_is_unchanged() {
     let app = spawn_app!(Backend::Embedded, &[("PAGES", "off")]);
-    for page in PAGES
-        .iter()
-        .copied()
-        .chain(["/assets/pages.css", "/assets/pages.js"])
+    for page in
+        PAGES
+            .iter()
+            .copied()
+            .chain(["/assets/pages.css", "/assets/pages.js", "/assets/icon.svg"])
     {
         let response = app
             .client

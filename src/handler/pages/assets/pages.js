@@ -99,6 +99,7 @@
       } else if (fieldError(answer, "token")) {
         say("outcome", USED);
         button.hidden = true;
+        $("intro").hidden = true;
         $("ask-again").hidden = false;
       } else {
         say("outcome", general(answer));
