@@ -6,8 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{AccountService, PASSWORD, claims_of, http};
-use crate::stores::{TestDatabase, stores_reachable};
+use crate::helpers::{AccountService, PASSWORD, claims_of, http, postgres_or_skip};
 
 /// A signed-in pair.
 struct Pair {
@@ -157,17 +156,9 @@ async fn a_kill_9_right_after_answering_undoes_nothing() {
 /// `data/tokens.db` of the working directory, and survive a crash as well.
 #[tokio::test]
 async fn beside_postgres_users_the_tokens_survive_a_kill_9_in_data_tokens_db() {
-    if let Err(store) = stores_reachable().await {
-        assert!(
-            std::env::var("REQUIRE_REAL_STORES").as_deref() != Ok("1"),
-            "{store} is unreachable and REQUIRE_REAL_STORES=1"
-        );
-        eprintln!("SKIPPED: {store} is unreachable");
+    let Some(database) = postgres_or_skip("account_crash").await else {
         return;
-    }
-    let database = TestDatabase::create("account_crash")
-        .await
-        .expect("create a test database");
+    };
     let mut service = AccountService::start_on_postgres(&database.url).await;
     let email = format!("crash-{}@example.com", Uuid::new_v4());
     let first = sign_up(&service, &email).await;

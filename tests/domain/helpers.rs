@@ -14,6 +14,26 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::process::Process;
+use crate::stores::{TestDatabase, stores_reachable};
+
+/// A test database of its own on the real PostgreSQL (dropped with the
+/// guard), or `None` when the stores are unreachable and the test may skip
+/// (it prints SKIPPED); under `REQUIRE_REAL_STORES=1` it fails instead.
+pub async fn postgres_or_skip(prefix: &str) -> Option<TestDatabase> {
+    if let Err(store) = stores_reachable().await {
+        assert!(
+            std::env::var("REQUIRE_REAL_STORES").as_deref() != Ok("1"),
+            "{store} is unreachable and REQUIRE_REAL_STORES=1"
+        );
+        eprintln!("SKIPPED: {store} is unreachable");
+        return None;
+    }
+    Some(
+        TestDatabase::create(prefix)
+            .await
+            .expect("create a test database"),
+    )
+}
 
 pub const PASSWORD: &str = "correct horse battery";
 

@@ -9,8 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{AccountService, http};
-use crate::stores::{TestDatabase, stores_reachable};
+use crate::helpers::{AccountService, http, postgres_or_skip};
 
 /// A control character that is not NUL (BEL).
 const BELL: &str = "a\u{7}b";
@@ -222,17 +221,9 @@ async fn control_characters_are_refused_at_the_edge_on_the_embedded_stores() {
 
 #[tokio::test]
 async fn control_characters_are_refused_at_the_edge_on_postgresql() {
-    if let Err(store) = stores_reachable().await {
-        assert!(
-            std::env::var("REQUIRE_REAL_STORES").as_deref() != Ok("1"),
-            "{store} is unreachable and REQUIRE_REAL_STORES=1"
-        );
-        eprintln!("SKIPPED: {store} is unreachable");
+    let Some(database) = postgres_or_skip("account_hostile").await else {
         return;
-    }
-    let database = TestDatabase::create("account_hostile")
-        .await
-        .expect("create a test database");
+    };
     let service = AccountService::start_on_postgres(&database.url).await;
     every_field_of_every_route_refuses_control_characters(&service).await;
     the_oauth_form_basic_credentials_path_and_query_refuse_them(&service).await;
