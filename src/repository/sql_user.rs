@@ -171,6 +171,26 @@ macro_rules! sql_user_repository {
             pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
                 $migrator.run(&self.pool).await
             }
+
+            /// Runs `sql`, an `UPDATE … RETURNING` of the user `$1` taking
+            /// the email as `$2`, the name as `$3` and the website as `$4`.
+            async fn write_details(
+                &self,
+                sql: &'static str,
+                uid: Uuid,
+                details: &UserDetails,
+            ) -> AppResult<User> {
+                sqlx::query_as::<_, UserRow>(sql)
+                    .bind(uid)
+                    .bind(details.email.as_str())
+                    .bind(&details.name)
+                    .bind(details.website.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_sqlx_error)?
+                    .map(User::from)
+                    .ok_or_else(|| AppError::NotFound("user not found".into()))
+            }
         }
 
         #[async_trait]
@@ -225,21 +245,17 @@ macro_rules! sql_user_repository {
             async fn update_details(&self, uid: Uuid, details: &UserDetails) -> AppResult<User> {
                 // The right-hand sides read the row as it was: an address
                 // other than the stored one is not verified.
-                sqlx::query_as::<_, UserRow>(concat!(
-                    "UPDATE users SET email = $2, name = $3, website = $4, ",
-                    "email_verified = (email_verified AND email = $2), ",
-                    "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
-                    user_columns!()
-                ))
-                .bind(uid)
-                .bind(details.email.as_str())
-                .bind(&details.name)
-                .bind(details.website.as_str())
-                .fetch_optional(&self.pool)
+                self.write_details(
+                    concat!(
+                        "UPDATE users SET email = $2, name = $3, website = $4, ",
+                        "email_verified = (email_verified AND email = $2), ",
+                        "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
+                        user_columns!()
+                    ),
+                    uid,
+                    details,
+                )
                 .await
-                .map_err(map_sqlx_error)?
-                .map(User::from)
-                .ok_or_else(|| AppError::NotFound("user not found".into()))
             }
 
             async fn update_details_pending(
@@ -248,20 +264,16 @@ macro_rules! sql_user_repository {
                 details: &UserDetails,
             ) -> AppResult<User> {
                 // The email stays; the new one waits for its link.
-                sqlx::query_as::<_, UserRow>(concat!(
-                    "UPDATE users SET pending_email = $2, name = $3, website = $4, ",
-                    "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
-                    user_columns!()
-                ))
-                .bind(uid)
-                .bind(details.email.as_str())
-                .bind(&details.name)
-                .bind(details.website.as_str())
-                .fetch_optional(&self.pool)
+                self.write_details(
+                    concat!(
+                        "UPDATE users SET pending_email = $2, name = $3, website = $4, ",
+                        "updated_at = CURRENT_TIMESTAMP WHERE uid = $1 RETURNING ",
+                        user_columns!()
+                    ),
+                    uid,
+                    details,
+                )
                 .await
-                .map_err(map_sqlx_error)?
-                .map(User::from)
-                .ok_or_else(|| AppError::NotFound("user not found".into()))
             }
 
             async fn confirm_pending_email(&self, uid: Uuid, email: &str) -> AppResult<bool> {

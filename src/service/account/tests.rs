@@ -93,13 +93,25 @@ pub(super) fn build(
     account_tokens: MockAccountTokenService,
     mailer: MockMailer,
 ) -> AccountServiceImpl {
+    build_with(users, tokens, limits, account_tokens, mailer, flow_config())
+}
+
+/// [`build`] with flows of `config`.
+pub(super) fn build_with(
+    users: MockUserService,
+    tokens: MockTokenService,
+    limits: MockRateLimitService,
+    account_tokens: MockAccountTokenService,
+    mailer: MockMailer,
+    config: FlowConfig,
+) -> AccountServiceImpl {
     AccountServiceImpl::new(
         Arc::new(users),
         Arc::new(tokens),
         Arc::new(limits),
         Arc::new(account_tokens),
         Arc::new(mailer),
-        flow_config(),
+        config,
     )
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use mockall::predicate::eq;
 
 use super::super::tests::{
-    SID, TOKEN, caller, client, credentials, details, flow_config, hashing_users, is_too_many,
-    no_limits, pair, password, too_many, user,
+    SID, TOKEN, build_with, caller, client, credentials, details, flow_config, hashing_users,
+    is_too_many, no_limits, pair, password, too_many, user,
 };
 use super::*;
 use crate::mail::{Mail, MockMailer};
@@ -30,12 +30,12 @@ fn required(
     account_tokens: MockAccountTokenService,
     mailer: MockMailer,
 ) -> AccountServiceImpl {
-    AccountServiceImpl::new(
-        Arc::new(users),
-        Arc::new(tokens),
-        Arc::new(limits),
-        Arc::new(account_tokens),
-        Arc::new(mailer),
+    build_with(
+        users,
+        tokens,
+        limits,
+        account_tokens,
+        mailer,
         FlowConfig {
             email_confirmation: EmailConfirmation::Required,
             ..flow_config()
