@@ -166,6 +166,8 @@ pub mod defaults {
     pub const VERIFY_EMAIL_PATH: &str = "/verify-email";
     /// Appended to `PUBLIC_URL` for `RESET_PASSWORD_URL`.
     pub const RESET_PASSWORD_PATH: &str = "/reset-password";
+    /// The product name of the pages (`PAGES_TITLE`).
+    pub const PAGES_TITLE: &str = "Account";
     /// One day.
     pub const VERIFY_TOKEN_EXP: u64 = 86_400;
     /// One hour.
@@ -328,8 +330,8 @@ impl Config {
                 .find(|page| **page == *base || page.starts_with(&format!("{base}/")))
         {
             bail!(
-                "ACCOUNT_API_URL: {base} would take the page {page} (PAGES=on serves pages at \
-                 /verify-email, /reset-password, /forgot-password and /assets)"
+                "ACCOUNT_API_URL: {base} would take the page {page} (PAGES=on serves pages at {})",
+                crate::handler::PAGE_PATHS.join(", ")
             );
         }
         if self.id_token_issuer.is_empty() {
@@ -474,6 +476,44 @@ mod tests {
 
     fn error_of(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", Config::from_vars(vars(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn the_pages_title_and_the_redirect_urls_are_checked() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.pages.title, "Account");
+        assert!(c.pages.redirect_urls.is_empty());
+        let c = Config::from_vars(vars(&[
+            ("PAGES_TITLE", "  Example Cloud "),
+            (
+                "REDIRECT_URLS",
+                "https://app.example.com/home, http://localhost:3000,",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.pages.title, "Example Cloud");
+        let urls: Vec<&str> = c.pages.redirect_urls.iter().map(url::Url::as_str).collect();
+        assert_eq!(
+            urls,
+            ["https://app.example.com/home", "http://localhost:3000/"]
+        );
+        // Set but empty reads as unset, as for every setting.
+        for title in ["a\u{7}b", &"x".repeat(61)] {
+            let err = error_of(&[("PAGES_TITLE", title)]);
+            assert!(err.starts_with("PAGES_TITLE:"), "{title:?}: {err}");
+        }
+        for entry in [
+            "app.example.com",
+            "javascript:alert(1)",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "https://app.example.com/?next=1",
+            "https://app.example.com/#x",
+            "https://",
+        ] {
+            let err = error_of(&[("REDIRECT_URLS", entry)]);
+            assert!(err.starts_with("REDIRECT_URLS:"), "{entry}: {err}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::{
     Config, RedisMode, TokenStoreConfig, UserStoreConfig, default_is_local_only, sqlite_file,
 };
 use crate::fs_private::create_private_dir;
-use crate::handler::{AppState, HttpSettings, TrustedProxies, router};
+use crate::handler::{AppState, HttpSettings, PageOptions, TrustedProxies, router};
 use crate::keys::SharedKeyRing;
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{
@@ -107,7 +107,8 @@ impl Application {
                 flows,
             },
         )?;
-        let router = router(state, &http_settings(&config));
+        let public_url = config.pages.public_url(&config.host, bound);
+        let router = router(state, &http_settings(&config, public_url));
         Ok(Self {
             listener,
             router,
@@ -439,13 +440,18 @@ fn services(
 }
 
 /// The HTTP part of the configuration.
-fn http_settings(config: &Config) -> HttpSettings {
+fn http_settings(config: &Config, public_url: String) -> HttpSettings {
     HttpSettings {
         base_path: config.api_base_path.clone(),
         handler_timeout: config.handler_timeout,
         max_body_bytes: config.max_body_bytes,
         trusted_proxies: TrustedProxies::new(config.connections.trusted_proxies.clone()),
         pages: config.pages.serve_pages,
+        page_options: PageOptions {
+            public_url,
+            title: config.pages.title.clone(),
+            redirect_urls: config.pages.redirect_urls.clone(),
+        },
     }
 }
 

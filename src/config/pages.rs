@@ -30,6 +30,11 @@ pub struct PageSettings {
     /// `PAGES`: whether the service serves the pages for people at the root
     /// (`on`, the default) or leaves them to the team (`off`).
     pub serve_pages: bool,
+    /// `PAGES_TITLE`: the product name in the pages' titles and headings.
+    pub title: String,
+    /// `REDIRECT_URLS`: where the pages may send people back to
+    /// (`?redirect_to=`); empty: nowhere.
+    pub redirect_urls: Vec<url::Url>,
 }
 
 impl PageSettings {
@@ -133,7 +138,49 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
         email_confirmation: EmailConfirmation::parse(env.raw("EMAIL_CONFIRMATION").as_deref())
             .map_err(anyhow::Error::msg)?,
         serve_pages,
+        title: pages_title(env)?,
+        redirect_urls: redirect_urls(env)?,
     })
+}
+
+/// `PAGES_TITLE`: trimmed, 1 to 60 characters, no control characters.
+fn pages_title(env: &Vars) -> anyhow::Result<String> {
+    let Some(raw) = env.optional("PAGES_TITLE") else {
+        return Ok(defaults::PAGES_TITLE.to_owned());
+    };
+    let title = raw.trim();
+    if title.is_empty() || title.chars().count() > 60 || title.chars().any(char::is_control) {
+        bail!("PAGES_TITLE: must be 1 to 60 characters without control characters");
+    }
+    Ok(title.to_owned())
+}
+
+/// `REDIRECT_URLS`: comma-separated absolute `http(s)` URLs with a host, no
+/// user info, query or fragment.
+fn redirect_urls(env: &Vars) -> anyhow::Result<Vec<url::Url>> {
+    let Some(raw) = env.optional("REDIRECT_URLS") else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let url = url::Url::parse(entry).ok().filter(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some_and(|host| !host.is_empty())
+                    && url.username().is_empty()
+                    && url.password().is_none()
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            });
+            url.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "REDIRECT_URLS: {entry:?} is not an http:// or https:// URL with a host and \
+                     no user info, query or fragment (like https://app.example/home)"
+                )
+            })
+        })
+        .collect()
 }
 
 /// An absolute `http(s)` URL with a host (no user info), no fragment (the
@@ -203,6 +250,8 @@ mod tests {
             reset_token_ttl: Duration::from_secs(1),
             email_confirmation: EmailConfirmation::Optional,
             serve_pages: true,
+            title: defaults::PAGES_TITLE.into(),
+            redirect_urls: Vec::new(),
         };
         assert!(default_is_local_only(&settings(None), at("0.0.0.0:8080")));
         assert!(default_is_local_only(&settings(None), at("[::]:8080")));

@@ -293,10 +293,22 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         name: "PAGES",
         default: || "on".into(),
         help: || {
-            "on: serve the pages the mails link to (/verify-email, /reset-password, \
-             /forgot-password); off: leave them to your own (set VERIFY_EMAIL_URL and \
+            "on: serve the pages for people (/signin, /signup, /account and those the \
+             mails link to); off: leave them to your own (set VERIFY_EMAIL_URL and \
              RESET_PASSWORD_URL)"
                 .into()
+        },
+    },
+    Setting {
+        name: "PAGES_TITLE",
+        default: || defaults::PAGES_TITLE.into(),
+        help: || "the product name in the pages' titles and headings (1 to 60 characters)".into(),
+    },
+    Setting {
+        name: "REDIRECT_URLS",
+        default: || "unset: none".into(),
+        help: || {
+            "comma-separated http(s) URLs the pages may send people back to (?redirect_to=)".into()
         },
     },
     Setting {

@@ -152,7 +152,7 @@ pub(super) fn accepted<T>(value: Option<T>) -> AppResult<T> {
     value.ok_or_else(|| AppError::Internal(anyhow::anyhow!("validated value missing")))
 }
 
-fn parse_credentials(
+pub(super) fn parse_credentials(
     body: &CredentialsRequest,
     password_rule: fn(&str) -> Result<Password, String>,
 ) -> AppResult<(Email, Password)> {

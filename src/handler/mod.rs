@@ -6,6 +6,7 @@
 //! to it) and is logged once, by [`crate::web::log_errors`].
 
 mod account;
+mod browser;
 mod error;
 mod extract;
 mod flows;
@@ -17,6 +18,7 @@ mod openapi;
 #[cfg(test)]
 mod openapi_tests;
 mod pages;
+mod redirect;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,21 @@ pub struct HttpSettings {
     pub trusted_proxies: TrustedProxies,
     /// `PAGES`: whether the pages for people are served at the root.
     pub pages: bool,
+    /// What the pages and the `/browser` routes need to know.
+    pub page_options: PageOptions,
+}
+
+/// What the pages show and where they may send people, and where the
+/// `/browser` routes are served.
+#[derive(Debug, Clone)]
+pub struct PageOptions {
+    /// `PUBLIC_URL`: its origin is the only one the `/browser` routes answer,
+    /// and their cookie is `Secure` when it is https.
+    pub public_url: String,
+    /// `PAGES_TITLE`: the product name in the pages' titles and headings.
+    pub title: String,
+    /// `REDIRECT_URLS`: where the pages may offer to go back to.
+    pub redirect_urls: Vec<url::Url>,
 }
 
 /// Every route, each registered with its OpenAPI operation (the handler's
@@ -78,7 +95,15 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(flows::confirm_password_reset))
         .routes(routes!(sessions::list))
         .routes(routes!(sessions::end, sessions::rename))
-        .routes(routes!(openapi::openapi_json));
+        .routes(routes!(openapi::openapi_json))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(browser::signin))
+                .routes(routes!(browser::signup))
+                .routes(routes!(browser::tokens))
+                .routes(routes!(browser::signout))
+                .layer(axum::middleware::from_fn(browser::same_origin)),
+        );
 
     let root = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(base_path, account)
@@ -91,11 +116,15 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
     }
     root.merge(
         OpenApiRouter::new()
+            .routes(routes!(pages::signin))
+            .routes(routes!(pages::signup))
+            .routes(routes!(pages::account))
             .routes(routes!(pages::verify_email))
             .routes(routes!(pages::reset_password))
             .routes(routes!(pages::forgot_password))
             .routes(routes!(pages::style_sheet))
             .routes(routes!(pages::script))
+            .routes(routes!(pages::account_script))
             .routes(routes!(pages::icon))
             .layer(axum::middleware::from_fn(pages::page_headers)),
     )
@@ -121,7 +150,14 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .layer(Extension(doc))
-        .layer(Extension(pages::Pages::render(&settings.base_path)))
+        .layer(Extension(pages::Pages::render(
+            &settings.base_path,
+            &settings.page_options,
+        )))
+        .layer(Extension(browser::BrowserSite::new(
+            &settings.page_options.public_url,
+            &settings.base_path,
+        )))
         .layer(Extension(settings.trusted_proxies.clone()))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {

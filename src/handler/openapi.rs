@@ -30,6 +30,7 @@ pub mod tags {
     pub const OPENAPI: &str = "openapi";
     pub const OAUTH: &str = "oauth";
     pub const PAGES: &str = "pages";
+    pub const BROWSER: &str = "browser";
 }
 
 /// The document's root: info, tags and security schemes. Paths and schemas are
@@ -54,7 +55,8 @@ an `Allow` header."),
         (name = tags::KEYS, description = "The public keys that verify ID tokens (RFC 7517)."),
         (name = tags::OPENAPI, description = "This document."),
         (name = tags::OAUTH, description = "Access tokens for machine clients: the client-credentials grant (RFC 6749 §4.4), at the root. Errors in OAuth's shape (RFC 6749 §5.2)."),
-        (name = tags::PAGES, description = "Pages for people, at the root (`text/html`; `PAGES=off` removes them): the pages the mailed links open, and asking for a password-reset link. They call the JSON API of the same origin."),
+        (name = tags::BROWSER, description = "The browser session, under the base path beside the API for programs: sign-in, sign-up, refresh and sign-out whose refresh token lives in an `HttpOnly; SameSite=Strict` cookie scoped to `{base}/browser`, and whose answers carry the ID token alone. Only requests from `PUBLIC_URL`'s origin are answered (403 `FORBIDDEN` otherwise)."),
+        (name = tags::PAGES, description = "Pages for people, at the root (`text/html`; `PAGES=off` removes them): sign-in, sign-up and the account page, the pages the mailed links open, and asking for a password-reset link. They call the JSON API of the same origin, and keep their session through the `browser` routes."),
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::openapi::tags;
+use super::{PageOptions, redirect};
+use axum::http::Uri;
 
 /// The policy of every page: this origin only, no inline script or style.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -30,7 +32,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The paths the pages take at the root (the API's base path must not be
 /// one of them, nor a prefix of one).
-pub const PAGE_PATHS: [&str; 4] = [
+pub const PAGE_PATHS: [&str; 7] = [
+    "/signin",
+    "/signup",
+    "/account",
     "/verify-email",
     "/reset-password",
     "/forgot-password",
@@ -40,27 +45,55 @@ pub const PAGE_PATHS: [&str; 4] = [
 const LAYOUT: &str = include_str!("pages/page.html");
 const CSS: &str = include_str!("pages/assets/pages.css");
 const SCRIPT: &str = include_str!("pages/assets/pages.js");
+const ACCOUNT_SCRIPT: &str = include_str!("pages/assets/account.js");
 const ICON: &str = include_str!("pages/assets/icon.svg");
 
-/// The three pages, rendered once for the API's base path.
+/// Where a rendered page takes the accepted `?redirect_to=`.
+const REDIRECT: &str = "{{redirect}}";
+
+/// The pages, rendered once for the API's base path and the product name;
+/// only the accepted `?redirect_to=` is filled in per request.
 #[derive(Debug)]
 pub struct Pages {
+    signin: String,
+    signup: String,
+    account: String,
     verify_email: String,
     reset_password: String,
     forgot_password: String,
+    redirect_urls: Vec<url::Url>,
 }
 
 impl Pages {
     /// The pages of a service whose API is at `api_base` (e.g. `/api/account`).
-    pub fn render(api_base: &str) -> Arc<Self> {
+    pub fn render(api_base: &str, options: &PageOptions) -> Arc<Self> {
+        let product = escape(&options.title);
         let page = |name: &str, title: &str, body: &str| {
+            let scripts = if name == "account" {
+                r#"<script src="/assets/account.js" defer></script>"#
+            } else {
+                ""
+            };
             LAYOUT
                 .replace("{{api}}", &escape(api_base))
                 .replace("{{page}}", name)
+                .replace("{{scripts}}", scripts)
                 .replace("{{title}}", title)
+                .replace("{{product}}", &product)
                 .replace("{{body}}", body.trim_end())
         };
         Arc::new(Self {
+            signin: page("signin", "Sign in", include_str!("pages/signin.body.html")),
+            signup: page(
+                "signup",
+                "Create an account",
+                include_str!("pages/signup.body.html"),
+            ),
+            account: page(
+                "account",
+                "Your account",
+                include_str!("pages/account.body.html"),
+            ),
             verify_email: page(
                 "verify-email",
                 "Verify your email address",
@@ -76,22 +109,42 @@ impl Pages {
                 "Forgot your password?",
                 include_str!("pages/forgot-password.body.html"),
             ),
+            redirect_urls: options.redirect_urls.clone(),
         })
+    }
+
+    /// `page` with the `redirect_to` of its query, if `REDIRECT_URLS`
+    /// allows it, in its `redirect-to` meta element (empty otherwise).
+    fn with_redirect(&self, page: &str, query: Option<&str>) -> Response {
+        let accepted = query
+            .and_then(|query| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| name == "redirect_to")
+                    .map(|(_, value)| value.into_owned())
+            })
+            .and_then(|raw| redirect::accepted(&raw, &self.redirect_urls));
+        let value = accepted.map(|url| escape(url.as_str())).unwrap_or_default();
+        html(page.replace(REDIRECT, &value))
     }
 }
 
-/// `text` for an HTML attribute value.
+/// `text` for an HTML attribute value or text.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('{', "&#123;")
 }
 
-fn html(page: &str) -> Response {
+fn html(page: String) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page.to_owned(),
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The account page shows who is signed in: never from a cache.
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
     )
         .into_response()
 }
@@ -112,6 +165,65 @@ pub async fn page_headers(req: Request, next: Next) -> Response {
     response
 }
 
+/// The query parameter every page takes.
+const REDIRECT_TO: &str = "Where to offer \"Continue\" once done: used only if it is one of \
+     `REDIRECT_URLS` (same scheme, host and port, and the entry's path or one below it), \
+     ignored otherwise";
+
+/// `GET /signin`
+#[utoipa::path(
+    get,
+    path = "/signin",
+    tag = tags::PAGES,
+    summary = "Sign in",
+    description = "An email and password form that calls `POST {base}/browser/signin`: the \
+                   refresh token goes into an `HttpOnly` cookie, the ID token stays in page \
+                   memory. Then on to `/account`, or \"Continue\" to an accepted \
+                   `redirect_to`. Offers \"forgot password\" and, for an address not verified \
+                   yet, a new verification link.",
+    params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+pub async fn signin(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.signin, uri.query())
+}
+
+/// `GET /signup`
+#[utoipa::path(
+    get,
+    path = "/signup",
+    tag = tags::PAGES,
+    summary = "Create an account",
+    description = "An email and password form that calls `POST {base}/browser/signup`: \
+                   signed in at once (`EMAIL_CONFIRMATION=optional`), or told to follow the \
+                   mailed link (`required`).",
+    params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+pub async fn signup(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.signup, uri.query())
+}
+
+/// `GET /account`
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = tags::PAGES,
+    summary = "The account page",
+    description = "For a person signed in through the `/browser` routes (a reload rotates \
+                   from the cookie; without one, on to `/signin`): the profile and its \
+                   edit (an email change asks for the current password), a new \
+                   verification link, the password change, the sessions (device, address, \
+                   created, last used, this device, names; name one, end one, end all \
+                   others), sign-out, and deleting the account (current password, then a \
+                   confirmation).",
+    params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+pub async fn account(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.account, uri.query())
+}
+
 /// `GET /verify-email?token=…`
 #[utoipa::path(
     get,
@@ -123,11 +235,14 @@ pub async fn page_headers(req: Request, next: Next) -> Response {
                    a way to ask for a new link when this one was used, expired or \
                    replaced. Opening the page uses nothing up. The script removes the \
                    token from the address bar once it has read it.",
-    params(("token" = Option<String>, Query, description = "The token of the mailed link")),
+    params(
+        ("token" = Option<String>, Query, description = "The token of the mailed link"),
+        ("redirect_to" = Option<String>, Query, description = REDIRECT_TO),
+    ),
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
-pub async fn verify_email(Extension(pages): Extension<Arc<Pages>>) -> Response {
-    html(&pages.verify_email)
+pub async fn verify_email(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.verify_email, uri.query())
 }
 
 /// `GET /reset-password?token=…`
@@ -139,11 +254,14 @@ pub async fn verify_email(Extension(pages): Extension<Arc<Pages>>) -> Response {
     description = "A new-password form (the password twice, the API's rules, errors next \
                    to the field) that calls `POST {base}/password-reset/confirm`: on success \
                    every session ends, as the API does.",
-    params(("token" = Option<String>, Query, description = "The token of the mailed link")),
+    params(
+        ("token" = Option<String>, Query, description = "The token of the mailed link"),
+        ("redirect_to" = Option<String>, Query, description = REDIRECT_TO),
+    ),
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
-pub async fn reset_password(Extension(pages): Extension<Arc<Pages>>) -> Response {
-    html(&pages.reset_password)
+pub async fn reset_password(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.reset_password, uri.query())
 }
 
 /// `GET /forgot-password`
@@ -154,10 +272,11 @@ pub async fn reset_password(Extension(pages): Extension<Arc<Pages>>) -> Response
     summary = "Ask for a password-reset link",
     description = "An email form that calls `POST {base}/password-reset`: the same answer \
                    whether or not an account has the address.",
+    params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
-pub async fn forgot_password(Extension(pages): Extension<Arc<Pages>>) -> Response {
-    html(&pages.forgot_password)
+pub async fn forgot_password(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Response {
+    pages.with_redirect(&pages.forgot_password, uri.query())
 }
 
 /// `GET /assets/pages.css`
@@ -182,6 +301,18 @@ pub async fn style_sheet() -> Response {
 )]
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /assets/account.js`
+#[utoipa::path(
+    get,
+    path = "/assets/account.js",
+    tag = tags::PAGES,
+    summary = "The account page's script",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String))
+)]
+pub async fn account_script() -> Response {
+    asset("text/javascript; charset=utf-8", ACCOUNT_SCRIPT)
 }
 
 /// `GET /assets/icon.svg`
@@ -213,27 +344,92 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_pages_name_the_api_base_and_load_nothing_inline() {
-        let pages = Pages::render("/api/v2\"<x>");
-        for page in [
+    fn options(redirect_urls: &[&str]) -> PageOptions {
+        PageOptions {
+            public_url: "http://localhost:8080".into(),
+            title: "Example <Cloud>".into(),
+            redirect_urls: redirect_urls
+                .iter()
+                .map(|u| url::Url::parse(u).unwrap())
+                .collect(),
+        }
+    }
+
+    fn all(pages: &Pages) -> [&String; 6] {
+        [
+            &pages.signin,
+            &pages.signup,
+            &pages.account,
             &pages.verify_email,
             &pages.reset_password,
             &pages.forgot_password,
-        ] {
+        ]
+    }
+
+    #[test]
+    fn the_pages_name_the_api_base_and_the_product_and_load_nothing_inline() {
+        let pages = Pages::render("/api/v2\"<x>", &options(&[]));
+        for page in all(&pages) {
             assert!(
                 page.contains(r#"<meta name="api-base" content="/api/v2&quot;&lt;x&gt;">"#),
                 "{page}"
             );
-            assert!(!page.contains("{{"), "unrendered placeholder in {page}");
+            assert!(page.contains(r#"<html lang="en">"#), "{page}");
+            assert!(page.contains("Example &lt;Cloud&gt;</title>"), "{page}");
+            assert!(
+                page.contains(r#"<meta name="redirect-to" content="{{redirect}}">"#),
+                "{page}"
+            );
+            let rest = page.replace(REDIRECT, "");
+            assert!(!rest.contains("{{"), "unrendered placeholder in {page}");
             assert!(
                 !page.contains("<script>") && !page.contains("style="),
                 "{page}"
             );
             assert!(page.contains(r#"<script src="/assets/pages.js" defer></script>"#));
         }
+        assert!(
+            pages
+                .account
+                .contains(r#"<script src="/assets/account.js" defer></script>"#)
+        );
+        assert!(!pages.signin.contains("account.js"));
         assert!(pages.verify_email.contains(r#"id="verify""#));
         assert!(pages.reset_password.contains(r#"id="confirm""#));
         assert!(pages.forgot_password.contains(r#"id="email""#));
+    }
+
+    async fn redirect_of(pages: &Pages, query: &str) -> String {
+        let response = pages.with_redirect(&pages.signin, Some(query));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        let start = page.find(r#"<meta name="redirect-to" content=""#).unwrap() + 34;
+        let end = start + page[start..].find('"').unwrap();
+        page[start..end].to_owned()
+    }
+
+    #[tokio::test]
+    async fn only_an_allowed_redirect_reaches_the_page() {
+        let pages = Pages::render("/api/account", &options(&["https://app.example.com/home"]));
+        assert_eq!(
+            redirect_of(
+                &pages,
+                "redirect_to=https%3A%2F%2Fapp.example.com%2Fhome%2Fx%3Fa%3D1%26b%3D%22"
+            )
+            .await,
+            "https://app.example.com/home/x?a=1&amp;b=%22"
+        );
+        for query in [
+            "",
+            "redirect_to=",
+            "redirect_to=https://app.example.com.evil.net/home",
+            "redirect_to=https://app.example.com@evil.net/home",
+            "redirect_to=%22%3E%3Cscript%3E",
+            "token=x",
+        ] {
+            assert_eq!(redirect_of(&pages, query).await, "", "{query}");
+        }
     }
 }

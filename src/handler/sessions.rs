@@ -53,21 +53,34 @@ pub async fn signout(
     AuthUser(claims): AuthUser,
     params: Result<Query<SignOutParams>, QueryRejection>,
 ) -> AppResult<Json<MessageResponse>> {
+    let scope = scope_of(params, SignOutScope::Global)?;
+    state.account.sign_out(&claims, scope).await?;
+    Ok(Json(signed_out(scope)))
+}
+
+/// The `?scope=` of a sign-out, `default` when absent.
+pub(super) fn scope_of(
+    params: Result<Query<SignOutParams>, QueryRejection>,
+    default: SignOutScope,
+) -> AppResult<SignOutScope> {
     let Query(params) = params.map_err(|_| {
         AppError::invalid_args(vec![InvalidArg::new(
             "scope",
             "scope must be global, local or others",
         )])
     })?;
-    let scope = params.scope.unwrap_or_default();
-    state.account.sign_out(&claims, scope).await?;
-    Ok(Json(MessageResponse {
+    Ok(params.scope.unwrap_or(default))
+}
+
+/// The answer to a sign-out in `scope`.
+pub(super) fn signed_out(scope: SignOutScope) -> MessageResponse {
+    MessageResponse {
         message: match scope {
             SignOutScope::Global => "signed out on every device",
             SignOutScope::Local => "signed out of this session",
             SignOutScope::Others => "signed out on every other device",
         },
-    }))
+    }
 }
 
 /// The caller's sessions.

@@ -61,6 +61,10 @@ pub trait AccountService: Send + Sync {
     /// Ends the caller's sessions in `scope`: all of them (and every other
     /// key of the user), only the caller's, or all but the caller's.
     async fn sign_out(&self, caller: &IdClaims, scope: SignOutScope) -> AppResult<()>;
+    /// The same by a refresh token (a browser's cookie): it must verify
+    /// (`Authorization` otherwise). `Local` ends its session whether or not
+    /// it is still live; `Others` and `Global` need it live.
+    async fn sign_out_by_refresh(&self, refresh_token: &str, scope: SignOutScope) -> AppResult<()>;
     /// The caller's live sessions, most recently used first.
     async fn sessions(&self, caller: &IdClaims) -> AppResult<Vec<SessionInfo>>;
     /// Ends one of the caller's sessions; `NotFound` if it is not one of them.

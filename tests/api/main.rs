@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, real PostgreSQL and Redis.
 
+mod browser;
 mod client_cache;
 mod clients;
 mod cluster;

@@ -490,6 +490,8 @@ async fn the_operations_that_check_a_password_sign_up_or_send_a_mail_document_42
         ("POST", "password-reset/confirm"),
         ("POST", "verify-email"),
         ("POST", "verify-email/resend"),
+        ("POST", "browser/signup"),
+        ("POST", "browser/signin"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))

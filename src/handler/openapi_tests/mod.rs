@@ -36,7 +36,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 26] = [
+const EXPECTED_ROUTES: [(&str, &str); 34] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -53,15 +53,23 @@ const EXPECTED_ROUTES: [(&str, &str); 26] = [
     ("DELETE", "{base}/sessions/{id}"),
     ("PUT", "{base}/sessions/{id}"),
     ("GET", "{base}/openapi.json"),
+    ("POST", "{base}/browser/signin"),
+    ("POST", "{base}/browser/signup"),
+    ("POST", "{base}/browser/tokens"),
+    ("POST", "{base}/browser/signout"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
     ("POST", "/oauth/token"),
+    ("GET", "/signin"),
+    ("GET", "/signup"),
+    ("GET", "/account"),
     ("GET", "/verify-email"),
     ("GET", "/reset-password"),
     ("GET", "/forgot-password"),
     ("GET", "/assets/pages.css"),
     ("GET", "/assets/pages.js"),
+    ("GET", "/assets/account.js"),
     ("GET", "/assets/icon.svg"),
 ];
 /// The one operation that speaks OAuth's error shape (RFC 6749 §5.2) for
@@ -159,6 +167,11 @@ fn app(base_path: &str) -> Router {
             max_body_bytes: MAX_BODY_BYTES,
             trusted_proxies: Default::default(),
             pages: true,
+            page_options: super::PageOptions {
+                public_url: "http://localhost:8080".into(),
+                title: "Account".into(),
+                redirect_urls: Vec::new(),
+            },
         },
     )
 }

@@ -9,6 +9,7 @@
 //! panics, probes).
 
 mod body;
+mod browser;
 mod client;
 mod flows;
 mod headers;
@@ -55,6 +56,11 @@ fn settings(base_path: &str) -> HttpSettings {
         max_body_bytes: MAX_BODY_BYTES,
         trusted_proxies: Default::default(),
         pages: true,
+        page_options: super::PageOptions {
+            public_url: "http://localhost:8080".into(),
+            title: "Account".into(),
+            redirect_urls: Vec::new(),
+        },
     }
 }
 

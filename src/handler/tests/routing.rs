@@ -121,6 +121,9 @@ impl AccountService for SignInOnly {
     async fn sign_out(&self, _caller: &IdClaims, _scope: SignOutScope) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
+    async fn sign_out_by_refresh(&self, _token: &str, _scope: SignOutScope) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
     async fn sessions(&self, _caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {
         unreachable!("only sign-in is called")
     }

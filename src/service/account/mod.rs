@@ -221,6 +221,26 @@ impl AccountService for AccountServiceImpl {
         Ok(())
     }
 
+    async fn sign_out_by_refresh(&self, refresh_token: &str, scope: SignOutScope) -> AppResult<()> {
+        let claims = self.tokens.validate_refresh_token(refresh_token)?;
+        let refused = || AppError::invalid_token(REFRESH_TOKEN_REFUSED);
+        let sid = claims.sid.ok_or_else(refused)?;
+        if scope == SignOutScope::Local {
+            self.tokens.end_session(claims.sub, sid).await?;
+            return Ok(());
+        }
+        let live = self.tokens.sessions(claims.sub).await?;
+        if !live.iter().any(|session| session.id == sid) {
+            return Err(refused());
+        }
+        if scope == SignOutScope::Global {
+            self.tokens.revoke_all(claims.sub).await?;
+        } else {
+            self.tokens.end_other_sessions(claims.sub, sid).await?;
+        }
+        Ok(())
+    }
+
     async fn sessions(&self, caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {
         self.tokens.sessions(caller.sub).await
     }

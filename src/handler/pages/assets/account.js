@@ -1,0 +1,2 @@
+// The account page (pages.js runs first).
+"use strict";
