@@ -80,7 +80,8 @@ impl Application {
             tracing::warn!(
                 public_url = %config.pages.public_url(&config.host, bound),
                 "PUBLIC_URL is unset while the service listens on every interface: mail \
-                 links name localhost, which only this machine reaches; set PUBLIC_URL to the \
+                 links name localhost, which only this machine reaches, and the browser \
+                 sign-in answers only pages opened at localhost; set PUBLIC_URL to the \
                  address people use"
             );
         }

@@ -1,34 +1,76 @@
-// The account service's pages: each reads the token of its link (and then
-// removes it from the address bar and the history), and calls the JSON API
-// of this same origin. No framework, nothing from a third party.
+// The account service's pages: sign-in and sign-up, and the pages the mails
+// link to (each reads the token of its link, then removes it from the address
+// bar and the history). They call the JSON API of this same origin. No
+// framework, nothing from a third party. The account page's own script
+// (account.js) uses the helpers this one exports as `window.accountPages`.
 "use strict";
 
 (function () {
-  const api = document.querySelector('meta[name="api-base"]').content;
+  const api = document.querySelector('meta[name="api-base"]').content || "/api/account";
   const page = document.body.dataset.page;
   const $ = (id) => document.getElementById(id);
 
-  // The token of the link, once; then the address bar no longer shows it.
+  // Where "Continue" goes: the page's `?redirect_to=`, which the server put
+  // in the meta element only if REDIRECT_URLS allows it (else it is empty).
+  const redirectTo = (function () {
+    const meta = document.querySelector('meta[name="redirect-to"]');
+    const value = meta ? meta.content.trim() : "";
+    if (!value) {
+      return null;
+    }
+    try {
+      const url = new URL(value);
+      return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  })();
+
+  // `path` of this site, carrying the accepted `redirect_to` on.
+  function withRedirect(path) {
+    return redirectTo ? path + "?redirect_to=" + encodeURIComponent(redirectTo) : path;
+  }
+
+  // Links to the other pages keep the `redirect_to` of this one.
+  for (const link of document.querySelectorAll("a[data-keep-redirect]")) {
+    link.href = withRedirect(link.getAttribute("href"));
+  }
+
+  // The token of the link, once; then the address bar no longer shows it
+  // (the other parameters, `redirect_to`, stay).
   function takeToken() {
     const params = new URLSearchParams(window.location.search);
     const token = params.get("token");
-    if (window.location.search) {
-      window.history.replaceState(null, "", window.location.pathname);
+    if (params.has("token")) {
+      params.delete("token");
+      const rest = params.toString();
+      window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
     }
     return token && token.trim() ? token.trim() : null;
   }
 
-  // POSTs `body` as JSON; the status and the parsed body (or null).
-  async function post(path, body) {
+  // Calls `method path` of the API: `options.body` as JSON, `options.token`
+  // as the bearer token, `options.cookie` to send the session cookie (the
+  // `/browser` routes only). The status and the parsed body (or null).
+  async function call(method, path, options) {
+    const opts = options || {};
+    const headers = {};
+    const init = {
+      method: method,
+      headers: headers,
+      credentials: opts.cookie ? "same-origin" : "omit",
+      cache: "no-store",
+    };
+    if (opts.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+    if (opts.token) {
+      headers["Authorization"] = "Bearer " + opts.token;
+    }
     let response;
     try {
-      response = await fetch(api + path, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-        credentials: "omit",
-        cache: "no-store",
-      });
+      response = await fetch(api + path, init);
     } catch (e) {
       return { status: 0, body: null, retryAfter: null };
     }
@@ -39,6 +81,11 @@
       parsed = null;
     }
     return { status: response.status, body: parsed, retryAfter: response.headers.get("Retry-After") };
+  }
+
+  // POSTs `body` as JSON, without cookies.
+  function post(path, body) {
+    return call("POST", path, { body: body });
   }
 
   // What to tell a person for an answer no field explains.
@@ -57,6 +104,11 @@
     return message ? "Something is wrong: " + message + "." : "Something went wrong.";
   }
 
+  // The `error.type` of an answer, if it has one.
+  function errorType(answer) {
+    return (answer.body && answer.body.error && answer.body.error.type) || null;
+  }
+
   // The message of the invalid field `name` of a 400, if that is the one.
   function fieldError(answer, name) {
     const args = answer.body && answer.body.error && answer.body.error.invalidArgs;
@@ -67,6 +119,24 @@
     return arg ? arg.message : null;
   }
 
+  // Shows each field error of `answer` under its input (`fields`: API field
+  // name → input id; the error element is `<id>-error`), focusing the first.
+  // Whether there was one.
+  function showFieldErrors(answer, fields) {
+    let first = null;
+    for (const [field, id] of Object.entries(fields)) {
+      const message = fieldError(answer, field);
+      if (message) {
+        say(id + "-error", message);
+        first = first || id;
+      }
+    }
+    if (first) {
+      $(first).focus();
+    }
+    return first !== null;
+  }
+
   function say(id, text) {
     $(id).textContent = text;
   }
@@ -74,6 +144,29 @@
   function busy(button, on) {
     button.disabled = on;
     button.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  // A "Continue" link to the accepted `redirect_to`, or null without one.
+  function continueLink() {
+    if (!redirectTo) {
+      return null;
+    }
+    const link = document.createElement("a");
+    link.id = "continue";
+    link.className = "button";
+    link.href = redirectTo;
+    link.textContent = "Continue";
+    return link;
+  }
+
+  // Puts the "Continue" link (if any) in a paragraph after `element`.
+  function offerContinue(element) {
+    const link = continueLink();
+    if (link && !$("continue")) {
+      const line = document.createElement("p");
+      line.appendChild(link);
+      element.after(line);
+    }
   }
 
   const USED = "This link was used, expired or replaced by a newer one.";
@@ -93,9 +186,15 @@
       const answer = await post("/verify-email", { token: token });
       busy(button, false);
       if (answer.status === 204) {
-        say("outcome", "Your email address is verified. You can close this page.");
+        say(
+          "outcome",
+          redirectTo
+            ? "Your email address is verified."
+            : "Your email address is verified. You can close this page.",
+        );
         button.hidden = true;
         $("intro").hidden = true;
+        offerContinue($("outcome"));
       } else if (fieldError(answer, "token")) {
         say("outcome", USED);
         button.hidden = true;
@@ -107,21 +206,26 @@
     });
     $("ask-again").addEventListener("submit", async (event) => {
       event.preventDefault();
-      const send = $("resend");
-      say("resend-email-error", "");
-      busy(send, true);
-      const answer = await post("/verify-email/resend", { email: $("resend-email").value });
-      busy(send, false);
-      const invalid = fieldError(answer, "email");
-      if (answer.status === 202) {
-        say("resend-outcome", "If an unverified account has this address, a new link is on its way.");
-      } else if (invalid) {
-        say("resend-email-error", invalid);
-        $("resend-email").focus();
-      } else {
-        say("resend-outcome", general(answer));
-      }
+      resend("resend-email", $("resend"), "resend-outcome");
     });
+  }
+
+  // Asks for a new verification link for the address in the input `inputId`.
+  async function resend(inputId, button, outcomeId) {
+    say(inputId + "-error", "");
+    say(outcomeId, "");
+    busy(button, true);
+    const answer = await post("/verify-email/resend", { email: $(inputId).value });
+    busy(button, false);
+    const invalid = fieldError(answer, "email");
+    if (answer.status === 202) {
+      say(outcomeId, "If an unverified account has this address, a new link is on its way.");
+    } else if (invalid) {
+      say(inputId + "-error", invalid);
+      $(inputId).focus();
+    } else {
+      say(outcomeId, general(answer));
+    }
   }
 
   function resetPassword() {
@@ -154,6 +258,8 @@
           "outcome",
           "Your password has been changed. Every device was signed out: sign in with the new password.",
         );
+        $("signin-again").hidden = false;
+        offerContinue($("outcome"));
       } else if (invalidPassword) {
         say("password-error", invalidPassword);
         $("password").focus();
@@ -192,7 +298,117 @@
     });
   }
 
+  // Signed in (the cookie is set): on to the account page, or, with an
+  // accepted `redirect_to`, "Continue" to it and a link to the account page.
+  function signedIn(form, text) {
+    if (!redirectTo) {
+      window.location.assign("/account");
+      return;
+    }
+    form.hidden = true;
+    $("other-links").hidden = true;
+    say("done-message", text);
+    $("done").hidden = false;
+    offerContinue($("done-message"));
+    $("continue").focus();
+  }
+
+  // The shared part of the sign-in and sign-up forms: clears the errors,
+  // POSTs email and password to `path`, shows field errors; the answer.
+  async function submitCredentials(path, extraErrors) {
+    for (const id of ["email-error", "password-error", "outcome"].concat(extraErrors)) {
+      say(id, "");
+    }
+    const submit = $("submit");
+    busy(submit, true);
+    const answer = await call("POST", path, {
+      body: { email: $("email").value, password: $("password").value },
+      cookie: true,
+    });
+    busy(submit, false);
+    return answer;
+  }
+
+  function signin() {
+    const form = $("signin");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      $("unverified").hidden = true;
+      const answer = await submitCredentials("/browser/signin", []);
+      if (answer.status === 200) {
+        signedIn(form, "You are signed in.");
+      } else if (showFieldErrors(answer, { email: "email", password: "password" })) {
+        return;
+      } else if (answer.status === 401) {
+        say("outcome", "The email address or the password is wrong.");
+        $("password").focus();
+      } else if (errorType(answer) === "EMAIL_NOT_VERIFIED") {
+        $("resend-email").value = $("email").value;
+        say("resend-outcome", "");
+        $("unverified").hidden = false;
+        $("resend").focus();
+      } else {
+        say("outcome", general(answer));
+      }
+    });
+    $("unverified").addEventListener("submit", (event) => {
+      event.preventDefault();
+      resend("resend-email", $("resend"), "resend-outcome");
+    });
+  }
+
+  function signup() {
+    const form = $("signup");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if ($("password").value !== $("confirm").value) {
+        for (const id of ["email-error", "password-error", "outcome"]) {
+          say(id, "");
+        }
+        say("confirm-error", "The two passwords differ.");
+        $("confirm").focus();
+        return;
+      }
+      const answer = await submitCredentials("/browser/signup", ["confirm-error"]);
+      if (answer.status === 201) {
+        signedIn(form, "Your account is created and you are signed in.");
+      } else if (answer.status === 202) {
+        form.hidden = true;
+        $("other-links").hidden = true;
+        say(
+          "done-message",
+          "Check your mail: follow the link we sent to " + $("email").value + " to finish signing up.",
+        );
+        $("done").hidden = false;
+        $("done-account").hidden = true;
+      } else if (showFieldErrors(answer, { email: "email", password: "password" })) {
+        return;
+      } else if (answer.status === 409) {
+        say("email-error", "An account already has this email address: sign in instead.");
+        $("email").focus();
+      } else {
+        say("outcome", general(answer));
+      }
+    });
+  }
+
+  window.accountPages = Object.freeze({
+    api: api,
+    $: $,
+    call: call,
+    general: general,
+    errorType: errorType,
+    fieldError: fieldError,
+    showFieldErrors: showFieldErrors,
+    say: say,
+    busy: busy,
+    redirectTo: redirectTo,
+    withRedirect: withRedirect,
+  });
+
   const pages = {
+    signin: signin,
+    signup: signup,
     "verify-email": verifyEmail,
     "reset-password": resetPassword,
     "forgot-password": forgotPassword,
