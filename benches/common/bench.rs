@@ -39,17 +39,20 @@ pub fn id_claims() -> IdClaims {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    IdClaims {
-        sub: Uuid::new_v4(),
-        iss: "account".into(),
-        aud: Audience::One("domain-services".into()),
-        iat: now,
-        exp: now + 900,
-        nbf: None,
-        jti: Some(Uuid::new_v4().to_string()),
-        email: "bench@example.com".into(),
-        email_verified: true,
-        name: "Bench User".into(),
-        sid: Some(Uuid::new_v4().to_string()),
-    }
+    let mut claims = IdClaims::new(
+        Uuid::new_v4(),
+        "account".into(),
+        Audience::One("domain-services".into()),
+        now,
+        now + 900,
+    );
+    claims.jti = Some(Uuid::new_v4().to_string());
+    claims.email = "bench@example.com".into();
+    claims.email_verified = true;
+    claims.name = "Bench User".into();
+    claims.sid = Some(Uuid::new_v4().to_string());
+    claims.auth_time = Some(now);
+    claims.acr = Some("aal1".into());
+    claims.amr = vec!["pwd".into()];
+    claims
 }

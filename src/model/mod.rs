@@ -24,5 +24,5 @@ pub use session::{
     CREDENTIAL_GUARD_SECS, ClientInfo, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
     RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, SignOutScope,
 };
-pub use token::{Audience, IdClaims, RefreshClaims, SignUp, TokenPair};
+pub use token::{Assurance, Audience, IdClaims, RefreshClaims, SignUp, TokenPair};
 pub use user::{Email, Password, User, UserDetails, Website, parse_name};

@@ -50,4 +50,40 @@ pub struct RefreshClaims {
     /// `auth_time`): `exp` never passes `auth_time + SESSION_MAX_AGE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<u64>,
+    /// The session's assurance (`acr`); absent in older tokens (`aal1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The session's authentication methods (`amr`); absent in older tokens
+    /// (a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+}
+
+/// How a session's sign-in was made: the `acr` and `amr` every token of the
+/// session carries (a refresh keeps them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assurance {
+    pub acr: String,
+    pub amr: Vec<String>,
+}
+
+impl Assurance {
+    /// A sign-in with the password alone: `aal1`, `["pwd"]`.
+    pub fn password() -> Self {
+        Self {
+            acr: crate::verifier::AAL1.to_owned(),
+            amr: vec!["pwd".to_owned()],
+        }
+    }
+
+    /// The assurance a refresh token carries; a password for older tokens.
+    pub fn of(refresh: &RefreshClaims) -> Self {
+        match (&refresh.acr, &refresh.amr) {
+            (Some(acr), Some(amr)) => Self {
+                acr: acr.clone(),
+                amr: amr.clone(),
+            },
+            _ => Self::password(),
+        }
+    }
 }

@@ -77,8 +77,8 @@ pub use config::{ConfigError, SETTINGS, VerifierConfig};
 pub use extract::{AuthRejection, AuthenticatedClient, AuthenticatedUser, ClientRejection, Scope};
 pub use key_source::{COLD_RETRY_INTERVAL, FETCH_TIMEOUT, FetchError, MAX_JWKS_BYTES};
 pub use validator::{
-    Audience, CheckedHeader, IdClaims, IdTokenRules, IdTokenValidator, MAX_LEEWAY, MAX_TOKEN_BYTES,
-    VerifyError, defaults,
+    AAL1, AAL2, Audience, CheckedHeader, IdClaims, IdTokenRules, IdTokenValidator, MAX_LEEWAY,
+    MAX_TOKEN_BYTES, VerifyError, defaults,
 };
 
 use crate::jwks::{Jwk, JwkSet};

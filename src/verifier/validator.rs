@@ -151,8 +151,11 @@ impl Audience {
 }
 
 /// The claims of an ID token: what the account service signs, and what a
-/// validated token yields.
+/// validated token yields. `#[non_exhaustive]`: a domain service reads the
+/// fields (or the accessors), so a claim added later does not break it;
+/// [`IdClaims::new`] builds one outside this crate (tests, tools).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IdClaims {
     /// The user's uid.
     pub sub: Uuid,
@@ -184,6 +187,61 @@ pub struct IdClaims {
     /// tokens); absent in tokens from before sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// When the session's sign-in happened, Unix seconds (OIDC's
+    /// `auth_time`); a refresh keeps it. Absent in older tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<u64>,
+    /// The assurance of that sign-in (OIDC's `acr`): `aal1` a password only,
+    /// `aal2` with a second factor. Absent in older tokens: read it with
+    /// [`IdClaims::acr`], which counts that as `aal1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// How the person signed in (RFC 8176 `amr`): `pwd`, `otp`, `mfa`, …;
+    /// empty in older tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+}
+
+/// The assurance of a password-only sign-in, and of a token without `acr`.
+pub const AAL1: &str = "aal1";
+/// The assurance of a sign-in with a second factor.
+pub const AAL2: &str = "aal2";
+
+impl IdClaims {
+    /// Claims with the registered ones set and every other one empty.
+    pub fn new(sub: Uuid, iss: String, aud: Audience, iat: u64, exp: u64) -> Self {
+        Self {
+            sub,
+            iss,
+            aud,
+            iat,
+            exp,
+            nbf: None,
+            jti: None,
+            email: String::new(),
+            email_verified: false,
+            name: String::new(),
+            sid: None,
+            auth_time: None,
+            acr: None,
+            amr: Vec::new(),
+        }
+    }
+
+    /// The session's assurance: `acr`, or `aal1` when the token has none.
+    pub fn acr(&self) -> &str {
+        self.acr.as_deref().unwrap_or(AAL1)
+    }
+
+    /// The authentication methods (`amr`); empty when the token has none.
+    pub fn amr(&self) -> &[String] {
+        &self.amr
+    }
+
+    /// When the session's sign-in happened (`auth_time`), if the token says.
+    pub fn auth_time(&self) -> Option<u64> {
+        self.auth_time
+    }
 }
 
 /// An ID token's claims as they arrive: everything optional, so a missing
@@ -201,6 +259,9 @@ struct RawIdClaims {
     email_verified: Option<bool>,
     name: Option<String>,
     sid: Option<String>,
+    auth_time: Option<u64>,
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
 }
 
 impl RawClaims for RawIdClaims {
@@ -235,6 +296,9 @@ impl RawClaims for RawIdClaims {
             email_verified: self.email_verified.unwrap_or(false),
             name: self.name.unwrap_or_default(),
             sid: self.sid,
+            auth_time: self.auth_time,
+            acr: self.acr,
+            amr: self.amr.unwrap_or_default(),
         })
     }
 }

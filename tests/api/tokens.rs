@@ -269,7 +269,34 @@ async fn protected_routes_without_a_bearer_token_answer_401_with_www_authenticat
     }
 }
 
+/// Every ID token says when and how its session's sign-in happened
+/// (`auth_time`, `acr`, `amr`), and a refresh keeps all three.
+async fn id_tokens_carry_the_sign_in_s_time_and_assurance_across_refreshes(backend: Backend) {
+    let app = spawn_app!(backend);
+    let email = unique_email();
+    let before = crate::helpers::unix_now();
+    let (_, signup) = app.signup(&email).await;
+    let signin = app.signin(&email).await;
+    let after = crate::helpers::unix_now();
+    for tokens in [&signup, &signin] {
+        let id = claims(&tokens.id_token);
+        let auth_time = id["auth_time"].as_u64().expect("auth_time");
+        assert!((before..=after).contains(&auth_time), "{id}");
+        assert_eq!(id["acr"], "aal1", "{id}");
+        assert_eq!(id["amr"], json!(["pwd"]), "{id}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let refreshed = app.refreshed(&signin.refresh_token).await;
+    let (first, next) = (claims(&signin.id_token), claims(&refreshed.id_token));
+    assert!(next["iat"].as_u64() > first["iat"].as_u64(), "a new token");
+    for claim in ["auth_time", "acr", "amr", "sid"] {
+        assert_eq!(next[claim], first[claim], "{claim} kept by the refresh");
+    }
+    app.signout(&refreshed.id_token).await;
+}
+
 crate::on_every_backend!(
+    id_tokens_carry_the_sign_in_s_time_and_assurance_across_refreshes,
     twenty_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor,
     without_a_grace_window_twenty_concurrent_refreshes_have_one_winner_and_end_the_session,
     a_refresh_token_whose_entry_is_gone_is_refused_though_it_verifies,

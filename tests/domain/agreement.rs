@@ -170,6 +170,9 @@ fn cases(valid: &str, private_pem: &[u8], public_pem: &[u8]) -> Vec<Case> {
         ("missing jti", true),
         ("missing email", true),
         ("missing name", true),
+        ("missing auth_time", true),
+        ("missing acr", true),
+        ("missing amr", true),
         ("missing iat", false),
         ("missing exp", false),
         ("missing iss", false),
@@ -178,6 +181,13 @@ fn cases(valid: &str, private_pem: &[u8], public_pem: &[u8]) -> Vec<Case> {
     ] {
         let claim = what.trim_start_matches("missing ");
         cases.push(case(what, with(claim, Value::Null), accepted));
+    }
+    for (what, claim, value) in [
+        ("acr a number", "acr", json!(2)),
+        ("amr a string", "amr", json!("pwd")),
+        ("auth_time a string", "auth_time", json!("yesterday")),
+    ] {
+        cases.push(case(what, with(claim, value), false));
     }
     cases
 }

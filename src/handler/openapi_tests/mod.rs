@@ -101,6 +101,9 @@ fn app(base_path: &str) -> Router {
                 email_verified: false,
                 name: String::new(),
                 sid: Some(Uuid::from_u128(0x5e55).to_string()),
+                auth_time: Some(1_700_000_000),
+                acr: Some("aal1".into()),
+                amr: vec!["pwd".into()],
             })
         } else {
             Err(AppError::from(VerifyError::Signature))

@@ -120,6 +120,9 @@ fn claims_for(user: &User) -> IdClaims {
         email_verified: false,
         name: user.name.clone(),
         sid: Some(SESSION.to_string()),
+        auth_time: Some(1_700_000_000),
+        acr: Some("aal1".into()),
+        amr: vec!["pwd".into()],
     }
 }
 

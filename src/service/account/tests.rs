@@ -53,6 +53,9 @@ pub(super) fn caller(sid: Option<Uuid>) -> IdClaims {
         email_verified: false,
         name: String::new(),
         sid: sid.map(|s| s.to_string()),
+        auth_time: Some(1),
+        acr: Some("aal1".into()),
+        amr: vec!["pwd".into()],
     }
 }
 
@@ -64,6 +67,8 @@ fn refresh_claims() -> RefreshClaims {
         exp: 2,
         sid: Some(SID),
         auth_time: Some(1),
+        acr: None,
+        amr: None,
     }
 }
 

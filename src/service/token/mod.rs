@@ -13,9 +13,9 @@ use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
-    Audience, ClientInfo, CredentialChange, IdClaims, RefreshClaims, RefreshOutcome, RefreshStep,
-    Rotation, SessionInfo, SessionName, SessionStart, TokenPair, TokenRepository, TokenService,
-    User,
+    Assurance, Audience, ClientInfo, CredentialChange, IdClaims, RefreshClaims, RefreshOutcome,
+    RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, TokenPair, TokenRepository,
+    TokenService, User,
 };
 use crate::secret::Secret;
 use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
@@ -91,7 +91,12 @@ impl TokenServiceImpl {
         })
     }
 
-    fn sign_id_token(&self, user: &User, sid: Uuid, now: u64) -> AppResult<String> {
+    fn sign_id_token(
+        &self,
+        user: &User,
+        session: &SessionClaims<'_>,
+        now: u64,
+    ) -> AppResult<String> {
         let claims = IdClaims {
             sub: user.uid,
             iss: self.config.issuer.clone(),
@@ -103,7 +108,10 @@ impl TokenServiceImpl {
             email: user.email.clone(),
             email_verified: user.email_verified,
             name: user.name.clone(),
-            sid: Some(sid.to_string()),
+            sid: Some(session.sid.to_string()),
+            auth_time: Some(session.auth_time),
+            acr: Some(session.assurance.acr.clone()),
+            amr: session.assurance.amr.clone(),
         };
         self.keys
             .current()
@@ -121,13 +129,12 @@ impl TokenServiceImpl {
         .map_err(|e| AppError::Internal(e.into()))
     }
 
-    /// A new pair for `user` in session `sid` (started at `auth_time`) whose
-    /// refresh token has the id `jti` and expires at `exp`.
+    /// A new pair for `user` in `session` whose refresh token has the id
+    /// `jti` and expires at `exp`.
     fn sign_pair(
         &self,
         user: &User,
-        sid: Uuid,
-        auth_time: u64,
+        session: &SessionClaims<'_>,
         jti: Uuid,
         now: u64,
         exp: u64,
@@ -137,11 +144,13 @@ impl TokenServiceImpl {
             jti,
             iat: now,
             exp,
-            sid: Some(sid),
-            auth_time: Some(auth_time),
+            sid: Some(session.sid),
+            auth_time: Some(session.auth_time),
+            acr: Some(session.assurance.acr.clone()),
+            amr: Some(session.assurance.amr.clone()),
         };
         Ok(TokenPair {
-            id_token: self.sign_id_token(user, sid, now)?,
+            id_token: self.sign_id_token(user, session, now)?,
             refresh_token: self.sign_refresh_token(&refresh)?,
         })
     }
@@ -166,7 +175,12 @@ impl TokenServiceImpl {
         let now = now_secs();
         let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
         let (ends, exp) = self.lifetimes(now, now);
-        let pair = self.sign_pair(user, sid, now, jti, now, exp)?;
+        let session = SessionClaims {
+            sid,
+            auth_time: now,
+            assurance: &Assurance::password(),
+        };
+        let pair = self.sign_pair(user, &session, jti, now, exp)?;
         let start = SessionStart {
             sid,
             jti,
@@ -179,6 +193,14 @@ impl TokenServiceImpl {
         };
         Ok((pair, start))
     }
+}
+
+/// What every token of a session carries: its id, when its sign-in
+/// happened and how.
+struct SessionClaims<'a> {
+    sid: Uuid,
+    auth_time: u64,
+    assurance: &'a Assurance,
 }
 
 /// A fingerprint of a password hash: which password a session was
@@ -237,7 +259,12 @@ impl TokenService for TokenServiceImpl {
         let auth_time = previous.auth_time.unwrap_or(previous.iat);
         let (_, new_exp) = self.lifetimes(auth_time, now);
         let new_jti = Uuid::new_v4();
-        let pair = self.sign_pair(user, sid, auth_time, new_jti, now, new_exp)?;
+        let session = SessionClaims {
+            sid,
+            auth_time,
+            assurance: &Assurance::of(previous),
+        };
+        let pair = self.sign_pair(user, &session, new_jti, now, new_exp)?;
         let step = RefreshStep {
             sid,
             jti: previous.jti,

@@ -254,6 +254,42 @@ async fn the_successor_keeps_the_session_and_its_start() {
     assert_eq!(after.exp, step.new_exp);
     let id = svc.validate_id_token(&successor.id_token).unwrap();
     assert_eq!(id.sid, before.sid.map(|s| s.to_string()));
+    // The assurance of the sign-in travels with the session.
+    assert_eq!(id.auth_time, before.auth_time);
+    assert_eq!(id.acr(), "aal1");
+    assert_eq!(id.amr(), ["pwd"]);
+    assert_eq!(after.acr.as_deref(), Some("aal1"));
+    assert_eq!(after.amr, Some(vec!["pwd".to_owned()]));
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_assurance_its_token_carries_and_reads_older_ones_as_a_password() {
+    let svc = service(MockTokenRepository::new());
+    let now = now_secs();
+    let assurance = Assurance {
+        acr: "aal2".into(),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+    };
+    let session = SessionClaims {
+        sid: Uuid::new_v4(),
+        auth_time: now - 100,
+        assurance: &assurance,
+    };
+    let pair = svc
+        .sign_pair(&user(), &session, Uuid::new_v4(), now, now + 60)
+        .unwrap();
+    let refresh = svc.validate_refresh_token(&pair.refresh_token).unwrap();
+    assert_eq!(Assurance::of(&refresh), assurance);
+    let id = svc.validate_id_token(&pair.id_token).unwrap();
+    assert_eq!((id.acr(), id.amr()), ("aal2", &assurance.amr[..]));
+    assert_eq!(id.auth_time(), Some(now - 100));
+
+    let older = RefreshClaims {
+        acr: None,
+        amr: None,
+        ..refresh
+    };
+    assert_eq!(Assurance::of(&older), Assurance::password());
 }
 
 #[tokio::test]
@@ -266,6 +302,8 @@ async fn a_token_from_before_sessions_rotates_once_into_a_new_session() {
         exp: now_secs() + 60,
         sid: None,
         auth_time: None,
+        acr: None,
+        amr: None,
     };
     let mut repo = MockTokenRepository::new();
     repo.expect_refresh().never();
@@ -319,9 +357,14 @@ fn tokens_of_the_wrong_kind_algorithm_or_audience_are_refused() {
     let svc = service(MockTokenRepository::new());
     let user = user();
     let now = now_secs();
-    let sid = Uuid::new_v4();
+    let assurance = Assurance::password();
+    let session = SessionClaims {
+        sid: Uuid::new_v4(),
+        auth_time: now,
+        assurance: &assurance,
+    };
     let pair = svc
-        .sign_pair(&user, sid, now, Uuid::new_v4(), now, now + 60)
+        .sign_pair(&user, &session, Uuid::new_v4(), now, now + 60)
         .unwrap();
     assert!(
         svc.validate_id_token(&pair.refresh_token).is_err(),
@@ -339,7 +382,7 @@ fn tokens_of_the_wrong_kind_algorithm_or_audience_are_refused() {
             ..config()
         },
     );
-    let foreign = other.sign_id_token(&user, sid, now).unwrap();
+    let foreign = other.sign_id_token(&user, &session, now).unwrap();
     assert!(svc.validate_id_token(&foreign).is_err(), "other audience");
 
     let expired = service_with(
@@ -349,7 +392,7 @@ fn tokens_of_the_wrong_kind_algorithm_or_audience_are_refused() {
             ..config()
         },
     )
-    .sign_id_token(&user, sid, now - 60)
+    .sign_id_token(&user, &session, now - 60)
     .unwrap();
     assert!(svc.validate_id_token(&expired).is_err(), "expired");
 }
