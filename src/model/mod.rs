@@ -2,7 +2,8 @@
 //!
 //! Handlers depend on the use-case trait ([`AccountService`]), which composes
 //! the user and token services, and services on the repository traits;
-//! all of them live in [`interfaces`], so the whole shape of the app reads in one file.
+//! all of them live in [`interfaces`] (the stores' in `interfaces/repositories.rs`),
+//! so the whole shape of the app reads in two files.
 
 mod account_token;
 mod client;
