@@ -53,6 +53,16 @@ impl App {
     /// unreachable (a `SKIPPED` line naming `test`; a failure under
     /// `REQUIRE_REAL_STORES=1`).
     pub async fn start(backend: Backend, test: &str) -> Option<Self> {
+        Self::start_with(backend, test, &[]).await
+    }
+
+    /// [`App::start`] with `extra` added to (or replacing) the environment
+    /// the service starts with, e.g. `REDIRECT_URLS`.
+    pub async fn start_with(
+        backend: Backend,
+        test: &str,
+        extra: &[(&'static str, String)],
+    ) -> Option<Self> {
         if backend == Backend::Real {
             let reachable = stores_reachable().await;
             let skipped = format!("{test} on PostgreSQL + Redis");
@@ -84,6 +94,8 @@ impl App {
             // 127.0.0.1 are shared with every other test and run.
             ("LINK_TOKEN_RATE_LIMIT", harness::NO_LIMIT.to_owned()),
         ]);
+        env.retain(|(name, _)| !extra.iter().any(|(extra, _)| extra == name));
+        env.extend(extra.iter().cloned());
         let database = match backend {
             Backend::Real => {
                 let database = TestDatabase::create("account_browser")
@@ -143,6 +155,46 @@ impl App {
     pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
         let body = json!({"email": email, "password": password});
         harness::post_json(&self.http, harness::api_url(&self.base, "/signin"), &body).await
+    }
+
+    /// `POST /api/account/signin` from a program with `User-Agent:
+    /// user_agent` (200); its tokens.
+    pub async fn sign_in_as(&self, email: &str, password: &str, user_agent: &str) -> Tokens {
+        let body = json!({"email": email, "password": password});
+        let response = harness::send(
+            self.http
+                .post(harness::api_url(&self.base, "/signin"))
+                .header(reqwest::header::USER_AGENT, user_agent)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "API sign-in of {email}");
+        let body: Value = response.json().await.expect("sign-in body");
+        let tokens = Tokens::from_body(&body);
+        self.track(tokens.uid());
+        tokens
+    }
+
+    /// A user signed up some other way (in the browser), whose Redis keys
+    /// go on drop as those of [`App::sign_up`].
+    pub fn track(&self, uid: Uuid) {
+        let mut users = self.users.lock().unwrap();
+        if !users.contains(&uid) {
+            users.push(uid);
+        }
+    }
+
+    /// The `sessions` of `GET /api/account/sessions` (200).
+    pub async fn sessions(&self, id_token: &str) -> Vec<Value> {
+        let response = harness::send(
+            self.http
+                .get(harness::api_url(&self.base, "/sessions"))
+                .bearer_auth(id_token),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "GET /sessions");
+        let body: Value = response.json().await.expect("GET /sessions body");
+        body["sessions"].as_array().expect("sessions").clone()
     }
 
     /// `POST /api/account/tokens {refreshToken}`

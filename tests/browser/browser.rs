@@ -93,14 +93,14 @@ impl LogEntry {
 pub struct Browser {
     pub client: Client,
     /// `http://127.0.0.1:<port>` of chromedriver.
-    driver_url: String,
-    session_id: String,
+    pub(crate) driver_url: String,
+    pub(crate) session_id: String,
     /// Every browser-log entry read so far (chromedriver hands each out once).
     log: Vec<LogEntry>,
     /// Requests a scenario makes fail on purpose: (path, status). Chromium
     /// logs every 4xx/5xx answer to `fetch` as a console error.
     expected_failures: Vec<(String, u16)>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     // Dropped after the fields above: the driver's process group is killed,
     // then the profile removed.
     _driver: Driver,

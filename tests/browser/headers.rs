@@ -62,6 +62,9 @@ async fn every_page_has_the_security_headers() {
         format!("/verify-email?token={token}"),
         format!("/reset-password?token={token}"),
         "/forgot-password".to_owned(),
+        "/signin".to_owned(),
+        "/signup?redirect_to=https%3A%2F%2Fapp.example.com%2F".to_owned(),
+        "/account".to_owned(),
     ] {
         let response = app.http.get(app.url(&path)).send().await.expect("request");
         assert_page_headers(&path, &response);

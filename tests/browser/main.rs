@@ -11,6 +11,10 @@
 //! - `smoke.rs`: the harness itself (`/healthz` in Chromium).
 //! - `headers.rs`: the pages' security headers, over plain HTTP.
 //! - `verify_email.rs`, `reset_password.rs`: the mailed links' pages.
+//! - `signup_page.rs`, `account_sessions.rs`, `session_cookie.rs`,
+//!   `redirect_to.rs`, `account_changes.rs`: sign-up, sign-in and the
+//!   account page on the browser session (`people.rs`: their shared steps;
+//!   `inspect.rs`: cookies, counts and whole-page screenshots).
 //!
 //! One scenario at a time ([`Stage`] holds a global turn): one Chromium and
 //! one service on a small machine. Without `/usr/bin/chromium` and
@@ -18,14 +22,21 @@
 //! unless `REQUIRE_BROWSER=1`; without PostgreSQL and Redis their
 //! `postgres_redis` variants do, unless `REQUIRE_REAL_STORES=1`.
 
+mod account_changes;
+mod account_sessions;
 mod app;
 mod browser;
 #[path = "../common/harness.rs"]
 mod harness;
 mod headers;
+mod inspect;
+mod people;
 #[path = "../common/process.rs"]
 mod process;
+mod redirect_to;
 mod reset_password;
+mod session_cookie;
+mod signup_page;
 mod smoke;
 #[allow(dead_code)]
 #[path = "../common/smtp_sink.rs"]
@@ -60,12 +71,21 @@ impl Stage {
     /// Chromium and the service on `backend` for `test`; `None` (after a
     /// `SKIPPED` line) without a browser or without the real stores.
     pub async fn start(backend: Backend, test: &str) -> Option<Self> {
+        Self::start_with(backend, test, &[]).await
+    }
+
+    /// [`Stage::start`] with `env` added to the service's environment.
+    pub async fn start_with(
+        backend: Backend,
+        test: &str,
+        env: &[(&'static str, String)],
+    ) -> Option<Self> {
         let test = test.strip_prefix("browser::").unwrap_or(test);
         if !browser::browser_or_skip(test) {
             return None;
         }
         let turn = turn().await;
-        let app = App::start(backend, test).await?;
+        let app = App::start_with(backend, test, env).await?;
         let browser = Browser::start().await;
         Some(Self {
             browser,
@@ -86,11 +106,18 @@ impl Stage {
     }
 }
 
-/// `stage!(backend, test)`: the [`Stage`] of the enclosing scenario, or a
+/// `stage!(backend, test)` (or `stage!(backend, test, &env)`, `env` added to
+/// the service's environment): the [`Stage`] of the enclosing scenario, or a
 /// return from it when it is skipped.
 macro_rules! stage {
     ($backend:expr, $test:expr $(,)?) => {
         match $crate::Stage::start($backend, $test).await {
+            ::std::option::Option::Some(stage) => stage,
+            ::std::option::Option::None => return,
+        }
+    };
+    ($backend:expr, $test:expr, $env:expr $(,)?) => {
+        match $crate::Stage::start_with($backend, $test, $env).await {
             ::std::option::Option::Some(stage) => stage,
             ::std::option::Option::None => return,
         }

@@ -31,6 +31,14 @@
     return redirectTo ? path + "?redirect_to=" + encodeURIComponent(redirectTo) : path;
   }
 
+  // A field's error goes as soon as the person edits the field.
+  document.addEventListener("input", (event) => {
+    const error = event.target.id ? $(event.target.id + "-error") : null;
+    if (error) {
+      error.textContent = "";
+    }
+  });
+
   // Links to the other pages keep the `redirect_to` of this one.
   for (const link of document.querySelectorAll("a[data-keep-redirect]")) {
     link.href = withRedirect(link.getAttribute("href"));
@@ -335,8 +343,11 @@
       event.preventDefault();
       $("unverified").hidden = true;
       const answer = await submitCredentials("/browser/signin", []);
-      if (answer.status === 200) {
+      if (answer.status === 200 && answer.body && answer.body.idToken) {
         signedIn(form, "You are signed in.");
+      } else if (answer.status === 200) {
+        // A second step (issue 27) this page does not offer yet: no session.
+        say("outcome", "This account signs in with a second factor, which this page does not offer yet.");
       } else if (showFieldErrors(answer, { email: "email", password: "password" })) {
         return;
       } else if (answer.status === 401) {
@@ -404,6 +415,7 @@
     busy: busy,
     redirectTo: redirectTo,
     withRedirect: withRedirect,
+    continueLink: continueLink,
   });
 
   const pages = {
