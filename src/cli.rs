@@ -156,12 +156,17 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
                         private_key: paths.private_key,
                         public_key: paths.public_key,
                         refresh_secret: paths.refresh_secret_file,
+                        data_key: paths.data_key_file,
                     }
                 }
             };
-            generate_keys(&files, force)?;
+            let data_key = if generate_keys(&files, force)? {
+                format!("and {}", files.data_key.display())
+            } else {
+                format!("(kept the existing data key {})", files.data_key.display())
+            };
             println!(
-                "wrote {}, {} and {} (owner-only)",
+                "wrote {}, {}, {} {data_key} (owner-only)",
                 files.private_key.display(),
                 files.public_key.display(),
                 files.refresh_secret.display()

@@ -9,11 +9,13 @@ use anyhow::bail;
 use crate::keys::KeyPaths;
 use crate::service::RateLimitConfig;
 
+mod mfa;
 mod pages;
 pub mod settings;
 mod stores;
 mod vars;
 use crate::web::serve::ConnectionLimits;
+pub use mfa::MfaSettings;
 pub use pages::{PageSettings, default_is_local_only, default_public_url};
 pub(crate) use stores::sqlite_file;
 use stores::{data_dir, parse_user_store, token_file};
@@ -100,6 +102,9 @@ pub struct Config {
     /// Email verification and password reset: `PUBLIC_URL`, the pages the
     /// mails link to, and how long their tokens work.
     pub pages: PageSettings,
+    /// Second factors: `MFA_ISSUER`, `MFA_PENDING_EXP`, `MFA_TOKEN_EXP`,
+    /// `REAUTH_MAX_AGE`.
+    pub mfa: MfaSettings,
 }
 
 /// How mail leaves (issue 10).
@@ -120,6 +125,7 @@ pub mod defaults {
     pub const PUB_KEY_FILE: &str = "keys/public.pem";
     pub const REFRESH_SECRET_FILE: &str = "keys/refresh.secret";
     pub const PUBLISHED_KEYS_DIR: &str = "keys/published";
+    pub const DATA_KEY_FILE: &str = "keys/data.key";
     /// The verifier's default too: both sides agree unless told otherwise.
     pub const ID_TOKEN_EXP: u64 = crate::verifier::defaults::MAX_LIFETIME.as_secs();
     /// The verifier's default too.
@@ -297,6 +303,7 @@ impl Config {
             mail: mail(env)?,
             rate_limits: rate_limits(env)?,
             pages: pages::page_settings(env)?,
+            mfa: mfa::mfa_settings(env)?,
         };
         config.check()?;
         Ok(config)
@@ -407,6 +414,8 @@ fn key_paths(env: &Vars) -> KeyPaths {
         published_dir: PathBuf::from(
             env.string("PUBLISHED_KEYS_DIR", defaults::PUBLISHED_KEYS_DIR),
         ),
+        data_key_file: PathBuf::from(env.string("DATA_KEY_FILE", defaults::DATA_KEY_FILE)),
+        data_key: env.optional("DATA_KEY").map(Secret::new),
     }
 }
 
@@ -459,6 +468,7 @@ fn rate_limits(env: &Vars) -> anyhow::Result<RateLimitConfig> {
             defaults::CLIENT_AUTH_IP_RATE_LIMIT,
         )?,
         link_tokens_per_ip: limit("LINK_TOKEN_RATE_LIMIT", defaults::LINK_TOKEN_RATE_LIMIT)?,
+        mfa_per_user: limit("MFA_RATE_LIMIT", mfa::defaults::MFA_RATE_LIMIT)?,
     })
 }
 
@@ -733,6 +743,7 @@ mod tests {
                 client_auth_per_id_and_ip: 30,
                 client_auth_per_ip: 30,
                 link_tokens_per_ip: 30,
+                mfa_per_user: 5,
             }
         );
         assert!(c.connections.trusted_proxies.is_empty());

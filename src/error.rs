@@ -28,6 +28,10 @@ pub enum AppError {
     /// session has been ended.
     #[error("refresh token was already used; the session has been ended")]
     RefreshTokenReused,
+    /// The token verifies but its sign-in is not strong or recent enough
+    /// (RFC 9470): sign in again, with the second factor.
+    #[error("{}", .0.message())]
+    StepUp(crate::verifier::StepUp),
     /// A re-authentication failed (wrong current password).
     #[error("{0}")]
     Forbidden(String),

@@ -18,11 +18,11 @@ use crate::config::{
 };
 use crate::fs_private::create_private_dir;
 use crate::handler::{AppState, HttpSettings, PageOptions, TrustedProxies, router};
-use crate::keys::SharedKeyRing;
+use crate::keys::{DataKey, SharedKeyRing};
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{
-    AccountTokenRepository, ClientRepository, ClientService, RateLimitRepository, RateLimitService,
-    TokenRepository, UserRepository,
+    AccountTokenRepository, ClientRepository, ClientService, FactorRepository, RateLimitRepository,
+    RateLimitService, TokenRepository, UserRepository,
 };
 use crate::repository::{
     COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
@@ -31,8 +31,8 @@ use crate::repository::{
 use crate::secret::Secret;
 use crate::service::{
     AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig, FlowConfig,
-    PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig, TokenServiceImpl,
-    UserServiceImpl,
+    Mfa, MfaConfig, PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig,
+    TokenServiceImpl, UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
@@ -101,11 +101,17 @@ impl Application {
             users,
             tokens.repo,
             tokens.limits,
-            keys.ring,
-            &keys.refresh_secret,
+            keys,
             Mailing {
                 mailer: mail.mailer,
                 flows,
+            },
+            MfaConfig {
+                issuer: config
+                    .mfa
+                    .issuer(&config.pages.public_url(&config.host, bound)),
+                pending_ttl: config.mfa.pending_ttl,
+                reauth_max_age: config.mfa.reauth_max_age,
             },
         )?;
         let public_url = config.pages.public_url(&config.host, bound);
@@ -168,6 +174,8 @@ struct LoadedKeys {
     /// Where the keys came from, for the start-up line.
     origin: String,
     refresh_secret: Secret,
+    /// Encrypts authenticator secrets; `None`: enrolment is off.
+    data_key: Option<Arc<DataKey>>,
 }
 
 /// Reads the key files, generating the missing development keys first when
@@ -180,10 +188,18 @@ fn load_keys(config: &Config) -> anyhow::Result<LoadedKeys> {
         config.keys.origin()
     };
     let keys = config.keys.load()?;
+    if keys.data_key.is_none() {
+        tracing::warn!(
+            data_key_file = %config.keys.data_key_file.display(),
+            "no data key (DATA_KEY, or the file DATA_KEY_FILE): enrolling an authenticator \
+             answers 503 until one is set; `account keys generate` writes one"
+        );
+    }
     Ok(LoadedKeys {
         ring: Arc::new(SharedKeyRing::new(keys.ring)),
         origin,
         refresh_secret: keys.refresh_secret,
+        data_key: keys.data_key.map(Arc::new),
     })
 }
 
@@ -194,6 +210,8 @@ struct UserStore {
     account_tokens: Arc<dyn AccountTokenRepository>,
     /// The same store, keeping the machine clients (issue 11).
     clients: Arc<dyn ClientRepository>,
+    /// The same store, keeping second factors (issue 27).
+    factors: Arc<dyn FactorRepository>,
     /// What the start-up line calls it.
     description: String,
 }
@@ -219,7 +237,8 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
             Ok(UserStore {
                 repo: users.clone(),
                 account_tokens: users.clone(),
-                clients: users,
+                clients: users.clone(),
+                factors: users,
                 description: "PostgreSQL".to_owned(),
             })
         }
@@ -268,7 +287,8 @@ async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
             Ok(UserStore {
                 repo: users.clone(),
                 account_tokens: users.clone(),
-                clients: users,
+                clients: users.clone(),
+                factors: users,
                 description,
             })
         }
@@ -381,10 +401,16 @@ fn services(
     users: UserStore,
     tokens: Arc<dyn TokenRepository>,
     limits: Arc<dyn RateLimitRepository>,
-    ring: Arc<SharedKeyRing>,
-    refresh_secret: &Secret,
+    keys: LoadedKeys,
     mailing: Mailing,
+    mfa: MfaConfig,
 ) -> anyhow::Result<AppState> {
+    let LoadedKeys {
+        ring,
+        refresh_secret,
+        data_key,
+        ..
+    } = keys;
     let Mailing { mailer, flows } = mailing;
     let user_service = UserServiceImpl::new(
         users.repo,
@@ -415,7 +441,7 @@ fn services(
     let token_service = TokenServiceImpl::new(
         tokens,
         ring,
-        refresh_secret,
+        &refresh_secret,
         TokenConfig {
             issuer: config.id_token_issuer.clone(),
             audience: config.id_token_audience.clone(),
@@ -424,6 +450,7 @@ fn services(
             refresh_reuse_grace: config.refresh_reuse_grace,
             max_sessions: config.max_sessions_per_user,
             session_max_age: config.session_max_age,
+            mfa_token_ttl: config.mfa.token_ttl,
         },
     )?;
     Ok(AppState {
@@ -435,6 +462,11 @@ fn services(
             Arc::new(account_tokens),
             mailer,
             flows,
+            Mfa {
+                factors: users.factors,
+                data_key,
+                config: mfa,
+            },
         )),
         clients: Arc::new(clients),
     })

@@ -23,6 +23,8 @@ pub fn test_key_set() -> KeySet {
         refresh_secret_file: files.refresh_secret,
         refresh_secret: None,
         published_dir: key_dir().join("published"),
+        data_key_file: files.data_key,
+        data_key: None,
     }
     .load()
     .expect("load test keys")

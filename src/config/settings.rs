@@ -79,6 +79,16 @@ pub const KEY_FILES: &[Setting] = &[
         default: || defaults::PUBLISHED_KEYS_DIR.into(),
         help: || "public keys published besides the active one (<kid>.pem)".into(),
     },
+    Setting {
+        name: "DATA_KEY",
+        default: || "unset: read from DATA_KEY_FILE".into(),
+        help: || "AES-256 key encrypting authenticator secrets: 32 bytes, base64".into(),
+    },
+    Setting {
+        name: "DATA_KEY_FILE",
+        default: || defaults::DATA_KEY_FILE.into(),
+        help: || "where the data key is read from (never overwritten by keys generate)".into(),
+    },
 ];
 
 /// The token lifetimes onwards, up to the connection limits.
@@ -255,6 +265,11 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         help: || "failed verification and reset tokens per address per window (1 or more)".into(),
     },
     Setting {
+        name: "MFA_RATE_LIMIT",
+        default: || super::mfa::defaults::MFA_RATE_LIMIT.to_string(),
+        help: || "wrong second-factor codes per user per window (1 or more)".into(),
+    },
+    Setting {
         name: "PUBLIC_URL",
         default: || "http://localhost:<port bound>".into(),
         help: || "the origin people and browsers reach this service at: base of mail links".into(),
@@ -318,6 +333,41 @@ const AFTER_CONNECTIONS: &[Setting] = &[
             "optional (sign-up signs in at once; tells whether an address is taken) or \
              required (the same 202 for every address; sign-in once verified)"
                 .into()
+        },
+    },
+    Setting {
+        name: "MFA_ISSUER",
+        default: || "unset: PUBLIC_URL's host".into(),
+        help: || "the name authenticator apps show for this service".into(),
+    },
+    Setting {
+        name: "MFA_PENDING_EXP",
+        default: || super::mfa::defaults::MFA_PENDING_EXP.to_string(),
+        help: || {
+            format!(
+                "seconds an authenticator enrolment waits for its first code (1 to {})",
+                super::mfa::defaults::MAX_EXP
+            )
+        },
+    },
+    Setting {
+        name: "MFA_TOKEN_EXP",
+        default: || super::mfa::defaults::MFA_TOKEN_EXP.to_string(),
+        help: || {
+            format!(
+                "seconds a right password waits for its second step (1 to {})",
+                super::mfa::defaults::MAX_EXP
+            )
+        },
+    },
+    Setting {
+        name: "REAUTH_MAX_AGE",
+        default: || super::mfa::defaults::REAUTH_MAX_AGE.to_string(),
+        help: || {
+            format!(
+                "seconds a sign-in counts as recent for enrolling a factor (1 to {})",
+                super::mfa::defaults::MAX_EXP
+            )
         },
     },
     Setting {

@@ -11,7 +11,9 @@ use super::openapi::{BearerBodyErrors, BearerErrors, BodyErrors, LimitErrors, ta
 use super::sessions::MessageResponse;
 use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
-use crate::model::{Email, Password, SignUp, TokenPair, User, UserDetails, Website, parse_name};
+use crate::model::{
+    Email, Password, SignIn, SignUp, TokenPair, User, UserDetails, Website, parse_name,
+};
 use crate::web::{ApiError, ErrorBody, JsonBody, NOT_TEXT};
 
 /// `{email, password}` of sign-up and sign-in. Missing fields read as empty
@@ -83,6 +85,12 @@ pub struct DeleteAccountRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokensResponse {
     tokens: TokenPair,
+}
+
+impl From<TokenPair> for TokensResponse {
+    fn from(tokens: TokenPair) -> Self {
+        Self { tokens }
+    }
 }
 
 /// The user of the ID token.
@@ -236,7 +244,7 @@ pub async fn signup(
                    counted for its client address.",
     request_body = CredentialsRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokensResponse),
+        (status = 200, description = "Signed in (`{\"tokens\"}`); for a user with a second factor `{\"mfa\": {token, expiresIn, methods}}` and no tokens: present the code at `POST /signin/mfa`", body = inline(SignInResponse)),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody,
          headers(("WWW-Authenticate" = String, description = "`Bearer`")),
@@ -251,10 +259,23 @@ pub async fn signin(
     State(state): State<AppState>,
     Client(client): Client,
     JsonBody(body): JsonBody<CredentialsRequest>,
-) -> AppResult<Json<TokensResponse>> {
+) -> AppResult<Response> {
     let (email, password) = parse_credentials(&body, Password::parse_for_signin)?;
-    let tokens = state.account.sign_in(email, password, client).await?;
-    Ok(Json(TokensResponse { tokens }))
+    Ok(Json(
+        match state.account.sign_in(email, password, client).await? {
+            SignIn::Tokens(tokens) => SignInResponse::Tokens(TokensResponse { tokens }),
+            SignIn::SecondFactor(challenge) => SignInResponse::SecondStep(challenge.into()),
+        },
+    )
+    .into_response())
+}
+
+/// What a sign-in answers: a pair, or the second step it waits for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum SignInResponse {
+    Tokens(TokensResponse),
+    SecondStep(super::mfa::SecondStepResponse),
 }
 
 /// `POST /tokens` → 200 with a rotated pair; 401 if the refresh token does not

@@ -137,7 +137,7 @@ pub struct IdTokenResponse {
 
 /// `tokens` as the answer: the ID token in the body, the refresh token in
 /// the cookie.
-fn signed_in(site: &BrowserSite, status: StatusCode, tokens: TokenPair) -> Response {
+pub(super) fn signed_in(site: &BrowserSite, status: StatusCode, tokens: TokenPair) -> Response {
     let mut response = (
         status,
         [(header::CACHE_CONTROL, "no-store")],
@@ -185,7 +185,7 @@ fn cookie_of(headers: &HeaderMap) -> Option<String> {
                    the ID token alone. Only from `PUBLIC_URL`'s origin.",
     request_body = CredentialsRequest,
     responses(
-        (status = 200, description = "Signed in; the cookie is set", body = IdTokenResponse,
+        (status = 200, description = "Signed in; the cookie is set. For a user with a second factor `{\"mfa\": {token, expiresIn, methods}}`, no cookie: present the code at `/browser/signin/mfa`", body = IdTokenResponse,
          headers(("Set-Cookie" = String, description = "The refresh token"))),
         (status = 400, description = "Malformed body, or field errors in `invalidArgs`", body = ErrorBody),
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody),
@@ -201,8 +201,10 @@ pub async fn signin(
     JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> AppResult<Response> {
     let (email, password) = parse_credentials(&body, Password::parse_for_signin)?;
-    let tokens = state.account.sign_in(email, password, client).await?;
-    Ok(signed_in(&site, StatusCode::OK, tokens))
+    let sign_in = state.account.sign_in(email, password, client).await?;
+    Ok(super::mfa::sign_in_answer(sign_in, |tokens| {
+        signed_in(&site, StatusCode::OK, tokens)
+    }))
 }
 
 /// `POST {base}/browser/signup`

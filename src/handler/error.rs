@@ -24,6 +24,7 @@ impl From<AppError> for ApiError {
                 ApiError::new(ErrorKind::RefreshTokenReused, err.to_string())
                     .with_challenge(crate::web::INVALID_TOKEN_CHALLENGE)
             }
+            AppError::StepUp(step_up) => ApiError::from(step_up),
             AppError::Forbidden(message) => ApiError::new(ErrorKind::Forbidden, message),
             err @ AppError::EmailNotVerified => {
                 ApiError::new(ErrorKind::EmailNotVerified, err.to_string())

@@ -12,6 +12,7 @@ mod extract;
 mod flows;
 mod health;
 mod jwks;
+mod mfa;
 mod middleware;
 mod oauth;
 mod openapi;
@@ -95,6 +96,12 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(flows::confirm_password_reset))
         .routes(routes!(sessions::list))
         .routes(routes!(sessions::end, sessions::rename))
+        .routes(routes!(mfa::second_step))
+        .routes(routes!(mfa::enrol_totp))
+        .routes(routes!(mfa::confirm_totp))
+        .routes(routes!(mfa::list))
+        .routes(routes!(mfa::rename, mfa::delete))
+        .routes(routes!(mfa::recovery_codes))
         .routes(routes!(openapi::openapi_json))
         .merge(
             OpenApiRouter::new()
@@ -102,6 +109,7 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
                 .routes(routes!(browser::signup))
                 .routes(routes!(browser::tokens))
                 .routes(routes!(browser::signout))
+                .routes(routes!(mfa::browser_second_step))
                 .layer(axum::middleware::from_fn(browser::same_origin)),
         );
 

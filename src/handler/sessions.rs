@@ -230,12 +230,19 @@ pub async fn rename(
     JsonBody(body): JsonBody<RenameSessionRequest>,
 ) -> AppResult<StatusCode> {
     let sid = session_id(id)?;
-    let name = match body.name {
-        None => Err("name is required (null clears it)".to_owned()),
-        Some(None) => Ok(None),
-        Some(Some(raw)) => SessionName::parse(&raw).map(Some),
-    }
-    .map_err(|message| AppError::invalid_args(vec![InvalidArg::new("name", message)]))?;
+    let name = body.parse()?;
     state.account.rename_session(&claims, sid, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+impl RenameSessionRequest {
+    /// The name asked for (`None`: clear it), or the 400 naming `name`.
+    pub(super) fn parse(self) -> AppResult<Option<SessionName>> {
+        match self.name {
+            None => Err("name is required (null clears it)".to_owned()),
+            Some(None) => Ok(None),
+            Some(Some(raw)) => SessionName::parse(&raw).map(Some),
+        }
+        .map_err(|message| AppError::invalid_args(vec![InvalidArg::new("name", message)]))
+    }
 }

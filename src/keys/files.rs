@@ -8,6 +8,7 @@ use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::RsaKeyPair;
 
+use super::data_key::{DataKey, generate_data_key};
 use super::rotation::staged_kid;
 use super::{IdTokenSigner, KeyRing};
 use crate::fs_private::write_private;
@@ -21,6 +22,9 @@ pub(crate) const MIN_REFRESH_SECRET_BYTES: usize = 32;
 pub(crate) struct KeySet {
     pub ring: KeyRing,
     pub refresh_secret: Secret,
+    /// `None` when neither `DATA_KEY` nor its file is there: nothing that
+    /// needs it (authenticator enrolment) works then.
+    pub data_key: Option<DataKey>,
 }
 
 /// Where the key material comes from (see the configuration table).
@@ -33,6 +37,9 @@ pub struct KeyPaths {
     pub refresh_secret: Option<Secret>,
     /// Public keys published besides the active one, as `<kid>.pem`.
     pub published_dir: PathBuf,
+    /// Used when `data_key` is `None`.
+    pub data_key_file: PathBuf,
+    pub data_key: Option<Secret>,
 }
 
 impl KeyPaths {
@@ -58,7 +65,22 @@ impl KeyPaths {
         Ok(KeySet {
             ring,
             refresh_secret,
+            data_key: self.load_data_key()?,
         })
+    }
+
+    /// `DATA_KEY`, else the file `DATA_KEY_FILE` if it exists, else none.
+    fn load_data_key(&self) -> anyhow::Result<Option<DataKey>> {
+        if let Some(key) = &self.data_key {
+            return DataKey::from_base64(key.expose())
+                .map(Some)
+                .context("DATA_KEY");
+        }
+        if !self.data_key_file.exists() {
+            return Ok(None);
+        }
+        warn_if_readable_by_others("DATA_KEY_FILE", &self.data_key_file);
+        DataKey::read(&self.data_key_file).map(Some)
     }
 
     /// Reads the active pair and the published public keys.
@@ -168,6 +190,10 @@ impl KeyPaths {
             generate_refresh_secret(&self.refresh_secret_file)?;
             generated.push(&self.refresh_secret_file);
         }
+        if self.data_key.is_none() && !self.data_key_file.exists() {
+            generate_data_key(&self.data_key_file)?;
+            generated.push(&self.data_key_file);
+        }
         Ok(if generated.is_empty() {
             self.origin()
         } else {
@@ -196,6 +222,7 @@ pub struct GeneratedKeyFiles {
     pub private_key: PathBuf,
     pub public_key: PathBuf,
     pub refresh_secret: PathBuf,
+    pub data_key: PathBuf,
 }
 
 impl GeneratedKeyFiles {
@@ -204,13 +231,17 @@ impl GeneratedKeyFiles {
             private_key: dir.join("private.pem"),
             public_key: dir.join("public.pem"),
             refresh_secret: dir.join("refresh.secret"),
+            data_key: dir.join("data.key"),
         }
     }
 }
 
-/// Generates an RSA-2048 pair (PKCS#8 / SPKI PEM) and a 256-bit refresh secret,
-/// written owner-only. Existing files are kept unless `overwrite`.
-pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Result<()> {
+/// Generates an RSA-2048 pair (PKCS#8 / SPKI PEM), a 256-bit refresh secret
+/// and, if there is none yet, a data key, written owner-only. Existing key
+/// and secret files are kept unless `overwrite`; an existing data key is
+/// always kept (what it encrypted would be lost with it). Whether a data key
+/// was written.
+pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Result<bool> {
     for path in [&files.private_key, &files.public_key, &files.refresh_secret] {
         if !overwrite && path.exists() {
             bail!(
@@ -220,7 +251,12 @@ pub fn generate_keys(files: &GeneratedKeyFiles, overwrite: bool) -> anyhow::Resu
         }
     }
     generate_rsa_pair(&files.private_key, &files.public_key)?;
-    generate_refresh_secret(&files.refresh_secret)
+    generate_refresh_secret(&files.refresh_secret)?;
+    if files.data_key.exists() {
+        return Ok(false);
+    }
+    generate_data_key(&files.data_key)?;
+    Ok(true)
 }
 
 /// Writes a new RSA-2048 pair: PKCS#8 private key and SPKI public key, in PEM.
@@ -286,6 +322,8 @@ mod tests {
             refresh_secret_file: files.refresh_secret.clone(),
             refresh_secret: None,
             published_dir: dir.path().join("keys/published"),
+            data_key_file: files.data_key.clone(),
+            data_key: None,
         };
         let (loaded, logs) = crate::test_logs::logged_during(async { paths.load() }).await;
         loaded.unwrap();
@@ -322,6 +360,8 @@ mod tests {
             refresh_secret_file: files.refresh_secret.clone(),
             refresh_secret: None,
             published_dir: dir.path().join("keys/published"),
+            data_key_file: files.data_key.clone(),
+            data_key: None,
         }
         .load()
         .unwrap();
@@ -344,11 +384,67 @@ mod tests {
             refresh_secret_file: a.refresh_secret,
             refresh_secret: None,
             published_dir: dir.path().join("published"),
+            data_key_file: dir.path().join("data.key"),
+            data_key: None,
         }
         .load()
         .err()
         .unwrap();
         assert!(format!("{err:#}").contains("PUB_KEY_FILE"), "{err:#}");
+    }
+
+    #[test]
+    fn the_data_key_comes_from_data_key_or_its_file_and_is_never_replaced() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let files = GeneratedKeyFiles::in_dir(dir.path());
+        assert!(
+            generate_keys(&files, false).unwrap(),
+            "a data key was written"
+        );
+        let written = fs::read(&files.data_key).unwrap();
+        assert_eq!(
+            fs::metadata(&files.data_key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // --force replaces the keys, never the data key.
+        assert!(!generate_keys(&files, true).unwrap());
+        assert_eq!(fs::read(&files.data_key).unwrap(), written);
+
+        let paths = |data_key: Option<&str>, file: PathBuf| KeyPaths {
+            private_key: files.private_key.clone(),
+            public_key: files.public_key.clone(),
+            refresh_secret_file: files.refresh_secret.clone(),
+            refresh_secret: None,
+            published_dir: dir.path().join("published"),
+            data_key_file: file,
+            data_key: data_key.map(|k| Secret::new(k.to_owned())),
+        };
+        let from_file = paths(None, files.data_key.clone()).load().unwrap();
+        let sealed = from_file.data_key.unwrap().seal(b"f", b"secret").unwrap();
+        let again = paths(None, files.data_key.clone()).load().unwrap();
+        assert_eq!(
+            again.data_key.unwrap().open(b"f", &sealed).as_deref(),
+            Some(&b"secret"[..])
+        );
+        let missing = paths(None, dir.path().join("none.key")).load().unwrap();
+        assert!(missing.data_key.is_none(), "no key: enrolment is off");
+        let value = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let from_value = paths(Some(&value), dir.path().join("none.key"))
+            .load()
+            .unwrap();
+        assert!(from_value.data_key.is_some());
+        let err = paths(Some("too short"), files.data_key.clone())
+            .load()
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").starts_with("DATA_KEY"), "{err:#}");
+
+        // An embedded first start writes a missing one.
+        let fresh = paths(None, dir.path().join("new/data.key"));
+        let origin = fresh.generate_missing().unwrap();
+        assert!(origin.contains("data.key"), "{origin}");
+        assert!(fresh.load().unwrap().data_key.is_some());
     }
 
     #[test]
@@ -362,6 +458,8 @@ mod tests {
             refresh_secret_file: files.refresh_secret,
             refresh_secret: Some(Secret::new("short".into())),
             published_dir: dir.path().join("published"),
+            data_key_file: files.data_key,
+            data_key: None,
         }
         .load()
         .err()

@@ -18,12 +18,14 @@
 //!
 //! Everything is used as `crate::keys::…`; the submodules are private.
 
+mod data_key;
 mod files;
 mod reload;
 mod ring;
 mod rotation;
 mod signer;
 
+pub use data_key::DataKey;
 #[cfg(test)]
 pub(crate) use files::KeySet;
 pub use files::{GeneratedKeyFiles, KeyPaths, generate_keys};

@@ -168,6 +168,8 @@ mod tests {
             refresh_secret_file: files.refresh_secret,
             refresh_secret: None,
             published_dir: dir.join("published"),
+            data_key_file: files.data_key,
+            data_key: None,
         }
     }
 

@@ -2,11 +2,12 @@
 //!
 //! Handlers depend on the use-case trait ([`AccountService`]), which composes
 //! the user and token services, and services on the repository traits;
-//! all of them live in [`interfaces`] (the stores' in `interfaces/repositories.rs`),
-//! so the whole shape of the app reads in two files.
+//! all of them live in [`interfaces`] (the stores' in `interfaces/repositories.rs`
+//! and `interfaces/factors.rs`).
 
 mod account_token;
 mod client;
+mod factor;
 pub mod interfaces;
 mod limit;
 mod session;
@@ -15,10 +16,14 @@ mod user;
 
 pub use account_token::{AccountToken, TokenHolder, TokenPurpose};
 pub use client::{ClientCredentials, ClientToken, ClientTokenError, OAuthClient};
+pub use factor::{
+    Factor, FactorConfirmed, FactorKind, FactorList, MfaChallenge, SecondFactorMethod, SignIn,
+    TotpEnrolment,
+};
 pub use interfaces::{
     AccountService, AccountTokenRepository, AccountTokenService, ClientRepository, ClientService,
-    RateLimitRepository, RateLimitService, TokenRepository, TokenService, UserRepository,
-    UserService,
+    FactorRepository, RateLimitRepository, RateLimitService, TokenRepository, TokenService,
+    UserRepository, UserService,
 };
 pub use limit::{RateCounter, RateDecision};
 pub use session::{

@@ -489,6 +489,8 @@ macro_rules! sql_user_repository {
     };
 }
 
+mod factors;
+
 sql_user_repository!(
     /// [`UserRepository`] on a PostgreSQL pool.
     PgUserRepository,
@@ -503,6 +505,8 @@ sql_user_repository!(
     SQLITE_MIGRATOR
 );
 
+#[cfg(test)]
+mod factor_tests;
 #[cfg(test)]
 mod token_tests;
 

@@ -2,9 +2,12 @@
 //! `redis_token/tests/`, in process in `memory_token/tests.rs` and
 //! `tests_durable.rs`): the session starts and refresh steps they send, a
 //! session started and a token rotated through [`TokenRepository`], the
-//! session-name contract both stores run, key lists compared sorted, the
+//! session-name contract both stores run, the two-step sign-in's
+//! (`sign_in.rs`: pending sign-ins, raised sessions), key lists compared sorted, the
 //! attempt counters of a limit. Each suite keeps its own
 //! lifetimes and clients in a [`Shape`], and its own ways into its store.
+
+mod sign_in;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +16,11 @@ use uuid::Uuid;
 use crate::model::{
     ClientInfo, RateCounter, RefreshOutcome, RefreshStep, SessionName, SessionStart,
     TokenRepository,
+};
+pub(super) use sign_in::{
+    a_pending_sign_in_expires_with_its_ttl, a_pending_sign_in_is_no_session_and_goes_with_sign_out,
+    a_raised_assurance_follows_its_session, concurrent_steps_on_a_pending_sign_in_are_atomic,
+    pending_sign_ins_count_failures_and_work_once, totp,
 };
 
 /// The lifetimes and clients of one suite's sessions (seconds).

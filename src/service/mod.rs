@@ -12,13 +12,14 @@ mod client;
 mod grace;
 mod hash_queue;
 mod hash_threads;
+pub mod mfa;
 mod password;
 mod profile_cache;
 mod rate_limit;
 mod token;
 mod user;
 
-pub use account::{AccountServiceImpl, EmailConfirmation, FlowConfig};
+pub use account::{AccountServiceImpl, EmailConfirmation, FlowConfig, Mfa, MfaConfig};
 pub use account_token::AccountTokenServiceImpl;
 pub use argon::ThreadHasher;
 pub use client::{ClientServiceImpl, ClientTokenConfig};

@@ -76,6 +76,8 @@ pub struct RateLimitConfig {
     /// `LINK_TOKEN_RATE_LIMIT`: failed verification and reset tokens per
     /// source.
     pub link_tokens_per_ip: u64,
+    /// `MFA_RATE_LIMIT`: failed second steps (and enrolment codes) per user.
+    pub mfa_per_user: u64,
 }
 
 /// Every counter key starts with this.
@@ -147,6 +149,11 @@ impl RateLimitServiceImpl {
 
     fn client_ip_key(ip: &str) -> String {
         format!("{KEY_PREFIX}client:ip:{}", source(ip))
+    }
+
+    /// Wrong second-factor codes of a user.
+    fn mfa_key(uid: Uuid) -> String {
+        format!("{KEY_PREFIX}mfa:{uid}")
     }
 
     fn link_ip_key(ip: &str) -> String {
@@ -266,6 +273,18 @@ impl RateLimitService for RateLimitServiceImpl {
         self.store.refund(&[Self::link_ip_key(ip)]).await
     }
 
+    async fn mfa_attempt(&self, uid: Uuid) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: Self::mfa_key(uid),
+            limit: self.config.mfa_per_user,
+        }])
+        .await
+    }
+
+    async fn mfa_succeeded(&self, uid: Uuid) -> AppResult<()> {
+        self.store.refund(&[Self::mfa_key(uid)]).await
+    }
+
     async fn clear_sign_in(&self, email: &str, ip: &str) -> AppResult<()> {
         self.store
             .clear(&[
@@ -300,6 +319,7 @@ mod tests {
             client_auth_per_id_and_ip: 30,
             client_auth_per_ip: 40,
             link_tokens_per_ip: 50,
+            mfa_per_user: 5,
         }
     }
 

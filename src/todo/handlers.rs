@@ -14,7 +14,7 @@ use uuid::Uuid;
 use serde_json::Map;
 
 use super::store::{Todo, TodoChanges, TodoStore};
-use crate::verifier::{AuthenticatedClient, AuthenticatedUser, Scope};
+use crate::verifier::{AAL2, AuthenticatedClient, AuthenticatedUser, Scope, StepUp};
 use crate::web::{ApiError, ErrorKind, InvalidArg, JsonBody};
 
 /// A JSON object body: its fields are checked by the handler, which reports
@@ -128,6 +128,18 @@ pub async fn delete(
     } else {
         Err(ApiError::not_found(NO_SUCH_TODO))
     }
+}
+
+/// Every todo of the caller, at once: a step-up route (RFC 9470), for a
+/// session signed in with a second factor only (`acr` `aal2`); a weaker
+/// token is answered 401 with `WWW-Authenticate: Bearer
+/// error="insufficient_user_authentication", …, acr_values="aal2"`.
+pub async fn delete_all(
+    AuthenticatedUser(user): AuthenticatedUser,
+    State(store): State<Arc<TodoStore>>,
+) -> Result<Json<Value>, StepUp> {
+    user.require_acr(AAL2)?;
+    Ok(Json(json!({"deleted": store.delete_all(user.sub)})))
 }
 
 pub async fn not_found() -> ApiError {

@@ -85,7 +85,12 @@ pub fn router_with_store(verifier: Verifier, store: Arc<TodoStore>) -> Router {
 /// `handler_timeout` answer 503, a panic 500, both in the JSON shape.
 pub fn router_with(verifier: Verifier, store: Arc<TodoStore>, handler_timeout: Duration) -> Router {
     Router::new()
-        .route("/api/todos", get(handlers::list).post(handlers::create))
+        .route(
+            "/api/todos",
+            get(handlers::list)
+                .post(handlers::create)
+                .delete(handlers::delete_all),
+        )
         .route("/api/todos/count", get(handlers::count))
         .route(
             "/api/todos/{id}",

@@ -106,6 +106,11 @@ impl TodoStore {
         })
     }
 
+    /// Removes every todo of the owner; how many.
+    pub fn delete_all(&self, owner: Uuid) -> usize {
+        self.write(|todos| todos.remove(&owner).map_or(0, |list| list.len()))
+    }
+
     /// Whether the owner had such a todo.
     pub fn delete(&self, owner: Uuid, id: Uuid) -> bool {
         self.write(|todos| {

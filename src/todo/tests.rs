@@ -160,6 +160,60 @@ async fn a_todo_goes_through_create_list_get_update_and_delete() {
 }
 
 #[tokio::test]
+async fn deleting_every_todo_needs_a_sign_in_with_a_second_factor() {
+    let app = app();
+    let user = Uuid::new_v4();
+    let caller = Caller {
+        app: &app,
+        token: token_for(user),
+    };
+    caller.create("one").await;
+    caller.create("two").await;
+    // A password-only token (no acr: aal1) is asked to step up.
+    let answer = caller.call(Method::DELETE, "/api/todos", None).await;
+    assert_error(
+        &answer,
+        StatusCode::UNAUTHORIZED,
+        "INSUFFICIENT_USER_AUTHENTICATION",
+    );
+    assert!(
+        answer.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .ends_with(r#"acr_values="aal2""#)
+    );
+    let mut claims = claims_for(user);
+    claims["acr"] = json!("aal1");
+    let aal1 = Caller {
+        app: &app,
+        token: key(0).sign(&claims),
+    };
+    let answer = aal1.call(Method::DELETE, "/api/todos", None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        caller.call(Method::GET, "/api/todos", None).await.body["todos"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "nothing deleted"
+    );
+    claims["acr"] = json!("aal2");
+    claims["amr"] = json!(["pwd", "otp", "mfa"]);
+    let aal2 = Caller {
+        app: &app,
+        token: key(0).sign(&claims),
+    };
+    let answer = aal2.call(Method::DELETE, "/api/todos", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, json!({"deleted": 2}));
+    assert_eq!(
+        caller.call(Method::GET, "/api/todos", None).await.body,
+        json!({"todos": []})
+    );
+}
+
+#[tokio::test]
 async fn todos_are_listed_oldest_first() {
     let app = app();
     let ada = Caller::new(&app);

@@ -64,6 +64,7 @@ mod client;
 mod config;
 mod extract;
 mod key_source;
+mod step_up;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
@@ -76,6 +77,7 @@ pub use client::{ClientClaims, ClientTokenValidator};
 pub use config::{ConfigError, SETTINGS, VerifierConfig};
 pub use extract::{AuthRejection, AuthenticatedClient, AuthenticatedUser, ClientRejection, Scope};
 pub use key_source::{COLD_RETRY_INTERVAL, FETCH_TIMEOUT, FetchError, MAX_JWKS_BYTES};
+pub use step_up::StepUp;
 pub use validator::{
     AAL1, AAL2, Audience, CheckedHeader, IdClaims, IdTokenRules, IdTokenValidator, MAX_LEEWAY,
     MAX_TOKEN_BYTES, VerifyError, defaults,

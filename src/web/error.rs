@@ -25,6 +25,9 @@ pub enum ErrorKind {
     /// 401: a rotated refresh token presented again after its grace window;
     /// the session has been ended.
     RefreshTokenReused,
+    /// 401: the token verifies, but its sign-in is not strong or recent
+    /// enough for the request (RFC 9470 step-up).
+    InsufficientUserAuthentication,
     /// 403: a re-authentication (current password) failed.
     Forbidden,
     /// 403: the right password of an account that must confirm its email
@@ -59,7 +62,9 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::Authorization | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::Authorization
+            | Self::RefreshTokenReused
+            | Self::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -80,6 +85,7 @@ impl ErrorKind {
             Self::BadRequest => "BAD_REQUEST",
             Self::Authorization => "AUTHORIZATION",
             Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            Self::InsufficientUserAuthentication => "INSUFFICIENT_USER_AUTHENTICATION",
             Self::Forbidden => "FORBIDDEN",
             Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             Self::NotFound => "NOT_FOUND",
@@ -159,7 +165,7 @@ pub struct ApiError {
     kind: ErrorKind,
     message: String,
     invalid_args: Vec<InvalidArg>,
-    challenge: Option<&'static str>,
+    challenge: Option<std::borrow::Cow<'static, str>>,
     retry_after_secs: Option<u64>,
     cause: Option<String>,
 }
@@ -236,8 +242,8 @@ impl ApiError {
     }
 
     /// Sets the `WWW-Authenticate` challenge.
-    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
-        self.challenge = Some(challenge);
+    pub fn with_challenge(mut self, challenge: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.challenge = Some(challenge.into());
         self
     }
 
@@ -296,11 +302,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.kind.status(), Json(self.body())).into_response();
         let headers = response.headers_mut();
-        if let Some(challenge) = self.challenge {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        if let Some(challenge) = self
+            .challenge
+            .and_then(|challenge| HeaderValue::from_str(&challenge).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -468,6 +474,11 @@ mod tests {
             (ErrorKind::RefreshTokenReused, 401, "REFRESH_TOKEN_REUSED"),
             (ErrorKind::Forbidden, 403, "FORBIDDEN"),
             (ErrorKind::EmailNotVerified, 403, "EMAIL_NOT_VERIFIED"),
+            (
+                ErrorKind::InsufficientUserAuthentication,
+                401,
+                "INSUFFICIENT_USER_AUTHENTICATION",
+            ),
             (ErrorKind::NotFound, 404, "NOT_FOUND"),
             (ErrorKind::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (ErrorKind::RequestTimeout, 408, "REQUEST_TIMEOUT"),

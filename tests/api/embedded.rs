@@ -17,20 +17,22 @@ fn mode(path: &std::path::Path) -> u32 {
 #[tokio::test]
 async fn a_restart_keeps_users_generated_keys_and_live_refresh_tokens() {
     let keys = tempfile::tempdir().unwrap();
-    let (private, public, secret) = (
+    let (private, public, secret, data_key) = (
         keys.path().join("keys/private.pem"),
         keys.path().join("keys/public.pem"),
         keys.path().join("keys/refresh.secret"),
+        keys.path().join("keys/data.key"),
     );
     let vars = [
         ("PRIV_KEY_FILE", private.to_str().unwrap()),
         ("PUB_KEY_FILE", public.to_str().unwrap()),
         ("REFRESH_SECRET_FILE", secret.to_str().unwrap()),
+        ("DATA_KEY_FILE", data_key.to_str().unwrap()),
     ];
     let app = spawn_app!(Backend::Embedded, &vars);
 
     // Keys were generated on first start, owner-only.
-    for file in [&private, &public, &secret] {
+    for file in [&private, &public, &secret, &data_key] {
         assert_eq!(mode(file), 0o600, "{}", file.display());
     }
     assert_eq!(mode(&keys.path().join("keys")), 0o700);

@@ -141,6 +141,7 @@ fn base_env() -> HashMap<String, String> {
             "REFRESH_SECRET_FILE",
             keys.refresh_secret.display().to_string(),
         ),
+        ("DATA_KEY_FILE", keys.data_key.display().to_string()),
     ]);
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

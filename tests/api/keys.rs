@@ -14,17 +14,19 @@ use crate::helpers::{PASSWORD, TestApp, Tokens, header, spawn_embedded_app, uniq
 /// An embedded app whose key files live in a temp dir of the test's own.
 async fn app_with_own_keys(dir: &tempfile::TempDir) -> TestApp {
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let (private, public, secret, published) = (
+    let (private, public, secret, published, data_key) = (
         path("keys/private.pem"),
         path("keys/public.pem"),
         path("keys/refresh.secret"),
         path("keys/published"),
+        path("keys/data.key"),
     );
     spawn_embedded_app(&[
         ("PRIV_KEY_FILE", &private),
         ("PUB_KEY_FILE", &public),
         ("REFRESH_SECRET_FILE", &secret),
         ("PUBLISHED_KEYS_DIR", &published),
+        ("DATA_KEY_FILE", &data_key),
     ])
     .await
 }

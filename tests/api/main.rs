@@ -19,6 +19,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod mail;
+mod mfa;
 mod outage;
 mod pages;
 mod profile;

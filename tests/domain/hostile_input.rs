@@ -87,9 +87,13 @@ async fn send(
     body: &Value,
 ) -> (StatusCode, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    // The browser routes answer only their own origin (PUBLIC_URL, unset:
+    // http://localhost:<port>); every route gets it, as a page would send it.
+    let origin = service.base.replace("127.0.0.1", "localhost");
     let response = http()
         .request(method, format!("{}{path}", service.base))
         .bearer_auth(id_token)
+        .header("origin", origin)
         .json(body)
         .send()
         .await

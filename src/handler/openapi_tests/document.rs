@@ -296,6 +296,12 @@ async fn the_profile_session_password_and_resend_routes_require_the_bearer_schem
         ("GET", "/api/account/sessions"),
         ("DELETE", "/api/account/sessions/{id}"),
         ("PUT", "/api/account/sessions/{id}"),
+        ("POST", "/api/account/mfa/totp"),
+        ("POST", "/api/account/mfa/totp/{id}/confirm"),
+        ("GET", "/api/account/mfa"),
+        ("PUT", "/api/account/mfa/{id}"),
+        ("DELETE", "/api/account/mfa/{id}"),
+        ("POST", "/api/account/mfa/recovery-codes"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -492,6 +498,10 @@ async fn the_operations_that_check_a_password_sign_up_or_send_a_mail_document_42
         ("POST", "verify-email/resend"),
         ("POST", "browser/signup"),
         ("POST", "browser/signin"),
+        ("POST", "signin/mfa"),
+        ("POST", "browser/signin/mfa"),
+        ("POST", "mfa/totp"),
+        ("POST", "mfa/totp/{id}/confirm"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))

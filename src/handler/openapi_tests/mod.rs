@@ -7,6 +7,7 @@
 //! what the router serves and answers.
 
 mod document;
+mod gate;
 mod routes;
 
 use std::collections::BTreeSet;
@@ -36,7 +37,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 34] = [
+const EXPECTED_ROUTES: [(&str, &str); 42] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -57,6 +58,14 @@ const EXPECTED_ROUTES: [(&str, &str); 34] = [
     ("POST", "{base}/browser/signup"),
     ("POST", "{base}/browser/tokens"),
     ("POST", "{base}/browser/signout"),
+    ("POST", "{base}/browser/signin/mfa"),
+    ("POST", "{base}/signin/mfa"),
+    ("POST", "{base}/mfa/totp"),
+    ("POST", "{base}/mfa/totp/{id}/confirm"),
+    ("GET", "{base}/mfa"),
+    ("PUT", "{base}/mfa/{id}"),
+    ("DELETE", "{base}/mfa/{id}"),
+    ("POST", "{base}/mfa/recovery-codes"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
@@ -122,6 +131,30 @@ fn app(base_path: &str) -> Router {
         .returning(|_, _| Err(AppError::invalid_token(REFRESH_TOKEN_REFUSED)));
     account.expect_sign_out().returning(|_, _| Ok(()));
     account.expect_sessions().returning(|_| Ok(Vec::new()));
+    account
+        .expect_sign_in_second_step()
+        .returning(|_, _, _, _| Err(AppError::invalid_token("the two-step sign-in is over")));
+    account
+        .expect_begin_totp()
+        .returning(|_, _, _| Err(AppError::StepUp(crate::verifier::StepUp::MaxAge(300))));
+    account
+        .expect_confirm_totp()
+        .returning(|_, _, _| Err(AppError::NotFound("no such pending factor".into())));
+    account.expect_factors().returning(|_| {
+        Ok(crate::model::FactorList {
+            factors: Vec::new(),
+            recovery_codes_left: 0,
+        })
+    });
+    account
+        .expect_rename_factor()
+        .returning(|_, _, _| Err(AppError::NotFound("no such factor".into())));
+    account
+        .expect_delete_factor()
+        .returning(|_, _| Err(AppError::NotFound("no such factor".into())));
+    account
+        .expect_new_recovery_codes()
+        .returning(|_| Err(AppError::Conflict("no second factor".into())));
     account
         .expect_end_session()
         .returning(|_, _| Err(AppError::NotFound("no such session".into())));

@@ -59,7 +59,7 @@ async fn a_json_content_type_in_any_letter_case_and_with_parameters_is_accepted(
     account
         .expect_sign_in()
         .times(1)
-        .returning(|_, _, _| Ok(pair()));
+        .returning(|_, _, _| Ok(crate::model::SignIn::Tokens(pair())));
 
     let request = Request::builder()
         .method(Method::POST)

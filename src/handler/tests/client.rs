@@ -37,7 +37,7 @@ async fn client_behind(proxies: TrustedProxies, request: Request<Body>) -> Clien
     account.expect_sign_in().times(1).returning(
         move |_: Email, _: Password, client: ClientInfo| {
             tx.send(client).expect("receiver");
-            Ok(pair())
+            Ok(crate::model::SignIn::Tokens(pair()))
         },
     );
 

@@ -12,7 +12,9 @@ fn header_of(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 #[tokio::test]
 async fn responses_with_tokens_or_user_data_are_never_stored_by_caches() {
     let mut account = MockAccountService::new();
-    account.expect_sign_in().returning(|_, _, _| Ok(pair()));
+    account
+        .expect_sign_in()
+        .returning(|_, _, _| Ok(crate::model::SignIn::Tokens(pair())));
     account.expect_refresh().returning(|_, _| Ok(pair()));
     let mut me = authenticating(&user());
     let stored = user();

@@ -106,11 +106,11 @@ impl AccountService for SignInOnly {
         _email: Email,
         _password: Password,
         _client: ClientInfo,
-    ) -> AppResult<TokenPair> {
+    ) -> AppResult<crate::model::SignIn> {
         match self.0 {
             SignIn::Slow => {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok(pair())
+                Ok(crate::model::SignIn::Tokens(pair()))
             }
             SignIn::Panics => panic!("a bug in sign-in"),
         }
@@ -122,6 +122,48 @@ impl AccountService for SignInOnly {
         unreachable!("only sign-in is called")
     }
     async fn sign_out_by_refresh(&self, _token: &str, _scope: SignOutScope) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn sign_in_second_step(
+        &self,
+        _mfa_token: &str,
+        _method: crate::model::SecondFactorMethod,
+        _code: &str,
+        _client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        unreachable!("only sign-in is called")
+    }
+    async fn begin_totp(
+        &self,
+        _caller: &IdClaims,
+        _current_password: Option<Password>,
+        _client: ClientInfo,
+    ) -> AppResult<crate::model::TotpEnrolment> {
+        unreachable!("only sign-in is called")
+    }
+    async fn confirm_totp(
+        &self,
+        _caller: &IdClaims,
+        _id: Uuid,
+        _code: &str,
+    ) -> AppResult<crate::model::FactorConfirmed> {
+        unreachable!("only sign-in is called")
+    }
+    async fn factors(&self, _caller: &IdClaims) -> AppResult<crate::model::FactorList> {
+        unreachable!("only sign-in is called")
+    }
+    async fn rename_factor(
+        &self,
+        _caller: &IdClaims,
+        _id: Uuid,
+        _name: Option<crate::model::SessionName>,
+    ) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn delete_factor(&self, _caller: &IdClaims, _id: Uuid) -> AppResult<()> {
+        unreachable!("only sign-in is called")
+    }
+    async fn new_recovery_codes(&self, _caller: &IdClaims) -> AppResult<Vec<String>> {
         unreachable!("only sign-in is called")
     }
     async fn sessions(&self, _caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {

@@ -22,7 +22,7 @@ async fn a_valid_sign_in_passes_the_lowercased_email_and_the_user_agent_to_the_u
                 && *client == super::client()
         })
         .times(1)
-        .returning(|_, _, _| Ok(pair()));
+        .returning(|_, _, _| Ok(crate::model::SignIn::Tokens(pair())));
 
     let (status, headers, body) = send(
         app(account),

@@ -7,15 +7,18 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ClientCredentials, ClientInfo, ClientToken, ClientTokenError, Email, IdClaims, OAuthClient,
-    Password, RefreshClaims, Rotation, SessionInfo, SessionName, SignOutScope, SignUp, TokenHolder,
-    TokenPair, TokenPurpose, User, UserDetails,
+    Assurance, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, Email,
+    FactorConfirmed, FactorList, IdClaims, OAuthClient, Password, RefreshClaims, Rotation,
+    SecondFactorMethod, SessionInfo, SessionName, SignIn, SignOutScope, SignUp, TokenHolder,
+    TokenPair, TokenPurpose, TotpEnrolment, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
 use crate::secret::Secret;
 
+mod factors;
 mod repositories;
+pub use factors::*;
 pub use repositories::*;
 
 /// The use cases, one per endpoint: what the HTTP layer calls. Flows that span
@@ -52,7 +55,53 @@ pub trait AccountService: Send + Sync {
         email: Email,
         password: Password,
         client: ClientInfo,
+    ) -> AppResult<SignIn>;
+    /// The second step of a user with a factor: the mfa token of the right
+    /// password and a code of `method`. A wrong code is `Authorization` and
+    /// counts on the token (the fifth ends it) and on `MFA_RATE_LIMIT`
+    /// (`TooManyRequests`); a right one ends the token (it works once) and
+    /// starts an `aal2` session.
+    async fn sign_in_second_step(
+        &self,
+        mfa_token: &str,
+        method: SecondFactorMethod,
+        code: &str,
+        client: ClientInfo,
     ) -> AppResult<TokenPair>;
+    /// Starts an authenticator enrolment: a pending factor and what the app
+    /// needs. Needs a recent sign-in (`REAUTH_MAX_AGE`) or the current
+    /// password, and for a user with a factor an `aal2` session (`StepUp`);
+    /// 503 without a data key.
+    async fn begin_totp(
+        &self,
+        caller: &IdClaims,
+        current_password: Option<Password>,
+        client: ClientInfo,
+    ) -> AppResult<TotpEnrolment>;
+    /// Confirms a pending factor with its first code; the account's first
+    /// factor also gets recovery codes, raises the caller's session to
+    /// `aal2` and ends every other session.
+    async fn confirm_totp(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        code: &str,
+    ) -> AppResult<FactorConfirmed>;
+    /// The caller's confirmed factors and recovery codes left.
+    async fn factors(&self, caller: &IdClaims) -> AppResult<FactorList>;
+    /// Names one of the caller's factors; `NotFound` if not theirs.
+    async fn rename_factor(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<()>;
+    /// Removes one of the caller's factors (an `aal2` session needed); the
+    /// last one takes the recovery codes with it.
+    async fn delete_factor(&self, caller: &IdClaims, id: Uuid) -> AppResult<()>;
+    /// A new set of recovery codes (an `aal2` session needed); the old set
+    /// stops working.
+    async fn new_recovery_codes(&self, caller: &IdClaims) -> AppResult<Vec<String>>;
     /// Verifies the refresh token, loads its user and lets the store decide:
     /// a new pair (rotation), the same successor again (a replay within the
     /// grace window), `RefreshTokenReused` (theft: the session is ended), or
@@ -221,8 +270,31 @@ pub trait UserService: Send + Sync {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait TokenService: Send + Sync {
-    /// Starts a session for `user` and issues its first pair.
+    /// Starts a session for `user`, signed in with the password alone, and
+    /// issues its first pair.
     async fn issue(&self, user: &User, client: &ClientInfo) -> AppResult<TokenPair>;
+    /// The same for a sign-in with `assurance` (a second factor).
+    async fn issue_with(
+        &self,
+        user: &User,
+        client: &ClientInfo,
+        assurance: &Assurance,
+    ) -> AppResult<TokenPair>;
+    /// Raises session `sid` to `assurance`: its next refresh carries it.
+    /// Whether the session is live.
+    async fn raise_session(&self, uid: Uuid, sid: Uuid, assurance: &Assurance) -> AppResult<bool>;
+    /// A pending two-step sign-in of `uid`: the mfa token naming it, and
+    /// its lifetime in seconds (`MFA_TOKEN_EXP`).
+    async fn start_second_step(&self, uid: Uuid) -> AppResult<(String, u64)>;
+    /// `(uid, id)` of the pending sign-in an mfa token names, if the token
+    /// verifies and the sign-in is still pending.
+    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<(Uuid, Uuid)>>;
+    /// Counts a wrong code on a pending sign-in; whether it is still pending
+    /// (it ends at the fifth).
+    async fn second_step_failed(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
+    /// Ends a pending sign-in that succeeded; whether it was still pending
+    /// (of concurrent completions one gets `true`).
+    async fn finish_second_step(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
     /// Lets the store decide a refresh with the verified token `previous`
     /// (`presented` is its text: the grace successor is sealed with it).
     async fn rotate(
@@ -301,6 +373,11 @@ pub trait RateLimitService: Send + Sync {
     async fn link_token_attempt(&self, ip: &str) -> AppResult<()>;
     /// Gives back what a token that worked counted.
     async fn link_token_succeeded(&self, ip: &str) -> AppResult<()>;
+    /// A second-factor code of `uid` (a sign-in's second step or an
+    /// enrolment's confirmation): `TooManyRequests` past `MFA_RATE_LIMIT`.
+    async fn mfa_attempt(&self, uid: Uuid) -> AppResult<()>;
+    /// Gives back what a right code counted.
+    async fn mfa_succeeded(&self, uid: Uuid) -> AppResult<()>;
     /// Forgets the sign-in attempts of `email`: its per-email counter and
     /// its (email, `ip`) counter (after a password reset proved the
     /// person reads its mail).

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::model::{
-    AccountToken, CredentialChange, OAuthClient, RateCounter, RateDecision, RefreshOutcome,
-    RefreshStep, SessionInfo, SessionName, SessionStart, TokenHolder, TokenPurpose, User,
-    UserDetails,
+    AccountToken, Assurance, CredentialChange, OAuthClient, RateCounter, RateDecision,
+    RefreshOutcome, RefreshStep, SessionInfo, SessionName, SessionStart, TokenHolder, TokenPurpose,
+    User, UserDetails,
 };
 
 /// Where users are stored.
@@ -53,8 +53,9 @@ pub trait UserRepository: Send + Sync {
 }
 
 /// The refresh-token whitelist and the sessions it records: one entry
-/// `<uid>:<jti>` per live refresh token (its value records the session), and
-/// a per-user index `<uid>:sessions`. Every key of a user starts with `<uid>:`
+/// `<uid>:<jti>` per live refresh token (its value records the session), a
+/// per-user index `<uid>:sessions`, and the pending two-step sign-ins
+/// `<uid>:mfa:<id>`. Every key of a user starts with `<uid>:`
 /// (on Redis Cluster `{<uid>}:`, so that they share one slot). Each method is
 /// one atomic step of the store.
 #[cfg_attr(test, mockall::automock)]
@@ -103,7 +104,46 @@ pub trait TokenRepository: Send + Sync {
         keep: Option<Uuid>,
         change: Option<CredentialChange>,
     ) -> AppResult<u64>;
-    /// Removes every key `<uid>:*` (sign-out everywhere, by SCAN); how many.
+    /// Stores `assurance` (what a second factor raised the session to) in
+    /// the session's index entry, as a name is stored; rotations and renames
+    /// keep it, and it goes with the entry. Whether the session is live at
+    /// `now` (one past its token's `exp` or its absolute end is ended on the
+    /// way, as by [`Self::rename_session`]).
+    async fn raise_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        assurance: &Assurance,
+        now: u64,
+    ) -> AppResult<bool>;
+    /// The assurance [`Self::raise_session`] stored with the session, if the
+    /// session is in the user's index; `None` if it was never raised, or there
+    /// is no such session (never, or ended). One read, changing nothing (a
+    /// session past its end that no step has ended yet still answers: the
+    /// refresh that reads it decides that).
+    async fn session_assurance(&self, uid: Uuid, sid: Uuid) -> AppResult<Option<Assurance>>;
+    /// Stores a pending two-step sign-in `<uid>:mfa:<id>` (the mfa token a
+    /// right password earns) with no failures, expiring after `ttl`. Neither a
+    /// whitelist entry nor a session: listing, ending and refreshing sessions
+    /// never see it; sign-out everywhere removes it.
+    async fn put_pending_sign_in(&self, uid: Uuid, id: Uuid, ttl: Duration) -> AppResult<()>;
+    /// Whether the pending sign-in exists (has not expired, been taken or
+    /// failed too often).
+    async fn pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
+    /// Counts one failed second step on the pending sign-in, which keeps its
+    /// expiry: its failures so far, and once they reach `max_failures` it is
+    /// removed in the same step. `None` (nothing counted) if it does not exist.
+    async fn fail_pending_sign_in(
+        &self,
+        uid: Uuid,
+        id: Uuid,
+        max_failures: u32,
+    ) -> AppResult<Option<u32>>;
+    /// Removes the pending sign-in; whether it existed. Of concurrent takes
+    /// exactly one gets `true`: a pending sign-in completes once.
+    async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
+    /// Removes every key `<uid>:*` (sign-out everywhere, by SCAN), pending
+    /// sign-ins too; how many.
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64>;
     /// Answers when the store is reachable.
     async fn ping(&self) -> AppResult<()>;

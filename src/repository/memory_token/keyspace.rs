@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 /// What a key holds; the key's name says which (see [`token_key`],
-/// [`index_key`], [`grace_key`]).
+/// [`index_key`], [`grace_key`], [`pending_sign_in_key`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum Value {
@@ -44,6 +44,9 @@ pub(super) enum Value {
     /// `ratelimit:…`: an attempt counter (see `limits.rs`); never saved in
     /// the durable copy.
     Counter(u64),
+    /// `<uid>:mfa:<id>`: a pending two-step sign-in and its failed second
+    /// steps so far (see `pending.rs`).
+    PendingSignIn { failures: u32 },
 }
 
 impl Value {
@@ -92,6 +95,12 @@ pub(super) struct SessionEntry {
     /// JSON when none, as in Redis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The assurance a second factor raised the session to (`acr`, `amr`);
+    /// absent from the JSON when never raised, as in Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 pub(super) fn token_key(uid: Uuid, jti: Uuid) -> String {
@@ -106,7 +115,7 @@ pub(super) fn grace_key(uid: Uuid, jti: Uuid) -> String {
     format!("{uid}:grace:{jti}")
 }
 
-/// Every key of a user starts with this.
+/// The password-change guard.
 pub(super) fn credential_key(uid: Uuid) -> String {
     format!("{uid}:credential")
 }
@@ -115,6 +124,12 @@ pub(super) fn nolegacy_key(uid: Uuid) -> String {
     format!("{uid}:nolegacy")
 }
 
+/// A pending two-step sign-in; never a whitelist entry's name.
+pub(super) fn pending_sign_in_key(uid: Uuid, id: Uuid) -> String {
+    format!("{uid}:mfa:{id}")
+}
+
+/// Every key of a user starts with this.
 pub(super) fn user_prefix(uid: Uuid) -> String {
     format!("{uid}:")
 }

@@ -4,7 +4,8 @@
 //! The same keys and the same semantics as the Redis store
 //! (issue 8): a whitelist entry `<uid>:<jti>` per live
 //! token recording its session, the per-user index `<uid>:sessions`, grace
-//! successors `<uid>:grace:<jti>`, each with its TTL (an expired key is
+//! successors `<uid>:grace:<jti>`, pending two-step sign-ins
+//! `<uid>:mfa:<id>` (`pending.rs`), each with its TTL (an expired key is
 //! unusable at once and reclaimed by a background sweep). Each method holds
 //! the one lock for its whole step, as a Lua script is atomic in Redis. All of
 //! a user's keys start with `<uid>:`, so sign-out everywhere is a prefix
@@ -20,12 +21,15 @@
 mod durable;
 mod keyspace;
 mod limits;
+mod pending;
 mod sessions;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_durable;
+#[cfg(test)]
+mod tests_sign_in;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -38,8 +42,8 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::model::{
-    CredentialChange, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionName, SessionStart, TokenRepository,
+    Assurance, CredentialChange, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome,
+    RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
 };
 pub use durable::COMMIT_WAIT;
 use durable::Durable;
@@ -161,7 +165,7 @@ impl MemoryTokenRepository {
     }
 
     /// How many keys are held (whitelist entries, indexes, grace successors,
-    /// guards, attempt counters), expired-but-not-yet-swept ones included.
+    /// guards, pending sign-ins, attempt counters), expired-but-not-yet-swept ones included.
     pub fn len(&self) -> usize {
         self.keys().len()
     }
@@ -178,8 +182,8 @@ impl MemoryTokenRepository {
 
     /// Live keys whose name starts with `prefix`, in name order, with their
     /// remaining TTL: whitelist entries `<uid>:<jti>`, and, as a `SCAN
-    /// <uid>:*` in Redis finds them, the index `<uid>:sessions` and grace
-    /// successors `<uid>:grace:<jti>`.
+    /// <uid>:*` in Redis finds them, the index `<uid>:sessions`, grace
+    /// successors `<uid>:grace:<jti>` and pending sign-ins `<uid>:mfa:<id>`.
     pub fn live_entries(&self, prefix: &str) -> Vec<(String, Duration)> {
         let (keys, at) = (self.keys(), Instant::now());
         keys.live_with_prefix(prefix, at)
@@ -233,6 +237,47 @@ impl TokenRepository for MemoryTokenRepository {
         change: Option<CredentialChange>,
     ) -> AppResult<u64> {
         self.durable_step(|keys, at| keys.end_other_sessions(uid, keep, change.as_ref(), at))
+            .await
+    }
+
+    async fn raise_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        assurance: &Assurance,
+        now: u64,
+    ) -> AppResult<bool> {
+        self.durable_step(|keys, at| keys.raise_session(uid, sid, assurance, now, at))
+            .await
+    }
+
+    async fn session_assurance(&self, uid: Uuid, sid: Uuid) -> AppResult<Option<Assurance>> {
+        self.durable_step(|keys, at| keys.session_assurance(uid, sid, at))
+            .await
+    }
+
+    async fn put_pending_sign_in(&self, uid: Uuid, id: Uuid, ttl: Duration) -> AppResult<()> {
+        self.durable_step(|keys, at| keys.put_pending_sign_in(uid, id, ttl, at))
+            .await
+    }
+
+    async fn pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        self.durable_step(|keys, at| keys.pending_sign_in(uid, id, at))
+            .await
+    }
+
+    async fn fail_pending_sign_in(
+        &self,
+        uid: Uuid,
+        id: Uuid,
+        max_failures: u32,
+    ) -> AppResult<Option<u32>> {
+        self.durable_step(|keys, at| keys.fail_pending_sign_in(uid, id, max_failures, at))
+            .await
+    }
+
+    async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        self.durable_step(|keys, at| keys.take_pending_sign_in(uid, id, at))
             .await
     }
 

@@ -16,8 +16,8 @@ use super::keyspace::{
     Keyspace, SessionEntry, Value, credential_key, grace_key, index_key, nolegacy_key, token_key,
 };
 use crate::model::{
-    CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionName, SessionStart,
+    Assurance, CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
+    RefreshStep, SessionInfo, SessionName, SessionStart,
 };
 
 /// A token's TTL: until its `exp`, at least a second (`EX` refuses 0).
@@ -101,6 +101,8 @@ impl Keyspace {
             ua: start.client.user_agent.clone(),
             ip: start.client.ip.clone(),
             name: None,
+            acr: None,
+            amr: Vec::new(),
         };
         let record = Value::token_of(start.sid, &entry);
         self.set(token_key(uid, start.jti), record, expires);
@@ -219,9 +221,32 @@ impl Keyspace {
         sessions
     }
 
+    /// The index entry of a session live at `now`, to edit in place (a
+    /// rotation keeps what is written there); one past its token's `exp` or
+    /// its absolute end is ended on the way, as listing prunes it.
+    fn live_entry_mut(
+        &mut self,
+        uid: Uuid,
+        sid: Uuid,
+        now: u64,
+        at: Instant,
+    ) -> Option<&mut SessionEntry> {
+        let over = self
+            .index(uid, at)
+            .and_then(|index| index.get(&sid))
+            .map(|e| e.exp <= now || e.ends <= now)?;
+        if over {
+            self.end_session(uid, sid, at);
+            return None;
+        }
+        match self.get_mut(&index_key(uid), at) {
+            Some(Value::Index(index)) => index.get_mut(&sid),
+            _ => None,
+        }
+    }
+
     /// Sets (or with `None` clears) the name of a live session in its index
-    /// entry, where a rotation keeps it; whether the session is live at
-    /// `now` (one past its end is ended on the way, as listing prunes it).
+    /// entry; whether the session is live at `now`.
     pub(super) fn rename_session(
         &mut self,
         uid: Uuid,
@@ -230,23 +255,37 @@ impl Keyspace {
         now: u64,
         at: Instant,
     ) -> bool {
-        let Some(over) = self
-            .index(uid, at)
-            .and_then(|index| index.get(&sid))
-            .map(|e| e.exp <= now || e.ends <= now)
-        else {
-            return false;
-        };
-        if over {
-            self.end_session(uid, sid, at);
-            return false;
-        }
-        if let Some(Value::Index(index)) = self.get_mut(&index_key(uid), at)
-            && let Some(entry) = index.get_mut(&sid)
-        {
-            entry.name = name.map(SessionName::into_string);
-        }
-        true
+        self.live_entry_mut(uid, sid, now, at)
+            .map(|entry| entry.name = name.map(SessionName::into_string))
+            .is_some()
+    }
+
+    /// Stores the assurance a second factor raised a live session to in its
+    /// index entry (rotations and renames keep it); whether the session is
+    /// live at `now`.
+    pub(super) fn raise_session(
+        &mut self,
+        uid: Uuid,
+        sid: Uuid,
+        assurance: &Assurance,
+        now: u64,
+        at: Instant,
+    ) -> bool {
+        self.live_entry_mut(uid, sid, now, at)
+            .map(|entry| {
+                entry.acr = Some(assurance.acr.clone());
+                entry.amr = assurance.amr.clone();
+            })
+            .is_some()
+    }
+
+    /// The assurance stored with a session of the index, if it was raised.
+    pub(super) fn session_assurance(&self, uid: Uuid, sid: Uuid, at: Instant) -> Option<Assurance> {
+        let entry = self.index(uid, at)?.get(&sid)?;
+        entry.acr.as_ref().map(|acr| Assurance {
+            acr: acr.clone(),
+            amr: entry.amr.clone(),
+        })
     }
 
     /// Ends every session but `keep`; how many.

@@ -119,6 +119,8 @@ async fn start_session_whitelists_the_token_with_its_sid_and_indexes_the_session
         ua: "first".into(),
         ip: "192.0.2.1".into(),
         name: None,
+        acr: None,
+        amr: Vec::new(),
     };
     assert_eq!(entry(&store, uid, sid), Some(expected));
     assert_eq!(ttl(&store, &index_key(uid)), Some(HOUR));

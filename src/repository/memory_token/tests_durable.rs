@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use sqlx::{Connection as _, SqliteConnection};
 
-use super::keyspace::{Value, grace_key, index_key, token_key};
+use super::keyspace::{Value, grace_key, index_key, pending_sign_in_key, token_key};
 use super::tests::{NOW, WINDOW, entry, names, new_start, rotate, session, step_at, ttl, value};
 use super::*;
 use crate::error::AppError;
 use crate::model::RefreshOutcome;
-use crate::repository::test_sessions::{counters, listed_name, name, sorted, unix_now};
+use crate::repository::test_sessions::{counters, listed_name, name, sorted, totp, unix_now};
 
 const DB: &str = "tokens.db";
 const SNAPSHOT: &str = "refresh-tokens.json";
@@ -345,4 +345,65 @@ async fn a_snapshot_of_an_earlier_version_moves_into_the_table_once() {
         format!("{err:#}").contains("not a token-store snapshot"),
         "{err:#}"
     );
+}
+
+#[tokio::test]
+async fn pending_sign_ins_and_raised_sessions_are_on_disk_when_answered() {
+    let (dir, store) = open_new().await;
+    let uid = Uuid::new_v4();
+    let (sid, jti) = session(&store, uid, NOW).await;
+    assert!(store.raise_session(uid, sid, &totp(), NOW).await.unwrap());
+    let (failed, taken) = (Uuid::new_v4(), Uuid::new_v4());
+    for id in [failed, taken] {
+        store
+            .put_pending_sign_in(uid, id, Duration::from_secs(300))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.fail_pending_sign_in(uid, failed, 3).await.unwrap(),
+        Some(1)
+    );
+
+    // Reopened at once: all there, the failure counted, the expiry kept.
+    let restored = open(dir.path()).await;
+    assert_eq!(
+        restored.session_assurance(uid, sid).await.unwrap(),
+        Some(totp())
+    );
+    let key = pending_sign_in_key(uid, failed);
+    assert_eq!(
+        value(&restored, &key),
+        Some(Value::PendingSignIn { failures: 1 })
+    );
+    let left = ttl(&restored, &key).unwrap();
+    assert!((298..=300).contains(&left), "{left}");
+    assert!(restored.pending_sign_in(uid, taken).await.unwrap());
+    // A rotation keeps the assurance, on disk too; the take and the last
+    // failure remove their keys there.
+    rotate(&restored, uid, sid, jti, NOW + 1).await;
+    assert!(restored.take_pending_sign_in(uid, taken).await.unwrap());
+    assert_eq!(
+        restored.fail_pending_sign_in(uid, failed, 2).await.unwrap(),
+        Some(2)
+    );
+
+    let reopened = open(dir.path()).await;
+    assert_eq!(
+        reopened.session_assurance(uid, sid).await.unwrap(),
+        Some(totp())
+    );
+    assert!(
+        !reopened.take_pending_sign_in(uid, taken).await.unwrap(),
+        "once"
+    );
+    assert!(!reopened.pending_sign_in(uid, failed).await.unwrap());
+    assert_eq!(
+        rows(dir.path()).await,
+        names(&reopened, uid),
+        "no row of a pending sign-in left"
+    );
+    assert!(reopened.end_session(uid, sid).await.unwrap());
+    let last = open(dir.path()).await;
+    assert_eq!(last.session_assurance(uid, sid).await.unwrap(), None);
 }

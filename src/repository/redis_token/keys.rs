@@ -1,7 +1,8 @@
 //! The names of a user's keys, for a single Redis and for Redis Cluster.
 //!
 //! Single Redis: `<uid>:<jti>`, `<uid>:sessions`, `<uid>:grace:<jti>`,
-//! `<uid>:nolegacy`, `<uid>:credential` and the marker `signout:<uid>`.
+//! `<uid>:nolegacy`, `<uid>:credential`, `<uid>:mfa:<id>` and the marker
+//! `signout:<uid>`.
 //!
 //! Redis Cluster: the same names with the uid as a hash tag, `{<uid>}:<jti>`,
 //! …, `signout:{<uid>}`. Cluster hashes only what is between the braces, so
@@ -65,6 +66,12 @@ impl KeyScheme {
         format!("{}grace:{jti}", self.user_prefix(uid))
     }
 
+    /// A pending two-step sign-in (its value: the failures so far). Never a
+    /// whitelist entry's name: those are `<prefix><jti>`.
+    pub(crate) fn pending_sign_in(self, uid: Uuid, id: Uuid) -> String {
+        format!("{}mfa:{id}", self.user_prefix(uid))
+    }
+
     /// Set when the user's other sessions were ended: tokens from before
     /// sessions are refused (written by the scripts).
     #[cfg(test)]
@@ -107,6 +114,7 @@ mod tests {
         assert_eq!(k.grace(uid, jti), format!("{UID}:grace:{JTI}"));
         assert_eq!(k.legacy_guard(uid), format!("{UID}:nolegacy"));
         assert_eq!(k.credential_guard(uid), format!("{UID}:credential"));
+        assert_eq!(k.pending_sign_in(uid, jti), format!("{UID}:mfa:{JTI}"));
         assert_eq!(k.signout_marker(uid), format!("signout:{UID}"));
         assert_eq!(k.user_pattern(uid), format!("{UID}:*"));
     }
@@ -118,6 +126,7 @@ mod tests {
         assert_eq!(k.token(uid, jti), format!("{{{UID}}}:{JTI}"));
         assert_eq!(k.index(uid), format!("{{{UID}}}:sessions"));
         assert_eq!(k.grace(uid, jti), format!("{{{UID}}}:grace:{JTI}"));
+        assert_eq!(k.pending_sign_in(uid, jti), format!("{{{UID}}}:mfa:{JTI}"));
         assert_eq!(k.signout_marker(uid), format!("signout:{{{UID}}}"));
         assert_eq!(k.user_pattern(uid), format!("{{{UID}}}:*"));
         let slot = Slot::for_key(k.slot_key(uid));
@@ -128,6 +137,7 @@ mod tests {
             k.grace(uid, jti),
             k.legacy_guard(uid),
             k.credential_guard(uid),
+            k.pending_sign_in(uid, jti),
             k.signout_marker(uid),
         ] {
             assert_eq!(Slot::for_key(&key), slot, "{key}");

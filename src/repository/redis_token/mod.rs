@@ -11,14 +11,18 @@
 //!   "ua", "ip"}` (its session as of this token: id, start, last use, client),
 //!   TTL to the token's `exp`. Entries from before sessions hold `1`.
 //! - `<uid>:sessions`: the user's index, a HASH sid → JSON `{"jti", "exp",
-//!   "prev", "rotated", "created", "last", "ends", "ua", "ip", "name"?}`
-//!   (current and previous token, last rotation, start, last use, absolute
-//!   end, client, and the name its user gave it, absent when none).
+//!   "prev", "rotated", "created", "last", "ends", "ua", "ip", "name"?,
+//!   "acr"?, "amr"?}` (current and previous token, last rotation, start, last
+//!   use, absolute end, client, the name its user gave it, and the assurance
+//!   a second factor raised it to, `sign_in.rs`; each absent when none).
 //!   Its TTL never falls below that of the user's longest-lived token.
 //! - `<uid>:grace:<jti>`: the sealed successor of the rotated token `<jti>`,
 //!   kept for the grace window (`REFRESH_REUSE_GRACE`).
 //! - `<uid>:nolegacy`, `<uid>:credential`: the guards written when other
 //!   sessions are ended and when the password changes.
+//! - `<uid>:mfa:<id>`: a pending two-step sign-in (the mfa token a right
+//!   password earns), its failed second steps so far, with the token's TTL
+//!   (`sign_in.rs`).
 //! - `signout:<uid>`: counts the sign-out sweeps in progress; while it exists
 //!   no refresh writes anything (a key written behind the SCAN cursor would
 //!   survive the sign-out).
@@ -26,7 +30,9 @@
 //!   each a count with its window as TTL.
 //!
 //! Every [`TokenRepository`] method is one Lua script (see [`scripts`] and
-//! `lua/`), so each is one atomic step and one round trip; times are the
+//! `lua/`), or one command where a single command is the whole step (reading
+//! a session's assurance, most steps of a pending sign-in), so each is one
+//! atomic step and one round trip; times are the
 //! caller's (`now`), never Redis's clock. The scripts derive the keys they
 //! read from the index (a session's current token, its grace successor) from
 //! the prefix of `KEYS[1]`, the index: the same slot on Redis Cluster, where
@@ -35,6 +41,7 @@
 mod keys;
 mod limits;
 mod scripts;
+mod sign_in;
 mod signout;
 #[cfg(test)]
 mod tests;
@@ -49,8 +56,8 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::model::{
-    CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome, RefreshStep,
-    SessionInfo, SessionName, SessionStart, TokenRepository,
+    Assurance, CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
+    RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
 };
 use crate::redis_conn::{RedisConn, RedisMode, Timeouts};
 pub(crate) use keys::KeyScheme;
@@ -288,6 +295,41 @@ impl TokenRepository for RedisTokenRepository {
             .arg(CREDENTIAL_GUARD_SECS)
             .arg(LEGACY_GUARD_SECS);
         self.invoke(&invocation).await
+    }
+
+    async fn raise_session(
+        &self,
+        uid: Uuid,
+        sid: Uuid,
+        assurance: &Assurance,
+        now: u64,
+    ) -> AppResult<bool> {
+        self.raise(uid, sid, assurance, now).await
+    }
+
+    async fn session_assurance(&self, uid: Uuid, sid: Uuid) -> AppResult<Option<Assurance>> {
+        self.assurance(uid, sid).await
+    }
+
+    async fn put_pending_sign_in(&self, uid: Uuid, id: Uuid, ttl: Duration) -> AppResult<()> {
+        self.put_pending(uid, id, ttl).await
+    }
+
+    async fn pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        self.pending(uid, id).await
+    }
+
+    async fn fail_pending_sign_in(
+        &self,
+        uid: Uuid,
+        id: Uuid,
+        max_failures: u32,
+    ) -> AppResult<Option<u32>> {
+        self.fail_pending(uid, id, max_failures).await
+    }
+
+    async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        self.take_pending(uid, id).await
     }
 
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64> {

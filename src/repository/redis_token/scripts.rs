@@ -38,6 +38,14 @@ pub(super) static END_SESSION: LazyLock<Script> = session_script!("lua/end_sessi
 /// KEYS: index. ARGV: sid, now, name (`''` clears it).
 pub(super) static RENAME_SESSION: LazyLock<Script> = session_script!("lua/rename_session.lua");
 
+/// KEYS: index. ARGV: sid, now, acr, amr (a JSON array).
+pub(super) static RAISE_SESSION: LazyLock<Script> = session_script!("lua/raise_session.lua");
+
+/// Counts a failed second step of a pending sign-in. KEYS: `<uid>:mfa:<id>`.
+/// ARGV: max failures. Returns the failures, or -1 if it does not exist.
+pub(super) static FAIL_PENDING_SIGN_IN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/fail_pending_sign_in.lua")));
+
 /// KEYS: index. ARGV: the sid to keep.
 pub(super) static END_OTHER_SESSIONS: LazyLock<Script> =
     session_script!("lua/end_other_sessions.lua");

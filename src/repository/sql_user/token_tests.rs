@@ -41,7 +41,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 /// A PostgreSQL database of the test's own, dropped when this is dropped
 /// (also when the test fails).
-struct PgDatabase {
+pub(super) struct PgDatabase {
     name: String,
 }
 
@@ -69,7 +69,7 @@ impl Drop for PgDatabase {
 
 /// A migrated repository on a fresh PostgreSQL database, or `None` (skipped,
 /// visibly) when PostgreSQL is unreachable.
-async fn pg_repo(test: &str) -> Option<(PgUserRepository, PgDatabase)> {
+pub(super) async fn pg_repo(test: &str) -> Option<(PgUserRepository, PgDatabase)> {
     let admin = tokio::time::timeout(
         Duration::from_secs(5),
         sqlx::PgConnection::connect(&admin_url()),
@@ -106,7 +106,7 @@ async fn pg_repo(test: &str) -> Option<(PgUserRepository, PgDatabase)> {
     Some((repo, db))
 }
 
-async fn sqlite_repo() -> SqliteUserRepository {
+pub(super) async fn sqlite_repo() -> SqliteUserRepository {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect("sqlite::memory:")
@@ -180,7 +180,7 @@ macro_rules! legacy_rows {
 legacy_rows!(SqliteUserRepository);
 legacy_rows!(PgUserRepository);
 
-fn user(email: &str) -> User {
+pub(super) fn user(email: &str) -> User {
     User {
         uid: Uuid::new_v4(),
         email: email.into(),

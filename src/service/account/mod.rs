@@ -2,6 +2,7 @@
 //! Email verification and password reset are in `flows.rs`.
 
 mod flows;
+mod mfa;
 
 use std::sync::Arc;
 
@@ -9,14 +10,15 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use flows::{EmailConfirmation, FlowConfig};
+pub use mfa::{Mfa, MfaConfig};
 
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::mail::Mailer;
 use crate::model::{
-    AccountService, AccountTokenService, ClientInfo, Email, IdClaims, Password, RateLimitService,
-    Rotation, SessionInfo, SessionName, SignOutScope, SignUp, TokenPair, TokenService, User,
-    UserDetails, UserService,
+    AccountService, AccountTokenService, ClientInfo, Email, FactorConfirmed, FactorList, IdClaims,
+    Password, RateLimitService, Rotation, SecondFactorMethod, SessionInfo, SessionName, SignIn,
+    SignOutScope, SignUp, TokenPair, TokenService, TotpEnrolment, User, UserDetails, UserService,
 };
 
 /// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
@@ -30,6 +32,7 @@ pub struct AccountServiceImpl {
     account_tokens: Arc<dyn AccountTokenService>,
     mailer: Arc<dyn Mailer>,
     flows: Arc<FlowConfig>,
+    mfa: Mfa,
 }
 
 /// The session an ID token was issued in; tokens from before sessions have
@@ -54,6 +57,7 @@ impl AccountServiceImpl {
         account_tokens: Arc<dyn AccountTokenService>,
         mailer: Arc<dyn Mailer>,
         flows: FlowConfig,
+        mfa: Mfa,
     ) -> Self {
         Self {
             users,
@@ -62,6 +66,7 @@ impl AccountServiceImpl {
             account_tokens,
             mailer,
             flows: Arc::new(flows),
+            mfa,
         }
     }
 
@@ -164,7 +169,7 @@ impl AccountService for AccountServiceImpl {
         email: Email,
         password: Password,
         client: ClientInfo,
-    ) -> AppResult<TokenPair> {
+    ) -> AppResult<SignIn> {
         // Counted before the password is hashed, so that a wave of concurrent
         // first attempts cannot slip past the limits.
         let email_key = email.as_str().to_owned();
@@ -176,7 +181,57 @@ impl AccountService for AccountServiceImpl {
         if user.must_verify && !user.email_verified {
             return Err(AppError::EmailNotVerified);
         }
-        self.tokens.issue(&user, &client).await
+        self.after_password(&user, &client).await
+    }
+
+    async fn sign_in_second_step(
+        &self,
+        mfa_token: &str,
+        method: SecondFactorMethod,
+        code: &str,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        self.second_step(mfa_token, method, code, &client).await
+    }
+
+    async fn begin_totp(
+        &self,
+        caller: &IdClaims,
+        current_password: Option<Password>,
+        client: ClientInfo,
+    ) -> AppResult<TotpEnrolment> {
+        self.begin_totp_enrolment(caller, current_password, &client)
+            .await
+    }
+
+    async fn confirm_totp(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        code: &str,
+    ) -> AppResult<FactorConfirmed> {
+        self.confirm_totp_enrolment(caller, id, code).await
+    }
+
+    async fn factors(&self, caller: &IdClaims) -> AppResult<FactorList> {
+        self.list_factors(caller).await
+    }
+
+    async fn rename_factor(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        name: Option<SessionName>,
+    ) -> AppResult<()> {
+        self.rename_one_factor(caller, id, name).await
+    }
+
+    async fn delete_factor(&self, caller: &IdClaims, id: Uuid) -> AppResult<()> {
+        self.delete_one_factor(caller, id).await
+    }
+
+    async fn new_recovery_codes(&self, caller: &IdClaims) -> AppResult<Vec<String>> {
+        self.renew_recovery_codes(caller).await
     }
 
     async fn refresh(&self, refresh_token: &str, client: ClientInfo) -> AppResult<TokenPair> {
@@ -286,6 +341,7 @@ impl AccountService for AccountServiceImpl {
                     "currentPassword is required to change the email",
                 )]));
             };
+            self.require_second_factor(caller).await?;
             self.reauthenticate(&user, password, &client).await?;
             // As for a password change: the other sessions end before the
             // new email is stored, so an outage of the token store refuses
@@ -321,6 +377,7 @@ impl AccountService for AccountServiceImpl {
         client: ClientInfo,
     ) -> AppResult<()> {
         let user = self.users.get(caller.sub).await?;
+        self.require_second_factor(caller).await?;
         self.reauthenticate(&user, current, &client).await?;
         // The new hash is stored first, then the other sessions end in one
         // store step that also refuses any session a sign-in that read the
@@ -345,6 +402,7 @@ impl AccountService for AccountServiceImpl {
         client: ClientInfo,
     ) -> AppResult<()> {
         let user = self.users.get(caller.sub).await?;
+        self.require_second_factor(caller).await?;
         self.reauthenticate(&user, current_password, &client)
             .await?;
         // Signed out everywhere first: with the token store down the answer is
@@ -400,5 +458,7 @@ impl AccountService for AccountServiceImpl {
     }
 }
 
+#[cfg(test)]
+mod mfa_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,8 @@ use mockall::predicate::eq;
 use super::*;
 use crate::mail::MockMailer;
 use crate::model::interfaces::{
-    MockAccountTokenService, MockRateLimitService, MockTokenService, MockUserService,
+    MockAccountTokenService, MockFactorRepository, MockRateLimitService, MockTokenService,
+    MockUserService,
 };
 use crate::model::{Audience, RefreshClaims};
 use crate::secret::Secret;
@@ -117,7 +118,32 @@ pub(super) fn build_with(
         Arc::new(account_tokens),
         Arc::new(mailer),
         config,
+        mfa_with(no_factors()),
     )
+}
+
+/// A factor store of users without a second factor.
+pub(super) fn no_factors() -> MockFactorRepository {
+    let mut factors = MockFactorRepository::new();
+    factors.expect_has_factor().returning(|_| Ok(false));
+    factors
+}
+
+/// The second-factor set-up over `factors`, with a data key.
+pub(super) fn mfa_with(factors: MockFactorRepository) -> Mfa {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+    Mfa {
+        factors: Arc::new(factors),
+        data_key: Some(Arc::new(
+            crate::keys::DataKey::from_base64(&key).expect("a data key"),
+        )),
+        config: MfaConfig {
+            issuer: "account.test".into(),
+            pending_ttl: Duration::from_secs(600),
+            reauth_max_age: Duration::from_secs(300),
+        },
+    }
 }
 
 pub(super) fn flow_config() -> FlowConfig {
@@ -341,7 +367,7 @@ async fn sign_in_starts_a_session_for_the_user_the_credentials_match() {
             .sign_in(email, password, client())
             .await
             .unwrap(),
-        pair()
+        SignIn::Tokens(pair())
     );
 }
 
@@ -805,7 +831,7 @@ async fn a_sign_in_is_counted_first_and_given_back_once_the_password_checks_out(
         .sign_in(email, password("correct horse"), client())
         .await
         .unwrap();
-    assert_eq!(got, pair());
+    assert_eq!(got, SignIn::Tokens(pair()));
 }
 
 #[tokio::test]
@@ -849,7 +875,7 @@ async fn a_give_back_that_fails_does_not_fail_the_sign_in() {
         .sign_in(email, password, client())
         .await
         .unwrap();
-    assert_eq!(got, pair());
+    assert_eq!(got, SignIn::Tokens(pair()));
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
 
+mod second_step;
+
 use super::grace;
 use super::user::BAD_CREDENTIALS;
 use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
@@ -34,6 +36,8 @@ pub struct TokenConfig {
     pub max_sessions: u32,
     /// `SESSION_MAX_AGE`
     pub session_max_age: Duration,
+    /// `MFA_TOKEN_EXP`: how long a pending two-step sign-in waits for its code.
+    pub mfa_token_ttl: Duration,
 }
 
 impl TokenConfig {
@@ -58,6 +62,9 @@ pub struct TokenServiceImpl {
     refresh_encoding: EncodingKey,
     refresh_decoding: DecodingKey,
     refresh_validation: Validation,
+    /// Signs and checks mfa tokens (a key of their own, derived from the
+    /// refresh secret: neither kind of token ever passes for the other).
+    second_step: second_step::MfaTokens,
     config: TokenConfig,
 }
 
@@ -87,6 +94,7 @@ impl TokenServiceImpl {
             refresh_encoding,
             refresh_decoding,
             refresh_validation,
+            second_step: second_step::MfaTokens::new(refresh_secret)?,
             config,
         })
     }
@@ -166,11 +174,13 @@ impl TokenServiceImpl {
         (ends, exp)
     }
 
-    /// A new session for `user`: its first pair and what the store records.
+    /// A new session for `user` signed in with `assurance`: its first pair
+    /// and what the store records.
     fn new_session(
         &self,
         user: &User,
         client: &ClientInfo,
+        assurance: &Assurance,
     ) -> AppResult<(TokenPair, SessionStart)> {
         let now = now_secs();
         let (sid, jti) = (Uuid::new_v4(), Uuid::new_v4());
@@ -178,7 +188,7 @@ impl TokenServiceImpl {
         let session = SessionClaims {
             sid,
             auth_time: now,
-            assurance: &Assurance::password(),
+            assurance,
         };
         let pair = self.sign_pair(user, &session, jti, now, exp)?;
         let start = SessionStart {
@@ -222,7 +232,16 @@ fn now_secs() -> u64 {
 #[async_trait]
 impl TokenService for TokenServiceImpl {
     async fn issue(&self, user: &User, client: &ClientInfo) -> AppResult<TokenPair> {
-        let (pair, start) = self.new_session(user, client)?;
+        self.issue_with(user, client, &Assurance::password()).await
+    }
+
+    async fn issue_with(
+        &self,
+        user: &User,
+        client: &ClientInfo,
+        assurance: &Assurance,
+    ) -> AppResult<TokenPair> {
+        let (pair, start) = self.new_session(user, client, assurance)?;
         if !self.repo.start_session(user.uid, &start).await? {
             // The password changed since this sign-in read it.
             return Err(AppError::unauthorized(BAD_CREDENTIALS));
@@ -244,7 +263,7 @@ impl TokenService for TokenServiceImpl {
         }
         let Some(sid) = previous.sid else {
             // Issued before sessions: it rotates once, into a new session.
-            let (pair, start) = self.new_session(user, client)?;
+            let (pair, start) = self.new_session(user, client, &Assurance::password())?;
             let taken = self
                 .repo
                 .rotate_legacy(user.uid, previous.jti, &start)
@@ -259,10 +278,21 @@ impl TokenService for TokenServiceImpl {
         let auth_time = previous.auth_time.unwrap_or(previous.iat);
         let (_, new_exp) = self.lifetimes(auth_time, now);
         let new_jti = Uuid::new_v4();
+        // What the token carries, unless a second factor enrolled since
+        // raised the session (one read; none once the token says aal2).
+        let carried = Assurance::of(previous);
+        let assurance = if carried.acr == crate::verifier::AAL2 {
+            carried
+        } else {
+            self.repo
+                .session_assurance(user.uid, sid)
+                .await?
+                .unwrap_or(carried)
+        };
         let session = SessionClaims {
             sid,
             auth_time,
-            assurance: &Assurance::of(previous),
+            assurance: &assurance,
         };
         let pair = self.sign_pair(user, &session, new_jti, now, new_exp)?;
         let step = RefreshStep {
@@ -286,6 +316,43 @@ impl TokenService for TokenServiceImpl {
             RefreshOutcome::Reused => Rotation::Reused,
             RefreshOutcome::Unknown | RefreshOutcome::Expired => Rotation::Ended,
         })
+    }
+
+    async fn raise_session(&self, uid: Uuid, sid: Uuid, assurance: &Assurance) -> AppResult<bool> {
+        self.repo
+            .raise_session(uid, sid, assurance, now_secs())
+            .await
+    }
+
+    async fn start_second_step(&self, uid: Uuid) -> AppResult<(String, u64)> {
+        let id = Uuid::new_v4();
+        let ttl = self.config.mfa_token_ttl;
+        self.repo.put_pending_sign_in(uid, id, ttl).await?;
+        let token = self.second_step.sign(uid, id, now_secs(), ttl)?;
+        Ok((token, ttl.as_secs()))
+    }
+
+    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<(Uuid, Uuid)>> {
+        let Some((uid, id)) = self.second_step.verify(mfa_token) else {
+            return Ok(None);
+        };
+        Ok(self
+            .repo
+            .pending_sign_in(uid, id)
+            .await?
+            .then_some((uid, id)))
+    }
+
+    async fn second_step_failed(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        let failures = self
+            .repo
+            .fail_pending_sign_in(uid, id, second_step::MAX_FAILURES)
+            .await?;
+        Ok(failures.is_some_and(|n| n < second_step::MAX_FAILURES))
+    }
+
+    async fn finish_second_step(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
+        self.repo.take_pending_sign_in(uid, id).await
     }
 
     async fn sessions(&self, uid: Uuid) -> AppResult<Vec<SessionInfo>> {

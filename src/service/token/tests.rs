@@ -17,6 +17,7 @@ fn config() -> TokenConfig {
         refresh_reuse_grace: Duration::from_secs(10),
         max_sessions: 10,
         session_max_age: Duration::from_secs(2_592_000),
+        mfa_token_ttl: Duration::from_secs(300),
     }
 }
 
@@ -157,6 +158,7 @@ async fn rotation_with(
     let previous = svc.validate_refresh_token(&pair.refresh_token).unwrap();
     let asked = Arc::new(std::sync::Mutex::new(None));
     let mut repo = MockTokenRepository::new();
+    repo.expect_session_assurance().returning(|_, _| Ok(None));
     repo.expect_refresh()
         .with(eq(user.uid), mockall::predicate::always())
         .times(1)

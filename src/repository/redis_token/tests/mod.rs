@@ -13,6 +13,7 @@
 mod cluster;
 mod limits;
 mod sessions;
+mod sign_in;
 
 #[path = "../../../../tests/common/redis_cluster.rs"]
 mod redis_cluster;

@@ -10,7 +10,7 @@ impl Fixture {
     }
 
     /// The whitelist entry of `jti`, parsed.
-    async fn token_value(&self, jti: Uuid) -> Value {
+    pub(super) async fn token_value(&self, jti: Uuid) -> Value {
         serde_json::from_slice(&self.get(&self.key(jti)).await.unwrap()).unwrap()
     }
 

@@ -1,0 +1,4 @@
+//! Second factors (issue 27): authenticator codes and recovery codes.
+
+pub mod recovery;
+pub mod totp;
