@@ -159,3 +159,13 @@ pub struct FactorList {
     pub factors: Vec<Factor>,
     pub recovery_codes_left: u64,
 }
+
+/// A pending two-step sign-in, as its mfa token names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    pub uid: Uuid,
+    pub id: Uuid,
+    /// The fingerprint of the password hash the first step checked: a
+    /// password changed since ends the pending sign-in.
+    pub credential: String,
+}

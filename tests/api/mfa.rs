@@ -539,7 +539,82 @@ async fn a_browser_signs_in_in_two_steps_too(backend: Backend) {
     app.signout(&raised.id_token).await;
 }
 
+/// Whoever learnt the password cannot slip a factor of their own in: an
+/// enrolment started before the account's first factor does not survive it.
+async fn an_enrolment_started_before_the_first_factor_cannot_be_confirmed_after(backend: Backend) {
+    let app = spawn_app!(backend);
+    let email = unique_email();
+    let (_, owner) = app.signup(&email).await;
+    let intruder = app.signin(&email).await;
+    away_from_a_step_boundary().await;
+    let (theirs, their_secret) = enrol(&app, &intruder.id_token).await;
+    let (mine, my_secret) = enrol(&app, &owner.id_token).await;
+    let (status, _, _) = post(
+        &app,
+        &format!("/mfa/totp/{mine}/confirm"),
+        &owner.id_token,
+        json!({"code": code_at(&my_secret, unix_now())}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The intruder's ID token still verifies until it expires, but its
+    // pending factor is gone (and a further factor needs aal2 anyway).
+    let (status, body, _) = post(
+        &app,
+        &format!("/mfa/totp/{theirs}/confirm"),
+        &intruder.id_token,
+        json!({"code": code_at(&their_secret, unix_now())}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let raised = app.refreshed(&owner.refresh_token).await;
+    let (_, list, _) = send(
+        app.client
+            .get(app.url("/mfa"))
+            .bearer_auth(&raised.id_token),
+    )
+    .await;
+    assert_eq!(list["factors"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["factors"][0]["id"], mine.as_str());
+    app.signout(&raised.id_token).await;
+}
+
+/// An mfa token earned with a password that changed since is over.
+async fn a_password_change_ends_a_pending_two_step_sign_in(backend: Backend) {
+    let app = spawn_app!(backend);
+    let (email, _, raised, codes, _) = enrolled(&app).await;
+    let token = mfa_token(&app, &email).await;
+    let change = json!({"currentPassword": PASSWORD, "newPassword": "another password 42"});
+    let response = app
+        .client
+        .put(app.url("/password"))
+        .bearer_auth(&raised.id_token)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, body) = second_step(&app, &token, "recovery_code", &codes[0]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sign in again"),
+        "{body}"
+    );
+    // The code was not used up: with the new password it works.
+    let (status, body) = signin_body(&app, &email, "another password 42").await;
+    assert_eq!(status, 200);
+    let token = body["mfa"]["token"].as_str().unwrap();
+    let (status, _) = second_step(&app, token, "recovery_code", &codes[0]).await;
+    assert_eq!(status, 200);
+    app.signout(&raised.id_token).await;
+}
+
 crate::on_every_backend!(
+    an_enrolment_started_before_the_first_factor_cannot_be_confirmed_after,
+    a_password_change_ends_a_pending_two_step_sign_in,
     enrolment_ends_other_sessions_and_raises_the_callers,
     the_password_alone_never_yields_tokens_and_a_code_works_once,
     recovery_codes_work_once_and_a_new_set_replaces_the_old,

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::{
     Assurance, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, Email,
-    FactorConfirmed, FactorList, IdClaims, OAuthClient, Password, RefreshClaims, Rotation,
-    SecondFactorMethod, SessionInfo, SessionName, SignIn, SignOutScope, SignUp, TokenHolder,
-    TokenPair, TokenPurpose, TotpEnrolment, User, UserDetails,
+    FactorConfirmed, FactorList, IdClaims, OAuthClient, Password, PendingSignIn, RefreshClaims,
+    Rotation, SecondFactorMethod, SessionInfo, SessionName, SignIn, SignOutScope, SignUp,
+    TokenHolder, TokenPair, TokenPurpose, TotpEnrolment, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -285,10 +285,10 @@ pub trait TokenService: Send + Sync {
     async fn raise_session(&self, uid: Uuid, sid: Uuid, assurance: &Assurance) -> AppResult<bool>;
     /// A pending two-step sign-in of `uid`: the mfa token naming it, and
     /// its lifetime in seconds (`MFA_TOKEN_EXP`).
-    async fn start_second_step(&self, uid: Uuid) -> AppResult<(String, u64)>;
+    async fn start_second_step(&self, user: &User) -> AppResult<(String, u64)>;
     /// `(uid, id)` of the pending sign-in an mfa token names, if the token
     /// verifies and the sign-in is still pending.
-    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<(Uuid, Uuid)>>;
+    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<PendingSignIn>>;
     /// Counts a wrong code on a pending sign-in; whether it is still pending
     /// (it ends at the fifth).
     async fn second_step_failed(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;

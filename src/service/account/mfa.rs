@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::service::mfa::recovery::{self, RecoveryCode};
 use crate::service::mfa::totp::{self, TotpSecret};
+use crate::service::token::credential_of;
 use crate::verifier::AAL2;
 
 /// The settings of second factors the use cases need.
@@ -49,6 +50,15 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What a factor's secret is bound to: its user and its id, so that a
+/// ciphertext moved to another row or user does not open.
+fn sealing_context(uid: Uuid, id: Uuid) -> [u8; 32] {
+    let mut context = [0u8; 32];
+    context[..16].copy_from_slice(uid.as_bytes());
+    context[16..].copy_from_slice(id.as_bytes());
+    context
+}
+
 fn wrong_code() -> AppError {
     AppError::invalid_args(vec![InvalidArg::new("code", WRONG_CODE)])
 }
@@ -73,7 +83,7 @@ impl AccountServiceImpl {
         if !self.mfa.factors.has_factor(user.uid).await? {
             return Ok(SignIn::Tokens(self.tokens.issue(user, client).await?));
         }
-        let (token, expires_in) = self.tokens.start_second_step(user.uid).await?;
+        let (token, expires_in) = self.tokens.start_second_step(user).await?;
         let mut methods = vec![SecondFactorMethod::Totp];
         if self.mfa.factors.recovery_codes_left(user.uid).await? > 0 {
             methods.push(SecondFactorMethod::RecoveryCode);
@@ -93,14 +103,20 @@ impl AccountServiceImpl {
         code: &str,
         client: &ClientInfo,
     ) -> AppResult<TokenPair> {
-        let Some((uid, id)) = self.tokens.pending_second_step(mfa_token).await? else {
+        let Some(pending) = self.tokens.pending_second_step(mfa_token).await? else {
             return Err(AppError::invalid_token(SIGN_IN_AGAIN));
         };
+        let (uid, id) = (pending.uid, pending.id);
         self.limits.mfa_attempt(uid).await?;
         let user = match self.users.get(uid).await {
             Err(AppError::NotFound(_)) => return Err(AppError::invalid_token(SIGN_IN_AGAIN)),
             other => other?,
         };
+        // A password changed (or reset) since the first step ends it: the
+        // password it proved is no longer the account's.
+        if pending.credential != credential_of(&user.password_hash) {
+            return Err(AppError::invalid_token(SIGN_IN_AGAIN));
+        }
         let accepted = match method {
             SecondFactorMethod::Totp => self.use_totp_code(uid, code).await?,
             SecondFactorMethod::RecoveryCode => match RecoveryCode::parse(code) {
@@ -141,7 +157,7 @@ impl AccountServiceImpl {
             if factor.kind != FactorKind::Totp || factor.confirmed_at.is_none() {
                 continue;
             }
-            let Some(secret) = key.open(factor.id.as_bytes(), &factor.secret) else {
+            let Some(secret) = key.open(&sealing_context(uid, factor.id), &factor.secret) else {
                 tracing::error!(factor = %factor.id, "a factor's secret does not open with the data key");
                 continue;
             };
@@ -194,7 +210,7 @@ impl AccountServiceImpl {
             uid: user.uid,
             kind: FactorKind::Totp,
             name: None,
-            secret: key.seal(id.as_bytes(), secret.as_bytes())?,
+            secret: key.seal(&sealing_context(user.uid, id), secret.as_bytes())?,
             created_at: now,
             confirmed_at: None,
             last_used_at: None,
@@ -230,14 +246,40 @@ impl AccountServiceImpl {
             ));
         };
         let first = !factors.iter().any(|f| f.confirmed_at.is_some());
+        // A further factor is added by the second factor's holder only: else
+        // whoever learnt the password could start an enrolment before the
+        // first one and confirm it after.
+        if !first {
+            caller.require_acr(AAL2).map_err(AppError::StepUp)?;
+        }
         let secret = self
             .data_key()?
-            .open(id.as_bytes(), &pending.secret)
+            .open(&sealing_context(uid, id), &pending.secret)
             .map(TotpSecret::from_bytes)
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a pending secret does not open")))?;
         let Some(step) = secret.accepted_step(code, now, None) else {
             return Err(wrong_code());
         };
+        // The account's first factor: every session but the caller's was
+        // started without it, and ends before the factor counts (a store
+        // outage then refuses the confirmation rather than leave them alive);
+        // the caller's, which proved it, is raised to aal2.
+        let mut sessions_ended = 0;
+        if first {
+            let sid = caller.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+            sessions_ended = match sid {
+                Some(sid) => {
+                    let assurance = Assurance {
+                        acr: AAL2.to_owned(),
+                        amr: FactorKind::Totp.amr(),
+                    };
+                    self.tokens.raise_session(uid, sid, &assurance).await?;
+                    self.tokens.end_other_sessions(uid, sid).await?
+                }
+                // A token from before sessions names none to keep.
+                None => self.tokens.revoke_all(uid).await?,
+            };
+        }
         if !self
             .mfa
             .factors
@@ -252,21 +294,17 @@ impl AccountServiceImpl {
         if !first {
             return Ok(FactorConfirmed {
                 recovery_codes: None,
-                sessions_ended: 0,
+                sessions_ended,
             });
         }
-        let codes = self.replace_recovery_codes(uid, now).await?;
-        // The caller's session proved the factor; every other one was
-        // started without it.
-        let mut sessions_ended = 0;
-        if let Some(sid) = caller.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok()) {
-            let assurance = Assurance {
-                acr: AAL2.to_owned(),
-                amr: FactorKind::Totp.amr(),
-            };
-            self.tokens.raise_session(uid, sid, &assurance).await?;
-            sessions_ended = self.tokens.end_other_sessions(uid, sid).await?;
+        // Other enrolments started before this one stop here.
+        for other in factors
+            .iter()
+            .filter(|f| f.confirmed_at.is_none() && f.id != id)
+        {
+            self.mfa.factors.delete_factor(uid, other.id).await?;
         }
+        let codes = self.replace_recovery_codes(uid, now).await?;
         Ok(FactorConfirmed {
             recovery_codes: Some(codes),
             sessions_ended,

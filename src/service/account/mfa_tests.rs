@@ -11,7 +11,7 @@ use crate::mail::MockMailer;
 use crate::model::interfaces::{
     MockAccountTokenService, MockFactorRepository, MockTokenService, MockUserService,
 };
-use crate::model::{AccountService, MfaChallenge, SecondFactorMethod, SignIn};
+use crate::model::{AccountService, MfaChallenge, PendingSignIn, SecondFactorMethod, SignIn};
 
 fn service(
     users: MockUserService,
@@ -71,9 +71,13 @@ async fn a_wrong_code_counts_on_the_pending_sign_in_and_issues_nothing() {
     users.expect_get().returning(|_| Ok(user()));
     let mut tokens = MockTokenService::new();
     let (uid, id) = (user().uid, Uuid::from_u128(7));
-    tokens
-        .expect_pending_second_step()
-        .returning(move |_| Ok(Some((uid, id))));
+    tokens.expect_pending_second_step().returning(move |_| {
+        Ok(Some(PendingSignIn {
+            uid,
+            id,
+            credential: crate::service::token::credential_of(&user().password_hash),
+        }))
+    });
     let mut alive = vec![false, true];
     tokens
         .expect_second_step_failed()
@@ -98,6 +102,37 @@ async fn a_wrong_code_counts_on_the_pending_sign_in_and_issues_nothing() {
     // The fifth: the pending sign-in is over.
     let err = service
         .sign_in_second_step("t", SecondFactorMethod::RecoveryCode, code, client())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AppError::Authorization { message, .. } if message.contains("sign in again")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_password_changed_since_the_first_step_ends_the_pending_sign_in() {
+    let mut users = MockUserService::new();
+    users.expect_get().returning(|_| Ok(user()));
+    let mut tokens = MockTokenService::new();
+    tokens.expect_pending_second_step().returning(|_| {
+        Ok(Some(PendingSignIn {
+            uid: user().uid,
+            id: Uuid::from_u128(7),
+            credential: crate::service::token::credential_of("$argon2id$the-old-hash"),
+        }))
+    });
+    tokens.expect_finish_second_step().never();
+    tokens.expect_issue_with().never();
+    let mut factors = MockFactorRepository::new();
+    factors.expect_redeem_recovery_code().never();
+    let err = service(users, tokens, factors)
+        .sign_in_second_step(
+            "t",
+            SecondFactorMethod::RecoveryCode,
+            "0000-0000-0000-0000",
+            client(),
+        )
         .await
         .unwrap_err();
     assert!(

@@ -15,9 +15,9 @@ use crate::error::{AppError, AppResult, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
 use crate::keys::SharedKeyRing;
 use crate::model::{
-    Assurance, Audience, ClientInfo, CredentialChange, IdClaims, RefreshClaims, RefreshOutcome,
-    RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, TokenPair, TokenRepository,
-    TokenService, User,
+    Assurance, Audience, ClientInfo, CredentialChange, IdClaims, PendingSignIn, RefreshClaims,
+    RefreshOutcome, RefreshStep, Rotation, SessionInfo, SessionName, SessionStart, TokenPair,
+    TokenRepository, TokenService, User,
 };
 use crate::secret::Secret;
 use crate::verifier::{IdTokenRules, IdTokenValidator, MAX_LEEWAY};
@@ -215,7 +215,7 @@ struct SessionClaims<'a> {
 
 /// A fingerprint of a password hash: which password a session was
 /// authenticated with, without storing anything that helps guess it.
-fn credential_of(password_hash: &str) -> String {
+pub(crate) fn credential_of(password_hash: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, password_hash.as_bytes());
     digest.as_ref()[..16]
         .iter()
@@ -324,23 +324,26 @@ impl TokenService for TokenServiceImpl {
             .await
     }
 
-    async fn start_second_step(&self, uid: Uuid) -> AppResult<(String, u64)> {
-        let id = Uuid::new_v4();
+    async fn start_second_step(&self, user: &User) -> AppResult<(String, u64)> {
+        let pending = PendingSignIn {
+            uid: user.uid,
+            id: Uuid::new_v4(),
+            credential: credential_of(&user.password_hash),
+        };
         let ttl = self.config.mfa_token_ttl;
-        self.repo.put_pending_sign_in(uid, id, ttl).await?;
-        let token = self.second_step.sign(uid, id, now_secs(), ttl)?;
+        self.repo
+            .put_pending_sign_in(pending.uid, pending.id, ttl)
+            .await?;
+        let token = self.second_step.sign(&pending, now_secs(), ttl)?;
         Ok((token, ttl.as_secs()))
     }
 
-    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<(Uuid, Uuid)>> {
-        let Some((uid, id)) = self.second_step.verify(mfa_token) else {
+    async fn pending_second_step(&self, mfa_token: &str) -> AppResult<Option<PendingSignIn>> {
+        let Some(pending) = self.second_step.verify(mfa_token) else {
             return Ok(None);
         };
-        Ok(self
-            .repo
-            .pending_sign_in(uid, id)
-            .await?
-            .then_some((uid, id)))
+        let live = self.repo.pending_sign_in(pending.uid, pending.id).await?;
+        Ok(live.then_some(pending))
     }
 
     async fn second_step_failed(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {

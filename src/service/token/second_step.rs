@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::model::PendingSignIn;
 use crate::secret::Secret;
 
 /// Wrong codes a pending sign-in survives: the fifth ends it.
@@ -29,6 +30,8 @@ struct MfaClaims {
     exp: u64,
     /// Always `"mfa"`.
     typ: String,
+    /// The fingerprint of the password hash the first step checked.
+    cred: String,
 }
 
 /// The key of mfa tokens.
@@ -65,24 +68,34 @@ impl MfaTokens {
         })
     }
 
-    pub(super) fn sign(&self, uid: Uuid, id: Uuid, now: u64, ttl: Duration) -> AppResult<String> {
+    pub(super) fn sign(
+        &self,
+        pending: &PendingSignIn,
+        now: u64,
+        ttl: Duration,
+    ) -> AppResult<String> {
         let claims = MfaClaims {
-            sub: uid,
-            jti: id,
+            sub: pending.uid,
+            jti: pending.id,
             iat: now,
             exp: now + ttl.as_secs(),
             typ: "mfa".into(),
+            cred: pending.credential.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(e.into()))
     }
 
-    /// `(uid, id)` of a token this key signed that has not expired.
-    pub(super) fn verify(&self, token: &str) -> Option<(Uuid, Uuid)> {
+    /// What a token this key signed names, if it has not expired.
+    pub(super) fn verify(&self, token: &str) -> Option<PendingSignIn> {
         let claims = jsonwebtoken::decode::<MfaClaims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
-        (claims.typ == "mfa").then_some((claims.sub, claims.jti))
+        (claims.typ == "mfa").then_some(PendingSignIn {
+            uid: claims.sub,
+            id: claims.jti,
+            credential: claims.cred,
+        })
     }
 }
 
@@ -104,13 +117,17 @@ mod tests {
     #[test]
     fn a_token_names_its_pending_sign_in_until_it_expires() {
         let tokens = MfaTokens::new(&secret()).unwrap();
-        let (uid, id) = (Uuid::new_v4(), Uuid::new_v4());
+        let pending = PendingSignIn {
+            uid: Uuid::new_v4(),
+            id: Uuid::new_v4(),
+            credential: "c0ffee".into(),
+        };
         let token = tokens
-            .sign(uid, id, now(), Duration::from_secs(60))
+            .sign(&pending, now(), Duration::from_secs(60))
             .unwrap();
-        assert_eq!(tokens.verify(&token), Some((uid, id)));
+        assert_eq!(tokens.verify(&token), Some(pending.clone()));
         let expired = tokens
-            .sign(uid, id, now() - 120, Duration::from_secs(60))
+            .sign(&pending, now() - 120, Duration::from_secs(60))
             .unwrap();
         assert_eq!(tokens.verify(&expired), None);
         let other = MfaTokens::new(&Secret::new(
@@ -130,6 +147,7 @@ mod tests {
             iat: now(),
             exp: now() + 60,
             typ: "mfa".into(),
+            cred: "c0ffee".into(),
         };
         let with_refresh_secret = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
