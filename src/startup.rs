@@ -3,30 +3,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 
-use crate::config::{
-    Config, RedisMode, TokenStoreConfig, UserStoreConfig, default_is_local_only, sqlite_file,
-};
-use crate::fs_private::create_private_dir;
+use crate::config::{Config, RedisMode, TokenStoreConfig, default_is_local_only};
 use crate::handler::{AppState, HttpSettings, PageOptions, TrustedProxies, router};
 use crate::keys::{DataKey, SharedKeyRing};
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
-use crate::model::{
-    AccountTokenRepository, ClientRepository, ClientService, FactorRepository, RateLimitRepository,
-    RateLimitService, TokenRepository, UserRepository,
-};
+use crate::model::{ClientService, RateLimitRepository, RateLimitService, TokenRepository};
 use crate::repository::{
-    COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, PgUserRepository,
-    RedisTokenRepository, SqliteUserRepository, postgres_pool_options, redis_connection,
+    COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, RedisTokenRepository,
+    redis_connection,
 };
 use crate::secret::Secret;
 use crate::service::{
@@ -37,6 +27,10 @@ use crate::service::{
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
 use crate::keys::KeyReloader;
+
+mod user_store;
+
+use user_store::{UserStore, create_private_file, open_user_store};
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {
@@ -201,116 +195,6 @@ fn load_keys(config: &Config) -> anyhow::Result<LoadedKeys> {
         refresh_secret: keys.refresh_secret,
         data_key: keys.data_key.map(Arc::new),
     })
-}
-
-/// The user store chosen by `DATABASE_URL`.
-struct UserStore {
-    repo: Arc<dyn UserRepository>,
-    /// The same store, keeping the single-use tokens of the account flows.
-    account_tokens: Arc<dyn AccountTokenRepository>,
-    /// The same store, keeping the machine clients (issue 11).
-    clients: Arc<dyn ClientRepository>,
-    /// The same store, keeping second factors (issue 27).
-    factors: Arc<dyn FactorRepository>,
-    /// What the start-up line calls it.
-    description: String,
-}
-
-/// Opens the user store chosen by `DATABASE_URL` and runs its migrations.
-async fn open_user_store(config: &Config) -> anyhow::Result<UserStore> {
-    match &config.user_store {
-        UserStoreConfig::Postgres { url } => {
-            let pool = postgres_pool_options(config.database_max_connections)
-                .connect(url.expose())
-                .await
-                .context("DATABASE_URL: cannot connect to PostgreSQL")?;
-            let users = PgUserRepository::new(pool);
-            users
-                .migrate()
-                .await
-                .context("cannot run the PostgreSQL migrations")?;
-            users
-                .normalise_emails()
-                .await
-                .context("cannot normalise stored emails")?;
-            let users = Arc::new(users);
-            Ok(UserStore {
-                repo: users.clone(),
-                account_tokens: users.clone(),
-                clients: users.clone(),
-                factors: users,
-                description: "PostgreSQL".to_owned(),
-            })
-        }
-        UserStoreConfig::Sqlite { url } => {
-            let file = sqlite_file(url);
-            if let Some(file) = file.as_deref() {
-                create_private_file(file).context("DATABASE_URL")?;
-            }
-            let options: SqliteConnectOptions = url
-                .parse()
-                .context("DATABASE_URL: not a usable sqlite:// URL")?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(5));
-            // A file takes a few readers (SQLite serialises writers itself). An
-            // in-memory database lives as long as its one connection: keep it
-            // open for good.
-            let pool_options = match file {
-                Some(_) => SqlitePoolOptions::new().max_connections(4),
-                None => SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None),
-            };
-            let pool = pool_options
-                .acquire_timeout(Duration::from_secs(3))
-                .connect_with(options)
-                .await
-                .context("DATABASE_URL: cannot open the SQLite database")?;
-            let users = SqliteUserRepository::new(pool);
-            users
-                .migrate()
-                .await
-                .context("cannot run the SQLite migrations")?;
-            users
-                .normalise_emails()
-                .await
-                .context("cannot normalise stored emails")?;
-            let description = match file {
-                Some(file) => format!("SQLite {}", file.display()),
-                None => "SQLite in memory".to_owned(),
-            };
-            let users = Arc::new(users);
-            Ok(UserStore {
-                repo: users.clone(),
-                account_tokens: users.clone(),
-                clients: users.clone(),
-                factors: users,
-                description,
-            })
-        }
-    }
-}
-
-/// Creates a SQLite file owner-only if it does not exist yet: it holds
-/// password hashes or refresh-token records (SQLite gives its -wal and -shm
-/// files the same mode).
-fn create_private_file(file: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir)?;
-    }
-    if !file.exists() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file)
-            .with_context(|| format!("cannot create {}", file.display()))?;
-    }
-    Ok(())
 }
 
 /// The machine clients in the user store chosen by `DATABASE_URL` (its
