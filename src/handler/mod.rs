@@ -133,6 +133,7 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
             .routes(routes!(pages::style_sheet))
             .routes(routes!(pages::script))
             .routes(routes!(pages::account_script))
+            .routes(routes!(pages::factors_script))
             .routes(routes!(pages::icon))
             .layer(axum::middleware::from_fn(pages::page_headers)),
     )

@@ -46,6 +46,7 @@ const LAYOUT: &str = include_str!("pages/page.html");
 const CSS: &str = include_str!("pages/assets/pages.css");
 const SCRIPT: &str = include_str!("pages/assets/pages.js");
 const ACCOUNT_SCRIPT: &str = include_str!("pages/assets/account.js");
+const FACTORS_SCRIPT: &str = include_str!("pages/assets/factors.js");
 const ICON: &str = include_str!("pages/assets/icon.svg");
 
 /// Where a rendered page takes the accepted `?redirect_to=`.
@@ -70,7 +71,8 @@ impl Pages {
         let product = escape(&options.title);
         let page = |name: &str, title: &str, body: &str| {
             let scripts = if name == "account" {
-                r#"<script src="/assets/account.js" defer></script>"#
+                "<script src=\"/assets/account.js\" defer></script>\n\
+                 <script src=\"/assets/factors.js\" defer></script>"
             } else {
                 ""
             };
@@ -179,8 +181,10 @@ const REDIRECT_TO: &str = "Where to offer \"Continue\" once done: used only if i
     description = "An email and password form that calls `POST {base}/browser/signin`: the \
                    refresh token goes into an `HttpOnly` cookie, the ID token stays in page \
                    memory. Then on to `/account`, or \"Continue\" to an accepted \
-                   `redirect_to`. Offers \"forgot password\" and, for an address not verified \
-                   yet, a new verification link.",
+                   `redirect_to`. For an account with a second factor, a second step asks for \
+                   a code of the authenticator app or a recovery code (`POST \
+                   {base}/browser/signin/mfa`). Offers \"forgot password\" and, for an address \
+                   not verified yet, a new verification link.",
     params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
@@ -215,8 +219,10 @@ pub async fn signup(Extension(pages): Extension<Arc<Pages>>, uri: Uri) -> Respon
                    edit (an email change asks for the current password), a new \
                    verification link, the password change, the sessions (device, address, \
                    created, last used, this device, names; name one, end one, end all \
-                   others), sign-out, and deleting the account (current password, then a \
-                   confirmation).",
+                   others), two-step sign-in (add an authenticator app from its QR code or \
+                   key, the recovery codes shown once with a download, rename or remove a \
+                   factor, new recovery codes), sign-out, and deleting the account (current \
+                   password, then a confirmation).",
     params(("redirect_to" = Option<String>, Query, description = REDIRECT_TO)),
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
@@ -315,6 +321,18 @@ pub async fn account_script() -> Response {
     asset("text/javascript; charset=utf-8", ACCOUNT_SCRIPT)
 }
 
+/// `GET /assets/factors.js`
+#[utoipa::path(
+    get,
+    path = "/assets/factors.js",
+    tag = tags::PAGES,
+    summary = "The account page's two-step sign-in script",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String))
+)]
+pub async fn factors_script() -> Response {
+    asset("text/javascript; charset=utf-8", FACTORS_SCRIPT)
+}
+
 /// `GET /assets/icon.svg`
 #[utoipa::path(
     get,
@@ -393,7 +411,13 @@ mod tests {
                 .account
                 .contains(r#"<script src="/assets/account.js" defer></script>"#)
         );
-        assert!(!pages.signin.contains("account.js"));
+        assert!(
+            pages
+                .account
+                .contains(r#"<script src="/assets/factors.js" defer></script>"#)
+        );
+        assert!(!pages.signin.contains("account.js") && !pages.signin.contains("factors.js"));
+        assert!(pages.signin.contains(r#"autocomplete="one-time-code""#));
         assert!(pages.verify_email.contains(r#"id="verify""#));
         assert!(pages.reset_password.contains(r#"id="confirm""#));
         assert!(pages.forgot_password.contains(r#"id="email""#));

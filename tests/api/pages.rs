@@ -51,6 +51,7 @@ async fn every_page_is_html_with_its_policy_and_no_referrer() {
         ("/assets/pages.css", "text/css; charset=utf-8"),
         ("/assets/pages.js", "text/javascript; charset=utf-8"),
         ("/assets/account.js", "text/javascript; charset=utf-8"),
+        ("/assets/factors.js", "text/javascript; charset=utf-8"),
         ("/assets/icon.svg", "image/svg+xml"),
     ] {
         let response = app
@@ -83,6 +84,7 @@ async fn with_pages_off_no_page_is_served_and_the_api_is_unchanged() {
         "/assets/pages.css",
         "/assets/pages.js",
         "/assets/account.js",
+        "/assets/factors.js",
         "/assets/icon.svg",
     ]) {
         let response = app

@@ -15,6 +15,8 @@
 //!   `redirect_to.rs`, `account_changes.rs`: sign-up, sign-in and the
 //!   account page on the browser session (`people.rs`: their shared steps;
 //!   `inspect.rs`: cookies, counts and whole-page screenshots).
+//! - `two_step.rs`: adding an authenticator app on `/account`, and the
+//!   second step of `/signin` (a code, then a recovery code).
 //!
 //! One scenario at a time ([`Stage`] holds a global turn): one Chromium and
 //! one service on a small machine. Without `/usr/bin/chromium` and
@@ -44,6 +46,7 @@ mod smtp_sink;
 #[allow(dead_code)]
 #[path = "../common/stores.rs"]
 mod stores;
+mod two_step;
 mod verify_email;
 
 use tokio::sync::{Mutex, MutexGuard};

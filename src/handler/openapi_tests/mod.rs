@@ -37,7 +37,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 42] = [
+const EXPECTED_ROUTES: [(&str, &str); 43] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -79,6 +79,7 @@ const EXPECTED_ROUTES: [(&str, &str); 42] = [
     ("GET", "/assets/pages.css"),
     ("GET", "/assets/pages.js"),
     ("GET", "/assets/account.js"),
+    ("GET", "/assets/factors.js"),
     ("GET", "/assets/icon.svg"),
 ];
 /// The one operation that speaks OAuth's error shape (RFC 6749 §5.2) for

@@ -42,10 +42,12 @@
   }
 
   // `method path` of the bearer API. On a 401 (the ID token expired), once
-  // more with a new one; a session that is over goes to the sign-in page.
+  // more with a new one; a session that is over goes to the sign-in page. A
+  // step-up refusal (RFC 9470) is the caller's: a new token would not help.
+  const stepUp = (answer) => pages.errorType(answer) === "INSUFFICIENT_USER_AUTHENTICATION";
   async function authed(method, path, body) {
     let answer = await pages.call(method, path, { body: body, token: idToken });
-    if (answer.status !== 401) {
+    if (answer.status !== 401 || stepUp(answer)) {
       return answer;
     }
     const renewed = await refresh();
@@ -57,7 +59,7 @@
       return renewed;
     }
     answer = await pages.call(method, path, { body: body, token: idToken });
-    if (answer.status === 401) {
+    if (answer.status === 401 && !stepUp(answer)) {
       toSignin();
       return leaving();
     }
@@ -484,8 +486,11 @@
       $("continue-line").hidden = false;
     }
     $("signed-in").hidden = false;
+    document.dispatchEvent(new Event("account-ready"));
   }
 
+  // For factors.js (the two-step sign-in section).
+  window.accountSession = Object.freeze({ authed, refresh, stepUp, loadSessions, when });
   $("retry").addEventListener("click", start);
   start();
 })();

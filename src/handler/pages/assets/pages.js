@@ -80,7 +80,7 @@
     try {
       response = await fetch(api + path, init);
     } catch (e) {
-      return { status: 0, body: null, retryAfter: null };
+      return { status: 0, body: null, retryAfter: null, authenticate: null };
     }
     let parsed = null;
     try {
@@ -88,7 +88,9 @@
     } catch (e) {
       parsed = null;
     }
-    return { status: response.status, body: parsed, retryAfter: response.headers.get("Retry-After") };
+    const header = (name) => response.headers.get(name);
+    const retryAfter = header("Retry-After");
+    return { status: response.status, body: parsed, retryAfter: retryAfter, authenticate: header("WWW-Authenticate") };
   }
 
   // POSTs `body` as JSON, without cookies.
@@ -107,6 +109,9 @@
     }
     if (answer.status >= 500) {
       return "The service is unavailable right now. Try again in a moment.";
+    }
+    if (errorType(answer) === "INSUFFICIENT_USER_AUTHENTICATION") {
+      return "This needs a recent sign-in with your second step: sign out, then sign in again with your code.";
     }
     const message = answer.body && answer.body.error && answer.body.error.message;
     return message ? "Something is wrong: " + message + "." : "Something went wrong.";
@@ -339,15 +344,49 @@
 
   function signin() {
     const form = $("signin");
+    const step = $("second-step");
+    let mfaToken = null;
+    let method = "totp";
+    const input = () => $(method === "totp" ? "code" : "recovery-code");
+
+    // The second step asks for a code of the authenticator app, or a
+    // recovery code instead.
+    function useMethod(chosen) {
+      method = chosen;
+      const recovery = chosen === "recovery_code";
+      $("code-field").hidden = recovery;
+      $("recovery-field").hidden = !recovery;
+      $("use-recovery").hidden = recovery;
+      $("use-code").hidden = !recovery;
+      say("code-outcome", "");
+      input().focus();
+    }
+
+    function toPassword(text) {
+      mfaToken = null;
+      step.reset();
+      step.hidden = true;
+      form.hidden = false;
+      $("password").value = "";
+      say("outcome", text);
+      $("password").focus();
+    }
+
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       $("unverified").hidden = true;
       const answer = await submitCredentials("/browser/signin", []);
+      const mfa = answer.status === 200 && answer.body && answer.body.mfa;
       if (answer.status === 200 && answer.body && answer.body.idToken) {
         signedIn(form, "You are signed in.");
+      } else if (mfa && mfa.token) {
+        // The password was right; no session until the second step.
+        mfaToken = mfa.token;
+        form.hidden = true;
+        step.hidden = false;
+        useMethod("totp");
       } else if (answer.status === 200) {
-        // A second step (issue 27) this page does not offer yet: no session.
-        say("outcome", "This account signs in with a second factor, which this page does not offer yet.");
+        say("outcome", general(answer));
       } else if (showFieldErrors(answer, { email: "email", password: "password" })) {
         return;
       } else if (answer.status === 401) {
@@ -360,6 +399,34 @@
         $("resend").focus();
       } else {
         say("outcome", general(answer));
+      }
+    });
+    $("use-recovery").addEventListener("click", () => useMethod("recovery_code"));
+    $("use-code").addEventListener("click", () => useMethod("totp"));
+    $("start-over").addEventListener("click", () => toPassword(""));
+    step.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const field = input();
+      say(field.id + "-error", "");
+      say("code-outcome", "");
+      const code = field.value.trim();
+      const submit = $("code-submit");
+      busy(submit, true);
+      const answer = await call("POST", "/browser/signin/mfa", {
+        body: { mfaToken: mfaToken, method: method, code: code },
+        cookie: true,
+      });
+      busy(submit, false);
+      const message = (answer.body && answer.body.error && answer.body.error.message) || "";
+      if (answer.status === 200 && answer.body && answer.body.idToken) {
+        signedIn(step, "You are signed in.");
+      } else if (answer.status === 401 && /sign in again/i.test(message)) {
+        toPassword("The time for the code ran out, or there were too many wrong codes: sign in again.");
+      } else if (answer.status === 401 || fieldError(answer, "code")) {
+        say(field.id + "-error", fieldError(answer, "code") || "This code is wrong, expired or already used.");
+        field.select();
+      } else {
+        say("code-outcome", general(answer));
       }
     });
     $("unverified").addEventListener("submit", (event) => {
