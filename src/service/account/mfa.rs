@@ -81,7 +81,24 @@ impl AccountServiceImpl {
         client: &ClientInfo,
     ) -> AppResult<SignIn> {
         if !self.mfa.factors.has_factor(user.uid).await? {
-            return Ok(SignIn::Tokens(self.tokens.issue(user, client).await?));
+            let pair = self.tokens.issue(user, client).await?;
+            // A first factor confirmed meanwhile (its confirmation ends the
+            // other sessions before and after the factor counts): this
+            // session was started without it, so it ends, and the answer is
+            // the second step.
+            if !self.mfa.factors.has_factor(user.uid).await? {
+                return Ok(SignIn::Tokens(pair));
+            }
+            let sid = self
+                .tokens
+                .validate_id_token(&pair.id_token)
+                .ok()
+                .and_then(|claims| claims.sid)
+                .and_then(|sid| Uuid::parse_str(&sid).ok());
+            match sid {
+                Some(sid) => drop(self.tokens.end_session(user.uid, sid).await?),
+                None => drop(self.tokens.revoke_all(user.uid).await?),
+            }
         }
         let (token, expires_in) = self.tokens.start_second_step(user).await?;
         let mut methods = vec![SecondFactorMethod::Totp];
@@ -297,6 +314,13 @@ impl AccountServiceImpl {
                 sessions_ended,
             });
         }
+        // Again now that the factor counts: a sign-in that read "no factor"
+        // just before may have started a session since the first sweep (one
+        // that starts later sees the factor and ends its own).
+        sessions_ended += match caller.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(sid) => self.tokens.end_other_sessions(uid, sid).await?,
+            None => 0,
+        };
         // Other enrolments started before this one stop here.
         for other in factors
             .iter()
