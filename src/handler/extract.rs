@@ -123,3 +123,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         Ok(Self(ClientInfo::new(user_agent, &ip)))
     }
 }
+
+/// The id of a path like `/sessions/{id}`: 404 `not_found` (as for an id
+/// that is not the caller's) unless it is a UUID.
+pub(super) fn uuid_in_path(
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    not_found: &str,
+) -> Result<uuid::Uuid, AppError> {
+    id.ok()
+        .and_then(|axum::extract::Path(id)| uuid::Uuid::parse_str(&id).ok())
+        .ok_or_else(|| AppError::NotFound(not_found.to_owned()))
+}

@@ -266,9 +266,7 @@ pub struct ConfirmResponse {
 
 /// The factor id of a path: 404 unless a UUID.
 fn factor_id(id: Result<Path<String>, PathRejection>) -> AppResult<Uuid> {
-    id.ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or_else(|| AppError::NotFound("no such factor".into()))
+    super::extract::uuid_in_path(id, "no such factor")
 }
 
 /// `POST /mfa/totp/{id}/confirm` → 200.

@@ -157,9 +157,7 @@ pub async fn list(
 
 /// The session id of a path: 404 (as for an unknown session) unless a UUID.
 fn session_id(id: Result<Path<String>, PathRejection>) -> AppResult<Uuid> {
-    id.ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or_else(|| AppError::NotFound("no such session".into()))
+    super::extract::uuid_in_path(id, "no such session")
 }
 
 /// `DELETE /sessions/{id}` → 204; 404 unless it is one of the caller's.
