@@ -24,6 +24,10 @@ pub struct User {
     /// The address an email change of a `must_verify` account waits for:
     /// it replaces `email` when the link mailed to it is opened.
     pub pending_email: Option<String>,
+    /// Whether the user has a confirmed second factor, as read with the row
+    /// by the sign-in's lookup (`false` from every other read): the sign-in
+    /// gate needs no query of its own after the password is hashed.
+    pub has_factor: bool,
 }
 
 impl std::fmt::Debug for User {

@@ -31,6 +31,9 @@ struct UserRow {
     email_verified: bool,
     must_verify: bool,
     pending_email: Option<String>,
+    /// Selected by the sign-in's lookup only.
+    #[sqlx(default)]
+    has_factor: bool,
 }
 
 impl From<UserRow> for User {
@@ -45,6 +48,7 @@ impl From<UserRow> for User {
             email_verified: row.email_verified,
             must_verify: row.must_verify,
             pending_email: row.pending_email,
+            has_factor: row.has_factor,
         }
     }
 }
@@ -166,10 +170,15 @@ macro_rules! sql_user_repository {
             }
 
             async fn find_by_email(&self, email: &str) -> AppResult<Option<User>> {
+                // With whether a second factor is confirmed: the sign-in gate
+                // reads it from here, before the hash, rather than queue
+                // behind other requests for a pool connection after it.
                 let row = sqlx::query_as::<_, UserRow>(concat!(
                     "SELECT ",
                     user_columns!(),
-                    " FROM users WHERE lower(email) = lower($1)"
+                    ", EXISTS (SELECT 1 FROM mfa_factors f WHERE f.uid = users.uid \
+                     AND f.confirmed_at IS NOT NULL) AS has_factor \
+                     FROM users WHERE lower(email) = lower($1)"
                 ))
                 .bind(email)
                 .fetch_optional(&self.pool)
@@ -493,6 +502,7 @@ mod tests {
             email_verified: false,
             must_verify: false,
             pending_email: None,
+            has_factor: false,
         }
     }
 

@@ -141,6 +141,7 @@ mod tests {
             email_verified: false,
             must_verify: false,
             pending_email: None,
+            has_factor: false,
         }
     }
 

@@ -56,6 +56,7 @@ impl UserService for UserServiceImpl {
             email_verified: false,
             must_verify,
             pending_email: None,
+            has_factor: false,
         };
         // The database's unique index decides a duplicate, also under a race.
         self.repo.create(&user).await?;
@@ -165,6 +166,7 @@ mod tests {
             email_verified: false,
             must_verify: false,
             pending_email: None,
+            has_factor: false,
         }
     }
 
@@ -270,6 +272,7 @@ mod tests {
                     email_verified: false,
                     must_verify: false,
                     pending_email: None,
+                    has_factor: false,
                 })
             });
         let user = service(repo).update_details(uid, details).await.unwrap();

@@ -191,6 +191,7 @@ pub(super) fn user(email: &str) -> User {
         email_verified: false,
         must_verify: false,
         pending_email: None,
+        has_factor: false,
     }
 }
 

@@ -35,7 +35,12 @@ fn service(
 #[tokio::test]
 async fn the_right_password_of_a_user_with_a_factor_answers_the_second_step_and_no_pair() {
     let mut users = MockUserService::new();
-    users.expect_signin().returning(|_, _, _| Ok(user()));
+    users.expect_signin().returning(|_, _, _| {
+        Ok(User {
+            has_factor: true,
+            ..user()
+        })
+    });
     let mut tokens = MockTokenService::new();
     tokens.expect_issue().never();
     tokens.expect_issue_with().never();
@@ -44,7 +49,6 @@ async fn the_right_password_of_a_user_with_a_factor_answers_the_second_step_and_
         .times(1)
         .returning(|_| Ok(("mfa-token".into(), 300)));
     let mut factors = MockFactorRepository::new();
-    factors.expect_has_factor().returning(|_| Ok(true));
     factors.expect_recovery_codes_left().returning(|_| Ok(0));
     let got = service(users, tokens, factors)
         .sign_in(
@@ -63,48 +67,6 @@ async fn the_right_password_of_a_user_with_a_factor_answers_the_second_step_and_
         }),
         "no recovery code left: not offered"
     );
-}
-
-#[tokio::test]
-async fn a_sign_in_that_raced_the_first_factor_ends_its_session_and_asks_for_the_code() {
-    let mut users = MockUserService::new();
-    users.expect_signin().returning(|_, _, _| Ok(user()));
-    let mut tokens = MockTokenService::new();
-    tokens
-        .expect_issue()
-        .times(1)
-        .returning(|_, _| Ok(super::tests::pair()));
-    let sid = Uuid::from_u128(0x51d);
-    tokens
-        .expect_validate_id_token()
-        .returning(move |_| Ok(super::tests::caller(Some(sid))));
-    tokens
-        .expect_end_session()
-        .withf(move |uid, ended| *uid == user().uid && *ended == sid)
-        .times(1)
-        .returning(|_, _| Ok(true));
-    tokens
-        .expect_start_second_step()
-        .times(1)
-        .returning(|_| Ok(("mfa-token".into(), 300)));
-    // No factor when the password was checked; one by the time the session
-    // was written.
-    let mut factors = MockFactorRepository::new();
-    let mut answers = vec![true, false];
-    factors
-        .expect_has_factor()
-        .times(2)
-        .returning(move |_| Ok(answers.pop().unwrap()));
-    factors.expect_recovery_codes_left().returning(|_| Ok(10));
-    let got = service(users, tokens, factors)
-        .sign_in(
-            Email::parse("ada@example.com").unwrap(),
-            Password::parse_for_signin("correct horse").unwrap(),
-            client(),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(got, SignIn::SecondFactor(_)), "{got:?}");
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ pub(super) fn user() -> User {
         email_verified: false,
         must_verify: false,
         pending_email: None,
+        has_factor: false,
     }
 }
 

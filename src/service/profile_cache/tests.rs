@@ -26,6 +26,7 @@ fn user(name: &str) -> User {
         email_verified: false,
         must_verify: false,
         pending_email: None,
+        has_factor: false,
     }
 }
 

@@ -47,6 +47,7 @@ fn user() -> User {
         email_verified: false,
         must_verify: false,
         pending_email: None,
+        has_factor: false,
     }
 }
 

@@ -350,6 +350,7 @@ async fn an_email_change_of_a_must_verify_account_waits_and_mails_the_new_addres
         .returning(|_, d| {
             Ok(User {
                 pending_email: Some(d.email.into_inner()),
+                has_factor: false,
                 ..must_verify(true)
             })
         });
