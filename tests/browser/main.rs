@@ -17,6 +17,8 @@
 //!   `inspect.rs`: cookies, counts and whole-page screenshots).
 //! - `two_step.rs`: adding an authenticator app on `/account`, and the
 //!   second step of `/signin` (a code, then a recovery code).
+//! - `step_up.rs`: `/account` when the API asks for a step-up: the password
+//!   again for an old sign-in, a stale tab's ID token renewed.
 //!
 //! One scenario at a time ([`Stage`] holds a global turn): one Chromium and
 //! one service on a small machine. Without `/usr/bin/chromium` and
@@ -43,6 +45,7 @@ mod smoke;
 #[allow(dead_code)]
 #[path = "../common/smtp_sink.rs"]
 mod smtp_sink;
+mod step_up;
 #[allow(dead_code)]
 #[path = "../common/stores.rs"]
 mod stores;

@@ -43,11 +43,13 @@
 
   // `method path` of the bearer API. On a 401 (the ID token expired), once
   // more with a new one; a session that is over goes to the sign-in page. A
-  // step-up refusal (RFC 9470) is the caller's: a new token would not help.
+  // step-up refusal (RFC 9470) is the caller's, for `acr_values` only after a
+  // new token: another tab may have raised the session to aal2 since.
   const stepUp = (answer) => pages.errorType(answer) === "INSUFFICIENT_USER_AUTHENTICATION";
+  const acr = (answer) => stepUp(answer) && /acr_values/.test(answer.authenticate || "");
   async function authed(method, path, body) {
     let answer = await pages.call(method, path, { body: body, token: idToken });
-    if (answer.status !== 401 || stepUp(answer)) {
+    if (answer.status !== 401 || (stepUp(answer) && !acr(answer))) {
       return answer;
     }
     const renewed = await refresh();
