@@ -1,5 +1,8 @@
 //! The `account` command line: serve (the default), manage development keys,
-//! manage machine clients, or print an OAuth2 client's token.
+//! manage machine clients, act on an account (`users.rs`), or print an OAuth2
+//! client's token.
+
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +16,8 @@ use crate::keys::{
 use crate::settings::Setting;
 use crate::startup::{Application, client_registry};
 use crate::token_cache::RedisMode;
+pub use users::users_mfa_reset;
+use users::{UsersCommand, users};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +51,12 @@ enum Command {
     Clients {
         #[command(subcommand)]
         command: ClientsCommand,
+    },
+    /// Act on one account, in the user store of DATABASE_URL and the token
+    /// store of REDIS_URL (the service's settings: `account serve --help`).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
     },
     /// Print a bearer token of an OAuth2 client (client-credentials grant),
     /// through the token cache: shared in Redis when REDIS_URL is set (Redis
@@ -131,6 +142,7 @@ pub async fn run() -> ExitCode {
         Command::Serve => serve().await,
         Command::Keys { command } => keys(command),
         Command::Clients { command } => clients(command).await,
+        Command::Users { command } => users(command).await,
         Command::Token(args) => token(args).await,
     };
     match result {
@@ -341,6 +353,27 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn users_mfa_reset_takes_one_address() {
+        match parse(&["users", "mfa-reset", "ada@example.com"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Users {
+                command: UsersCommand::MfaReset { email },
+            }) => assert_eq!(email, "ada@example.com"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["users", "mfa-reset"]).is_err(),
+            "an address is needed"
+        );
+        let help = parse(&["users", "mfa-reset", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("stop the service"), "{help}");
     }
 
     #[test]

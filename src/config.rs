@@ -170,6 +170,8 @@ pub mod defaults {
     // default: it follows the address bound (`pages::default_public_url`).
     /// Appended to `PUBLIC_URL` for `VERIFY_EMAIL_URL`.
     pub const VERIFY_EMAIL_PATH: &str = "/verify-email";
+    /// The account page under `PUBLIC_URL` (the security mails' link).
+    pub const ACCOUNT_PATH: &str = "/account";
     /// Appended to `PUBLIC_URL` for `RESET_PASSWORD_URL`.
     pub const RESET_PASSWORD_PATH: &str = "/reset-password";
     /// The product name of the pages (`PAGES_TITLE`).
@@ -821,6 +823,8 @@ mod tests {
                 verify_token_ttl: Duration::from_secs(86_400),
                 reset_token_ttl: Duration::from_secs(3_600),
                 email_confirmation: crate::service::EmailConfirmation::Optional,
+                account_url: "http://localhost:18555/account".into(),
+                security_mail: true,
             },
             "unset, PUBLIC_URL follows the listener"
         );
@@ -912,6 +916,32 @@ mod tests {
             let err = error_of(&[("EMAIL_CONFIRMATION", bad)]);
             assert!(err.starts_with("EMAIL_CONFIRMATION:"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn security_mail_is_on_unless_off_and_links_to_the_account_page() {
+        let bound: std::net::SocketAddr = "127.0.0.1:18555".parse().unwrap();
+        let flows = |vars_: &[(&str, &str)]| {
+            let c = Config::from_vars(vars(vars_)).unwrap();
+            c.pages.flows(&c.host, bound)
+        };
+        assert!(flows(&[]).security_mail);
+        assert!(flows(&[("SECURITY_MAIL", " ON ")]).security_mail);
+        assert!(!flows(&[("SECURITY_MAIL", "off")]).security_mail);
+        for bad in ["yes", "false", "0"] {
+            let err = error_of(&[("SECURITY_MAIL", bad)]);
+            assert!(err.starts_with("SECURITY_MAIL:"), "{bad:?}: {err}");
+        }
+        assert_eq!(
+            flows(&[("PUBLIC_URL", "https://id.example")]).account_url,
+            "https://id.example/account"
+        );
+        assert_eq!(
+            flows(&[("ACCOUNT_URL", "https://app.example/settings/security")]).account_url,
+            "https://app.example/settings/security"
+        );
+        let err = error_of(&[("ACCOUNT_URL", "ftp://app.example/")]);
+        assert!(err.starts_with("ACCOUNT_URL:"), "{err}");
     }
 
     #[test]

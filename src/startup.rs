@@ -9,28 +9,27 @@ use anyhow::Context as _;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, RedisMode, TokenStoreConfig, default_is_local_only};
+use crate::config::{Config, default_is_local_only};
 use crate::handler::{AppState, HttpSettings, PageOptions, TrustedProxies, router};
 use crate::keys::{DataKey, SharedKeyRing};
 use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{ClientService, RateLimitRepository, RateLimitService, TokenRepository};
-use crate::repository::{
-    COMMIT_WAIT, DEFAULT_SWEEP_INTERVAL, MemoryTokenRepository, RedisTokenRepository,
-    redis_connection,
-};
+use crate::repository::MemoryTokenRepository;
 use crate::secret::Secret;
 use crate::service::{
     AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig, FlowConfig,
     Mfa, MfaConfig, PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig,
-    TokenServiceImpl, UserServiceImpl,
+    TokenServiceImpl, UserAdmin, UserServiceImpl,
 };
 use crate::web::serve::{RESERVED_FILES, ServeSettings, reserve_open_files, serve};
 
 use crate::keys::KeyReloader;
 
+mod token_store;
 mod user_store;
 
-use user_store::{UserStore, create_private_file, open_user_store};
+use token_store::{StoreLock, open_token_store};
+use user_store::{UserStore, open_user_store};
 
 /// A built app bound to its listener, ready to serve.
 pub struct Application {
@@ -42,6 +41,8 @@ pub struct Application {
     key_reloader: KeyReloader,
     /// The SMTP sender, drained on shutdown (`None`: mails go to the log).
     mail_drain: Option<MailDrain>,
+    /// The in-process token store's file, this process's while it serves.
+    token_lock: Option<StoreLock>,
 }
 
 impl Application {
@@ -81,13 +82,16 @@ impl Application {
         }
         if !config.pages.serve_pages
             && (config.pages.verify_email_url.is_none()
-                || config.pages.reset_password_url.is_none())
+                || config.pages.reset_password_url.is_none()
+                || config.pages.account_url.is_none())
         {
             tracing::warn!(
                 verify_email_url = %flows.verify_email_url,
                 reset_password_url = %flows.reset_password_url,
-                "PAGES=off while VERIFY_EMAIL_URL or RESET_PASSWORD_URL is unset: mail links \
-                 lead to pages this service does not serve; set both to your own pages"
+                account_url = %flows.account_url,
+                "PAGES=off while VERIFY_EMAIL_URL, RESET_PASSWORD_URL or ACCOUNT_URL is \
+                 unset: mail links lead to pages this service does not serve; set them to \
+                 your own pages"
             );
         }
         let state = services(
@@ -120,6 +124,7 @@ impl Application {
             memory_tokens: tokens.memory,
             key_reloader,
             mail_drain: mail.drain,
+            token_lock: tokens.lock,
         })
     }
 
@@ -153,6 +158,7 @@ impl Application {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let _token_lock = self.token_lock;
         serve(self.listener, self.router, self.serve, signal).await?;
         if let Some(mail) = self.mail_drain {
             mail.drain(DRAIN_TIMEOUT).await;
@@ -205,59 +211,42 @@ pub(crate) async fn client_registry(config: &Config) -> anyhow::Result<Arc<dyn C
     Ok(Arc::new(ClientServiceImpl::registry(users.clients)))
 }
 
-/// The refresh-token whitelist chosen by `REDIS_URL`.
-struct TokenStore {
-    repo: Arc<dyn TokenRepository>,
-    /// The same store, counting sign-in and sign-up attempts.
-    limits: Arc<dyn RateLimitRepository>,
-    /// The in-process store (`None` with Redis).
-    memory: Option<MemoryTokenRepository>,
-    /// What the start-up line calls it.
-    description: String,
+/// An operator's access to the stores of `config` (`account users …`),
+/// with the service's mailer; the in-process token store is this process's
+/// while the returned [`Operator`] lives (an error if a service holds it).
+pub(crate) async fn operator(config: &Config) -> anyhow::Result<Operator> {
+    let users = open_user_store(config).await?;
+    let tokens = open_token_store(config).await?;
+    let mail = mailer_from_config(config)?;
+    // Links as the service makes them when PUBLIC_URL is unset: its port on
+    // localhost, or its HOST.
+    let bound = config
+        .bind_address()
+        .parse()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], config.port)));
+    let admin = UserAdmin::new(
+        users.repo,
+        users.factors,
+        tokens.repo,
+        mail.mailer,
+        config.pages.flows(&config.host, bound),
+    );
+    Ok(Operator {
+        admin,
+        mail_drain: mail.drain,
+        mail: mail.description,
+        _token_lock: tokens.lock,
+    })
 }
 
-/// Prepares the token store chosen by `REDIS_URL`: Redis connects lazily (start-up
-/// does not need it); the in-process store reads its SQLite table (moving an
-/// earlier version's snapshot into it) and starts sweeping.
-async fn open_token_store(config: &Config) -> anyhow::Result<TokenStore> {
-    Ok(match &config.token_store {
-        TokenStoreConfig::Redis { url, mode } => {
-            let redis = redis_connection(*mode, url.expose()).map_err(anyhow::Error::msg)?;
-            let store = RedisTokenRepository::new(redis);
-            TokenStore {
-                repo: Arc::new(store.clone()),
-                limits: Arc::new(store),
-                memory: None,
-                description: match mode {
-                    RedisMode::Standalone => "Redis".to_owned(),
-                    RedisMode::Cluster => "Redis Cluster".to_owned(),
-                },
-            }
-        }
-        TokenStoreConfig::InProcess { file, snapshot } => {
-            let (store, description) = match file {
-                Some(file) => {
-                    create_private_file(file).context("the token store")?;
-                    let store = MemoryTokenRepository::open(file, snapshot, COMMIT_WAIT).await?;
-                    (
-                        store,
-                        format!("in-process, kept in SQLite {}", file.display()),
-                    )
-                }
-                None => (
-                    MemoryTokenRepository::new(),
-                    "in-process, in memory only".to_owned(),
-                ),
-            };
-            store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
-            TokenStore {
-                repo: Arc::new(store.clone()),
-                limits: Arc::new(store.clone()),
-                memory: Some(store),
-                description,
-            }
-        }
-    })
+/// What [`operator`] opened.
+pub(crate) struct Operator {
+    pub(crate) admin: UserAdmin,
+    /// Drained before the command exits, so its mail leaves.
+    pub(crate) mail_drain: Option<MailDrain>,
+    /// Where mail goes, as the start-up line says it.
+    pub(crate) mail: String,
+    _token_lock: Option<StoreLock>,
 }
 
 /// The start-up line: which stores and keys this instance uses, and where

@@ -20,6 +20,10 @@ pub struct PageSettings {
     pub verify_email_url: Option<String>,
     /// `RESET_PASSWORD_URL`; unset: `<public URL>/reset-password`.
     pub reset_password_url: Option<String>,
+    /// `ACCOUNT_URL`; unset: `<public URL>/account`.
+    pub account_url: Option<String>,
+    /// `SECURITY_MAIL`: `on` (the default) or `off`.
+    pub security_mail: bool,
     /// `VERIFY_TOKEN_EXP`
     pub verify_token_ttl: Duration,
     /// `RESET_TOKEN_EXP`
@@ -58,6 +62,8 @@ impl PageSettings {
             verify_token_ttl: self.verify_token_ttl,
             reset_token_ttl: self.reset_token_ttl,
             email_confirmation: self.email_confirmation,
+            account_url: page(&self.account_url, defaults::ACCOUNT_PATH),
+            security_mail: self.security_mail,
         }
     }
 }
@@ -90,12 +96,7 @@ pub fn default_is_local_only(settings: &PageSettings, bound: SocketAddr) -> bool
 
 /// `PUBLIC_URL`, the pages the mails link to and the lifetimes of their tokens.
 pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
-    let serve_pages = match env.optional("PAGES").as_deref().map(str::trim) {
-        None => true,
-        Some(v) if v.eq_ignore_ascii_case("on") => true,
-        Some(v) if v.eq_ignore_ascii_case("off") => false,
-        Some(v) => bail!("PAGES: must be on or off, not {v:?}"),
-    };
+    let serve_pages = on_off(env, "PAGES")?;
     let public_url = match env.optional("PUBLIC_URL") {
         Some(raw) => {
             let url = http_url("PUBLIC_URL", &raw)?;
@@ -125,6 +126,8 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
         public_url,
         verify_email_url: page("VERIFY_EMAIL_URL")?,
         reset_password_url: page("RESET_PASSWORD_URL")?,
+        account_url: page("ACCOUNT_URL")?,
+        security_mail: on_off(env, "SECURITY_MAIL")?,
         verify_token_ttl: env.seconds(
             "VERIFY_TOKEN_EXP",
             defaults::VERIFY_TOKEN_EXP,
@@ -141,6 +144,16 @@ pub(super) fn page_settings(env: &Vars) -> anyhow::Result<PageSettings> {
         title: pages_title(env)?,
         redirect_urls: redirect_urls(env)?,
     })
+}
+
+/// A switch: `on` (also when unset) or `off`, in any case.
+fn on_off(env: &Vars, name: &str) -> anyhow::Result<bool> {
+    match env.optional(name).as_deref().map(str::trim) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+        Some(v) => bail!("{name}: must be on or off, not {v:?}"),
+    }
 }
 
 /// `PAGES_TITLE`: trimmed, 1 to 60 characters, no control characters.
@@ -246,6 +259,8 @@ mod tests {
             public_url: public_url.map(str::to_owned),
             verify_email_url: None,
             reset_password_url: None,
+            account_url: None,
+            security_mail: true,
             verify_token_ttl: Duration::from_secs(1),
             reset_token_ttl: Duration::from_secs(1),
             email_confirmation: EmailConfirmation::Optional,

@@ -285,6 +285,20 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         help: || "the page a reset link opens (?token=… appended)".into(),
     },
     Setting {
+        name: "ACCOUNT_URL",
+        default: || format!("<PUBLIC_URL>{}", defaults::ACCOUNT_PATH),
+        help: || "the account page the security mails link to".into(),
+    },
+    Setting {
+        name: "SECURITY_MAIL",
+        default: || "on".into(),
+        help: || {
+            "on or off: mail the owner about changes to how the account signs in and \
+             sign-ins from new devices"
+                .into()
+        },
+    },
+    Setting {
         name: "VERIFY_TOKEN_EXP",
         default: || defaults::VERIFY_TOKEN_EXP.to_string(),
         help: || {

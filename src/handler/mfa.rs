@@ -294,11 +294,15 @@ fn factor_id(id: Result<Path<String>, PathRejection>) -> AppResult<Uuid> {
 pub async fn confirm_totp(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     id: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<ConfirmRequest>,
 ) -> AppResult<Json<ConfirmResponse>> {
     let id = factor_id(id)?;
-    let confirmed = state.account.confirm_totp(&claims, id, &body.code).await?;
+    let confirmed = state
+        .account
+        .confirm_totp(&claims, id, &body.code, client)
+        .await?;
     Ok(Json(ConfirmResponse {
         recovery_codes: confirmed.recovery_codes,
         sessions_ended: confirmed.sessions_ended,
@@ -420,10 +424,11 @@ pub async fn rename(
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
     id: Result<Path<String>, PathRejection>,
 ) -> AppResult<StatusCode> {
     let id = factor_id(id)?;
-    state.account.delete_factor(&claims, id).await?;
+    state.account.delete_factor(&claims, id, client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -453,7 +458,8 @@ pub struct RecoveryCodesResponse {
 pub async fn recovery_codes(
     State(state): State<AppState>,
     AuthUser(claims): AuthUser,
+    Client(client): Client,
 ) -> AppResult<Json<RecoveryCodesResponse>> {
-    let recovery_codes = state.account.new_recovery_codes(&claims).await?;
+    let recovery_codes = state.account.new_recovery_codes(&claims, client).await?;
     Ok(Json(RecoveryCodesResponse { recovery_codes }))
 }

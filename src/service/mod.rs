@@ -19,7 +19,7 @@ mod rate_limit;
 mod token;
 mod user;
 
-pub use account::{AccountServiceImpl, EmailConfirmation, FlowConfig, Mfa, MfaConfig};
+pub use account::{AccountServiceImpl, EmailConfirmation, FlowConfig, Mfa, MfaConfig, UserAdmin};
 pub use account_token::AccountTokenServiceImpl;
 pub use argon::ThreadHasher;
 pub use client::{ClientServiceImpl, ClientTokenConfig};

@@ -282,7 +282,20 @@ impl TestApp {
 
     /// [`Self::restart`], running `between` while the server is stopped (to
     /// edit its files, e.g. leave an earlier version's token-store snapshot).
-    pub async fn restart_with(mut self, between: impl FnOnce(&Config)) -> TestApp {
+    pub async fn restart_with(self, between: impl FnOnce(&Config)) -> TestApp {
+        self.restart_after(|config| {
+            between(&config);
+            std::future::ready(())
+        })
+        .await
+    }
+
+    /// [`Self::restart_with`] for work that awaits (e.g. an `account`
+    /// command on the stopped service's stores).
+    pub async fn restart_after<F: std::future::Future<Output = ()>>(
+        mut self,
+        between: impl FnOnce(Config) -> F,
+    ) -> TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -292,7 +305,7 @@ impl TestApp {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
-        between(&self.config);
+        between(self.config.clone()).await;
         let users = std::mem::take(&mut *self.users.lock().unwrap());
         let store = self.store.take().expect("store");
         let app = start(self.backend, store, self.config.clone()).await;

@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod mail;
 mod mfa;
+mod mfa_reset;
 mod outage;
 mod pages;
 mod profile;
@@ -29,6 +30,7 @@ mod reauth;
 #[path = "../common/redis_cluster.rs"]
 mod redis_cluster;
 mod reset;
+mod security_mail;
 mod session_list;
 mod session_names;
 mod sessions;

@@ -12,7 +12,7 @@ use crate::helpers::{
 };
 
 /// The code of `secret` (base32) at `time`.
-fn code_at(secret: &str, time: u64) -> String {
+pub(crate) fn code_at(secret: &str, time: u64) -> String {
     let secret = totp_rs::Secret::try_from_base32(secret).expect("a base32 secret");
     totp_rs::Builder::new()
         .with_secret(secret)
@@ -24,7 +24,7 @@ fn code_at(secret: &str, time: u64) -> String {
 
 /// Waits until at least 3 s from either end of a 30 s step, so that "now",
 /// "the next step" and "the step before" mean the same here and there.
-async fn away_from_a_step_boundary() {
+pub(crate) async fn away_from_a_step_boundary() {
     loop {
         let into = unix_now() % 30;
         if (3..=26).contains(&into) {
@@ -34,7 +34,9 @@ async fn away_from_a_step_boundary() {
     }
 }
 
-async fn send(request: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+) -> (u16, Value, reqwest::header::HeaderMap) {
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -42,7 +44,7 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, Value, reqwest::header:
     (status, body, headers)
 }
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     path: &str,
     id_token: &str,
@@ -58,7 +60,7 @@ async fn post(
 }
 
 /// Starts an enrolment: `(id, secret)`.
-async fn enrol(app: &TestApp, id_token: &str) -> (String, String) {
+pub(crate) async fn enrol(app: &TestApp, id_token: &str) -> (String, String) {
     let (status, body, _) = post(app, "/mfa/totp", id_token, json!({})).await;
     assert_eq!(status, 201, "{body}");
     let uri = body["otpauthUri"].as_str().unwrap();
@@ -74,7 +76,7 @@ async fn enrol(app: &TestApp, id_token: &str) -> (String, String) {
 
 /// A user with a confirmed authenticator: `(email, secret, the session's tokens
 /// raised to aal2, the recovery codes, the step its confirmation used)`.
-async fn enrolled(app: &TestApp) -> (String, String, Tokens, Vec<String>, u64) {
+pub(crate) async fn enrolled(app: &TestApp) -> (String, String, Tokens, Vec<String>, u64) {
     let email = unique_email();
     let (_, tokens) = app.signup(&email).await;
     away_from_a_step_boundary().await;
@@ -109,7 +111,7 @@ async fn signin_body(app: &TestApp, email: &str, password: &str) -> (u16, Value)
 }
 
 /// Signs in with the password: the mfa token of the second step.
-async fn mfa_token(app: &TestApp, email: &str) -> String {
+pub(crate) async fn mfa_token(app: &TestApp, email: &str) -> String {
     let (status, body) = signin_body(app, email, PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -122,7 +124,12 @@ async fn mfa_token(app: &TestApp, email: &str) -> String {
         .to_owned()
 }
 
-async fn second_step(app: &TestApp, token: &str, method: &str, code: &str) -> (u16, Value) {
+pub(crate) async fn second_step(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    code: &str,
+) -> (u16, Value) {
     let (status, body, _) = send(
         app.client
             .post(app.url("/signin/mfa"))

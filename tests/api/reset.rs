@@ -254,9 +254,12 @@ async fn a_password_change_voids_the_reset_links_sent_before_it(backend: Backend
         .await;
     }
 
+    // The third mail tells the owner of the change.
+    let told = nth_mail_to(&sink, &email, 3).await;
+    assert_eq!(told.subject, "Your password was changed");
     // Only the links sent before the change: a reset asked for after it works.
     assert_eq!(app.request_reset(&email).await.status(), 202);
-    let later = token_in(&nth_mail_to(&sink, &email, 3).await, "/reset-password");
+    let later = token_in(&nth_mail_to(&sink, &email, 4).await, "/reset-password");
     assert_eq!(
         app.confirm_reset(&later, reset_password).await.status(),
         204

@@ -210,15 +210,28 @@ impl App {
         body["user"].clone()
     }
 
-    /// The `n`th mail (from 1) to `address`, waiting for it.
-    pub async fn nth_mail_to(&self, address: &str, n: usize) -> ReceivedMail {
-        let mails = self.sink.wait_for_mails_to(address, n, MAIL_WAIT).await;
-        assert!(
-            mails.len() >= n,
-            "mail {n} to {address} never came: {mails:?}\n--- service log:\n{}",
-            self.output()
-        );
-        mails[n - 1].clone()
+    /// The `n`th verification mail (from 1) to `address`, waiting for it
+    /// (security mails, such as a sign-in from a new device, are skipped).
+    pub async fn nth_verification_to(&self, address: &str, n: usize) -> ReceivedMail {
+        let deadline = tokio::time::Instant::now() + MAIL_WAIT;
+        loop {
+            let mails: Vec<ReceivedMail> = self
+                .sink
+                .mails()
+                .into_iter()
+                .filter(|m| m.is_to(address) && m.subject == "Verify your email address")
+                .collect();
+            if mails.len() >= n {
+                return mails[n - 1].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "verification mail {n} to {address} never came: {:?}\n--- service log:\n{}",
+                self.sink.mails(),
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The newest link to `page` (`/verify-email`, `/reset-password`) mailed

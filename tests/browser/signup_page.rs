@@ -46,10 +46,10 @@ async fn sign_up_verify_and_see_it_verified(backend: Backend, test: &'static str
     stage.app.track(uid);
 
     // "Resend" on the account page: a second link, which replaces the first.
-    stage.app.nth_mail_to(&email, 1).await;
+    stage.app.nth_verification_to(&email, 1).await;
     browser.click("#resend").await;
     browser.wait_for_text("#resend-outcome", "on its way").await;
-    let second = stage.app.nth_mail_to(&email, 2).await;
+    let second = stage.app.nth_verification_to(&email, 2).await;
     browser
         .open(&stage.app.link_in(&second, "/verify-email"))
         .await;
@@ -137,7 +137,7 @@ async fn sign_up_when_confirmation_is_required(backend: Backend, test: &'static 
         .cookies_for(&app.url("/api/account/browser/tokens"))
         .await;
     assert!(cookies.is_empty(), "no session cookie: {cookies:?}");
-    app.nth_mail_to(&email, 1).await;
+    app.nth_verification_to(&email, 1).await;
 
     // Signing in before the link is opened: not verified, a new link.
     browser.expect_failed_request("/api/account/browser/signin", 403);
@@ -150,7 +150,7 @@ async fn sign_up_when_confirmation_is_required(backend: Backend, test: &'static 
         .await;
     browser.click("#resend").await;
     browser.wait_for_text("#resend-outcome", "on its way").await;
-    let second = app.nth_mail_to(&email, 2).await;
+    let second = app.nth_verification_to(&email, 2).await;
     browser.open(&app.link_in(&second, "/verify-email")).await;
     browser.click("#verify").await;
     browser.wait_for_text("#outcome", "is verified").await;

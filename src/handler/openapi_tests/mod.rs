@@ -140,7 +140,7 @@ fn app(base_path: &str) -> Router {
         .returning(|_, _, _| Err(AppError::StepUp(crate::verifier::StepUp::MaxAge(300))));
     account
         .expect_confirm_totp()
-        .returning(|_, _, _| Err(AppError::NotFound("no such pending factor".into())));
+        .returning(|_, _, _, _| Err(AppError::NotFound("no such pending factor".into())));
     account.expect_factors().returning(|_| {
         Ok(crate::model::FactorList {
             factors: Vec::new(),
@@ -152,10 +152,10 @@ fn app(base_path: &str) -> Router {
         .returning(|_, _, _| Err(AppError::NotFound("no such factor".into())));
     account
         .expect_delete_factor()
-        .returning(|_, _| Err(AppError::NotFound("no such factor".into())));
+        .returning(|_, _, _| Err(AppError::NotFound("no such factor".into())));
     account
         .expect_new_recovery_codes()
-        .returning(|_| Err(AppError::Conflict("no second factor".into())));
+        .returning(|_, _| Err(AppError::Conflict("no second factor".into())));
     account
         .expect_end_session()
         .returning(|_, _| Err(AppError::NotFound("no such session".into())));

@@ -146,6 +146,7 @@ impl AccountService for SignInOnly {
         _caller: &IdClaims,
         _id: Uuid,
         _code: &str,
+        _client: ClientInfo,
     ) -> AppResult<crate::model::FactorConfirmed> {
         unreachable!("only sign-in is called")
     }
@@ -160,10 +161,19 @@ impl AccountService for SignInOnly {
     ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
-    async fn delete_factor(&self, _caller: &IdClaims, _id: Uuid) -> AppResult<()> {
+    async fn delete_factor(
+        &self,
+        _caller: &IdClaims,
+        _id: Uuid,
+        _client: ClientInfo,
+    ) -> AppResult<()> {
         unreachable!("only sign-in is called")
     }
-    async fn new_recovery_codes(&self, _caller: &IdClaims) -> AppResult<Vec<String>> {
+    async fn new_recovery_codes(
+        &self,
+        _caller: &IdClaims,
+        _client: ClientInfo,
+    ) -> AppResult<Vec<String>> {
         unreachable!("only sign-in is called")
     }
     async fn sessions(&self, _caller: &IdClaims) -> AppResult<Vec<SessionInfo>> {

@@ -50,4 +50,7 @@ pub trait FactorRepository: Send + Sync {
     async fn redeem_recovery_code(&self, uid: Uuid, digest: &str) -> AppResult<bool>;
     /// How many recovery codes the user has left.
     async fn recovery_codes_left(&self, uid: Uuid) -> AppResult<u64>;
+    /// Removes every factor (confirmed or pending) and recovery code of the
+    /// user in one transaction: `(confirmed factors, recovery codes)` removed.
+    async fn remove_all_factors(&self, uid: Uuid) -> AppResult<(u64, u64)>;
 }

@@ -86,6 +86,7 @@ pub trait AccountService: Send + Sync {
         caller: &IdClaims,
         id: Uuid,
         code: &str,
+        client: ClientInfo,
     ) -> AppResult<FactorConfirmed>;
     /// The caller's confirmed factors and recovery codes left.
     async fn factors(&self, caller: &IdClaims) -> AppResult<FactorList>;
@@ -98,10 +99,15 @@ pub trait AccountService: Send + Sync {
     ) -> AppResult<()>;
     /// Removes one of the caller's factors (an `aal2` session needed); the
     /// last one takes the recovery codes with it.
-    async fn delete_factor(&self, caller: &IdClaims, id: Uuid) -> AppResult<()>;
+    async fn delete_factor(&self, caller: &IdClaims, id: Uuid, client: ClientInfo)
+    -> AppResult<()>;
     /// A new set of recovery codes (an `aal2` session needed); the old set
     /// stops working.
-    async fn new_recovery_codes(&self, caller: &IdClaims) -> AppResult<Vec<String>>;
+    async fn new_recovery_codes(
+        &self,
+        caller: &IdClaims,
+        client: ClientInfo,
+    ) -> AppResult<Vec<String>>;
     /// Verifies the refresh token, loads its user and lets the store decide:
     /// a new pair (rotation), the same successor again (a replay within the
     /// grace window), `RefreshTokenReused` (theft: the session is ended), or

@@ -39,6 +39,7 @@ on_both_databases!(
     stale_pending_factors_are_swept_and_confirmed_ones_kept,
     a_recovery_code_works_once_and_a_new_set_replaces_the_old,
     factors_and_codes_go_with_their_user,
+    every_factor_and_code_of_one_user_is_removed_at_once,
 );
 
 async fn stored_user(repo: &impl Repo) -> User {
@@ -274,4 +275,30 @@ async fn factors_and_codes_go_with_their_user(repo: &impl Repo) {
         .await
         .unwrap_err();
     assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+}
+
+async fn every_factor_and_code_of_one_user_is_removed_at_once(repo: &impl Repo) {
+    let user = stored_user(repo).await;
+    let other = stored_user(repo).await;
+    for owner in [&user, &other] {
+        confirmed(repo, owner, 1).await;
+        confirmed(repo, owner, 2).await;
+        repo.create_factor(&pending(owner.uid, NOW)).await.unwrap();
+        let digests: Vec<String> = (0..3).map(|i| format!("{i}").repeat(64)).collect();
+        repo.replace_recovery_codes(owner.uid, &digests, NOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(repo.remove_all_factors(user.uid).await.unwrap(), (2, 3));
+    assert!(repo.factors(user.uid).await.unwrap().is_empty());
+    assert!(!repo.has_factor(user.uid).await.unwrap());
+    assert_eq!(repo.recovery_codes_left(user.uid).await.unwrap(), 0);
+    assert_eq!(
+        repo.remove_all_factors(user.uid).await.unwrap(),
+        (0, 0),
+        "again: nothing left"
+    );
+    // Another user's are untouched.
+    assert_eq!(repo.factors(other.uid).await.unwrap().len(), 3);
+    assert_eq!(repo.recovery_codes_left(other.uid).await.unwrap(), 3);
 }

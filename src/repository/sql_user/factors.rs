@@ -214,6 +214,31 @@ macro_rules! sql_factor_repository {
                 tx.commit().await.map_err(map_sqlx_error)
             }
 
+            async fn remove_all_factors(&self, uid: Uuid) -> AppResult<(u64, u64)> {
+                let mut tx = self.pool.begin().await.map_err(map_sqlx_error)?;
+                let confirmed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM mfa_factors \
+                     WHERE uid = $1 AND confirmed_at IS NOT NULL",
+                )
+                .bind(uid)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+                sqlx::query("DELETE FROM mfa_factors WHERE uid = $1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx_error)?;
+                let codes = sqlx::query("DELETE FROM recovery_codes WHERE uid = $1")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx_error)?
+                    .rows_affected();
+                tx.commit().await.map_err(map_sqlx_error)?;
+                Ok((u64::try_from(confirmed).unwrap_or(0), codes))
+            }
+
             async fn redeem_recovery_code(&self, uid: Uuid, digest: &str) -> AppResult<bool> {
                 let redeemed: Option<String> = sqlx::query_scalar(
                     "DELETE FROM recovery_codes WHERE uid = $1 AND digest = $2 RETURNING digest",

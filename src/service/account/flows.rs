@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::AccountServiceImpl;
+use super::{AccountServiceImpl, Notice};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::mail::Mail;
 use crate::model::{ClientInfo, Email, IdClaims, Password, TokenPurpose, User};
@@ -25,6 +25,11 @@ pub struct FlowConfig {
     pub reset_token_ttl: Duration,
     /// `EMAIL_CONFIRMATION`
     pub email_confirmation: EmailConfirmation,
+    /// `ACCOUNT_URL`: the account page the security mails link to.
+    pub account_url: String,
+    /// `SECURITY_MAIL`: whether the owner is mailed about changes to how the
+    /// account signs in and about sign-ins from new devices.
+    pub security_mail: bool,
 }
 
 /// `EMAIL_CONFIRMATION`: whether a sign-up signs in at once or waits for
@@ -252,11 +257,16 @@ impl AccountServiceImpl {
         // proves nothing about the new one. A link mailed to the pending
         // email of an account that must verify makes it the account's
         // email, unless another account took it meanwhile.
-        let verified = self
+        if !self
             .users
             .mark_email_verified(holder.uid, &holder.email)
             .await?
-            || match self
+        {
+            let previous = match self.users.get(holder.uid).await {
+                Err(AppError::NotFound(_)) => return Err(invalid_token()),
+                other => other?.email,
+            };
+            let moved = match self
                 .users
                 .confirm_pending_email(holder.uid, &holder.email)
                 .await
@@ -264,8 +274,12 @@ impl AccountServiceImpl {
                 Err(AppError::Conflict(_)) => false,
                 other => other?,
             };
-        if !verified {
-            return Err(invalid_token());
+            if !moved {
+                return Err(invalid_token());
+            }
+            // The account's email changed only now: its previous address is told.
+            let notice = Notice::EmailChanged { to: &holder.email };
+            self.notify(&previous, notice, &client);
         }
         self.link_token_worked(&client.ip).await;
         Ok(())
@@ -385,6 +399,7 @@ impl AccountServiceImpl {
         }
         self.link_token_worked(&client.ip).await;
         tracing::info!(uid = %holder.uid, "password reset");
+        self.notify(&holder.email, Notice::PasswordReset, &client);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::AccountServiceImpl;
+use super::{AccountServiceImpl, Notice};
 use crate::error::{AppError, AppResult, InvalidArg};
 use crate::keys::DataKey;
 use crate::model::{
@@ -85,7 +85,10 @@ impl AccountServiceImpl {
         // and whose session starts after that confirmation's second sweep
         // keeps its session: the window is the hashing of one password.
         if !user.has_factor {
-            return Ok(SignIn::Tokens(self.tokens.issue(user, client).await?));
+            let pair = self
+                .start_signed_in(user, client, &Assurance::password())
+                .await?;
+            return Ok(SignIn::Tokens(pair));
         }
         let (token, expires_in) = self.tokens.start_second_step(user).await?;
         let mut methods = vec![SecondFactorMethod::Totp];
@@ -149,7 +152,12 @@ impl AccountServiceImpl {
             acr: AAL2.to_owned(),
             amr: method.amr(),
         };
-        self.tokens.issue_with(&user, client, &assurance).await
+        let pair = self.start_signed_in(&user, client, &assurance).await?;
+        if method == SecondFactorMethod::RecoveryCode {
+            let left = self.mfa.factors.recovery_codes_left(uid).await?;
+            self.notify(&user.email, Notice::RecoveryCodeUsed { left }, client);
+        }
+        Ok(pair)
     }
 
     /// Whether `code` is a code of one of the user's authenticators, for a
@@ -235,6 +243,7 @@ impl AccountServiceImpl {
         caller: &IdClaims,
         id: Uuid,
         code: &str,
+        client: &ClientInfo,
     ) -> AppResult<FactorConfirmed> {
         let uid = caller.sub;
         self.limits.mfa_attempt(uid).await?;
@@ -295,6 +304,15 @@ impl AccountServiceImpl {
         if let Err(err) = self.limits.mfa_succeeded(uid).await {
             tracing::warn!(error = ?err, "cannot give back a right code's count");
         }
+        self.notify_owner(
+            uid,
+            Notice::FactorAdded {
+                kind: pending.kind,
+                first,
+            },
+            client,
+        )
+        .await;
         if !first {
             return Ok(FactorConfirmed {
                 recovery_codes: None,
@@ -366,28 +384,58 @@ impl AccountServiceImpl {
         }
     }
 
-    pub(super) async fn delete_one_factor(&self, caller: &IdClaims, id: Uuid) -> AppResult<()> {
+    pub(super) async fn delete_one_factor(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        client: &ClientInfo,
+    ) -> AppResult<()> {
         self.require_second_factor(caller).await?;
-        if !self.mfa.factors.delete_factor(caller.sub, id).await? {
+        let uid = caller.sub;
+        let removed = self
+            .mfa
+            .factors
+            .factors(uid)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id);
+        if !self.mfa.factors.delete_factor(uid, id).await? {
             return Err(AppError::NotFound("no such factor".into()));
         }
         // Without a factor, recovery codes would recover nothing.
-        if !self.mfa.factors.has_factor(caller.sub).await? {
+        let last = !self.mfa.factors.has_factor(uid).await?;
+        if last {
             self.mfa
                 .factors
-                .replace_recovery_codes(caller.sub, &[], now_secs())
+                .replace_recovery_codes(uid, &[], now_secs())
                 .await?;
+        }
+        // A pending enrolment is no factor yet: nothing to tell.
+        if let Some(factor) = removed.filter(|f| f.confirmed_at.is_some()) {
+            let notice = Notice::FactorRemoved {
+                kind: factor.kind,
+                name: factor.name.as_deref(),
+                last,
+            };
+            self.notify_owner(uid, notice, client).await;
         }
         Ok(())
     }
 
-    pub(super) async fn renew_recovery_codes(&self, caller: &IdClaims) -> AppResult<Vec<String>> {
+    pub(super) async fn renew_recovery_codes(
+        &self,
+        caller: &IdClaims,
+        client: &ClientInfo,
+    ) -> AppResult<Vec<String>> {
         if !self.mfa.factors.has_factor(caller.sub).await? {
             return Err(AppError::Conflict(
                 "recovery codes come with a second factor: enrol one first".into(),
             ));
         }
         caller.require_acr(AAL2).map_err(AppError::StepUp)?;
-        self.replace_recovery_codes(caller.sub, now_secs()).await
+        let codes = self.replace_recovery_codes(caller.sub, now_secs()).await?;
+        self.notify_owner(caller.sub, Notice::RecoveryCodesRenewed, client)
+            .await;
+        Ok(codes)
     }
 }

@@ -1,16 +1,20 @@
 //! The use cases: each endpoint's flow, composed of the user and token services.
 //! Email verification and password reset are in `flows.rs`.
 
+mod admin;
 mod flows;
 mod mfa;
+mod notices;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use admin::UserAdmin;
 pub use flows::{EmailConfirmation, FlowConfig};
 pub use mfa::{Mfa, MfaConfig};
+use notices::Notice;
 
 use crate::error::{AppError, AppResult, InvalidArg, REFRESH_TOKEN_REFUSED};
 use crate::jwks::JwkSet;
@@ -209,8 +213,9 @@ impl AccountService for AccountServiceImpl {
         caller: &IdClaims,
         id: Uuid,
         code: &str,
+        client: ClientInfo,
     ) -> AppResult<FactorConfirmed> {
-        self.confirm_totp_enrolment(caller, id, code).await
+        self.confirm_totp_enrolment(caller, id, code, &client).await
     }
 
     async fn factors(&self, caller: &IdClaims) -> AppResult<FactorList> {
@@ -226,12 +231,21 @@ impl AccountService for AccountServiceImpl {
         self.rename_one_factor(caller, id, name).await
     }
 
-    async fn delete_factor(&self, caller: &IdClaims, id: Uuid) -> AppResult<()> {
-        self.delete_one_factor(caller, id).await
+    async fn delete_factor(
+        &self,
+        caller: &IdClaims,
+        id: Uuid,
+        client: ClientInfo,
+    ) -> AppResult<()> {
+        self.delete_one_factor(caller, id, &client).await
     }
 
-    async fn new_recovery_codes(&self, caller: &IdClaims) -> AppResult<Vec<String>> {
-        self.renew_recovery_codes(caller).await
+    async fn new_recovery_codes(
+        &self,
+        caller: &IdClaims,
+        client: ClientInfo,
+    ) -> AppResult<Vec<String>> {
+        self.renew_recovery_codes(caller, &client).await
     }
 
     async fn refresh(&self, refresh_token: &str, client: ClientInfo) -> AppResult<TokenPair> {
@@ -360,11 +374,14 @@ impl AccountService for AccountServiceImpl {
             self.send_verification_to_or_log(&user, &new_email).await;
             return Ok(user);
         }
+        let previous = user.email;
         let user = self.users.update_details(caller.sub, details).await?;
         // The new address is not verified: its own link, which also
-        // replaces the link sent to the previous one.
+        // replaces the link sent to the previous one. The previous address
+        // is told.
         if email_changes {
             self.send_verification_or_log(&user).await;
+            self.notify(&previous, Notice::EmailChanged { to: &user.email }, &client);
         }
         Ok(user)
     }
@@ -391,8 +408,9 @@ impl AccountService for AccountServiceImpl {
         let keep = session_of(caller).ok();
         self.tokens
             .password_changed(caller.sub, keep, &hash)
-            .await
-            .map(drop)
+            .await?;
+        self.notify(&user.email, Notice::PasswordChanged, &client);
+        Ok(())
     }
 
     async fn delete_account(

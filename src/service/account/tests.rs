@@ -11,7 +11,7 @@ use crate::model::interfaces::{
     MockAccountTokenService, MockFactorRepository, MockRateLimitService, MockTokenService,
     MockUserService,
 };
-use crate::model::{Audience, RefreshClaims};
+use crate::model::{Assurance, Audience, RefreshClaims};
 use crate::secret::Secret;
 
 pub(super) const SID: Uuid = Uuid::from_u128(0x5e55);
@@ -154,6 +154,9 @@ pub(super) fn flow_config() -> FlowConfig {
         verify_token_ttl: Duration::from_secs(86_400),
         reset_token_ttl: Duration::from_secs(3_600),
         email_confirmation: EmailConfirmation::Optional,
+        account_url: "https://app.example/account".into(),
+        // On in the tests of `notices.rs` and over HTTP (`tests/api`).
+        security_mail: false,
     }
 }
 
@@ -358,10 +361,10 @@ async fn sign_in_starts_a_session_for_the_user_the_credentials_match() {
         .returning(|_, _, _| Ok(user()));
     let mut tokens = MockTokenService::new();
     tokens
-        .expect_issue()
-        .withf(|u, c| u.uid == user().uid && *c == client())
+        .expect_issue_with()
+        .withf(|u, c, a| u.uid == user().uid && *c == client() && *a == Assurance::password())
         .times(1)
-        .returning(|_, _| Ok(pair()));
+        .returning(|_, _, _| Ok(pair()));
     let (email, password) = credentials();
     assert_eq!(
         service(users, tokens)
@@ -823,10 +826,10 @@ async fn a_sign_in_is_counted_first_and_given_back_once_the_password_checks_out(
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
     tokens
-        .expect_issue()
+        .expect_issue_with()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| Ok(pair()));
+        .returning(|_, _, _| Ok(pair()));
     let email = Email::parse("Ada@Example.com").unwrap();
     let got = service_with(users, tokens, limits)
         .sign_in(email, password("correct horse"), client())
@@ -870,7 +873,10 @@ async fn a_give_back_that_fails_does_not_fail_the_sign_in() {
     let mut users = MockUserService::new();
     users.expect_signin().returning(|_, _, _| Ok(user()));
     let mut tokens = MockTokenService::new();
-    tokens.expect_issue().times(1).returning(|_, _| Ok(pair()));
+    tokens
+        .expect_issue_with()
+        .times(1)
+        .returning(|_, _, _| Ok(pair()));
     let (email, password) = credentials();
     let got = service_with(users, tokens, limits)
         .sign_in(email, password, client())

@@ -316,7 +316,10 @@ async fn verified_accounts_and_accounts_from_before_the_switch_sign_in() {
             .expect_signin()
             .returning(move |_, _, _| Ok(found.clone()));
         let mut tokens = MockTokenService::new();
-        tokens.expect_issue().times(1).returning(|_, _| Ok(pair()));
+        tokens
+            .expect_issue_with()
+            .times(1)
+            .returning(|_, _, _| Ok(pair()));
         let (email, pw) = credentials();
         let got = required(
             users,
@@ -397,26 +400,42 @@ fn redeeming(email: &'static str) -> MockAccountTokenService {
 }
 
 #[tokio::test]
-async fn the_link_to_a_pending_email_makes_it_the_accounts() {
+async fn the_link_to_a_pending_email_makes_it_the_accounts_and_tells_the_previous_address() {
     let mut users = MockUserService::new();
     users
         .expect_mark_email_verified()
         .returning(|_, _| Ok(false));
+    users.expect_get().returning(|_| Ok(user()));
     users
         .expect_confirm_pending_email()
         .with(eq(user().uid), eq("eve@example.com"))
         .times(1)
         .returning(|_, _| Ok(true));
-    required(
+    let (mailer, sent) = recording_mailer();
+    build_with(
         users,
         MockTokenService::new(),
         no_limits(),
         redeeming("eve@example.com"),
-        MockMailer::new(),
+        mailer,
+        FlowConfig {
+            email_confirmation: EmailConfirmation::Required,
+            security_mail: true,
+            ..flow_config()
+        },
     )
     .verify_email(TOKEN, client())
     .await
     .unwrap();
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, user().email, "to the previous address");
+    assert!(
+        sent[0].body.contains("e***@example.com"),
+        "{}",
+        sent[0].body
+    );
+    assert!(!sent[0].body.contains(TOKEN), "{}", sent[0].body);
 }
 
 #[tokio::test]
@@ -425,6 +444,7 @@ async fn the_link_to_a_pending_email_another_account_took_is_a_400_naming_token(
     users
         .expect_mark_email_verified()
         .returning(|_, _| Ok(false));
+    users.expect_get().returning(|_| Ok(user()));
     users
         .expect_confirm_pending_email()
         .returning(|_, _| Err(AppError::Conflict("email already registered".into())));

@@ -326,6 +326,7 @@ async fn a_verification_token_for_an_address_the_user_has_left_is_a_400() {
         .expect_mark_email_verified()
         .times(1)
         .returning(|_, _| Ok(false));
+    users.expect_get().returning(|_| Ok(user()));
     // Nor is it a pending email of the user's.
     users
         .expect_confirm_pending_email()
