@@ -83,7 +83,7 @@ impl Application {
         if !config.pages.serve_pages
             && (config.pages.verify_email_url.is_none()
                 || config.pages.reset_password_url.is_none()
-                || config.pages.account_url.is_none())
+                || (config.pages.security_mail && config.pages.account_url.is_none()))
         {
             tracing::warn!(
                 verify_email_url = %flows.verify_email_url,
@@ -215,6 +215,22 @@ pub(crate) async fn client_registry(config: &Config) -> anyhow::Result<Arc<dyn C
 /// with the service's mailer; the in-process token store is this process's
 /// while the returned [`Operator`] lives (an error if a service holds it).
 pub(crate) async fn operator(config: &Config) -> anyhow::Result<Operator> {
+    // Only a store a service has made: a command run from another directory
+    // must not act on a fresh empty file of its own.
+    if let crate::config::TokenStoreConfig::InProcess { file, .. } = &config.token_store {
+        match file {
+            Some(file) if !file.exists() => anyhow::bail!(
+                "no in-process token store at {} (run this where the service runs, with its \
+                 DATABASE_URL)",
+                file.display()
+            ),
+            Some(_) => {}
+            None => anyhow::bail!(
+                "DATABASE_URL names an in-memory database: its users live only in the \
+                 running service"
+            ),
+        }
+    }
     let users = open_user_store(config).await?;
     let tokens = open_token_store(config).await?;
     let mail = mailer_from_config(config)?;
@@ -233,6 +249,10 @@ pub(crate) async fn operator(config: &Config) -> anyhow::Result<Operator> {
     );
     Ok(Operator {
         admin,
+        stores: format!(
+            "users in {}, sessions {}",
+            users.description, tokens.description
+        ),
         mail_drain: mail.drain,
         mail: mail.description,
         _token_lock: tokens.lock,
@@ -242,6 +262,8 @@ pub(crate) async fn operator(config: &Config) -> anyhow::Result<Operator> {
 /// What [`operator`] opened.
 pub(crate) struct Operator {
     pub(crate) admin: UserAdmin,
+    /// Which stores it opened, as the start-up line names them.
+    pub(crate) stores: String,
     /// Drained before the command exits, so its mail leaves.
     pub(crate) mail_drain: Option<MailDrain>,
     /// Where mail goes, as the start-up line says it.

@@ -42,28 +42,33 @@ pub(super) async fn users(command: UsersCommand) -> anyhow::Result<()> {
 pub async fn users_mfa_reset(config: &Config, email: &str) -> anyhow::Result<String> {
     let email = Email::parse(email).map_err(|why| anyhow::anyhow!("EMAIL: {why}"))?;
     let operator = operator(config).await?;
-    let done = operator
-        .admin
-        .mfa_reset(&email)
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let done = operator.admin.mfa_reset(&email).await.map_err(|err| {
+        anyhow::Error::new(err).context(
+            "mfa-reset stopped part way (sessions end first, then factors go): run it again",
+        )
+    })?;
     if let Some(drain) = operator.mail_drain {
         drain.drain(MAIL_WAIT).await;
     }
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mail = if done.mailed {
-        format!("mailed {} ({})", done.email, operator.mail)
+        format!(
+            "mail to {} handed to {} (one not delivered is logged)",
+            done.email, operator.mail
+        )
     } else {
         format!("no mail to {} (SECURITY_MAIL=off)", done.email)
     };
     Ok(format!(
         "two-step sign-in of {} ({}) is off:\n\
+         stores: {}\n\
          removed {} and {}\n\
          ended {} (and any pending two-step sign-in)\n\
          {mail}\n\
          the next sign-in takes the password alone\n",
         done.email,
         done.uid,
+        operator.stores,
         plural(done.factors, "factor", "factors"),
         plural(done.recovery_codes, "recovery code", "recovery codes"),
         plural(done.sessions, "session", "sessions"),

@@ -564,8 +564,9 @@ async fn an_enrolment_started_before_the_first_factor_cannot_be_confirmed_after(
     )
     .await;
     assert_eq!(status, 200);
-    // The intruder's ID token still verifies until it expires, but its
-    // pending factor is gone (and a further factor needs aal2 anyway).
+    // The intruder's ID token still verifies until it expires, but a
+    // further factor needs aal2 (checked before the code counts), and its
+    // pending factor is gone (the list below).
     let (status, body, _) = post(
         &app,
         &format!("/mfa/totp/{theirs}/confirm"),
@@ -573,7 +574,8 @@ async fn an_enrolment_started_before_the_first_factor_cannot_be_confirmed_after(
         json!({"code": code_at(&their_secret, unix_now())}),
     )
     .await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["type"], "INSUFFICIENT_USER_AUTHENTICATION");
     let raised = app.refreshed(&owner.refresh_token).await;
     let (_, list, _) = send(
         app.client

@@ -123,7 +123,8 @@ fn check_output(out: &str, email: &str) {
         format!("two-step sign-in of {email} ("),
         "removed 1 factor and 9 recovery codes".to_owned(),
         "ended 2 sessions".to_owned(),
-        format!("mailed {email} (SMTP 127.0.0.1:"),
+        format!("mail to {email} handed to SMTP 127.0.0.1:"),
+        "stores: users in ".to_owned(),
         "the next sign-in takes the password alone".to_owned(),
     ] {
         assert!(out.contains(&line), "{line:?} in {out}");

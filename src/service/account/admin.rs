@@ -54,11 +54,11 @@ impl UserAdmin {
         }
     }
 
-    /// Removes every factor and recovery code of the account of `email`,
-    /// then ends its sessions (and any pending two-step sign-in), then mails
-    /// its owner: the next sign-in takes the password alone. Running it again
-    /// finishes what a store outage interrupted. `NotFound` for an unknown
-    /// address, with nothing changed.
+    /// Ends the sessions of the account of `email` (and any pending two-step
+    /// sign-in), then removes every factor and recovery code, then mails its
+    /// owner: the next sign-in takes the password alone. Running it again
+    /// finishes what a store outage interrupted (ending sessions again is
+    /// harmless). `NotFound` for an unknown address, with nothing changed.
     pub async fn mfa_reset(&self, email: &Email) -> AppResult<FactorReset> {
         let user = self
             .users
@@ -67,12 +67,12 @@ impl UserAdmin {
             .ok_or_else(|| {
                 AppError::NotFound(format!("no account has the email {}", email.as_str()))
             })?;
-        let (factors, recovery_codes) = self.factors.remove_all_factors(user.uid).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let sessions = self.tokens.list_sessions(user.uid, now).await?.len() as u64;
         self.tokens.delete_user_refresh_tokens(user.uid).await?;
+        let (factors, recovery_codes) = self.factors.remove_all_factors(user.uid).await?;
         tracing::info!(uid = %user.uid, factors, recovery_codes, sessions, "second factors reset by an operator");
         let notice = Notice::FactorsReset { factors, sessions };
         notify(
@@ -138,7 +138,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn factors_go_then_sessions_then_the_owner_is_mailed() {
+    async fn sessions_end_then_factors_go_then_the_owner_is_mailed() {
         let ada = user();
         let uid = ada.uid;
         let found = ada.clone();
@@ -149,12 +149,6 @@ mod tests {
             .returning(move |_| Ok(Some(found.clone())));
         let mut seq = mockall::Sequence::new();
         let mut factors = MockFactorRepository::new();
-        factors
-            .expect_remove_all_factors()
-            .withf(move |u| *u == uid)
-            .times(1)
-            .in_sequence(&mut seq)
-            .returning(|_| Ok((1, 10)));
         let mut tokens = MockTokenRepository::new();
         tokens
             .expect_list_sessions()
@@ -167,6 +161,12 @@ mod tests {
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_| Ok(5));
+        factors
+            .expect_remove_all_factors()
+            .withf(move |u| *u == uid)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok((1, 10)));
         let sent = Arc::new(Mutex::new(Vec::<Mail>::new()));
         let record = Arc::clone(&sent);
         let mut mailer = MockMailer::new();

@@ -386,6 +386,8 @@ impl AccountServiceImpl {
         {
             return Err(invalid_token());
         }
+        // Told as soon as it is stored, even if ending the sessions fails.
+        self.notify(&holder.email, Notice::PasswordReset, &client);
         // Every session ends, and in the same store step any session a
         // sign-in that checked the previous password would still start is
         // refused (as for a password change, keeping none). Should the token
@@ -399,7 +401,6 @@ impl AccountServiceImpl {
         }
         self.link_token_worked(&client.ip).await;
         tracing::info!(uid = %holder.uid, "password reset");
-        self.notify(&holder.email, Notice::PasswordReset, &client);
         Ok(())
     }
 }

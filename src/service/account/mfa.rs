@@ -154,7 +154,14 @@ impl AccountServiceImpl {
         };
         let pair = self.start_signed_in(&user, client, &assurance).await?;
         if method == SecondFactorMethod::RecoveryCode {
-            let left = self.mfa.factors.recovery_codes_left(uid).await?;
+            // The sign-in happened: a count that cannot be read is left out.
+            let left = match self.mfa.factors.recovery_codes_left(uid).await {
+                Ok(left) => Some(left),
+                Err(err) => {
+                    tracing::warn!(%uid, error = ?err, "cannot count the recovery codes left");
+                    None
+                }
+            };
             self.notify(&user.email, Notice::RecoveryCodeUsed { left }, client);
         }
         Ok(pair)
@@ -199,13 +206,13 @@ impl AccountServiceImpl {
         client: &ClientInfo,
     ) -> AppResult<TotpEnrolment> {
         let user = self.users.get(caller.sub).await?;
+        self.require_second_factor(caller).await?;
         match current_password {
             Some(password) => self.reauthenticate(&user, password, client).await?,
             None => caller
                 .require_auth_within(self.mfa.config.reauth_max_age.as_secs(), now_secs())
                 .map_err(AppError::StepUp)?,
         }
-        self.require_second_factor(caller).await?;
         let key = self.data_key()?;
         let now = now_secs();
         self.mfa
@@ -246,10 +253,17 @@ impl AccountServiceImpl {
         client: &ClientInfo,
     ) -> AppResult<FactorConfirmed> {
         let uid = caller.sub;
-        self.limits.mfa_attempt(uid).await?;
         let now = now_secs();
         let fresh_after = now.saturating_sub(self.mfa.config.pending_ttl.as_secs());
         let factors = self.mfa.factors.factors(uid).await?;
+        let first = !factors.iter().any(|f| f.confirmed_at.is_some());
+        // A further factor is added by the second factor's holder only: else
+        // whoever learnt the password could start an enrolment before the
+        // first one and confirm it after. Checked before the code counts.
+        if !first {
+            caller.require_acr(AAL2).map_err(AppError::StepUp)?;
+        }
+        self.limits.mfa_attempt(uid).await?;
         let Some(pending) = factors
             .iter()
             .find(|f| f.id == id && f.confirmed_at.is_none() && f.created_at >= fresh_after)
@@ -258,13 +272,6 @@ impl AccountServiceImpl {
                 "no such pending factor (it may have expired: start again)".into(),
             ));
         };
-        let first = !factors.iter().any(|f| f.confirmed_at.is_some());
-        // A further factor is added by the second factor's holder only: else
-        // whoever learnt the password could start an enrolment before the
-        // first one and confirm it after.
-        if !first {
-            caller.require_acr(AAL2).map_err(AppError::StepUp)?;
-        }
         let secret = self
             .data_key()?
             .open(&sealing_context(uid, id), &pending.secret)
@@ -304,16 +311,12 @@ impl AccountServiceImpl {
         if let Err(err) = self.limits.mfa_succeeded(uid).await {
             tracing::warn!(error = ?err, "cannot give back a right code's count");
         }
-        self.notify_owner(
-            uid,
-            Notice::FactorAdded {
-                kind: pending.kind,
-                first,
-            },
-            client,
-        )
-        .await;
+        let added = Notice::FactorAdded {
+            kind: pending.kind,
+            first,
+        };
         if !first {
+            self.notify_owner(uid, added, client).await;
             return Ok(FactorConfirmed {
                 recovery_codes: None,
                 sessions_ended,
@@ -334,6 +337,7 @@ impl AccountServiceImpl {
             self.mfa.factors.delete_factor(uid, other.id).await?;
         }
         let codes = self.replace_recovery_codes(uid, now).await?;
+        self.notify_owner(uid, added, client).await;
         Ok(FactorConfirmed {
             recovery_codes: Some(codes),
             sessions_ended,
@@ -402,22 +406,23 @@ impl AccountServiceImpl {
         if !self.mfa.factors.delete_factor(uid, id).await? {
             return Err(AppError::NotFound("no such factor".into()));
         }
-        // Without a factor, recovery codes would recover nothing.
-        let last = !self.mfa.factors.has_factor(uid).await?;
-        if last {
-            self.mfa
-                .factors
-                .replace_recovery_codes(uid, &[], now_secs())
-                .await?;
-        }
-        // A pending enrolment is no factor yet: nothing to tell.
+        let last = self.mfa.factors.has_factor(uid).await.map(|has| !has);
+        // Told once it is gone, whatever fails next. A pending enrolment is
+        // no factor yet: nothing to tell.
         if let Some(factor) = removed.filter(|f| f.confirmed_at.is_some()) {
             let notice = Notice::FactorRemoved {
                 kind: factor.kind,
                 name: factor.name.as_deref(),
-                last,
+                last: last.as_ref().is_ok_and(|last| *last),
             };
             self.notify_owner(uid, notice, client).await;
+        }
+        // Without a factor, recovery codes would recover nothing.
+        if last? {
+            self.mfa
+                .factors
+                .replace_recovery_codes(uid, &[], now_secs())
+                .await?;
         }
         Ok(())
     }

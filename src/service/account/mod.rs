@@ -405,12 +405,13 @@ impl AccountService for AccountServiceImpl {
         // The reset links mailed before the change go with the old hash, in
         // the same transaction of the user store (`update_password_hash`).
         let hash = self.users.set_password(caller.sub, new).await?;
+        // Told as soon as it is stored, even if ending the sessions fails.
+        self.notify(&user.email, Notice::PasswordChanged, &client);
         let keep = session_of(caller).ok();
         self.tokens
             .password_changed(caller.sub, keep, &hash)
-            .await?;
-        self.notify(&user.email, Notice::PasswordChanged, &client);
-        Ok(())
+            .await
+            .map(drop)
     }
 
     async fn delete_account(

@@ -38,8 +38,8 @@ pub enum Notice<'a> {
         name: Option<&'a str>,
         last: bool,
     },
-    /// A sign-in used a recovery code; `left` remain.
-    RecoveryCodeUsed { left: u64 },
+    /// A sign-in used a recovery code; `left` remain (`None`: not known).
+    RecoveryCodeUsed { left: Option<u64> },
     /// A new set of recovery codes replaced the earlier one.
     RecoveryCodesRenewed,
     /// A sign-in from a device none of the live sessions runs on.
@@ -87,7 +87,14 @@ fn factor_label(kind: FactorKind, name: Option<&str>) -> String {
     let kind = match kind {
         FactorKind::Totp => "an authenticator app",
     };
-    match name {
+    // The user's own name for it, without what could hide or reorder text
+    // (format characters such as bidi controls are neither kept class).
+    let name = name.map(|name| {
+        name.chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || c.is_ascii_punctuation())
+            .collect::<String>()
+    });
+    match name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => format!("{kind} (\u{201c}{name}\u{201d})"),
         None => kind.to_owned(),
     }
@@ -114,12 +121,12 @@ impl Notice<'_> {
     fn what(&self, account: &str) -> String {
         match self {
             Self::PasswordChanged => format!(
-                "The password of your account {account} was changed. Every other session \
-                 of the account was ended."
+                "The password of your account {account} was changed; every other session \
+                 of the account ends with it."
             ),
             Self::PasswordReset => format!(
                 "The password of your account {account} was set anew with a reset link \
-                 mailed to this address. Every session of the account was ended."
+                 mailed to this address; every session of the account ends with it."
             ),
             Self::EmailChanged { to } => format!(
                 "The email address of your account was changed from {account} to {}. \
@@ -152,11 +159,17 @@ impl Notice<'_> {
                 }
                 text
             }
-            Self::RecoveryCodeUsed { left } => format!(
-                "A recovery code was used to sign in to your account {account}; it works no \
-                 more. {left} recovery code{} left.",
-                if *left == 1 { " is" } else { "s are" }
-            ),
+            Self::RecoveryCodeUsed { left } => {
+                let mut text = format!(
+                    "A recovery code was used to sign in to your account {account}; it works \
+                     no more."
+                );
+                if let Some(left) = left {
+                    let are = if *left == 1 { " is" } else { "s are" };
+                    text.push_str(&format!(" {left} recovery code{are} left."));
+                }
+                text
+            }
             Self::RecoveryCodesRenewed => format!(
                 "A new set of recovery codes was made for your account {account}; the \
                  earlier codes no longer work."
@@ -371,7 +384,7 @@ mod tests {
                 name: Some("Phone"),
                 last: true,
             },
-            Notice::RecoveryCodeUsed { left: 9 },
+            Notice::RecoveryCodeUsed { left: Some(9) },
             Notice::RecoveryCodesRenewed,
             Notice::NewDevice,
         ];
@@ -421,9 +434,110 @@ mod tests {
 
     #[test]
     fn the_counts_read_as_english() {
-        let one = Notice::RecoveryCodeUsed { left: 1 }.what("a@b.c");
+        let one = Notice::RecoveryCodeUsed { left: Some(1) }.what("a@b.c");
         assert!(one.contains("1 recovery code is left"), "{one}");
-        let none = Notice::RecoveryCodeUsed { left: 0 }.what("a@b.c");
+        let none = Notice::RecoveryCodeUsed { left: Some(0) }.what("a@b.c");
         assert!(none.contains("0 recovery codes are left"), "{none}");
+        let unknown = Notice::RecoveryCodeUsed { left: None }.what("a@b.c");
+        assert!(!unknown.contains("left"), "{unknown}");
+        let hidden = Notice::FactorRemoved {
+            kind: FactorKind::Totp,
+            name: Some("Ph\u{202e}one\u{200b}"),
+            last: false,
+        }
+        .what("a@b.c");
+        assert!(hidden.contains("(\u{201c}Phone\u{201d})"), "{hidden}");
+    }
+
+    mod signing_in {
+        use std::sync::{Arc, Mutex};
+
+        use super::super::super::tests::{build_with, flow_config, no_limits, pair, user};
+        use super::*;
+        use crate::error::AppError;
+        use crate::mail::MockMailer;
+        use crate::model::SessionInfo;
+        use crate::model::interfaces::{
+            MockAccountTokenService, MockTokenService, MockUserService,
+        };
+        use crate::service::account::FlowConfig;
+
+        fn session(user_agent: &str) -> SessionInfo {
+            SessionInfo {
+                id: Uuid::new_v4(),
+                created_at: 1,
+                last_used_at: 1,
+                user_agent: user_agent.into(),
+                ip: "10.0.0.9".into(),
+                name: None,
+            }
+        }
+
+        /// Signs `user()` in from Chrome on Linux over a token store whose
+        /// sessions are `live`; the mails sent.
+        async fn sign_in_with(live: AppResult<Vec<SessionInfo>>, security_mail: bool) -> Vec<Mail> {
+            let mut tokens = MockTokenService::new();
+            let listed = Mutex::new(Some(live));
+            tokens
+                .expect_sessions()
+                .times(usize::from(security_mail))
+                .returning(move |_| listed.lock().unwrap().take().unwrap());
+            tokens
+                .expect_issue_with()
+                .times(1)
+                .returning(|_, _, _| Ok(pair()));
+            let sent = Arc::new(Mutex::new(Vec::new()));
+            let record = Arc::clone(&sent);
+            let mut mailer = MockMailer::new();
+            mailer
+                .expect_send()
+                .returning(move |mail| record.lock().unwrap().push(mail));
+            let service = build_with(
+                MockUserService::new(),
+                tokens,
+                no_limits(),
+                MockAccountTokenService::new(),
+                mailer,
+                FlowConfig {
+                    security_mail,
+                    ..flow_config()
+                },
+            );
+            let client = ClientInfo::new(CHROME_LINUX, "203.0.113.7");
+            let got = service
+                .start_signed_in(&user(), &client, &Assurance::password())
+                .await
+                .unwrap();
+            assert_eq!(got, pair());
+            sent.lock().unwrap().clone()
+        }
+
+        #[tokio::test]
+        async fn a_device_no_live_session_runs_on_is_mailed_after_the_session_starts() {
+            let sent = sign_in_with(Ok(vec![session(SAFARI_IPHONE), session("")]), true).await;
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert_eq!(sent[0].subject, "A sign-in from a new device");
+            assert_eq!(sent[0].to, user().email);
+        }
+
+        #[tokio::test]
+        async fn a_known_device_in_another_version_is_not() {
+            let newer = CHROME_LINUX.replace("120.0.0.0", "131.0.6778.85");
+            let sent = sign_in_with(Ok(vec![session(&newer)]), true).await;
+            assert!(sent.is_empty(), "{sent:?}");
+        }
+
+        #[tokio::test]
+        async fn sessions_that_cannot_be_listed_fail_nothing_and_mail_nothing() {
+            let down = Err(AppError::unavailable("token store is unavailable"));
+            let sent = sign_in_with(down, true).await;
+            assert!(sent.is_empty(), "{sent:?}");
+        }
+
+        #[tokio::test]
+        async fn with_security_mail_off_sessions_are_not_even_read() {
+            let sent = sign_in_with(Ok(Vec::new()), false).await;
+            assert!(sent.is_empty(), "{sent:?}");
+        }
     }
 }
