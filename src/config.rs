@@ -14,12 +14,14 @@ mod pages;
 pub mod settings;
 mod stores;
 mod vars;
+mod webauthn;
 use crate::web::serve::ConnectionLimits;
 pub use mfa::MfaSettings;
 pub use pages::{PageSettings, default_is_local_only, default_public_url};
 pub(crate) use stores::sqlite_file;
 use stores::{data_dir, parse_user_store, token_file};
 use vars::Vars;
+pub use webauthn::{RelyingParty, WebAuthnSettings};
 
 // `Secret` lives in its own module (`keys` needs it, and `config` needs `keys`);
 // re-exported so that `crate::config::Secret` keeps working.
@@ -105,6 +107,9 @@ pub struct Config {
     /// Second factors: `MFA_ISSUER`, `MFA_PENDING_EXP`, `MFA_TOKEN_EXP`,
     /// `REAUTH_MAX_AGE`.
     pub mfa: MfaSettings,
+    /// Passkeys: `WEBAUTHN_RP_ID`, `WEBAUTHN_RP_NAME`, `WEBAUTHN_ORIGINS`,
+    /// `WEBAUTHN_CEREMONY_EXP`.
+    pub webauthn: WebAuthnSettings,
 }
 
 /// How mail leaves (issue 10).
@@ -306,6 +311,7 @@ impl Config {
             rate_limits: rate_limits(env)?,
             pages: pages::page_settings(env)?,
             mfa: mfa::mfa_settings(env)?,
+            webauthn: webauthn::webauthn_settings(env)?,
         };
         config.check()?;
         Ok(config)

@@ -16,6 +16,7 @@ use crate::mail::{DRAIN_TIMEOUT, MailDrain, Mailer, mailer_from_config};
 use crate::model::{ClientService, RateLimitRepository, RateLimitService, TokenRepository};
 use crate::repository::MemoryTokenRepository;
 use crate::secret::Secret;
+use crate::service::mfa::passkey::Passkeys;
 use crate::service::{
     AccountServiceImpl, AccountTokenServiceImpl, ClientServiceImpl, ClientTokenConfig, FlowConfig,
     Mfa, MfaConfig, PasswordHasher, ProfileCache, RateLimitServiceImpl, TokenConfig,
@@ -104,13 +105,17 @@ impl Application {
                 mailer: mail.mailer,
                 flows,
             },
-            MfaConfig {
-                issuer: config
-                    .mfa
-                    .issuer(&config.pages.public_url(&config.host, bound)),
-                pending_ttl: config.mfa.pending_ttl,
-                reauth_max_age: config.mfa.reauth_max_age,
-            },
+            (
+                MfaConfig {
+                    issuer: config
+                        .mfa
+                        .issuer(&config.pages.public_url(&config.host, bound)),
+                    pending_ttl: config.mfa.pending_ttl,
+                    reauth_max_age: config.mfa.reauth_max_age,
+                    ceremony_ttl: config.webauthn.ceremony_ttl,
+                },
+                passkeys(&config, &config.pages.public_url(&config.host, bound)),
+            ),
         )?;
         let public_url = config.pages.public_url(&config.host, bound);
         let router = router(state, &http_settings(&config, public_url));
@@ -298,7 +303,7 @@ fn services(
     limits: Arc<dyn RateLimitRepository>,
     keys: LoadedKeys,
     mailing: Mailing,
-    mfa: MfaConfig,
+    (mfa, passkeys): (MfaConfig, Result<Arc<Passkeys>, String>),
 ) -> anyhow::Result<AppState> {
     let LoadedKeys {
         ring,
@@ -360,11 +365,29 @@ fn services(
             Mfa {
                 factors: users.factors,
                 data_key,
+                passkeys,
                 config: mfa,
             },
         )),
         clients: Arc::new(clients),
     })
+}
+
+/// The passkey ceremonies of the relying party `config` and `public_url`
+/// make, or why passkeys are off (said once at start-up).
+fn passkeys(config: &Config, public_url: &str) -> Result<Arc<Passkeys>, String> {
+    let built = config
+        .webauthn
+        .relying_party(public_url, &config.pages.title)
+        .and_then(|rp| {
+            let passkeys = Passkeys::new(&rp)?;
+            tracing::info!(rp_id = %rp.id, origins = ?rp.origins.iter().map(url::Url::as_str).collect::<Vec<_>>(), "passkeys");
+            Ok(passkeys)
+        });
+    if let Err(why) = &built {
+        tracing::warn!(%why, "passkeys are off");
+    }
+    built.map(Arc::new)
 }
 
 /// The HTTP part of the configuration.

@@ -385,6 +385,31 @@ const AFTER_CONNECTIONS: &[Setting] = &[
         },
     },
     Setting {
+        name: "WEBAUTHN_RP_ID",
+        default: || "unset: PUBLIC_URL's host".into(),
+        help: || "the passkeys' relying party: a domain name, never an IP address".into(),
+    },
+    Setting {
+        name: "WEBAUTHN_RP_NAME",
+        default: || "unset: PAGES_TITLE".into(),
+        help: || "the name authenticators show for this service".into(),
+    },
+    Setting {
+        name: "WEBAUTHN_ORIGINS",
+        default: || "unset: PUBLIC_URL's origin".into(),
+        help: || "comma-separated origins whose pages may use passkeys (on WEBAUTHN_RP_ID)".into(),
+    },
+    Setting {
+        name: "WEBAUTHN_CEREMONY_EXP",
+        default: || super::webauthn::defaults::WEBAUTHN_CEREMONY_EXP.to_string(),
+        help: || {
+            format!(
+                "seconds a passkey ceremony waits between start and finish (1 to {})",
+                super::webauthn::defaults::MAX_CEREMONY_EXP
+            )
+        },
+    },
+    Setting {
         name: "SMTP_URL",
         default: || "unset: mails written to the log (development only)".into(),
         help: || "mail server: smtp://host:port (?tls=required) or smtps://host".into(),

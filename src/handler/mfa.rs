@@ -17,7 +17,7 @@ use super::sessions::RenameSessionRequest;
 use super::{AppState, AuthUser, Client};
 use crate::error::{AppError, AppResult};
 use crate::model::{
-    Factor, FactorKind, MfaChallenge, Password, SecondFactorMethod, SignIn, TokenPair,
+    Factor, MfaChallenge, Password, SecondFactorMethod, SecondFactorProof, SignIn, TokenPair,
 };
 use crate::web::{ErrorBody, JsonBody};
 
@@ -73,17 +73,23 @@ pub struct SecondStepRequest {
     /// The `mfa.token` of the sign-in's answer.
     #[schema(required = true)]
     mfa_token: String,
-    /// `totp` (a six-digit code of an authenticator) or `recovery_code`.
+    /// `totp` (a six-digit code of an authenticator), `recovery_code`, or
+    /// `webauthn` (a passkey: `credential`, after
+    /// `POST /signin/mfa/webauthn/start`).
     #[schema(value_type = String, required = true, example = "totp")]
     method: Option<SecondFactorMethod>,
-    /// The code: six digits (spaces ignored), or a recovery code (any case,
-    /// hyphens ignored).
-    #[schema(required = true, example = "123456")]
+    /// For `totp` and `recovery_code`: six digits (spaces ignored), or a
+    /// recovery code (any case, hyphens ignored).
+    #[schema(example = "123456")]
     code: String,
+    /// For `webauthn`: the `PublicKeyCredential` of
+    /// `navigator.credentials.get`, as JSON (bytes in base64url).
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
 }
 
-/// The mfa token, method and code of a second step, or a 400.
-fn second_step_of(body: &SecondStepRequest) -> AppResult<(SecondFactorMethod, &str)> {
+/// The mfa token, method and its proof of a second step, or a 400.
+fn second_step_of(body: &SecondStepRequest) -> AppResult<(SecondFactorMethod, SecondFactorProof)> {
     let mut v = Validator::default();
     if body.mfa_token.trim().is_empty() {
         v.check::<()>("mfaToken", Err("mfaToken is required".into()));
@@ -91,13 +97,28 @@ fn second_step_of(body: &SecondStepRequest) -> AppResult<(SecondFactorMethod, &s
     let method = v.check(
         "method",
         body.method
-            .ok_or_else(|| "method must be totp or recovery_code".to_owned()),
+            .ok_or_else(|| "method must be totp, recovery_code or webauthn".to_owned()),
     );
-    if body.code.trim().is_empty() {
-        v.check::<()>("code", Err("code is required".into()));
-    }
+    let proof = match (body.method, &body.credential) {
+        (Some(SecondFactorMethod::WebAuthn), Some(credential)) if credential.is_object() => {
+            Some(SecondFactorProof::Credential(credential.clone()))
+        }
+        (Some(SecondFactorMethod::WebAuthn), _) => {
+            v.check::<()>(
+                "credential",
+                Err("credential is required (an object)".into()),
+            );
+            None
+        }
+        _ if body.code.trim().is_empty() => {
+            v.check::<()>("code", Err("code is required".into()));
+            None
+        }
+        _ => Some(SecondFactorProof::Code(body.code.clone())),
+    };
     v.finish()?;
-    Ok((accepted(method)?, body.code.as_str()))
+    let proof = proof.ok_or_else(|| AppError::bad_request("a second step needs its proof"))?;
+    Ok((accepted(method)?, proof))
 }
 
 /// `POST /signin/mfa` → 200 with a pair.
@@ -127,10 +148,10 @@ pub async fn second_step(
     Client(client): Client,
     JsonBody(body): JsonBody<SecondStepRequest>,
 ) -> AppResult<Json<super::account::TokensResponse>> {
-    let (method, code) = second_step_of(&body)?;
+    let (method, proof) = second_step_of(&body)?;
     let tokens = state
         .account
-        .sign_in_second_step(body.mfa_token.trim(), method, code, client)
+        .sign_in_second_step(body.mfa_token.trim(), method, proof, client)
         .await?;
     Ok(Json(super::account::TokensResponse::from(tokens)))
 }
@@ -160,10 +181,10 @@ pub async fn browser_second_step(
     Client(client): Client,
     JsonBody(body): JsonBody<SecondStepRequest>,
 ) -> AppResult<Response> {
-    let (method, code) = second_step_of(&body)?;
+    let (method, proof) = second_step_of(&body)?;
     let tokens = state
         .account
-        .sign_in_second_step(body.mfa_token.trim(), method, code, client)
+        .sign_in_second_step(body.mfa_token.trim(), method, proof, client)
         .await?;
     Ok(signed_in(&site, StatusCode::OK, tokens))
 }
@@ -175,6 +196,23 @@ pub struct EnrolRequest {
     /// Needed unless the session signed in within `REAUTH_MAX_AGE` seconds.
     #[schema(format = "password")]
     current_password: Option<String>,
+}
+
+impl EnrolRequest {
+    /// The current password, if given (empty: none).
+    pub(super) fn current_password(&self) -> AppResult<Option<Password>> {
+        match self.current_password.as_deref() {
+            None | Some("") => Ok(None),
+            Some(raw) => Password::parse_for_signin(raw)
+                .map(Some)
+                .map_err(|message| {
+                    AppError::invalid_args(vec![crate::error::InvalidArg::new(
+                        "currentPassword",
+                        message,
+                    )])
+                }),
+        }
+    }
 }
 
 /// A pending authenticator factor: what the app needs, shown once.
@@ -220,15 +258,7 @@ pub async fn enrol_totp(
     Client(client): Client,
     JsonBody(body): JsonBody<EnrolRequest>,
 ) -> AppResult<(StatusCode, Json<EnrolResponse>)> {
-    let password = match body.current_password.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(Password::parse_for_signin(raw).map_err(|message| {
-            AppError::invalid_args(vec![crate::error::InvalidArg::new(
-                "currentPassword",
-                message,
-            )])
-        })?),
-    };
+    let password = body.current_password()?;
     let enrolment = state.account.begin_totp(&claims, password, client).await?;
     Ok((
         StatusCode::CREATED,
@@ -314,7 +344,7 @@ pub async fn confirm_totp(
 #[serde(rename_all = "camelCase")]
 pub struct FactorView {
     id: Uuid,
-    /// `totp`
+    /// `totp` (an authenticator app) or `webauthn` (a passkey)
     #[serde(rename = "type")]
     #[schema(example = "totp")]
     kind: &'static str,
@@ -332,9 +362,7 @@ impl From<Factor> for FactorView {
     fn from(factor: Factor) -> Self {
         Self {
             id: factor.id,
-            kind: match factor.kind {
-                FactorKind::Totp => "totp",
-            },
+            kind: factor.kind.as_str(),
             name: factor.name,
             created_at: factor.created_at,
             last_used_at: factor.last_used_at,

@@ -19,6 +19,7 @@ mod openapi;
 #[cfg(test)]
 mod openapi_tests;
 mod pages;
+mod passkeys;
 mod redirect;
 mod sessions;
 #[cfg(test)]
@@ -102,6 +103,11 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::list))
         .routes(routes!(mfa::rename, mfa::delete))
         .routes(routes!(mfa::recovery_codes))
+        .routes(routes!(passkeys::register_start))
+        .routes(routes!(passkeys::register_finish))
+        .routes(routes!(passkeys::step_start))
+        .routes(routes!(passkeys::sign_in_start))
+        .routes(routes!(passkeys::sign_in_finish))
         .routes(routes!(openapi::openapi_json))
         .merge(
             OpenApiRouter::new()
@@ -110,6 +116,7 @@ fn routes(base_path: &str, pages: bool) -> OpenApiRouter<AppState> {
                 .routes(routes!(browser::tokens))
                 .routes(routes!(browser::signout))
                 .routes(routes!(mfa::browser_second_step))
+                .routes(routes!(passkeys::browser_sign_in_finish))
                 .layer(axum::middleware::from_fn(browser::same_origin)),
         );
 

@@ -7,6 +7,8 @@ use uuid::Uuid;
 pub enum FactorKind {
     /// An authenticator app's six-digit codes (RFC 6238).
     Totp,
+    /// A passkey (WebAuthn): a key pair on an authenticator.
+    WebAuthn,
 }
 
 impl FactorKind {
@@ -14,20 +16,25 @@ impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::WebAuthn => "webauthn",
         }
     }
 
     pub fn parse(kind: &str) -> Option<Self> {
         match kind {
             "totp" => Some(Self::Totp),
+            "webauthn" => Some(Self::WebAuthn),
             _ => None,
         }
     }
 
-    /// The `amr` of a sign-in with the password and this factor (RFC 8176).
-    pub fn amr(self) -> Vec<String> {
+    /// The `amr` of a sign-in with the password and this factor (RFC 8176);
+    /// a passkey that may be synced between devices is `swk`, else `hwk`.
+    pub fn amr(self, synced: bool) -> Vec<String> {
         match self {
             Self::Totp => ["pwd", "otp", "mfa"],
+            Self::WebAuthn if synced => ["pwd", "swk", "mfa"],
+            Self::WebAuthn => ["pwd", "hwk", "mfa"],
         }
         .map(str::to_owned)
         .to_vec()
@@ -52,6 +59,11 @@ pub struct Factor {
     pub last_used_at: Option<u64>,
     /// The last TOTP step a code was accepted for.
     pub last_step: Option<u64>,
+    /// A passkey's credential (webauthn-rs's JSON: public key, counter,
+    /// backup flags); not secret. `None` for other kinds.
+    pub credential: Option<String>,
+    /// A passkey's credential id, base64url (unique among passkeys).
+    pub credential_id: Option<String>,
 }
 
 impl std::fmt::Debug for Factor {
@@ -106,13 +118,18 @@ pub enum SecondFactorMethod {
     Totp,
     /// One of the recovery codes.
     RecoveryCode,
+    /// A passkey's assertion.
+    #[serde(rename = "webauthn")]
+    WebAuthn,
 }
 
 impl SecondFactorMethod {
-    /// The `amr` of a sign-in with the password and this (RFC 8176).
-    pub fn amr(self) -> Vec<String> {
+    /// The `amr` of a sign-in with the password and this (RFC 8176);
+    /// `synced`: a passkey that may be synced (`swk`).
+    pub fn amr(self, synced: bool) -> Vec<String> {
         match self {
-            Self::Totp => FactorKind::Totp.amr(),
+            Self::Totp => FactorKind::Totp.amr(false),
+            Self::WebAuthn => FactorKind::WebAuthn.amr(synced),
             Self::RecoveryCode => vec!["pwd".to_owned(), "mfa".to_owned()],
         }
     }
@@ -168,4 +185,28 @@ pub struct PendingSignIn {
     /// The fingerprint of the password hash the first step checked: a
     /// password changed since ends the pending sign-in.
     pub credential: String,
+}
+
+/// Where the state of one WebAuthn ceremony (passkeys, issue 29) waits
+/// between its start and its finish, in the token store: named by the
+/// ceremony's challenge (base64url, as the authenticator's `clientDataJSON`
+/// carries it back), so any replica finishes it, and taken once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CeremonyKey {
+    /// A user's ceremony (registering a passkey, or a second step):
+    /// `<uid>:webauthn:<challenge>`, among the user's keys (sign-out
+    /// everywhere removes it).
+    User { uid: Uuid, challenge: String },
+    /// A sign-in with a passkey alone, before anyone is known:
+    /// `webauthn:auth:<challenge>`.
+    Anonymous { challenge: String },
+}
+
+/// What answers a second step: a code (`totp`, `recovery_code`), or a
+/// passkey's assertion (`webauthn`, the JSON of the browser's
+/// `PublicKeyCredential`, checked by the service).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecondFactorProof {
+    Code(String),
+    Credential(serde_json::Value),
 }

@@ -17,8 +17,8 @@ mod user;
 pub use account_token::{AccountToken, TokenHolder, TokenPurpose};
 pub use client::{ClientCredentials, ClientToken, ClientTokenError, OAuthClient};
 pub use factor::{
-    Factor, FactorConfirmed, FactorKind, FactorList, MfaChallenge, PendingSignIn,
-    SecondFactorMethod, SignIn, TotpEnrolment,
+    CeremonyKey, Factor, FactorConfirmed, FactorKind, FactorList, MfaChallenge, PendingSignIn,
+    SecondFactorMethod, SecondFactorProof, SignIn, TotpEnrolment,
 };
 pub use interfaces::{
     AccountService, AccountTokenRepository, AccountTokenService, ClientRepository, ClientService,

@@ -3,18 +3,20 @@
 //! `tests_durable.rs`): the session starts and refresh steps they send, a
 //! session started and a token rotated through [`TokenRepository`], the
 //! session-name contract both stores run, the two-step sign-in's
-//! (`sign_in.rs`: pending sign-ins, raised sessions), key lists compared sorted, the
-//! attempt counters of a limit. Each suite keeps its own
+//! (`sign_in.rs`: pending sign-ins, raised sessions), the WebAuthn ceremonies'
+//! (below: taken once, expiring, replaced, a user's swept by sign-out, hostile
+//! challenges naming nothing), key lists compared sorted, the attempt
+//! counters of a limit. Each suite keeps its own
 //! lifetimes and clients in a [`Shape`], and its own ways into its store.
 
 mod sign_in;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
 use crate::model::{
-    ClientInfo, RateCounter, RefreshOutcome, RefreshStep, SessionName, SessionStart,
+    CeremonyKey, ClientInfo, RateCounter, RefreshOutcome, RefreshStep, SessionName, SessionStart,
     TokenRepository,
 };
 pub(super) use sign_in::{
@@ -293,4 +295,293 @@ pub(super) fn counters(pairs: &[(&str, u64)]) -> Vec<RateCounter> {
             limit: *limit,
         })
         .collect()
+}
+
+/// How long a ceremony's state lives in these scenarios, but where they
+/// expire one.
+const CEREMONY: Duration = Duration::from_secs(600);
+
+/// A fresh challenge of a test's own, 43 base64url characters as the
+/// server's: starts with [`challenge_prefix`]`(uid)`, so a test can find and
+/// remove its anonymous ceremonies' keys.
+pub(super) fn challenge(uid: Uuid) -> String {
+    let fresh = Uuid::new_v4().simple().to_string();
+    format!("{}{}", challenge_prefix(uid), &fresh[..10])
+}
+
+/// What every [`challenge`] of `uid` starts with (33 characters).
+pub(super) fn challenge_prefix(uid: Uuid) -> String {
+    format!("{}_", uid.simple())
+}
+
+pub(super) fn user_ceremony(uid: Uuid, challenge: &str) -> CeremonyKey {
+    CeremonyKey::User {
+        uid,
+        challenge: challenge.to_owned(),
+    }
+}
+
+pub(super) fn anonymous_ceremony(challenge: &str) -> CeremonyKey {
+    CeremonyKey::Anonymous {
+        challenge: challenge.to_owned(),
+    }
+}
+
+/// A ceremony's state as a WebAuthn library serializes it (JSON, with what
+/// a text encoding could spoil: quotes, a newline, non-ASCII).
+fn state(tag: &str) -> String {
+    format!(r#"{{"rs":{{"policy":"required","tag":"{tag}"}},"note":"é \"x\"\n✓"}}"#)
+}
+
+/// A ceremony's state is taken once: read back exactly, then absent; never
+/// put, absent; a put replaces the state; a user's ceremony and an anonymous
+/// one with the same challenge, and two users' with the same challenge, are
+/// different ceremonies; a challenge of 128 characters is still one.
+pub(in crate::repository) async fn a_ceremony_is_taken_once_and_replaced_by_a_put(
+    store: &impl TokenRepository,
+    uid: Uuid,
+) {
+    let (c, d) = (challenge(uid), challenge(uid));
+    let (mine, anon) = (user_ceremony(uid, &c), anonymous_ceremony(&c));
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), None, "never put");
+    assert_eq!(store.take_ceremony(&anon).await.unwrap(), None, "never put");
+
+    store
+        .put_ceremony(&mine, &state("a"), CEREMONY)
+        .await
+        .unwrap();
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), Some(state("a")));
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), None, "once");
+
+    // Replaced: the last put is what is taken.
+    store
+        .put_ceremony(&mine, &state("b"), CEREMONY)
+        .await
+        .unwrap();
+    store
+        .put_ceremony(&mine, &state("c"), CEREMONY)
+        .await
+        .unwrap();
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), Some(state("c")));
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), None);
+
+    // One challenge, three ceremonies: the user's, a stranger's, anonymous.
+    let stranger = Uuid::new_v4();
+    let theirs = user_ceremony(stranger, &c);
+    store
+        .put_ceremony(&mine, &state("mine"), CEREMONY)
+        .await
+        .unwrap();
+    assert_eq!(store.take_ceremony(&theirs).await.unwrap(), None);
+    assert_eq!(store.take_ceremony(&anon).await.unwrap(), None);
+    store
+        .put_ceremony(&anon, &state("anon"), CEREMONY)
+        .await
+        .unwrap();
+    store
+        .put_ceremony(&theirs, &state("theirs"), CEREMONY)
+        .await
+        .unwrap();
+    let other = user_ceremony(uid, &d);
+    assert_eq!(store.take_ceremony(&other).await.unwrap(), None);
+    assert_eq!(
+        store.take_ceremony(&theirs).await.unwrap(),
+        Some(state("theirs"))
+    );
+    assert_eq!(
+        store.take_ceremony(&anon).await.unwrap(),
+        Some(state("anon"))
+    );
+    assert_eq!(
+        store.take_ceremony(&mine).await.unwrap(),
+        Some(state("mine"))
+    );
+    for key in [&mine, &theirs, &anon] {
+        assert_eq!(store.take_ceremony(key).await.unwrap(), None);
+    }
+
+    // The longest challenge, and an empty state.
+    let longest = format!("{c}{}", "A".repeat(128 - c.len()));
+    for key in [user_ceremony(uid, &longest), anonymous_ceremony(&longest)] {
+        store.put_ceremony(&key, "", CEREMONY).await.unwrap();
+        assert_eq!(
+            store.take_ceremony(&key).await.unwrap().as_deref(),
+            Some("")
+        );
+        assert_eq!(store.take_ceremony(&key).await.unwrap(), None);
+    }
+}
+
+/// Of `N` concurrent takes of one ceremony exactly one gets its state, a
+/// user's and an anonymous one alike.
+pub(in crate::repository) async fn concurrent_takes_of_a_ceremony_have_one_winner<S>(
+    store: &S,
+    uid: Uuid,
+) where
+    S: TokenRepository + Clone + 'static,
+{
+    const N: usize = 20;
+    let c = challenge(uid);
+    for key in [user_ceremony(uid, &c), anonymous_ceremony(&c)] {
+        store
+            .put_ceremony(&key, &state("race"), CEREMONY)
+            .await
+            .unwrap();
+        let mut takes = tokio::task::JoinSet::new();
+        for _ in 0..N {
+            let (store, key) = (store.clone(), key.clone());
+            takes.spawn(async move { store.take_ceremony(&key).await.unwrap() });
+        }
+        let taken = takes.join_all().await;
+        let winners: Vec<&String> = taken.iter().flatten().collect();
+        assert_eq!(winners, [&state("race")], "{key:?}: {taken:?}");
+        assert_eq!(store.take_ceremony(&key).await.unwrap(), None);
+    }
+}
+
+/// A ceremony expires after its TTL (then taken as absent); a put replaces
+/// the TTL too. Real time: about 1.5 s.
+pub(in crate::repository) async fn a_ceremony_expires_with_its_ttl(
+    store: &impl TokenRepository,
+    uid: Uuid,
+) {
+    let (c, kept) = (challenge(uid), challenge(uid));
+    let short = Duration::from_secs(1);
+    let (mine, anon, renewed) = (
+        user_ceremony(uid, &c),
+        anonymous_ceremony(&c),
+        user_ceremony(uid, &kept),
+    );
+    let before = tokio::time::Instant::now();
+    for key in [&mine, &anon, &renewed] {
+        store
+            .put_ceremony(key, &state("short"), short)
+            .await
+            .unwrap();
+    }
+    // Put again with a long TTL: it no longer expires with the first.
+    store
+        .put_ceremony(&renewed, &state("long"), CEREMONY)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(before.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), None, "expired");
+    assert_eq!(store.take_ceremony(&anon).await.unwrap(), None, "expired");
+    assert_eq!(
+        store.take_ceremony(&renewed).await.unwrap(),
+        Some(state("long"))
+    );
+}
+
+/// No session step sees a user's ceremony; sign-out everywhere removes it
+/// (and counts it) with the user's other keys, and leaves an anonymous
+/// ceremony and another user's with the same challenge alone.
+pub(in crate::repository) async fn a_users_ceremony_is_no_session_and_goes_with_sign_out(
+    shape: &Shape,
+    store: &impl TokenRepository,
+    uid: Uuid,
+    now: u64,
+) {
+    let (sid, _) = shape.session(store, uid, now).await;
+    let (c, d) = (challenge(uid), challenge(uid));
+    let (mine, also) = (user_ceremony(uid, &c), user_ceremony(uid, &d));
+    let (anon, stranger) = (anonymous_ceremony(&c), Uuid::new_v4());
+    let theirs = user_ceremony(stranger, &c);
+    for key in [&mine, &also, &anon, &theirs] {
+        store
+            .put_ceremony(key, &state("kept"), CEREMONY)
+            .await
+            .unwrap();
+    }
+    let listed: Vec<Uuid> = store
+        .list_sessions(uid, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, [sid], "no ceremony is a session");
+    assert_eq!(
+        store
+            .end_other_sessions(uid, Some(sid), None)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The session's entry and index, the legacy guard just written, and the
+    // two ceremonies.
+    assert_eq!(store.delete_user_refresh_tokens(uid).await.unwrap(), 5);
+    assert_eq!(store.take_ceremony(&mine).await.unwrap(), None);
+    assert_eq!(store.take_ceremony(&also).await.unwrap(), None);
+    assert_eq!(
+        store.take_ceremony(&anon).await.unwrap(),
+        Some(state("kept"))
+    );
+    assert_eq!(
+        store.take_ceremony(&theirs).await.unwrap(),
+        Some(state("kept"))
+    );
+    assert_eq!(store.delete_user_refresh_tokens(stranger).await.unwrap(), 0);
+}
+
+/// Challenges no server makes (key or glob syntax, too long, empty) name no
+/// ceremony: a put is refused, a take finds nothing, and neither touches
+/// the ceremonies there are.
+pub(in crate::repository) async fn hostile_challenges_name_no_ceremony(
+    store: &impl TokenRepository,
+    uid: Uuid,
+) {
+    let c = challenge(uid);
+    let (mine, anon) = (user_ceremony(uid, &c), anonymous_ceremony(&c));
+    store
+        .put_ceremony(&mine, &state("mine"), CEREMONY)
+        .await
+        .unwrap();
+    store
+        .put_ceremony(&anon, &state("anon"), CEREMONY)
+        .await
+        .unwrap();
+    let long = format!("{c}{}", "A".repeat(200 - c.len()));
+    let hostile = [
+        "*".to_owned(),
+        "a:b".to_owned(),
+        "{x}".to_owned(),
+        long.clone(),
+        long[..129].to_owned(),
+        String::new(),
+        format!("{c}*"),
+        format!("{}*", challenge_prefix(uid)),
+        format!("{}?", &c[..c.len() - 1]),
+        format!("{}[a-z0-9]", &c[..c.len() - 1]),
+        format!("{c}:x"),
+        format!("{{{uid}}}"),
+        format!("auth:{c}"),
+        format!("x\n{c}"),
+        format!("{c}="),
+    ];
+    for bad in &hostile {
+        for key in [user_ceremony(uid, bad), anonymous_ceremony(bad)] {
+            assert_eq!(store.take_ceremony(&key).await.unwrap(), None, "{key:?}");
+            assert!(
+                store
+                    .put_ceremony(&key, &state("bad"), CEREMONY)
+                    .await
+                    .is_err(),
+                "{key:?}"
+            );
+            assert_eq!(store.take_ceremony(&key).await.unwrap(), None, "{key:?}");
+        }
+    }
+    // Nothing else was touched, and no key of the user's was written.
+    assert_eq!(
+        store.take_ceremony(&mine).await.unwrap(),
+        Some(state("mine"))
+    );
+    assert_eq!(
+        store.take_ceremony(&anon).await.unwrap(),
+        Some(state("anon"))
+    );
+    assert_eq!(store.delete_user_refresh_tokens(uid).await.unwrap(), 0);
 }

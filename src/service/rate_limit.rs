@@ -205,6 +205,20 @@ impl RateLimitService for RateLimitServiceImpl {
             .await
     }
 
+    async fn passkey_attempt(&self, ip: &str) -> AppResult<()> {
+        self.attempt(&[RateCounter {
+            key: Self::signin_ip_key(ip),
+            limit: self.config.signin_per_ip,
+        }])
+        .await
+    }
+
+    async fn passkey_succeeded(&self, ip: &str) -> AppResult<()> {
+        // Both counts of a sign-in that happened: its start's and its finish's.
+        self.store.refund(&[Self::signin_ip_key(ip)]).await?;
+        self.store.refund(&[Self::signin_ip_key(ip)]).await
+    }
+
     async fn sign_up_attempt(&self, ip: &str) -> AppResult<()> {
         self.attempt(&[RateCounter {
             key: format!("{KEY_PREFIX}signup:ip:{}", source(ip)),

@@ -23,6 +23,8 @@ mod mfa;
 mod mfa_reset;
 mod outage;
 mod pages;
+mod passkey_sign_in;
+mod passkeys;
 mod profile;
 #[path = "../common/raw_http.rs"]
 mod raw_http;

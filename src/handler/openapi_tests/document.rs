@@ -298,6 +298,8 @@ async fn the_profile_session_password_and_resend_routes_require_the_bearer_schem
         ("PUT", "/api/account/sessions/{id}"),
         ("POST", "/api/account/mfa/totp"),
         ("POST", "/api/account/mfa/totp/{id}/confirm"),
+        ("POST", "/api/account/mfa/webauthn/register/start"),
+        ("POST", "/api/account/mfa/webauthn/register/finish"),
         ("GET", "/api/account/mfa"),
         ("PUT", "/api/account/mfa/{id}"),
         ("DELETE", "/api/account/mfa/{id}"),
@@ -502,6 +504,10 @@ async fn the_operations_that_check_a_password_sign_up_or_send_a_mail_document_42
         ("POST", "browser/signin/mfa"),
         ("POST", "mfa/totp"),
         ("POST", "mfa/totp/{id}/confirm"),
+        ("POST", "mfa/webauthn/register/start"),
+        ("POST", "signin/passkey/start"),
+        ("POST", "signin/passkey/finish"),
+        ("POST", "browser/signin/passkey/finish"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), format!("{BASE}/{p}")))

@@ -15,7 +15,7 @@ enum Gate {
 }
 
 /// Every operation that answers with a pair or sets the session cookie.
-const PAIR_ROUTES: [(&str, &str, Gate); 8] = [
+const PAIR_ROUTES: [(&str, &str, Gate); 10] = [
     (
         "POST",
         "/signin",
@@ -35,6 +35,16 @@ const PAIR_ROUTES: [(&str, &str, Gate); 8] = [
         "POST",
         "/browser/signin/mfa",
         Gate::Test("a_browser_signs_in_in_two_steps_too"),
+    ),
+    (
+        "POST",
+        "/signin/passkey/finish",
+        Gate::Exempt("a passkey with user verification is two factors in one (aal2)"),
+    ),
+    (
+        "POST",
+        "/browser/signin/passkey/finish",
+        Gate::Exempt("a passkey with user verification is two factors in one (aal2)"),
     ),
     ("POST", "/signup", Gate::Exempt("a new user has no factor")),
     (

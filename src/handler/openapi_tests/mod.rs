@@ -37,7 +37,7 @@ const ERROR_SCHEMA: &str = "#/components/schemas/ErrorBody";
 
 /// Every route of the service, as `(method, path)`, `{base}` standing for the
 /// base path. A route added or removed must be added or removed here too.
-const EXPECTED_ROUTES: [(&str, &str); 43] = [
+const EXPECTED_ROUTES: [(&str, &str); 49] = [
     ("POST", "{base}/signup"),
     ("POST", "{base}/signin"),
     ("POST", "{base}/tokens"),
@@ -66,6 +66,12 @@ const EXPECTED_ROUTES: [(&str, &str); 43] = [
     ("PUT", "{base}/mfa/{id}"),
     ("DELETE", "{base}/mfa/{id}"),
     ("POST", "{base}/mfa/recovery-codes"),
+    ("POST", "{base}/mfa/webauthn/register/start"),
+    ("POST", "{base}/mfa/webauthn/register/finish"),
+    ("POST", "{base}/signin/mfa/webauthn/start"),
+    ("POST", "{base}/signin/passkey/start"),
+    ("POST", "{base}/signin/passkey/finish"),
+    ("POST", "{base}/browser/signin/passkey/finish"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
@@ -153,6 +159,26 @@ fn app(base_path: &str) -> Router {
     account
         .expect_delete_factor()
         .returning(|_, _, _| Err(AppError::NotFound("no such factor".into())));
+    account
+        .expect_begin_passkey_registration()
+        .returning(|_, _, _| Err(AppError::StepUp(crate::verifier::StepUp::MaxAge(300))));
+    account
+        .expect_finish_passkey_registration()
+        .returning(|_, _, _, _| {
+            Err(AppError::invalid_args(vec![crate::error::InvalidArg::new(
+                "credential",
+                "refused",
+            )]))
+        });
+    account
+        .expect_begin_passkey_sign_in()
+        .returning(|_| Err(AppError::unavailable("passkeys are off")));
+    account
+        .expect_finish_passkey_sign_in()
+        .returning(|_, _| Err(AppError::unauthorized("this passkey signs nobody in")));
+    account
+        .expect_begin_passkey_step()
+        .returning(|_| Err(AppError::invalid_token("the two-step sign-in is over")));
     account
         .expect_new_recovery_codes()
         .returning(|_, _| Err(AppError::Conflict("no second factor".into())));

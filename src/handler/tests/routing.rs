@@ -128,9 +128,39 @@ impl AccountService for SignInOnly {
         &self,
         _mfa_token: &str,
         _method: crate::model::SecondFactorMethod,
-        _code: &str,
+        _proof: crate::model::SecondFactorProof,
         _client: ClientInfo,
     ) -> AppResult<TokenPair> {
+        unreachable!("only sign-in is called")
+    }
+    async fn begin_passkey_sign_in(&self, _client: ClientInfo) -> AppResult<serde_json::Value> {
+        unreachable!("only sign-in is called")
+    }
+    async fn finish_passkey_sign_in(
+        &self,
+        _credential: serde_json::Value,
+        _client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        unreachable!("only sign-in is called")
+    }
+    async fn begin_passkey_step(&self, _mfa_token: &str) -> AppResult<serde_json::Value> {
+        unreachable!("only sign-in is called")
+    }
+    async fn begin_passkey_registration(
+        &self,
+        _caller: &IdClaims,
+        _current_password: Option<Password>,
+        _client: ClientInfo,
+    ) -> AppResult<serde_json::Value> {
+        unreachable!("only sign-in is called")
+    }
+    async fn finish_passkey_registration(
+        &self,
+        _caller: &IdClaims,
+        _name: Option<crate::model::SessionName>,
+        _credential: serde_json::Value,
+        _client: ClientInfo,
+    ) -> AppResult<(Uuid, crate::model::FactorConfirmed)> {
         unreachable!("only sign-in is called")
     }
     async fn begin_totp(

@@ -50,6 +50,19 @@ pub trait FactorRepository: Send + Sync {
     async fn redeem_recovery_code(&self, uid: Uuid, digest: &str) -> AppResult<bool>;
     /// How many recovery codes the user has left.
     async fn recovery_codes_left(&self, uid: Uuid) -> AppResult<u64>;
+    /// Stores a passkey's credential as its last use left it (counter,
+    /// backup state) and the time of that use, only while it is still
+    /// `previous` (of two concurrent uses, one wins); whether it did.
+    async fn update_passkey(
+        &self,
+        uid: Uuid,
+        id: Uuid,
+        previous: &str,
+        credential: &str,
+        now: u64,
+    ) -> AppResult<bool>;
+    /// The confirmed passkey whose credential id (base64url) this is.
+    async fn find_passkey(&self, credential_id: &str) -> AppResult<Option<Factor>>;
     /// Removes every factor (confirmed or pending) and recovery code of the
     /// user in one transaction: `(confirmed factors, recovery codes)` removed.
     async fn remove_all_factors(&self, uid: Uuid) -> AppResult<(u64, u64)>;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{
     Assurance, ClientCredentials, ClientInfo, ClientToken, ClientTokenError, Email,
     FactorConfirmed, FactorList, IdClaims, OAuthClient, Password, PendingSignIn, RefreshClaims,
-    Rotation, SecondFactorMethod, SessionInfo, SessionName, SignIn, SignOutScope, SignUp,
-    TokenHolder, TokenPair, TokenPurpose, TotpEnrolment, User, UserDetails,
+    Rotation, SecondFactorMethod, SecondFactorProof, SessionInfo, SessionName, SignIn,
+    SignOutScope, SignUp, TokenHolder, TokenPair, TokenPurpose, TotpEnrolment, User, UserDetails,
 };
 use crate::error::AppResult;
 use crate::jwks::JwkSet;
@@ -65,7 +65,40 @@ pub trait AccountService: Send + Sync {
         &self,
         mfa_token: &str,
         method: SecondFactorMethod,
-        code: &str,
+        proof: SecondFactorProof,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair>;
+    /// The options of a passkey second step for the pending sign-in of
+    /// `mfa_token` (its ceremony kept for `WEBAUTHN_CEREMONY_EXP`, once).
+    async fn begin_passkey_step(&self, mfa_token: &str) -> AppResult<serde_json::Value>;
+    /// Starts registering a passkey (the enrolment rule of
+    /// [`Self::begin_totp`]): the options `navigator.credentials.create`
+    /// takes.
+    async fn begin_passkey_registration(
+        &self,
+        caller: &IdClaims,
+        current_password: Option<Password>,
+        client: ClientInfo,
+    ) -> AppResult<serde_json::Value>;
+    /// Finishes it with the browser's credential: the new factor's id, and
+    /// for the account's first factor its recovery codes (as a confirmed
+    /// authenticator's).
+    async fn finish_passkey_registration(
+        &self,
+        caller: &IdClaims,
+        name: Option<SessionName>,
+        credential: serde_json::Value,
+        client: ClientInfo,
+    ) -> AppResult<(Uuid, FactorConfirmed)>;
+    /// The options of a sign-in with a passkey alone (a discoverable
+    /// credential: no email asked); counted on the per-address sign-in limit.
+    async fn begin_passkey_sign_in(&self, client: ClientInfo) -> AppResult<serde_json::Value>;
+    /// Signs in the user whose passkey made `credential` for a ceremony of
+    /// [`Self::begin_passkey_sign_in`]: `aal2`, `amr` `["hwk"|"swk", "user"]`.
+    /// Anything refused is one 401; a failure counts per address.
+    async fn finish_passkey_sign_in(
+        &self,
+        credential: serde_json::Value,
         client: ClientInfo,
     ) -> AppResult<TokenPair>;
     /// Starts an authenticator enrolment: a pending factor and what the app
@@ -301,6 +334,17 @@ pub trait TokenService: Send + Sync {
     /// Ends a pending sign-in that succeeded; whether it was still pending
     /// (of concurrent completions one gets `true`).
     async fn finish_second_step(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
+    /// Keeps the state of a WebAuthn ceremony under `key` for `ttl` in the
+    /// token store (any replica finishes it), replacing any state there.
+    async fn put_ceremony(
+        &self,
+        key: &super::CeremonyKey,
+        state: &str,
+        ttl: std::time::Duration,
+    ) -> AppResult<()>;
+    /// Takes a ceremony's state once: of concurrent takes one gets it;
+    /// `None` when absent, expired or already taken.
+    async fn take_ceremony(&self, key: &super::CeremonyKey) -> AppResult<Option<String>>;
     /// Lets the store decide a refresh with the verified token `previous`
     /// (`presented` is its text: the grace successor is sealed with it).
     async fn rotate(
@@ -384,6 +428,13 @@ pub trait RateLimitService: Send + Sync {
     async fn mfa_attempt(&self, uid: Uuid) -> AppResult<()>;
     /// Gives back what a right code counted.
     async fn mfa_succeeded(&self, uid: Uuid) -> AppResult<()>;
+    /// Counts a password-free sign-in's start or finish from `ip` on the
+    /// per-address sign-in counter (`SIGNIN_IP_RATE_LIMIT`);
+    /// `TooManyRequests` once it is full.
+    async fn passkey_attempt(&self, ip: &str) -> AppResult<()>;
+    /// Gives back what a sign-in that happened counted: its start's and its
+    /// finish's counts.
+    async fn passkey_succeeded(&self, ip: &str) -> AppResult<()>;
     /// Forgets the sign-in attempts of `email`: its per-email counter and
     /// its (email, `ip`) counter (after a password reset proved the
     /// person reads its mail).

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::model::{
-    AccountToken, Assurance, CredentialChange, OAuthClient, RateCounter, RateDecision,
+    AccountToken, Assurance, CeremonyKey, CredentialChange, OAuthClient, RateCounter, RateDecision,
     RefreshOutcome, RefreshStep, SessionInfo, SessionName, SessionStart, TokenHolder, TokenPurpose,
     User, UserDetails,
 };
@@ -142,6 +142,13 @@ pub trait TokenRepository: Send + Sync {
     /// Removes the pending sign-in; whether it existed. Of concurrent takes
     /// exactly one gets `true`: a pending sign-in completes once.
     async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool>;
+    /// Keeps the state of a WebAuthn ceremony under `key` for `ttl`,
+    /// replacing any state under the same key. Neither a session nor a
+    /// whitelist entry; a user's goes with sign-out everywhere.
+    async fn put_ceremony(&self, key: &CeremonyKey, state: &str, ttl: Duration) -> AppResult<()>;
+    /// Takes the state under `key`: reads and removes it in one step, so of
+    /// concurrent takes exactly one gets it. `None` when absent or expired.
+    async fn take_ceremony(&self, key: &CeremonyKey) -> AppResult<Option<String>>;
     /// Removes every key `<uid>:*` (sign-out everywhere, by SCAN), pending
     /// sign-ins too; how many.
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64>;

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 /// What a key holds; the key's name says which (see [`token_key`],
-/// [`index_key`], [`grace_key`], [`pending_sign_in_key`]).
+/// [`index_key`], [`grace_key`], [`pending_sign_in_key`],
+/// `ceremony::ceremony_key`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum Value {
@@ -47,6 +48,9 @@ pub(super) enum Value {
     /// `<uid>:mfa:<id>`: a pending two-step sign-in and its failed second
     /// steps so far (see `pending.rs`).
     PendingSignIn { failures: u32 },
+    /// `<uid>:webauthn:<challenge>`, `webauthn:auth:<challenge>`: the state
+    /// of a WebAuthn ceremony (see `ceremony.rs`).
+    Ceremony(String),
 }
 
 impl Value {

@@ -5,8 +5,10 @@
 //! (issue 8): a whitelist entry `<uid>:<jti>` per live
 //! token recording its session, the per-user index `<uid>:sessions`, grace
 //! successors `<uid>:grace:<jti>`, pending two-step sign-ins
-//! `<uid>:mfa:<id>` (`pending.rs`), each with its TTL (an expired key is
-//! unusable at once and reclaimed by a background sweep). Each method holds
+//! `<uid>:mfa:<id>` (`pending.rs`), the state of WebAuthn ceremonies,
+//! `<uid>:webauthn:<challenge>` and `webauthn:auth:<challenge>`
+//! (`ceremony.rs`), each with its TTL (an expired key is unusable at once and
+//! reclaimed by a background sweep). Each method holds
 //! the one lock for its whole step, as a Lua script is atomic in Redis. All of
 //! a user's keys start with `<uid>:`, so sign-out everywhere is a prefix
 //! sweep. The sign-in and sign-up attempt counters (`ratelimit:…`) live in
@@ -18,6 +20,7 @@
 //! crash undoes no answered change. Without a file (an in-memory user store,
 //! the unit tests) the store lives as long as the process.
 
+mod ceremony;
 mod durable;
 mod keyspace;
 mod limits;
@@ -26,6 +29,8 @@ mod sessions;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ceremony;
 #[cfg(test)]
 mod tests_durable;
 #[cfg(test)]
@@ -40,11 +45,12 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::model::{
-    Assurance, CredentialChange, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome,
-    RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
+    Assurance, CeremonyKey, CredentialChange, RateCounter, RateDecision, RateLimitRepository,
+    RefreshOutcome, RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
 };
+use ceremony::ceremony_key;
 pub use durable::COMMIT_WAIT;
 use durable::Durable;
 use keyspace::{Keyspace, user_prefix};
@@ -165,7 +171,8 @@ impl MemoryTokenRepository {
     }
 
     /// How many keys are held (whitelist entries, indexes, grace successors,
-    /// guards, pending sign-ins, attempt counters), expired-but-not-yet-swept ones included.
+    /// guards, pending sign-ins, ceremonies, attempt counters),
+    /// expired-but-not-yet-swept ones included.
     pub fn len(&self) -> usize {
         self.keys().len()
     }
@@ -183,7 +190,8 @@ impl MemoryTokenRepository {
     /// Live keys whose name starts with `prefix`, in name order, with their
     /// remaining TTL: whitelist entries `<uid>:<jti>`, and, as a `SCAN
     /// <uid>:*` in Redis finds them, the index `<uid>:sessions`, grace
-    /// successors `<uid>:grace:<jti>` and pending sign-ins `<uid>:mfa:<id>`.
+    /// successors `<uid>:grace:<jti>`, pending sign-ins `<uid>:mfa:<id>` and
+    /// ceremonies `<uid>:webauthn:<challenge>`.
     pub fn live_entries(&self, prefix: &str) -> Vec<(String, Duration)> {
         let (keys, at) = (self.keys(), Instant::now());
         keys.live_with_prefix(prefix, at)
@@ -278,6 +286,25 @@ impl TokenRepository for MemoryTokenRepository {
 
     async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
         self.durable_step(|keys, at| keys.take_pending_sign_in(uid, id, at))
+            .await
+    }
+
+    async fn put_ceremony(&self, key: &CeremonyKey, state: &str, ttl: Duration) -> AppResult<()> {
+        let Some(key) = ceremony_key(key) else {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "a ceremony challenge must be base64url of 1 to 128 characters"
+            )));
+        };
+        self.durable_step(|keys, at| keys.put_ceremony(key, state, ttl, at))
+            .await
+    }
+
+    /// Durable: a taken ceremony stays taken across a restart.
+    async fn take_ceremony(&self, key: &CeremonyKey) -> AppResult<Option<String>> {
+        let Some(key) = ceremony_key(key) else {
+            return Ok(None);
+        };
+        self.durable_step(|keys, at| keys.take_ceremony(&key, at))
             .await
     }
 

@@ -407,3 +407,54 @@ async fn pending_sign_ins_and_raised_sessions_are_on_disk_when_answered() {
     let last = open(dir.path()).await;
     assert_eq!(last.session_assurance(uid, sid).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn ceremonies_are_on_disk_when_answered_and_a_take_stays_taken() {
+    use crate::repository::test_sessions::{anonymous_ceremony, challenge, user_ceremony};
+
+    let (dir, store) = open_new().await;
+    let uid = Uuid::new_v4();
+    let (c, d) = (challenge(uid), challenge(uid));
+    let (mine, taken, anon) = (
+        user_ceremony(uid, &c),
+        user_ceremony(uid, &d),
+        anonymous_ceremony(&c),
+    );
+    let ttl_of = Duration::from_secs(300);
+    for (key, state) in [(&mine, "mine"), (&taken, "taken"), (&anon, "anon")] {
+        store.put_ceremony(key, state, ttl_of).await.unwrap();
+    }
+    assert_eq!(
+        store.take_ceremony(&taken).await.unwrap().as_deref(),
+        Some("taken")
+    );
+    let anon_key = format!("webauthn:auth:{c}");
+    assert_eq!(
+        rows(dir.path()).await,
+        sorted(vec![anon_key.clone(), format!("{uid}:webauthn:{c}")]),
+        "on disk as answered: the put ones, not the taken one"
+    );
+
+    // Reopened at once: there with their expiry; the taken one stays taken.
+    let restored = open(dir.path()).await;
+    assert_eq!(restored.take_ceremony(&taken).await.unwrap(), None, "once");
+    assert_eq!(
+        value(&restored, &anon_key),
+        Some(Value::Ceremony("anon".into()))
+    );
+    let left = ttl(&restored, &anon_key).unwrap();
+    assert!((298..=300).contains(&left), "{left}");
+    assert_eq!(
+        restored.take_ceremony(&anon).await.unwrap().as_deref(),
+        Some("anon")
+    );
+    // Sign-out everywhere removes the user's, on disk too.
+    assert_eq!(restored.delete_user_refresh_tokens(uid).await.unwrap(), 1);
+    assert_eq!(rows(dir.path()).await, Vec::<String>::new());
+
+    let reopened = open(dir.path()).await;
+    for key in [&mine, &taken, &anon] {
+        assert_eq!(reopened.take_ceremony(key).await.unwrap(), None, "{key:?}");
+    }
+    assert!(reopened.is_empty());
+}

@@ -1,8 +1,9 @@
 //! The names of a user's keys, for a single Redis and for Redis Cluster.
 //!
 //! Single Redis: `<uid>:<jti>`, `<uid>:sessions`, `<uid>:grace:<jti>`,
-//! `<uid>:nolegacy`, `<uid>:credential`, `<uid>:mfa:<id>` and the marker
-//! `signout:<uid>`.
+//! `<uid>:nolegacy`, `<uid>:credential`, `<uid>:mfa:<id>`,
+//! `<uid>:webauthn:<challenge>` and the marker `signout:<uid>`; outside any
+//! user, `webauthn:auth:<challenge>` (an anonymous WebAuthn ceremony).
 //!
 //! Redis Cluster: the same names with the uid as a hash tag, `{<uid>}:<jti>`,
 //! …, `signout:{<uid>}`. Cluster hashes only what is between the braces, so
@@ -10,11 +11,32 @@
 //! them all (a rotation stays one atomic step; Cluster refuses a script
 //! whose keys span slots), and sign-out everywhere SCANs that one master.
 //! The scripts learn the user's prefix from the index key they are given
-//! (`KEYS[1]`), so they work with either scheme unchanged.
+//! (`KEYS[1]`), so they work with either scheme unchanged. An anonymous
+//! ceremony's key has no tag in either scheme: it is one key, read and
+//! written alone.
+//!
+//! A ceremony's challenge comes back from a client: only a base64url string
+//! of at most [`MAX_CHALLENGE_LEN`] characters names a key
+//! ([`ceremony_challenge_ok`]), so none brings `:`, braces (a hash tag) or
+//! glob characters into a key name.
 
 use uuid::Uuid;
 
+use crate::model::CeremonyKey;
 use crate::redis_conn::RedisMode;
+
+/// The longest challenge that names a ceremony (the server's are 43).
+pub(in crate::repository) const MAX_CHALLENGE_LEN: usize = 128;
+
+/// Whether `challenge` may name a ceremony's key: 1 to
+/// [`MAX_CHALLENGE_LEN`] characters of the base64url alphabet
+/// `[A-Za-z0-9_-]`, nothing else (no padding). Shared by both token stores.
+pub(in crate::repository) fn ceremony_challenge_ok(challenge: &str) -> bool {
+    (1..=MAX_CHALLENGE_LEN).contains(&challenge.len())
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// Which naming the store uses; fixed by the connection's mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +94,20 @@ impl KeyScheme {
         format!("{}mfa:{id}", self.user_prefix(uid))
     }
 
+    /// The state of a WebAuthn ceremony: a user's among the user's keys
+    /// (`<prefix>webauthn:<challenge>`, in the user's slot, swept by sign-out
+    /// everywhere), an anonymous one `webauthn:auth:<challenge>`. `None` if
+    /// the challenge may name no key ([`ceremony_challenge_ok`]).
+    pub(crate) fn ceremony(self, key: &CeremonyKey) -> Option<String> {
+        match key {
+            CeremonyKey::User { uid, challenge } => ceremony_challenge_ok(challenge)
+                .then(|| format!("{}webauthn:{challenge}", self.user_prefix(*uid))),
+            CeremonyKey::Anonymous { challenge } => {
+                ceremony_challenge_ok(challenge).then(|| format!("webauthn:auth:{challenge}"))
+            }
+        }
+    }
+
     /// Set when the user's other sessions were ended: tokens from before
     /// sessions are refused (written by the scripts).
     #[cfg(test)]
@@ -117,6 +153,14 @@ mod tests {
         assert_eq!(k.pending_sign_in(uid, jti), format!("{UID}:mfa:{JTI}"));
         assert_eq!(k.signout_marker(uid), format!("signout:{UID}"));
         assert_eq!(k.user_pattern(uid), format!("{UID}:*"));
+        assert_eq!(
+            k.ceremony(&user(uid, CHALLENGE)).unwrap(),
+            format!("{UID}:webauthn:{CHALLENGE}")
+        );
+        assert_eq!(
+            k.ceremony(&anonymous(CHALLENGE)).unwrap(),
+            format!("webauthn:auth:{CHALLENGE}")
+        );
     }
 
     #[test]
@@ -129,6 +173,13 @@ mod tests {
         assert_eq!(k.pending_sign_in(uid, jti), format!("{{{UID}}}:mfa:{JTI}"));
         assert_eq!(k.signout_marker(uid), format!("signout:{{{UID}}}"));
         assert_eq!(k.user_pattern(uid), format!("{{{UID}}}:*"));
+        let ceremony = k.ceremony(&user(uid, CHALLENGE)).unwrap();
+        assert_eq!(ceremony, format!("{{{UID}}}:webauthn:{CHALLENGE}"));
+        assert_eq!(
+            k.ceremony(&anonymous(CHALLENGE)).unwrap(),
+            format!("webauthn:auth:{CHALLENGE}"),
+            "one key alone: no tag"
+        );
         let slot = Slot::for_key(k.slot_key(uid));
         assert_eq!(slot, Slot::for_key(UID), "the tag alone decides the slot");
         for key in [
@@ -139,8 +190,61 @@ mod tests {
             k.credential_guard(uid),
             k.pending_sign_in(uid, jti),
             k.signout_marker(uid),
+            ceremony,
         ] {
             assert_eq!(Slot::for_key(&key), slot, "{key}");
+        }
+    }
+
+    /// A challenge as the server makes them: 32 random bytes in base64url.
+    const CHALLENGE: &str = "q-9Z_0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2y";
+
+    fn user(uid: Uuid, challenge: &str) -> CeremonyKey {
+        CeremonyKey::User {
+            uid,
+            challenge: challenge.to_owned(),
+        }
+    }
+
+    fn anonymous(challenge: &str) -> CeremonyKey {
+        CeremonyKey::Anonymous {
+            challenge: challenge.to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_a_base64url_challenge_of_at_most_128_characters_names_a_key() {
+        assert_eq!(CHALLENGE.len(), 43);
+        let longest = "A".repeat(MAX_CHALLENGE_LEN);
+        for ok in [CHALLENGE, "a", "-", "_", longest.as_str()] {
+            assert!(ceremony_challenge_ok(ok), "{ok:?}");
+        }
+        let too_long = "A".repeat(MAX_CHALLENGE_LEN + 1);
+        let hostile = [
+            "",
+            "*",
+            "a:b",
+            "{x}",
+            "a*",
+            "a?",
+            "[a]",
+            "a\\b",
+            "a b",
+            "a\n",
+            "a=",
+            "a+b/c",
+            "é",
+            "a\0",
+            too_long.as_str(),
+        ];
+        let uid = Uuid::parse_str(UID).unwrap();
+        for mode in [RedisMode::Standalone, RedisMode::Cluster] {
+            let k = KeyScheme::for_mode(mode);
+            for bad in hostile {
+                assert!(!ceremony_challenge_ok(bad), "{bad:?}");
+                assert_eq!(k.ceremony(&user(uid, bad)), None, "{bad:?}");
+                assert_eq!(k.ceremony(&anonymous(bad)), None, "{bad:?}");
+            }
         }
     }
 }

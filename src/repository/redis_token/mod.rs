@@ -23,6 +23,10 @@
 //! - `<uid>:mfa:<id>`: a pending two-step sign-in (the mfa token a right
 //!   password earns), its failed second steps so far, with the token's TTL
 //!   (`sign_in.rs`).
+//! - `<uid>:webauthn:<challenge>`: the state of a user's WebAuthn ceremony
+//!   (registering a passkey, a second step), with its TTL; and outside any
+//!   user, `webauthn:auth:<challenge>`, a sign-in with a passkey alone
+//!   (`ceremony.rs`). Taken once, by `GETDEL`.
 //! - `signout:<uid>`: counts the sign-out sweeps in progress; while it exists
 //!   no refresh writes anything (a key written behind the SCAN cursor would
 //!   survive the sign-out).
@@ -31,13 +35,14 @@
 //!
 //! Every [`TokenRepository`] method is one Lua script (see [`scripts`] and
 //! `lua/`), or one command where a single command is the whole step (reading
-//! a session's assurance, most steps of a pending sign-in), so each is one
-//! atomic step and one round trip; times are the
+//! a session's assurance, most steps of a pending sign-in, a ceremony's
+//! steps), so each is one atomic step and one round trip; times are the
 //! caller's (`now`), never Redis's clock. The scripts derive the keys they
 //! read from the index (a session's current token, its grace successor) from
 //! the prefix of `KEYS[1]`, the index: the same slot on Redis Cluster, where
 //! the script runs on the master owning it.
 
+mod ceremony;
 mod keys;
 mod limits;
 mod scripts;
@@ -56,11 +61,12 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::model::{
-    Assurance, CREDENTIAL_GUARD_SECS, CredentialChange, LEGACY_GUARD_SECS, RefreshOutcome,
-    RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
+    Assurance, CREDENTIAL_GUARD_SECS, CeremonyKey, CredentialChange, LEGACY_GUARD_SECS,
+    RefreshOutcome, RefreshStep, SessionInfo, SessionName, SessionStart, TokenRepository,
 };
 use crate::redis_conn::{RedisConn, RedisMode, Timeouts};
 pub(crate) use keys::KeyScheme;
+pub(in crate::repository) use keys::ceremony_challenge_ok;
 use scripts::{
     END_OTHER_SESSIONS, END_SESSION, LIST_SESSIONS, REFRESH, RENAME_SESSION, ROTATE_LEGACY,
     START_SESSION, SWEEP_BEGIN, SWEEP_END,
@@ -330,6 +336,14 @@ impl TokenRepository for RedisTokenRepository {
 
     async fn take_pending_sign_in(&self, uid: Uuid, id: Uuid) -> AppResult<bool> {
         self.take_pending(uid, id).await
+    }
+
+    async fn put_ceremony(&self, key: &CeremonyKey, state: &str, ttl: Duration) -> AppResult<()> {
+        self.put_ceremony_state(key, state, ttl).await
+    }
+
+    async fn take_ceremony(&self, key: &CeremonyKey) -> AppResult<Option<String>> {
+        self.take_ceremony_state(key).await
     }
 
     async fn delete_user_refresh_tokens(&self, uid: Uuid) -> AppResult<u64> {

@@ -57,7 +57,7 @@ fn raised(sid: Uuid, entry: &str) -> AppResult<Option<Assurance>> {
 }
 
 /// A TTL for `PX`: whole milliseconds, at least one (`PX 0` is refused).
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(super) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 

@@ -59,6 +59,8 @@ fn pending(uid: Uuid, created_at: u64) -> Factor {
         confirmed_at: None,
         last_used_at: None,
         last_step: None,
+        credential: None,
+        credential_id: None,
     }
 }
 

@@ -21,6 +21,8 @@ struct FactorRow {
     confirmed_at: Option<i64>,
     last_used_at: Option<i64>,
     last_step: Option<i64>,
+    credential: Option<String>,
+    credential_id: Option<String>,
 }
 
 fn seconds(stored: i64) -> u64 {
@@ -44,13 +46,16 @@ impl TryFrom<FactorRow> for Factor {
             confirmed_at: row.confirmed_at.map(seconds),
             last_used_at: row.last_used_at.map(seconds),
             last_step: row.last_step.map(seconds),
+            credential: row.credential,
+            credential_id: row.credential_id,
         })
     }
 }
 
 macro_rules! factor_columns {
     () => {
-        "id, uid, kind, name, secret, created_at, confirmed_at, last_used_at, last_step"
+        "id, uid, kind, name, secret, created_at, confirmed_at, last_used_at, last_step, \
+         credential, credential_id"
     };
 }
 
@@ -62,7 +67,8 @@ macro_rules! sql_factor_repository {
                 sqlx::query(
                     "INSERT INTO mfa_factors \
                      (id, uid, kind, name, secret, created_at, confirmed_at, last_used_at, \
-                     last_step) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     last_step, credential, credential_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(factor.id)
                 .bind(factor.uid)
@@ -73,6 +79,8 @@ macro_rules! sql_factor_repository {
                 .bind(factor.confirmed_at.map(stored_seconds))
                 .bind(factor.last_used_at.map(stored_seconds))
                 .bind(factor.last_step.map(stored_seconds))
+                .bind(factor.credential.as_deref())
+                .bind(factor.credential_id.as_deref())
                 .execute(&self.pool)
                 .await
                 .map_err(map_sqlx_error)?;
@@ -212,6 +220,45 @@ macro_rules! sql_factor_repository {
                     .map_err(map_sqlx_error)?;
                 }
                 tx.commit().await.map_err(map_sqlx_error)
+            }
+
+            async fn find_passkey(&self, credential_id: &str) -> AppResult<Option<Factor>> {
+                sqlx::query_as::<_, FactorRow>(concat!(
+                    "SELECT ",
+                    factor_columns!(),
+                    " FROM mfa_factors WHERE credential_id = $1 AND kind = 'webauthn' \
+                     AND confirmed_at IS NOT NULL"
+                ))
+                .bind(credential_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?
+                .map(Factor::try_from)
+                .transpose()
+            }
+
+            async fn update_passkey(
+                &self,
+                uid: Uuid,
+                id: Uuid,
+                previous: &str,
+                credential: &str,
+                now: u64,
+            ) -> AppResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE mfa_factors SET credential = $3, last_used_at = $4 \
+                     WHERE uid = $1 AND id = $2 AND kind = 'webauthn' \
+                     AND confirmed_at IS NOT NULL AND credential = $5",
+                )
+                .bind(uid)
+                .bind(id)
+                .bind(credential)
+                .bind(stored_seconds(now))
+                .bind(previous)
+                .execute(&self.pool)
+                .await
+                .map_err(map_sqlx_error)?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn remove_all_factors(&self, uid: Uuid) -> AppResult<(u64, u64)> {

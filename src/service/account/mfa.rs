@@ -12,9 +12,10 @@ use crate::error::{AppError, AppResult, InvalidArg};
 use crate::keys::DataKey;
 use crate::model::{
     Assurance, ClientInfo, Factor, FactorConfirmed, FactorKind, FactorList, FactorRepository,
-    IdClaims, MfaChallenge, Password, SecondFactorMethod, SessionName, SignIn, TokenPair,
-    TotpEnrolment, User,
+    IdClaims, MfaChallenge, Password, SecondFactorMethod, SecondFactorProof, SessionName, SignIn,
+    TokenPair, TotpEnrolment, User,
 };
+use crate::service::mfa::passkey::Passkeys;
 use crate::service::mfa::recovery::{self, RecoveryCode};
 use crate::service::mfa::totp::{self, TotpSecret};
 use crate::service::token::credential_of;
@@ -29,6 +30,8 @@ pub struct MfaConfig {
     pub pending_ttl: Duration,
     /// `REAUTH_MAX_AGE`
     pub reauth_max_age: Duration,
+    /// `WEBAUTHN_CEREMONY_EXP`
+    pub ceremony_ttl: Duration,
 }
 
 /// The store of factors, the data key sealing their secrets (`None`:
@@ -37,6 +40,8 @@ pub struct MfaConfig {
 pub struct Mfa {
     pub factors: Arc<dyn FactorRepository>,
     pub data_key: Option<Arc<DataKey>>,
+    /// The passkey ceremonies, or why passkeys are off.
+    pub passkeys: Result<Arc<Passkeys>, String>,
     pub config: MfaConfig,
 }
 
@@ -91,7 +96,19 @@ impl AccountServiceImpl {
             return Ok(SignIn::Tokens(pair));
         }
         let (token, expires_in) = self.tokens.start_second_step(user).await?;
-        let mut methods = vec![SecondFactorMethod::Totp];
+        let factors = self.mfa.factors.factors(user.uid).await?;
+        let has = |kind| {
+            factors
+                .iter()
+                .any(|f| f.kind == kind && f.confirmed_at.is_some())
+        };
+        let mut methods = Vec::new();
+        if has(FactorKind::Totp) {
+            methods.push(SecondFactorMethod::Totp);
+        }
+        if has(FactorKind::WebAuthn) && self.passkeys_on() {
+            methods.push(SecondFactorMethod::WebAuthn);
+        }
         if self.mfa.factors.recovery_codes_left(user.uid).await? > 0 {
             methods.push(SecondFactorMethod::RecoveryCode);
         }
@@ -107,7 +124,7 @@ impl AccountServiceImpl {
         &self,
         mfa_token: &str,
         method: SecondFactorMethod,
-        code: &str,
+        proof: &SecondFactorProof,
         client: &ClientInfo,
     ) -> AppResult<TokenPair> {
         let Some(pending) = self.tokens.pending_second_step(mfa_token).await? else {
@@ -124,24 +141,33 @@ impl AccountServiceImpl {
         if pending.credential != credential_of(&user.password_hash) {
             return Err(AppError::invalid_token(SIGN_IN_AGAIN));
         }
-        let accepted = match method {
-            SecondFactorMethod::Totp => self.use_totp_code(uid, code).await?,
-            SecondFactorMethod::RecoveryCode => match RecoveryCode::parse(code) {
-                Some(code) => {
-                    self.mfa
+        // `Some(synced)`: accepted (`synced`: a passkey that may be synced).
+        let accepted = match (method, proof) {
+            (SecondFactorMethod::Totp, SecondFactorProof::Code(code)) => {
+                self.use_totp_code(uid, code).await?.then_some(false)
+            }
+            (SecondFactorMethod::RecoveryCode, SecondFactorProof::Code(code)) => {
+                match RecoveryCode::parse(code) {
+                    Some(code) => self
+                        .mfa
                         .factors
                         .redeem_recovery_code(uid, &code.digest())
                         .await?
+                        .then_some(false),
+                    None => None,
                 }
-                None => false,
-            },
+            }
+            (SecondFactorMethod::WebAuthn, SecondFactorProof::Credential(credential)) => {
+                self.use_passkey(uid, credential).await?
+            }
+            _ => None,
         };
-        if !accepted {
+        let Some(synced) = accepted else {
             if !self.tokens.second_step_failed(uid, id).await? {
                 return Err(AppError::invalid_token(SIGN_IN_AGAIN));
             }
             return Err(AppError::unauthorized(WRONG_CODE));
-        }
+        };
         if !self.tokens.finish_second_step(uid, id).await? {
             return Err(AppError::invalid_token(SIGN_IN_AGAIN));
         }
@@ -150,7 +176,7 @@ impl AccountServiceImpl {
         }
         let assurance = Assurance {
             acr: AAL2.to_owned(),
-            amr: method.amr(),
+            amr: method.amr(synced),
         };
         let pair = self.start_signed_in(&user, client, &assurance).await?;
         if method == SecondFactorMethod::RecoveryCode {
@@ -199,12 +225,15 @@ impl AccountServiceImpl {
         Ok(())
     }
 
-    pub(super) async fn begin_totp_enrolment(
+    /// The enrolment rule of every factor: an `aal2` session for a user who
+    /// has one, and a sign-in within `REAUTH_MAX_AGE` or the current
+    /// password. The caller's user.
+    pub(super) async fn enrolment_allowed(
         &self,
         caller: &IdClaims,
         current_password: Option<Password>,
         client: &ClientInfo,
-    ) -> AppResult<TotpEnrolment> {
+    ) -> AppResult<User> {
         let user = self.users.get(caller.sub).await?;
         self.require_second_factor(caller).await?;
         match current_password {
@@ -213,6 +242,18 @@ impl AccountServiceImpl {
                 .require_auth_within(self.mfa.config.reauth_max_age.as_secs(), now_secs())
                 .map_err(AppError::StepUp)?,
         }
+        Ok(user)
+    }
+
+    pub(super) async fn begin_totp_enrolment(
+        &self,
+        caller: &IdClaims,
+        current_password: Option<Password>,
+        client: &ClientInfo,
+    ) -> AppResult<TotpEnrolment> {
+        let user = self
+            .enrolment_allowed(caller, current_password, client)
+            .await?;
         let key = self.data_key()?;
         let now = now_secs();
         self.mfa
@@ -234,6 +275,8 @@ impl AccountServiceImpl {
             confirmed_at: None,
             last_used_at: None,
             last_step: None,
+            credential: None,
+            credential_id: None,
         };
         self.mfa.factors.create_factor(&factor).await?;
         let otpauth_uri = totp::otpauth_uri(&self.mfa.config.issuer, &user.email, &secret);
@@ -280,72 +323,30 @@ impl AccountServiceImpl {
         let Some(step) = secret.accepted_step(code, now, None) else {
             return Err(wrong_code());
         };
-        // The account's first factor: every session but the caller's was
-        // started without it, and ends before the factor counts (a store
-        // outage then refuses the confirmation rather than leave them alive);
-        // the caller's, which proved it, is raised to aal2.
-        let mut sessions_ended = 0;
-        if first {
-            let sid = caller.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok());
-            sessions_ended = match sid {
-                Some(sid) => {
-                    let assurance = Assurance {
-                        acr: AAL2.to_owned(),
-                        amr: FactorKind::Totp.amr(),
-                    };
-                    self.tokens.raise_session(uid, sid, &assurance).await?;
-                    self.tokens.end_other_sessions(uid, sid).await?
-                }
-                // A token from before sessions names none to keep.
-                None => self.tokens.revoke_all(uid).await?,
-            };
-        }
-        if !self
+        let confirmed = self
             .mfa
             .factors
-            .confirm_factor(uid, id, fresh_after, step, now)
-            .await?
-        {
+            .confirm_factor(uid, id, fresh_after, step, now);
+        let added = self
+            .factor_counts(caller, FactorKind::Totp.amr(false), &factors, id, confirmed)
+            .await?;
+        let Some(added) = added else {
             return Err(wrong_code());
-        }
+        };
         if let Err(err) = self.limits.mfa_succeeded(uid).await {
             tracing::warn!(error = ?err, "cannot give back a right code's count");
         }
-        let added = Notice::FactorAdded {
-            kind: pending.kind,
-            first,
-        };
-        if !first {
-            self.notify_owner(uid, added, client).await;
-            return Ok(FactorConfirmed {
-                recovery_codes: None,
-                sessions_ended,
-            });
-        }
-        // Again now that the factor counts: a sign-in that read "no factor"
-        // just before may have started a session since the first sweep (one
-        // that starts later sees the factor and ends its own).
-        sessions_ended += match caller.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok()) {
-            Some(sid) => self.tokens.end_other_sessions(uid, sid).await?,
-            None => 0,
-        };
-        // Other enrolments started before this one stop here.
-        for other in factors
-            .iter()
-            .filter(|f| f.confirmed_at.is_none() && f.id != id)
-        {
-            self.mfa.factors.delete_factor(uid, other.id).await?;
-        }
-        let codes = self.replace_recovery_codes(uid, now).await?;
-        self.notify_owner(uid, added, client).await;
-        Ok(FactorConfirmed {
-            recovery_codes: Some(codes),
-            sessions_ended,
-        })
+        self.notify_owner(uid, added.notice(pending.kind), client)
+            .await;
+        Ok(added.confirmed)
     }
 
     /// A new set of recovery codes, stored by their digests; the codes as shown.
-    async fn replace_recovery_codes(&self, uid: Uuid, now: u64) -> AppResult<Vec<String>> {
+    pub(super) async fn replace_recovery_codes(
+        &self,
+        uid: Uuid,
+        now: u64,
+    ) -> AppResult<Vec<String>> {
         let codes = recovery::generate_set()?;
         let digests: Vec<String> = codes.iter().map(RecoveryCode::digest).collect();
         self.mfa

@@ -11,7 +11,9 @@ use crate::mail::MockMailer;
 use crate::model::interfaces::{
     MockAccountTokenService, MockFactorRepository, MockTokenService, MockUserService,
 };
-use crate::model::{AccountService, MfaChallenge, PendingSignIn, SecondFactorMethod, SignIn};
+use crate::model::{
+    AccountService, Factor, FactorKind, MfaChallenge, PendingSignIn, SecondFactorMethod, SignIn,
+};
 
 fn service(
     users: MockUserService,
@@ -50,6 +52,21 @@ async fn the_right_password_of_a_user_with_a_factor_answers_the_second_step_and_
         .returning(|_| Ok(("mfa-token".into(), 300)));
     let mut factors = MockFactorRepository::new();
     factors.expect_recovery_codes_left().returning(|_| Ok(0));
+    factors.expect_factors().returning(|uid| {
+        Ok(vec![Factor {
+            id: Uuid::from_u128(7),
+            uid,
+            kind: FactorKind::Totp,
+            name: None,
+            secret: Vec::new(),
+            created_at: 1,
+            confirmed_at: Some(2),
+            last_used_at: None,
+            last_step: None,
+            credential: None,
+            credential_id: None,
+        }])
+    });
     let got = service(users, tokens, factors)
         .sign_in(
             Email::parse("ada@example.com").unwrap(),
@@ -96,7 +113,12 @@ async fn a_wrong_code_counts_on_the_pending_sign_in_and_issues_nothing() {
     let service = service(users, tokens, factors);
     let code = "0000-0000-0000-0000";
     let err = service
-        .sign_in_second_step("t", SecondFactorMethod::RecoveryCode, code, client())
+        .sign_in_second_step(
+            "t",
+            SecondFactorMethod::RecoveryCode,
+            crate::model::SecondFactorProof::Code(code.into()),
+            client(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -105,7 +127,12 @@ async fn a_wrong_code_counts_on_the_pending_sign_in_and_issues_nothing() {
     );
     // The fifth: the pending sign-in is over.
     let err = service
-        .sign_in_second_step("t", SecondFactorMethod::RecoveryCode, code, client())
+        .sign_in_second_step(
+            "t",
+            SecondFactorMethod::RecoveryCode,
+            crate::model::SecondFactorProof::Code(code.into()),
+            client(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -134,7 +161,7 @@ async fn a_password_changed_since_the_first_step_ends_the_pending_sign_in() {
         .sign_in_second_step(
             "t",
             SecondFactorMethod::RecoveryCode,
-            "0000-0000-0000-0000",
+            crate::model::SecondFactorProof::Code("0000-0000-0000-0000".into()),
             client(),
         )
         .await

@@ -2,9 +2,13 @@
 //! Email verification and password reset are in `flows.rs`.
 
 mod admin;
+mod first_factor;
 mod flows;
 mod mfa;
 mod notices;
+mod passkey_sign_in;
+mod passkeys;
+mod steps;
 
 use std::sync::Arc;
 
@@ -21,8 +25,9 @@ use crate::jwks::JwkSet;
 use crate::mail::Mailer;
 use crate::model::{
     AccountService, AccountTokenService, ClientInfo, Email, FactorConfirmed, FactorList, IdClaims,
-    Password, RateLimitService, Rotation, SecondFactorMethod, SessionInfo, SessionName, SignIn,
-    SignOutScope, SignUp, TokenPair, TokenService, TotpEnrolment, User, UserDetails, UserService,
+    Password, RateLimitService, Rotation, SecondFactorMethod, SecondFactorProof, SessionInfo,
+    SessionName, SignIn, SignOutScope, SignUp, TokenPair, TokenService, TotpEnrolment, User,
+    UserDetails, UserService,
 };
 
 /// [`AccountService`] over a [`UserService`] and a [`TokenService`], with the
@@ -72,65 +77,6 @@ impl AccountServiceImpl {
             flows: Arc::new(flows),
             mfa,
         }
-    }
-
-    /// After the password of `email` checked out: gives back what the
-    /// attempt counted for its source. A store that fails here fails nothing
-    /// (the attempt stays counted).
-    async fn give_back(&self, email: &str, client: &ClientInfo) {
-        if let Err(err) = self.limits.sign_in_succeeded(email, &client.ip).await {
-            tracing::warn!(error = ?err, "cannot give back a successful sign-in's count");
-        }
-    }
-
-    /// A re-authentication: the user's current password, counted as a
-    /// sign-in attempt of the user's email from the caller's address (a
-    /// stolen ID token must not guess it any faster than a sign-in could).
-    async fn reauthenticate(
-        &self,
-        user: &User,
-        password: Password,
-        client: &ClientInfo,
-    ) -> AppResult<()> {
-        self.limits.sign_in_attempt(&user.email, &client.ip).await?;
-        self.users.check_password(user, password).await?;
-        self.give_back(&user.email, client).await;
-        Ok(())
-    }
-
-    /// Creates the user and its first session, and mails the verification
-    /// link; without a pair the account is removed again, so a retry once
-    /// the token store is back succeeds.
-    async fn sign_up_to_the_end(
-        self,
-        email: Email,
-        password_hash: String,
-        client: ClientInfo,
-    ) -> AppResult<TokenPair> {
-        let user = self.users.signup(email, password_hash, false).await?;
-        match self.tokens.issue(&user, &client).await {
-            Ok(pair) => {
-                self.send_verification_or_log(&user).await;
-                Ok(pair)
-            }
-            Err(err) => {
-                if let Err(undo) = self.users.delete(user.uid).await {
-                    tracing::error!(uid = %user.uid, error = ?undo, "cannot undo a failed sign-up");
-                }
-                Err(err)
-            }
-        }
-    }
-
-    /// Ends every session of the caller's user but the caller's own (after a
-    /// change a stolen session must not outlive). A caller without a session
-    /// ends them all.
-    async fn end_other_sessions(&self, caller: &IdClaims) -> AppResult<()> {
-        match session_of(caller) {
-            Ok(sid) => self.tokens.end_other_sessions(caller.sub, sid).await?,
-            Err(_) => self.tokens.revoke_all(caller.sub).await?,
-        };
-        Ok(())
     }
 }
 
@@ -192,10 +138,47 @@ impl AccountService for AccountServiceImpl {
         &self,
         mfa_token: &str,
         method: SecondFactorMethod,
-        code: &str,
+        proof: SecondFactorProof,
         client: ClientInfo,
     ) -> AppResult<TokenPair> {
-        self.second_step(mfa_token, method, code, &client).await
+        self.second_step(mfa_token, method, &proof, &client).await
+    }
+
+    async fn begin_passkey_step(&self, mfa_token: &str) -> AppResult<serde_json::Value> {
+        self.begin_passkey_step_flow(mfa_token).await
+    }
+
+    async fn begin_passkey_registration(
+        &self,
+        caller: &IdClaims,
+        current_password: Option<Password>,
+        client: ClientInfo,
+    ) -> AppResult<serde_json::Value> {
+        self.begin_passkey_registration_flow(caller, current_password, &client)
+            .await
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        caller: &IdClaims,
+        name: Option<SessionName>,
+        credential: serde_json::Value,
+        client: ClientInfo,
+    ) -> AppResult<(Uuid, FactorConfirmed)> {
+        self.finish_passkey_registration_flow(caller, name, credential, &client)
+            .await
+    }
+
+    async fn begin_passkey_sign_in(&self, client: ClientInfo) -> AppResult<serde_json::Value> {
+        self.begin_passkey_sign_in_flow(&client).await
+    }
+
+    async fn finish_passkey_sign_in(
+        &self,
+        credential: serde_json::Value,
+        client: ClientInfo,
+    ) -> AppResult<TokenPair> {
+        self.finish_passkey_sign_in_flow(&credential, &client).await
     }
 
     async fn begin_totp(

@@ -86,6 +86,7 @@ pub fn masked(email: &str) -> String {
 fn factor_label(kind: FactorKind, name: Option<&str>) -> String {
     let kind = match kind {
         FactorKind::Totp => "an authenticator app",
+        FactorKind::WebAuthn => "a passkey",
     };
     // The user's own name for it, without what could hide or reorder text
     // (format characters such as bidi controls are neither kept class).

@@ -139,10 +139,12 @@ pub(super) fn mfa_with(factors: MockFactorRepository) -> Mfa {
         data_key: Some(Arc::new(
             crate::keys::DataKey::from_base64(&key).expect("a data key"),
         )),
+        passkeys: Err("not in these tests".into()),
         config: MfaConfig {
             issuer: "account.test".into(),
             pending_ttl: Duration::from_secs(600),
             reauth_max_age: Duration::from_secs(300),
+            ceremony_ttl: Duration::from_secs(300),
         },
     }
 }

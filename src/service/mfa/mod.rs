@@ -1,4 +1,5 @@
 //! Second factors (issue 27): authenticator codes and recovery codes.
 
+pub mod passkey;
 pub mod recovery;
 pub mod totp;

@@ -358,6 +358,19 @@ impl TokenService for TokenServiceImpl {
         self.repo.take_pending_sign_in(uid, id).await
     }
 
+    async fn put_ceremony(
+        &self,
+        key: &crate::model::CeremonyKey,
+        state: &str,
+        ttl: Duration,
+    ) -> AppResult<()> {
+        self.repo.put_ceremony(key, state, ttl).await
+    }
+
+    async fn take_ceremony(&self, key: &crate::model::CeremonyKey) -> AppResult<Option<String>> {
+        self.repo.take_ceremony(key).await
+    }
+
     async fn sessions(&self, uid: Uuid) -> AppResult<Vec<SessionInfo>> {
         self.repo.list_sessions(uid, now_secs()).await
     }

@@ -3,6 +3,7 @@
 // the factors, adding an authenticator app (its QR code inserted as SVG
 // markup, no `data:` URL under the CSP), the recovery codes shown once with a
 // download, renaming and removing a factor, a new set of recovery codes.
+// passkeys.js adds passkeys with `window.accountFactors`.
 "use strict";
 
 (function () {
@@ -13,7 +14,7 @@
   const busy = pages.busy;
   const authed = session.authed;
 
-  const TYPES = { totp: "Authenticator app" };
+  const TYPES = { totp: "Authenticator app", webauthn: "Passkey" };
   const ACR = "Removing a factor or renewing the recovery codes needs a sign-in with your code: sign out, then sign in again with your password and a code.";
   let enrolment = null;
   let download = null;
@@ -32,7 +33,9 @@
     const item = $("factor-template").content.firstElementChild.cloneNode(true);
     const part = (css) => item.querySelector(css);
     const type = TYPES[factor.type] || factor.type;
-    const shown = factor.name || type;
+    const passkey = factor.type === "webauthn";
+    // A passkey reads as one, then its name: "Passkey · laptop".
+    const shown = passkey && factor.name ? type + " · " + factor.name : factor.name || type;
     item.dataset.factor = factor.id;
     part(".factor-name").textContent = shown;
     part(".factor-type").textContent = type;
@@ -52,6 +55,9 @@
     input.id = "factor-name-" + factor.id;
     error.id = input.id + "-error";
     part(".name-form label").htmlFor = input.id;
+    if (passkey) {
+      part(".name-form label").textContent = "Name of this passkey";
+    }
     input.value = factor.name || "";
     const confirm = part(".remove-confirm");
     const show = (element) => {
@@ -73,8 +79,8 @@
       event.preventDefault();
       rename(factor, input, error, part(".name-save"));
     });
-    part(".remove-question").textContent =
-      "Remove " + shown + "? Signing in no longer asks for its codes.";
+    part(".remove-question").textContent = "Remove " + shown + "? " +
+      (passkey ? "It no longer signs you in." : "Signing in no longer asks for its codes.");
     part(".remove-factor").addEventListener("click", () => {
       show(confirm);
       part(".remove-confirmed").focus();
@@ -96,7 +102,8 @@
     const answer = await authed("PUT", "/mfa/" + encodeURIComponent(factor.id), { name: name || null });
     busy(save, false);
     if (answer.status === 204) {
-      say("factors-outcome", name ? "The authenticator is named “" + name + "”." : "The name is removed.");
+      const what = factor.type === "webauthn" ? "passkey" : "authenticator";
+      say("factors-outcome", name ? "The " + what + " is named “" + name + "”." : "The name is removed.");
       await load();
       $("two-step-title").focus();
     } else {
@@ -299,5 +306,7 @@
     $("add-totp").focus();
   });
 
+  // For passkeys.js: a passkey is added like the app, its codes shown alike.
+  window.accountFactors = Object.freeze({ load, showCodes, failure });
   document.addEventListener("account-ready", load);
 })();

@@ -2,7 +2,8 @@
 //!
 //! - a single Redis at `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`),
 //!   shared with other tests and runs: each test touches only the keys of a
-//!   fresh random user and removes them at the end;
+//!   fresh random user (and anonymous ceremonies named by challenges that
+//!   start with its uid) and removes them at the end;
 //! - a local Redis Cluster (three masters, `tests/common/redis_cluster.rs`),
 //!   one for this test binary, with the cluster key scheme (`{<uid>}:…`).
 //!
@@ -10,6 +11,7 @@
 //! `redis-server` without cluster support, skips with a visible line, or
 //! fails under `REQUIRE_REAL_STORES=1`.
 
+mod ceremony;
 mod cluster;
 mod limits;
 mod sessions;
@@ -29,7 +31,7 @@ use crate::model::{
     ClientInfo, RateCounter, RateDecision, RateLimitRepository, RefreshOutcome, RefreshStep,
     SessionStart, TokenRepository,
 };
-use crate::repository::test_sessions::{Shape, rotated, sorted, unix_now};
+use crate::repository::test_sessions::{Shape, challenge_prefix, rotated, sorted, unix_now};
 
 const GRACE: u64 = 30;
 /// Lifetime of the tokens the tests write, in seconds.
@@ -258,14 +260,23 @@ impl Fixture {
         format!("ratelimit:test:{}:{name}", self.uid)
     }
 
-    /// Removes every key of the user and its counters (the end of every
-    /// test). The cluster belongs to this test binary and goes with it, so
-    /// there the counters, spread over the masters, are left.
+    /// The SCAN pattern of the anonymous ceremonies of this test's own
+    /// challenges (`test_sessions::challenge`).
+    fn anonymous_ceremonies(&self) -> String {
+        format!("webauthn:auth:{}*", challenge_prefix(self.uid))
+    }
+
+    /// Removes every key of the user, its counters and its anonymous
+    /// ceremonies (the end of every test). The cluster belongs to this test
+    /// binary and goes with it, so there the counters and anonymous
+    /// ceremonies, spread over the masters, are left.
     async fn finish(self) {
         if self.mode == Mode::Standalone {
-            let counters: Vec<String> = self.scan(&self.counter("*")).await;
-            if !counters.is_empty() {
-                self.cmd::<i64>(redis::cmd("UNLINK").arg(&counters)).await;
+            for pattern in [self.counter("*"), self.anonymous_ceremonies()] {
+                let found: Vec<String> = self.scan(&pattern).await;
+                if !found.is_empty() {
+                    self.cmd::<i64>(redis::cmd("UNLINK").arg(&found)).await;
+                }
             }
         }
         self.repo
@@ -289,7 +300,12 @@ impl Drop for Fixture {
         let cleanup = std::thread::spawn(move || {
             let client = redis::Client::open(test_redis_url())?;
             let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-            for pattern in [format!("{uid}:*"), format!("ratelimit:test:{uid}:*")] {
+            let patterns = [
+                format!("{uid}:*"),
+                format!("ratelimit:test:{uid}:*"),
+                format!("webauthn:auth:{}*", challenge_prefix(uid)),
+            ];
+            for pattern in patterns {
                 let mut cursor: u64 = 0;
                 loop {
                     let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
