@@ -44,7 +44,13 @@ pub const PAGE_PATHS: [&str; 7] = [
 
 const LAYOUT: &str = include_str!("pages/page.html");
 const CSS: &str = include_str!("pages/assets/pages.css");
-const SCRIPT: &str = include_str!("pages/assets/pages.js");
+/// `/assets/pages.js`: the pages' script, then the passkeys of `/signin` and
+/// `/account` (a file of its own, acting on those two pages only).
+const SCRIPT: &str = concat!(
+    include_str!("pages/assets/pages.js"),
+    "\n",
+    include_str!("pages/assets/passkeys.js")
+);
 const ACCOUNT_SCRIPT: &str = include_str!("pages/assets/account.js");
 const FACTORS_SCRIPT: &str = include_str!("pages/assets/factors.js");
 const ICON: &str = include_str!("pages/assets/icon.svg");
@@ -418,9 +424,23 @@ mod tests {
         );
         assert!(!pages.signin.contains("account.js") && !pages.signin.contains("factors.js"));
         assert!(pages.signin.contains(r#"autocomplete="one-time-code""#));
+        // Passkeys: the autofill on the email field, the buttons.
+        assert!(pages.signin.contains(r#"autocomplete="username webauthn""#));
+        assert!(pages.signin.contains(r#"id="passkey-signin""#));
+        assert!(pages.signin.contains(r#"id="use-passkey""#));
+        assert!(pages.account.contains(r#"id="add-passkey""#));
         assert!(pages.verify_email.contains(r#"id="verify""#));
         assert!(pages.reset_password.contains(r#"id="confirm""#));
         assert!(pages.forgot_password.contains(r#"id="email""#));
+    }
+
+    #[test]
+    fn the_pages_script_carries_the_passkeys_after_its_own() {
+        let own = include_str!("pages/assets/pages.js");
+        let passkeys = include_str!("pages/assets/passkeys.js");
+        assert!(SCRIPT.starts_with(own));
+        assert!(SCRIPT.ends_with(passkeys));
+        assert!(passkeys.contains("parseRequestOptionsFromJSON"));
     }
 
     async fn redirect_of(pages: &Pages, query: &str) -> String {

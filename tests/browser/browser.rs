@@ -371,10 +371,94 @@ impl Browser {
         notice(&format!("screenshot: {}", path.display()));
     }
 
+    /// Adds a virtual authenticator to this session (WebAuthn's WebDriver
+    /// extension, `POST /session/{id}/webauthn/authenticator`): a platform
+    /// authenticator with resident keys that verifies its user at once, so
+    /// the pages' passkey ceremonies need no person. Its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+        });
+        let id = self
+            .webauthn(axum::http::Method::POST, "authenticator", Some(options))
+            .await;
+        id.as_str()
+            .unwrap_or_else(|| panic!("an authenticator id, not {id}"))
+            .to_owned()
+    }
+
+    /// Whether the virtual authenticator `id` verifies its user from now on
+    /// (`POST …/authenticator/{id}/uv`): when not, a ceremony that requires
+    /// user verification fails.
+    pub async fn set_user_verified(&self, id: &str, verified: bool) {
+        let path = format!("authenticator/{id}/uv");
+        let body = json!({ "isUserVerified": verified });
+        self.webauthn(axum::http::Method::POST, &path, Some(body))
+            .await;
+    }
+
+    /// The credentials the virtual authenticator `id` holds (`GET
+    /// /session/{id}/webauthn/authenticator/{id}/credentials`).
+    pub async fn virtual_credentials(&self, id: &str) -> Vec<Value> {
+        let path = format!("authenticator/{id}/credentials");
+        let listed = self.webauthn(axum::http::Method::GET, &path, None).await;
+        listed
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of credentials, not {listed}"))
+            .clone()
+    }
+
+    /// `method /session/{id}/webauthn/<path>` through fantoccini's hook for
+    /// commands it has no method of (its `WebDriverCommand::WebAuthn*`
+    /// would panic): the answer's `value`.
+    async fn webauthn(&self, method: axum::http::Method, path: &str, body: Option<Value>) -> Value {
+        let command = WebAuthnCommand {
+            method,
+            path: format!("webauthn/{path}"),
+            body,
+        };
+        let what = format!("{command:?}");
+        self.client
+            .issue_cmd(command)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver refused {what}: {e}"))
+    }
+
     /// Asserts a clean console, then ends the session (Chromium quits).
     pub async fn finish(mut self) {
         self.assert_clean_console().await;
         let _ = self.client.clone().close().await;
+    }
+}
+
+/// A command of WebAuthn's WebDriver extension: `method
+/// /session/{id}/<path>` with `body` as JSON.
+#[derive(Debug)]
+struct WebAuthnCommand {
+    method: axum::http::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a WebDriver session");
+        base_url.join(&format!("session/{session}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(Value::to_string),
+        )
     }
 }
 

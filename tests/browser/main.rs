@@ -34,6 +34,7 @@ mod browser;
 mod harness;
 mod headers;
 mod inspect;
+mod passkeys;
 mod people;
 #[path = "../common/process.rs"]
 mod process;

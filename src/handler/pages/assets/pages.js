@@ -1,8 +1,8 @@
 // The account service's pages: sign-in and sign-up, and the pages the mails
 // link to (each reads the token of its link, then removes it from the address
 // bar and the history). They call the JSON API of this same origin. No
-// framework, nothing from a third party. The account page's own script
-// (account.js) uses the helpers this one exports as `window.accountPages`.
+// framework, nothing from a third party. passkeys.js (served after this in
+// /assets/pages.js) and account.js use the helpers of `window.accountPages`.
 "use strict";
 
 (function () {
@@ -385,6 +385,7 @@
         form.hidden = true;
         step.hidden = false;
         useMethod("totp");
+        document.dispatchEvent(new CustomEvent("second-step", { detail: mfa })); // passkeys.js
       } else if (answer.status === 200) {
         say("outcome", general(answer));
       } else if (showFieldErrors(answer, { email: "email", password: "password" })) {
@@ -483,6 +484,7 @@
     redirectTo: redirectTo,
     withRedirect: withRedirect,
     continueLink: continueLink,
+    signedIn: signedIn,
   });
 
   const pages = {

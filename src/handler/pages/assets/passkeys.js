@@ -98,7 +98,10 @@
     }
 
     // A passkey alone signs in: from the autofill of the email field
-    // (`conditional`), or from the button (the browser's own prompt).
+    // (`conditional`), or from the button (the browser's own prompt). A
+    // failure from the button is said, and the autofill offered again; one of
+    // the autofill is said only once the service refused the passkey, and
+    // the autofill waits for the next visit of the email field.
     async function alone(conditional) {
       abort();
       const controller = new AbortController();
@@ -114,48 +117,60 @@
       if (pending === controller) {
         pending = null;
       }
-      if (!conditional) {
-        busy(button, false);
-      }
       if (got.aborted) {
-        return;
-      }
-      if (got.answer || got.error) {
-        if (got.answer && off(got.answer)) {
-          turnOff();
-        } else if (!conditional) {
-          say("passkey-outcome", got.answer ? pages.general(got.answer) : refused(got.error, "used"));
+        if (!conditional) {
+          busy(button, false);
         }
         return;
       }
-      busy(button, true);
-      const answer = await pages.call("POST", "/browser/signin/passkey/finish", {
-        body: { credential: got.credential },
-        cookie: true,
-      });
-      busy(button, false);
-      if (answer.status === 200 && answer.body && answer.body.idToken) {
-        pages.signedIn(form, "You are signed in.");
-        return;
-      }
-      if (answer.status === 401) {
-        say("passkey-outcome", "This passkey signs nobody in here (it may have been removed, or it took too long): try again, or use your password.");
-      } else if (pages.errorType(answer) === "EMAIL_NOT_VERIFIED") {
-        say("passkey-outcome", "This account's email address is not verified yet: open the link we mailed to it first.");
+      let failure = null;
+      if (got.answer && off(got.answer)) {
+        turnOff();
+      } else if (got.answer || got.error) {
+        failure = got.answer ? pages.general(got.answer) : refused(got.error, "used");
+        failure = conditional ? null : failure;
       } else {
-        say("passkey-outcome", pages.general(answer));
+        busy(button, true);
+        const answer = await pages.call("POST", "/browser/signin/passkey/finish", {
+          body: { credential: got.credential },
+          cookie: true,
+        });
+        if (answer.status === 200 && answer.body && answer.body.idToken) {
+          pages.signedIn(form, "You are signed in.");
+          return;
+        }
+        failure = finishFailure(answer);
       }
-      autofill();
+      busy(button, false);
+      if (failure) {
+        say("passkey-outcome", failure);
+      }
+      if (!conditional) {
+        autofill();
+      }
+    }
+
+    // What to say when the service refused a passkey's sign-in.
+    function finishFailure(answer) {
+      if (answer.status === 401) {
+        return "This passkey signs nobody in here (it may have been removed, or it took too long): try again, or use your password.";
+      }
+      if (pages.errorType(answer) === "EMAIL_NOT_VERIFIED") {
+        return "This account's email address is not verified yet: open the link we mailed to it first.";
+      }
+      return pages.general(answer);
     }
 
     // The browser's passkey autofill on the email field, where it has one
     // (and no passkey request is in flight already).
     let checking = false;
+    let sent = 0; // Forms sent: a password sent meanwhile wins.
     async function autofill() {
       if (checking || pending || !enabled || form.hidden) {
         return;
       }
       checking = true;
+      const before = sent;
       let available = false;
       try {
         available = typeof PKC.isConditionalMediationAvailable === "function" &&
@@ -164,7 +179,7 @@
         available = false;
       }
       checking = false;
-      if (available && enabled && !pending && !form.hidden) {
+      if (available && enabled && !pending && !form.hidden && sent === before) {
         alone(true);
       }
     }
@@ -223,28 +238,42 @@
     document.addEventListener(
       "submit",
       () => {
+        sent += 1;
         abort();
         say("passkey-outcome", "");
       },
       true,
     );
-    // Back on the email field (a wrong password, "Start over"): the
-    // autofill offers passkeys again.
+    // Back on the email field (after a password, "Start over", a passkey
+    // refused): the autofill offers passkeys again.
     $("email").addEventListener("focus", autofill);
     // pages.js asks for the second step: `mfa` of the password's answer.
+    // Without an authenticator app, the passkey is the second step, and a
+    // recovery code the other way (pages.js shows the app's code field).
+    let noApp = false;
     document.addEventListener("second-step", (event) => {
+      abort();
       mfa = event.detail;
       const methods = Array.isArray(mfa.methods) ? mfa.methods : [];
       const offered = enabled && methods.includes("webauthn");
+      noApp = !methods.includes("totp");
       $("use-passkey-line").hidden = !offered;
-      if (!methods.includes("totp")) {
-        // No authenticator app: a recovery code is the other way.
+      $("use-passkey").classList.toggle("secondary", !(offered && noApp));
+      $("code-submit").hidden = offered && noApp;
+      if (noApp && offered) {
+        $("code-field").hidden = true;
+      } else if (noApp) {
         $("use-recovery").click();
-        $("use-code").hidden = true;
       }
+      $("use-code").hidden = true;
       if (offered) {
         $("use-passkey").focus();
       }
+    });
+    // A recovery code instead (once pages.js has shown its field).
+    $("use-recovery").addEventListener("click", () => {
+      $("code-submit").hidden = false;
+      $("use-code").hidden = noApp;
     });
     autofill();
   }
