@@ -17,7 +17,7 @@
 //! raises the session and ends the others), so the page's "sign in again
 //! with your code" answer is not played here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ use crate::app::{App, Backend, unique_email};
 use crate::browser::Browser;
 use crate::harness::{self, PASSWORD, Tokens};
 use crate::people::on_account_page;
+use crate::two_step::{STEP, away_from_a_step_boundary, code_at, unix_now};
 use crate::{on_every_backend, stage};
 
 on_every_backend!(
@@ -33,36 +34,9 @@ on_every_backend!(
     a_tab_opened_before_two_step_sign_in_goes_on
 );
 
-const STEP: u64 = 30;
 /// `REAUTH_MAX_AGE` of the first scenario: its lower bound is 1 s.
 const REAUTH_MAX_AGE: u64 = 2;
 const NEW_PASSWORD: &str = "another horse battery";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
-
-/// The code of `secret` (base32) at `time`.
-fn code_at(secret: &str, time: u64) -> String {
-    let secret = totp_rs::Secret::try_from_base32(secret).expect("a base32 secret");
-    totp_rs::Builder::new()
-        .with_secret(secret)
-        .build()
-        .expect("a TOTP")
-        .generate(time)
-        .to_string()
-}
-
-/// Waits until at least 3 s from either end of a 30 s step, so that the
-/// step the test computes is the one the service sees.
-async fn away_from_a_step_boundary() {
-    while !(3..=STEP - 4).contains(&(unix_now() % STEP)) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// Signs up `email` on `/signup`, as a person does: on to `/account`.
 async fn sign_up_on_page(browser: &mut Browser, app: &App, email: &str) {

@@ -18,9 +18,9 @@ use crate::{on_every_backend, stage};
 
 on_every_backend!(two_step_sign_in);
 
-const STEP: u64 = 30;
+pub(crate) const STEP: u64 = 30;
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
@@ -28,7 +28,7 @@ fn unix_now() -> u64 {
 }
 
 /// The code of `secret` (base32) at `time`.
-fn code_at(secret: &str, time: u64) -> String {
+pub(crate) fn code_at(secret: &str, time: u64) -> String {
     let secret = totp_rs::Secret::try_from_base32(secret).expect("a base32 secret");
     totp_rs::Builder::new()
         .with_secret(secret)
@@ -40,7 +40,7 @@ fn code_at(secret: &str, time: u64) -> String {
 
 /// Waits until at least 3 s from either end of a 30 s step, so that the
 /// step the test computes is the one the service sees.
-async fn away_from_a_step_boundary() {
+pub(crate) async fn away_from_a_step_boundary() {
     while !(3..=STEP - 4).contains(&(unix_now() % STEP)) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
